@@ -1,0 +1,4 @@
+//! placeholder
+#[derive(clap::Args)]
+pub struct DevArgs {}
+pub async fn run(_args: DevArgs) -> anyhow::Result<()> { anyhow::bail!("not yet built") }

@@ -1,0 +1,44 @@
+//! `spate`: the one binary. It only wires the crates together: `dev` runs a single-node
+//! cluster (controller + broker in one process), the other subcommands are the CLI.
+#![forbid(unsafe_code)]
+
+mod cli;
+mod dev;
+
+use clap::{Parser, Subcommand};
+
+/// Spate: a Kafka-compatible, replicated event-streaming platform.
+#[derive(Parser)]
+#[command(name = "spate", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a single-node cluster (controller + broker) with embedded defaults.
+    Dev(dev::DevArgs),
+    /// Create, list, describe, delete topics and alter their configs.
+    Topic(cli::topic::TopicArgs),
+    /// Produce records read from stdin, one per line.
+    Produce(cli::produce::ProduceArgs),
+    /// Consume records and print them.
+    Consume(cli::consume::ConsumeArgs),
+    /// Measure produce or consume throughput and latency.
+    Bench(cli::bench::BenchArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Dev(args) => dev::run(args).await,
+            Command::Topic(args) => cli::topic::run(args).await,
+            Command::Produce(args) => cli::produce::run(args).await,
+            Command::Consume(args) => cli::consume::run(args).await,
+            Command::Bench(args) => cli::bench::run(args).await,
+        }
+    })
+}
