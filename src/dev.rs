@@ -1,4 +1,70 @@
-//! placeholder
-#[derive(clap::Args)]
-pub struct DevArgs {}
-pub async fn run(_args: DevArgs) -> anyhow::Result<()> { anyhow::bail!("not yet built") }
+//! `spate dev`: a single-node cluster in one process — a one-voter controller quorum and
+//! a broker that reaches it over loopback gRPC, exactly as in a multi-node deployment.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use spate_broker::node::{Node, NodeConfig};
+
+/// Flags of `spate dev`.
+#[derive(clap::Args, Debug)]
+pub struct DevArgs {
+    /// Where logs and controller state live.
+    #[arg(long, default_value = "./spate-data", env = "SPATE_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Kafka listener address.
+    #[arg(long, default_value = "127.0.0.1:9092", env = "SPATE_KAFKA_ADDR")]
+    kafka_addr: SocketAddr,
+    /// Controller gRPC address (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:9093", env = "SPATE_CONTROLLER_ADDR")]
+    controller_addr: SocketAddr,
+    /// Host advertised to clients (default: the Kafka listener's IP).
+    #[arg(long)]
+    advertised_host: Option<String>,
+    /// Partitions of auto-created topics and of CreateTopics without a count.
+    #[arg(long, default_value_t = 1)]
+    num_partitions: i32,
+    /// Do not create unknown topics on Metadata requests.
+    #[arg(long)]
+    no_auto_create_topics: bool,
+    /// Log output format.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+/// Runs until SIGINT or SIGTERM, then shuts down cleanly.
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    crate::logging::init(&args.log_format, "info");
+    let started = Instant::now();
+    let node = Node::start(NodeConfig {
+        node_id: 1,
+        data_dir: args.data_dir.clone(),
+        kafka_addr: args.kafka_addr,
+        controller_addr: args.controller_addr,
+        advertised_host: args.advertised_host,
+        num_partitions: args.num_partitions,
+        auto_create_topics: !args.no_auto_create_topics,
+    })
+    .await?;
+    println!(
+        "spate dev ready: kafka={} controller={} data={} ({} ms)",
+        node.kafka_addr,
+        node.controller_addr,
+        args.data_dir.display(),
+        started.elapsed().as_millis()
+    );
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    node.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}

@@ -4,6 +4,7 @@
 
 mod cli;
 mod dev;
+mod logging;
 
 use clap::{Parser, Subcommand};
 

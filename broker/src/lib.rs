@@ -1,1 +1,33 @@
-//! placeholder
+//! The Spate broker: Kafka protocol front end, segmented log storage, partitions.
+//!
+//! Layout:
+//! - [`server`]: `listener` accepts, `connection` frames bytes and keeps responses in
+//!   order, `dispatch` checks versions and routes; `api_versions` is what we implement.
+//! - [`handlers`]: one module per Kafka API.
+//! - [`log`]: segments of RecordBatch v2 bytes, offset and time indexes, recovery,
+//!   retention, checkpoints, leader-epoch cache.
+//! - [`partition`]: one replica — log, leader state, durable offset and high watermark,
+//!   group-commit flusher.
+//! - [`replica_manager`]: the partitions this broker hosts, reconciled with metadata.
+//! - [`metadata`]: the image followed from the controller, and the link to it.
+//! - [`fetch_session`]: incremental fetch sessions (KIP-227).
+//! - [`topic_config`]: effective topic configs and the log settings they imply.
+//! - [`error`]: the broker's errors and their single mapping to Kafka error codes.
+//! - [`broker`]: wiring and shutdown; [`node`]: controller + broker in one process.
+#![forbid(unsafe_code)]
+
+pub mod broker;
+pub mod config;
+pub mod error;
+pub mod fetch_session;
+pub mod handlers;
+pub mod log;
+pub mod metadata;
+pub mod node;
+pub mod partition;
+pub mod replica_manager;
+pub mod server;
+pub mod topic_config;
+
+pub use broker::{Broker, BrokerState};
+pub use config::BrokerConfig;

@@ -1,0 +1,136 @@
+//! Wiring: [`Broker::start`] binds nothing itself (the caller passes a bound listener, so
+//! tests can use port 0), starts the controller link, metadata follower, maintenance and
+//! the Kafka listener, and returns a handle that shuts them all down cleanly.
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicI64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::BrokerConfig;
+use crate::fetch_session::FetchSessionCache;
+use crate::metadata::controller_link::ControllerLink;
+use crate::metadata::{follower, MetadataCache};
+use crate::replica_manager::ReplicaManager;
+use crate::server::listener;
+
+/// Wall-clock milliseconds since the epoch (Kafka timestamps).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// State shared by every connection and background task of one broker.
+pub struct BrokerState {
+    /// Start-up settings.
+    pub config: BrokerConfig,
+    /// The port clients are told to use.
+    pub advertised_port: u16,
+    /// Metadata image followed from the controller.
+    pub metadata: MetadataCache,
+    /// Hosted partitions.
+    pub replicas: ReplicaManager,
+    /// Link to the active controller.
+    pub controller: ControllerLink,
+    /// Incremental fetch sessions.
+    pub fetch_sessions: FetchSessionCache,
+    /// Our registration's broker epoch (-1 until registered).
+    pub broker_epoch: AtomicI64,
+}
+
+/// A running broker.
+pub struct Broker {
+    state: Arc<BrokerState>,
+    local_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Broker {
+    /// Starts serving Kafka on `listener`.
+    pub async fn start(config: BrokerConfig, listener: TcpListener) -> std::io::Result<Broker> {
+        let local_addr = listener.local_addr()?;
+        std::fs::create_dir_all(config.log_dir())?;
+        let advertised_port = if config.advertised_port == 0 {
+            local_addr.port()
+        } else {
+            config.advertised_port
+        };
+        let state = Arc::new(BrokerState {
+            advertised_port,
+            metadata: MetadataCache::default(),
+            replicas: ReplicaManager::new(config.node_id, config.log_dir()),
+            controller: ControllerLink::new(config.controller_addrs.clone()),
+            fetch_sessions: FetchSessionCache::new(config.fetch_session_slots),
+            broker_epoch: AtomicI64::new(-1),
+            config,
+        });
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let tasks = vec![
+            tokio::spawn(follower::run(state.clone(), shutdown_rx.clone())),
+            tokio::spawn(maintenance(state.clone(), shutdown_rx.clone())),
+            tokio::spawn(listener::run(listener, state.clone(), shutdown_rx)),
+        ];
+        tracing::info!(node_id = state.config.node_id, addr = %local_addr, "broker listening");
+        Ok(Broker { state, local_addr, shutdown, tasks })
+    }
+
+    /// Address the Kafka listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Shared state (tests and the admin endpoints read it).
+    pub fn state(&self) -> &Arc<BrokerState> {
+        &self.state
+    }
+
+    /// Whether the broker is registered and unfenced in the metadata it follows.
+    pub fn is_ready(&self) -> bool {
+        let image = self.state.metadata.image();
+        image
+            .broker(self.state.config.node_id)
+            .is_some_and(|b| !b.fenced)
+    }
+
+    /// Waits until [`Broker::is_ready`] or the timeout.
+    pub async fn wait_ready(&self, timeout: Duration) -> bool {
+        let node = self.state.config.node_id;
+        let image = self
+            .state
+            .metadata
+            .wait_until(timeout, |i| i.broker(node).is_some_and(|b| !b.fenced))
+            .await;
+        image.broker(node).is_some_and(|b| !b.fenced)
+    }
+
+    /// Stops accepting, stops background tasks, flushes and closes every log.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+        let state = self.state.clone();
+        let _ = tokio::task::spawn_blocking(move || state.replicas.close_all()).await;
+        tracing::info!("broker stopped");
+    }
+}
+
+/// Retention and interval flushes, every `log_maintenance_interval`.
+async fn maintenance(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(state.config.log_maintenance_interval);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                let s = state.clone();
+                let _ = tokio::task::spawn_blocking(move || s.replicas.maintain(now_ms())).await;
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}

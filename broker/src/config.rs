@@ -1,0 +1,60 @@
+//! Broker settings: what `spate dev` and `spate server` hand to [`crate::Broker::start`].
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default largest request frame accepted (Kafka's `socket.request.max.bytes`).
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 100 * 1024 * 1024;
+
+/// Everything a broker needs to know at start-up.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// This broker's node id (Kafka's `node.id`).
+    pub node_id: i32,
+    /// Root of this node's data: partition logs live under `logs/`.
+    pub data_dir: PathBuf,
+    /// Host advertised to clients in Metadata.
+    pub advertised_host: String,
+    /// Port advertised to clients; 0 means "the port the listener bound".
+    pub advertised_port: u16,
+    /// Rack, for rack-aware placement.
+    pub rack: Option<String>,
+    /// Controller addresses (`host:port`), tried in order.
+    pub controller_addrs: Vec<String>,
+    /// Cluster id reported in Metadata and DescribeCluster.
+    pub cluster_id: String,
+    /// Create unknown topics on Metadata requests that allow it.
+    pub auto_create_topics: bool,
+    /// Largest request frame accepted; larger ones close the connection before allocation.
+    pub max_request_bytes: usize,
+    /// How often retention and interval flushes run.
+    pub log_maintenance_interval: Duration,
+    /// How many incremental fetch sessions (KIP-227) are cached.
+    pub fetch_session_slots: usize,
+    /// Broker heartbeat interval towards the controller.
+    pub heartbeat_interval: Duration,
+}
+
+impl BrokerConfig {
+    /// Defaults for a broker with `node_id` storing data under `data_dir`.
+    pub fn new(node_id: i32, data_dir: impl Into<PathBuf>) -> Self {
+        BrokerConfig {
+            node_id,
+            data_dir: data_dir.into(),
+            advertised_host: "127.0.0.1".to_string(),
+            advertised_port: 0,
+            rack: None,
+            controller_addrs: Vec::new(),
+            cluster_id: String::new(),
+            auto_create_topics: true,
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            log_maintenance_interval: Duration::from_millis(500),
+            fetch_session_slots: 1000,
+            heartbeat_interval: Duration::from_millis(1000),
+        }
+    }
+
+    /// Directory holding all partition logs.
+    pub fn log_dir(&self) -> PathBuf {
+        self.data_dir.join("logs")
+    }
+}

@@ -1,0 +1,102 @@
+//! The broker's error type and the one place that maps errors to Kafka error codes.
+use kafka_protocol::error::ResponseError;
+
+use crate::log::LogError;
+
+/// Why a broker operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The topic or partition does not exist (in this broker's metadata image).
+    #[error("{0}")]
+    UnknownTopicOrPartition(String),
+    /// This broker does not lead the partition.
+    #[error("{0}")]
+    NotLeaderOrFollower(String),
+    /// The partition has no leader right now.
+    #[error("{0}")]
+    LeaderNotAvailable(String),
+    /// The caller's leader epoch is older than ours.
+    #[error("{0}")]
+    FencedLeaderEpoch(String),
+    /// The caller's leader epoch is newer than ours.
+    #[error("{0}")]
+    UnknownLeaderEpoch(String),
+    /// Fewer in-sync replicas than `min.insync.replicas`.
+    #[error("{0}")]
+    NotEnoughReplicas(String),
+    /// The request is malformed or contradictory.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The partition's log is unusable on this broker (I/O error, disk full).
+    #[error("partition offline on this broker: {0}")]
+    StorageOffline(String),
+    /// The controller could not be reached or is not the active one.
+    #[error("controller unavailable: {0}")]
+    ControllerUnavailable(String),
+    /// Waiting for replication or for the controller took longer than allowed.
+    #[error("{0}")]
+    Timeout(String),
+    /// An error from the partition log.
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+impl BrokerError {
+    /// The Kafka error this maps to.
+    pub fn kafka_error(&self) -> ResponseError {
+        match self {
+            BrokerError::UnknownTopicOrPartition(_) => ResponseError::UnknownTopicOrPartition,
+            BrokerError::NotLeaderOrFollower(_) => ResponseError::NotLeaderOrFollower,
+            BrokerError::LeaderNotAvailable(_) => ResponseError::LeaderNotAvailable,
+            BrokerError::FencedLeaderEpoch(_) => ResponseError::FencedLeaderEpoch,
+            BrokerError::UnknownLeaderEpoch(_) => ResponseError::UnknownLeaderEpoch,
+            BrokerError::NotEnoughReplicas(_) => ResponseError::NotEnoughReplicas,
+            BrokerError::InvalidRequest(_) => ResponseError::InvalidRequest,
+            BrokerError::StorageOffline(_) => ResponseError::KafkaStorageError,
+            BrokerError::ControllerUnavailable(_) => ResponseError::NotController,
+            BrokerError::Timeout(_) => ResponseError::RequestTimedOut,
+            BrokerError::Log(e) => log_error_code(e),
+        }
+    }
+
+    /// The Kafka error code this maps to.
+    pub fn code(&self) -> i16 {
+        self.kafka_error().code()
+    }
+}
+
+fn log_error_code(e: &LogError) -> ResponseError {
+    match e {
+        LogError::Io(_) => ResponseError::KafkaStorageError,
+        LogError::CorruptRecord(_) => ResponseError::CorruptMessage,
+        LogError::InvalidRecord(_) => ResponseError::InvalidRecord,
+        LogError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
+        LogError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat,
+        LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        LogError::InvalidOffset(_) => ResponseError::InvalidRequest,
+    }
+}
+
+/// Result alias for broker operations.
+pub type Result<T, E = BrokerError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_errors_map_to_kafka_codes() {
+        let crc = BrokerError::from(LogError::CorruptRecord("bad crc".into()));
+        assert_eq!(crc.code(), 2);
+        let big = BrokerError::from(LogError::MessageTooLarge { size: 10, max: 1 });
+        assert_eq!(big.code(), 10);
+        let range = BrokerError::from(LogError::OffsetOutOfRange {
+            offset: 9,
+            log_start_offset: 0,
+            log_end_offset: 1,
+        });
+        assert_eq!(range.code(), 1);
+        assert_eq!(BrokerError::NotLeaderOrFollower("x".into()).code(), 6);
+        assert_eq!(BrokerError::FencedLeaderEpoch("x".into()).code(), 74);
+    }
+}

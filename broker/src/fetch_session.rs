@@ -1,0 +1,211 @@
+//! Incremental fetch sessions (KIP-227), as the Java client uses them: the first fetch
+//! names every partition and gets a session id; later fetches send only what changed,
+//! and responses carry only partitions with news.
+use std::collections::HashMap;
+use std::time::Instant;
+
+use indexmap::IndexMap;
+use parking_lot::Mutex;
+
+use crate::partition::TopicPartition;
+
+/// Kafka's `FETCH_SESSION_ID_NOT_FOUND`.
+pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
+/// Kafka's `INVALID_FETCH_SESSION_EPOCH`.
+pub const INVALID_FETCH_SESSION_EPOCH: i16 = 71;
+
+/// What a fetch asks of one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchTarget {
+    /// Fetch position.
+    pub fetch_offset: i64,
+    /// Per-partition byte limit.
+    pub max_bytes: i32,
+    /// Leader epoch the client believes current (-1: unknown).
+    pub current_leader_epoch: i32,
+}
+
+/// What was last sent for a partition, to decide whether it has news.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LastSent {
+    /// High watermark last reported.
+    pub high_watermark: i64,
+    /// Log start offset last reported.
+    pub log_start_offset: i64,
+}
+
+#[derive(Debug)]
+struct Session {
+    next_epoch: i32,
+    partitions: IndexMap<TopicPartition, (FetchTarget, Option<LastSent>)>,
+    last_used: Instant,
+}
+
+/// How a request relates to sessions, once resolved.
+#[derive(Debug)]
+pub struct Resolved {
+    /// Session id to put in the response (0: none).
+    pub session_id: i32,
+    /// Whether the response may omit partitions without news.
+    pub incremental: bool,
+    /// Every partition this fetch covers, in order.
+    pub targets: Vec<(TopicPartition, FetchTarget, Option<LastSent>)>,
+}
+
+/// Bounded cache of fetch sessions; the least recently used is evicted when full.
+pub struct FetchSessionCache {
+    slots: usize,
+    inner: Mutex<(i32, HashMap<i32, Session>)>,
+}
+
+impl FetchSessionCache {
+    /// A cache holding up to `slots` sessions (0 disables sessions).
+    pub fn new(slots: usize) -> Self {
+        FetchSessionCache { slots, inner: Mutex::new((0, HashMap::new())) }
+    }
+
+    /// Resolves a request: `session_id`/`epoch` as sent, `requested` the partitions in the
+    /// request, `forgotten` the ones to drop from the session. Errors are Kafka codes.
+    pub fn resolve(
+        &self,
+        session_id: i32,
+        epoch: i32,
+        requested: Vec<(TopicPartition, FetchTarget)>,
+        forgotten: Vec<TopicPartition>,
+    ) -> Result<Resolved, i16> {
+        let mut inner = self.inner.lock();
+        let (next_id, sessions) = &mut *inner;
+        if epoch == -1 {
+            // FINAL_EPOCH: sessionless full fetch, closing any session named.
+            sessions.remove(&session_id);
+            return Ok(full(0, requested));
+        }
+        if epoch == 0 {
+            sessions.remove(&session_id);
+            if self.slots == 0 {
+                return Ok(full(0, requested));
+            }
+            if sessions.len() >= self.slots {
+                let oldest = sessions.iter().min_by_key(|(_, s)| s.last_used).map(|(id, _)| *id);
+                if let Some(id) = oldest {
+                    sessions.remove(&id);
+                }
+            }
+            let id = loop {
+                *next_id = next_id.wrapping_add(1).max(1);
+                if !sessions.contains_key(next_id) {
+                    break *next_id;
+                }
+            };
+            let partitions = requested
+                .iter()
+                .map(|(tp, t)| (tp.clone(), (t.clone(), None)))
+                .collect();
+            sessions.insert(id, Session { next_epoch: 1, partitions, last_used: Instant::now() });
+            return Ok(full(id, requested));
+        }
+        let session = sessions.get_mut(&session_id).ok_or(FETCH_SESSION_ID_NOT_FOUND)?;
+        if session.next_epoch != epoch {
+            return Err(INVALID_FETCH_SESSION_EPOCH);
+        }
+        session.next_epoch = session.next_epoch.wrapping_add(1).max(1);
+        session.last_used = Instant::now();
+        for tp in forgotten {
+            session.partitions.shift_remove(&tp);
+        }
+        for (tp, target) in requested {
+            match session.partitions.get_mut(&tp) {
+                Some(entry) => entry.0 = target,
+                None => {
+                    session.partitions.insert(tp, (target, None));
+                }
+            }
+        }
+        let targets = session
+            .partitions
+            .iter()
+            .map(|(tp, (t, last))| (tp.clone(), t.clone(), last.clone()))
+            .collect();
+        Ok(Resolved { session_id, incremental: true, targets })
+    }
+
+    /// Records what was sent for each partition of a session.
+    pub fn record_sent(&self, session_id: i32, sent: Vec<(TopicPartition, LastSent)>) {
+        if session_id == 0 {
+            return;
+        }
+        let mut inner = self.inner.lock();
+        if let Some(session) = inner.1.get_mut(&session_id) {
+            for (tp, last) in sent {
+                if let Some(entry) = session.partitions.get_mut(&tp) {
+                    entry.1 = Some(last);
+                }
+            }
+        }
+    }
+}
+
+fn full(session_id: i32, requested: Vec<(TopicPartition, FetchTarget)>) -> Resolved {
+    Resolved {
+        session_id,
+        incremental: false,
+        targets: requested.into_iter().map(|(tp, t)| (tp, t, None)).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tp(p: i32) -> TopicPartition {
+        TopicPartition { topic: "t".into(), partition: p }
+    }
+
+    fn target(offset: i64) -> FetchTarget {
+        FetchTarget { fetch_offset: offset, max_bytes: 1024, current_leader_epoch: -1 }
+    }
+
+    #[test]
+    fn sessionless_fetch_gets_no_session() {
+        let cache = FetchSessionCache::new(10);
+        let r = cache.resolve(0, -1, vec![(tp(0), target(0))], vec![]).unwrap();
+        assert_eq!(r.session_id, 0);
+        assert!(!r.incremental);
+    }
+
+    #[test]
+    fn incremental_fetch_keeps_unmentioned_partitions_and_forgets() {
+        let cache = FetchSessionCache::new(10);
+        let r = cache
+            .resolve(0, 0, vec![(tp(0), target(0)), (tp(1), target(5))], vec![])
+            .unwrap();
+        let id = r.session_id;
+        assert!(id > 0);
+        let r = cache.resolve(id, 1, vec![(tp(0), target(3))], vec![]).unwrap();
+        assert!(r.incremental);
+        assert_eq!(r.targets.len(), 2);
+        assert_eq!(r.targets[0].1.fetch_offset, 3);
+        assert_eq!(r.targets[1].1.fetch_offset, 5);
+        let r = cache.resolve(id, 2, vec![], vec![tp(1)]).unwrap();
+        assert_eq!(r.targets.len(), 1);
+    }
+
+    #[test]
+    fn wrong_epoch_and_unknown_session_are_errors() {
+        let cache = FetchSessionCache::new(10);
+        let id = cache.resolve(0, 0, vec![(tp(0), target(0))], vec![]).unwrap().session_id;
+        assert_eq!(cache.resolve(id, 5, vec![], vec![]).unwrap_err(), INVALID_FETCH_SESSION_EPOCH);
+        assert_eq!(cache.resolve(id + 100, 1, vec![], vec![]).unwrap_err(), FETCH_SESSION_ID_NOT_FOUND);
+    }
+
+    #[test]
+    fn full_cache_evicts_least_recently_used() {
+        let cache = FetchSessionCache::new(2);
+        let a = cache.resolve(0, 0, vec![], vec![]).unwrap().session_id;
+        let b = cache.resolve(0, 0, vec![], vec![]).unwrap().session_id;
+        assert!(cache.resolve(b, 1, vec![], vec![]).is_ok());
+        let _c = cache.resolve(0, 0, vec![], vec![]).unwrap().session_id;
+        assert_eq!(cache.resolve(a, 1, vec![], vec![]).unwrap_err(), FETCH_SESSION_ID_NOT_FOUND);
+        assert!(cache.resolve(b, 2, vec![], vec![]).is_ok());
+    }
+}

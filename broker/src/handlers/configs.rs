@@ -1,0 +1,255 @@
+//! DescribeConfigs (topic configs with their sources; the broker's own settings) and
+//! IncrementalAlterConfigs (forwarded to the controller as config records).
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
+use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::{
+    DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use spate_controller::config_defs::{self, ConfigKind};
+use spate_proto::controller as pb;
+use spate_proto::metadata::ConfigResourceType;
+
+use super::str_bytes;
+use crate::broker::BrokerState;
+use crate::metadata::controller_link::NOT_CONTROLLER;
+use crate::server::dispatch::RequestContext;
+use crate::topic_config;
+
+/// Kafka's ConfigResource type codes.
+const TOPIC: i8 = 2;
+const BROKER: i8 = 4;
+/// Kafka's ConfigSource codes.
+const SOURCE_DYNAMIC_TOPIC: i8 = 1;
+const SOURCE_STATIC_BROKER: i8 = 4;
+const SOURCE_DEFAULT: i8 = 5;
+
+fn config_type(kind: ConfigKind) -> i8 {
+    match kind {
+        ConfigKind::Boolean => 1,
+        ConfigKind::String => 2,
+        ConfigKind::Int => 3,
+        ConfigKind::Long => 5,
+        ConfigKind::List => 7,
+        ConfigKind::Class => 8,
+    }
+}
+
+struct Entry {
+    name: String,
+    value: String,
+    source: i8,
+    read_only: bool,
+    kind: i8,
+    doc: String,
+    synonyms: Vec<(String, i8)>,
+}
+
+fn entry_result(e: Entry, with_synonyms: bool, with_docs: bool) -> DescribeConfigsResourceResult {
+    let synonyms = if with_synonyms {
+        e.synonyms
+            .iter()
+            .map(|(v, s)| {
+                DescribeConfigsSynonym::default()
+                    .with_name(str_bytes(e.name.clone()))
+                    .with_value(Some(str_bytes(v.clone())))
+                    .with_source(*s)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    DescribeConfigsResourceResult::default()
+        .with_name(str_bytes(e.name))
+        .with_value(Some(str_bytes(e.value)))
+        .with_read_only(e.read_only)
+        .with_config_source(e.source)
+        .with_is_sensitive(false)
+        .with_synonyms(synonyms)
+        .with_config_type(e.kind)
+        .with_documentation(with_docs.then(|| str_bytes(e.doc)))
+}
+
+fn topic_entries(state: &BrokerState, topic: &str) -> Option<Vec<Entry>> {
+    let image = state.metadata.image();
+    image.topic_by_name(topic)?;
+    let effective = topic_config::effective(&image, topic);
+    Some(
+        config_defs::TOPIC_CONFIGS
+            .iter()
+            .map(|def| {
+                let value = effective.get(def.name).cloned().unwrap_or_default();
+                let dynamic = topic_config::is_override(&image, topic, def.name);
+                let mut synonyms = Vec::new();
+                if dynamic {
+                    synonyms.push((value.clone(), SOURCE_DYNAMIC_TOPIC));
+                }
+                synonyms.push((def.default.to_string(), SOURCE_DEFAULT));
+                Entry {
+                    name: def.name.to_string(),
+                    value,
+                    source: if dynamic { SOURCE_DYNAMIC_TOPIC } else { SOURCE_DEFAULT },
+                    read_only: false,
+                    kind: config_type(def.kind),
+                    doc: def.doc.to_string(),
+                    synonyms,
+                }
+            })
+            .collect(),
+    )
+}
+
+fn broker_entries(state: &BrokerState) -> Vec<Entry> {
+    let c = &state.config;
+    let statics = [
+        ("node.id", c.node_id.to_string(), ConfigKind::Int, "This node's id."),
+        ("broker.id", c.node_id.to_string(), ConfigKind::Int, "Same as node.id."),
+        ("log.dirs", c.log_dir().display().to_string(), ConfigKind::String, "Where partition logs are stored."),
+        (
+            "advertised.listeners",
+            format!("PLAINTEXT://{}:{}", c.advertised_host, state.advertised_port),
+            ConfigKind::List,
+            "Addresses clients are given.",
+        ),
+        ("auto.create.topics.enable", c.auto_create_topics.to_string(), ConfigKind::Boolean, "Create unknown topics on Metadata requests."),
+        ("socket.request.max.bytes", c.max_request_bytes.to_string(), ConfigKind::Int, "Largest request frame accepted."),
+    ];
+    let mut entries: Vec<Entry> = statics
+        .into_iter()
+        .map(|(name, value, kind, doc)| Entry {
+            name: name.to_string(),
+            value: value.clone(),
+            source: SOURCE_STATIC_BROKER,
+            read_only: true,
+            kind: config_type(kind),
+            doc: doc.to_string(),
+            synonyms: vec![(value, SOURCE_STATIC_BROKER)],
+        })
+        .collect();
+    // Broker-wide defaults of topic configs, under Kafka's `log.`-style names where
+    // Kafka has them and the topic name otherwise.
+    for def in config_defs::TOPIC_CONFIGS {
+        entries.push(Entry {
+            name: def.broker_name().to_string(),
+            value: def.default.to_string(),
+            source: SOURCE_DEFAULT,
+            read_only: true,
+            kind: config_type(def.kind),
+            doc: def.doc.to_string(),
+            synonyms: vec![(def.default.to_string(), SOURCE_DEFAULT)],
+        });
+    }
+    entries
+}
+
+/// DescribeConfigs.
+pub fn describe(ctx: &RequestContext, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
+    let state = &ctx.state;
+    let with_docs = req.include_documentation;
+    let results = req
+        .resources
+        .into_iter()
+        .map(|r| {
+            let name = r.resource_name.to_string();
+            let entries = match r.resource_type {
+                TOPIC => topic_entries(state, &name).ok_or((
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("topic '{name}' does not exist"),
+                )),
+                BROKER if name.is_empty() || name == state.config.node_id.to_string() => Ok(broker_entries(state)),
+                BROKER => Err((ResponseError::InvalidRequest, format!("this is broker {}, not '{name}'", state.config.node_id))),
+                other => Err((ResponseError::InvalidRequest, format!("config resource type {other} is not supported"))),
+            };
+            let base = DescribeConfigsResult::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name.clone());
+            match entries {
+                Ok(entries) => {
+                    let keys: Option<Vec<String>> =
+                        r.configuration_keys.map(|ks| ks.iter().map(StrBytes::to_string).collect());
+                    let configs = entries
+                        .into_iter()
+                        .filter(|e| keys.as_ref().is_none_or(|ks| ks.contains(&e.name)))
+                        .map(|e| entry_result(e, req.include_synonyms, with_docs))
+                        .collect();
+                    base.with_error_code(0).with_configs(configs)
+                }
+                Err((err, msg)) => base.with_error_code(err.code()).with_error_message(Some(str_bytes(msg))),
+            }
+        })
+        .collect();
+    DescribeConfigsResponse::default().with_results(results)
+}
+
+/// IncrementalAlterConfigs: SET, DELETE, APPEND, SUBTRACT, validated by the controller.
+pub async fn incremental_alter(
+    ctx: &RequestContext,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    let state = &ctx.state;
+    let resources: Vec<pb::AlterConfigsResource> = req
+        .resources
+        .iter()
+        .map(|r| pb::AlterConfigsResource {
+            resource_type: match r.resource_type {
+                TOPIC => ConfigResourceType::ConfigResourceTopic as i32,
+                BROKER => ConfigResourceType::ConfigResourceBroker as i32,
+                _ => ConfigResourceType::ConfigResourceUnknown as i32,
+            },
+            resource_name: r.resource_name.to_string(),
+            configs: r
+                .configs
+                .iter()
+                .map(|c| pb::AlterableConfig {
+                    name: c.name.to_string(),
+                    op: c.config_operation as i32,
+                    value: c.value.as_ref().map(|v| v.to_string()),
+                })
+                .collect(),
+        })
+        .collect();
+    let pb_req = pb::AlterConfigsRequest { resources, validate_only: req.validate_only };
+    let before = state.metadata.image().offset();
+    let outcome = call_controller!(state, alter_configs, pb_req, |r: &pb::AlterConfigsResponse| r
+        .resources
+        .iter()
+        .any(|r| r.error_code == NOT_CONTROLLER));
+    if let Ok(resp) = &outcome {
+        if !req.validate_only && resp.resources.iter().any(|r| r.error_code == 0) {
+            // Answer once our image has moved past the change, so a DescribeConfigs sent
+            // here next already sees it.
+            state.metadata.wait_until(Duration::from_secs(5), |i| i.offset() > before).await;
+        }
+    }
+    let responses = match outcome {
+        Ok(resp) => resp
+            .resources
+            .into_iter()
+            .map(|r| {
+                AlterConfigsResourceResponse::default()
+                    .with_error_code(r.error_code as i16)
+                    .with_error_message((!r.error_message.is_empty()).then(|| str_bytes(r.error_message)))
+                    .with_resource_type(if r.resource_type == ConfigResourceType::ConfigResourceBroker as i32 { BROKER } else { TOPIC })
+                    .with_resource_name(str_bytes(r.resource_name))
+            })
+            .collect(),
+        Err(e) => req
+            .resources
+            .iter()
+            .map(|r| {
+                AlterConfigsResourceResponse::default()
+                    .with_error_code(e.code())
+                    .with_error_message(Some(str_bytes(e.to_string())))
+                    .with_resource_type(r.resource_type)
+                    .with_resource_name(r.resource_name.clone())
+            })
+            .collect(),
+    };
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
+}

@@ -1,0 +1,182 @@
+//! Fetch for consumers: committed data (below the high watermark) from the leader, long
+//! polling until `min_bytes` are available or `max_wait_ms` passes, within `max_bytes`
+//! for the response and `partition_max_bytes` per partition — except that the first
+//! batch found is returned whole even when larger (KIP-74), so consumers always make
+//! progress. Incremental fetch sessions (KIP-227) as the Java client uses them.
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::select_all;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use tokio::sync::watch;
+
+use super::{leader_partition, str_bytes};
+use crate::broker::BrokerState;
+use crate::fetch_session::{FetchTarget, LastSent};
+use crate::partition::{Progress, TopicPartition};
+use crate::server::dispatch::{PendingResponse, RequestContext};
+
+/// The longest a fetch may park, whatever the client asks.
+const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
+
+/// One partition's part of the answer.
+struct Answer {
+    tp: TopicPartition,
+    error: i16,
+    high_watermark: i64,
+    log_start_offset: i64,
+    records: Bytes,
+    last_sent_before: Option<LastSent>,
+}
+
+impl Answer {
+    /// Whether an incremental response must include this partition.
+    fn has_news(&self) -> bool {
+        self.error != 0
+            || !self.records.is_empty()
+            || self.last_sent_before.as_ref().is_none_or(|l| {
+                l.high_watermark != self.high_watermark || l.log_start_offset != self.log_start_offset
+            })
+    }
+}
+
+/// Starts the fetch; the whole of it (including the wait) runs as the pending response.
+pub fn handle(ctx: &RequestContext, req: FetchRequest) -> PendingResponse {
+    let state = ctx.state.clone();
+    ctx.later(fetch(state, req))
+}
+
+async fn fetch(state: Arc<BrokerState>, req: FetchRequest) -> FetchResponse {
+    let requested: Vec<(TopicPartition, FetchTarget)> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            let topic = t.topic.0.to_string();
+            t.partitions.iter().map(move |p| {
+                (
+                    TopicPartition { topic: topic.clone(), partition: p.partition },
+                    FetchTarget {
+                        fetch_offset: p.fetch_offset,
+                        max_bytes: p.partition_max_bytes,
+                        current_leader_epoch: p.current_leader_epoch,
+                    },
+                )
+            })
+        })
+        .collect();
+    let forgotten: Vec<TopicPartition> = req
+        .forgotten_topics_data
+        .iter()
+        .flat_map(|t| {
+            let topic = t.topic.0.to_string();
+            t.partitions.iter().map(move |p| TopicPartition { topic: topic.clone(), partition: *p })
+        })
+        .collect();
+    let resolved = match state.fetch_sessions.resolve(req.session_id, req.session_epoch, requested, forgotten) {
+        Ok(r) => r,
+        Err(code) => return FetchResponse::default().with_error_code(code).with_session_id(0),
+    };
+    let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
+    let deadline = tokio::time::Instant::now() + max_wait;
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let max_bytes = if req.max_bytes <= 0 { i32::MAX as usize } else { req.max_bytes as usize };
+    let answers = loop {
+        // Subscribe before reading, so an append between the read and the wait still
+        // wakes us.
+        let mut watchers: Vec<watch::Receiver<Progress>> = resolved
+            .targets
+            .iter()
+            .filter_map(|(tp, _, _)| state.replicas.get(&tp.topic, tp.partition).map(|p| p.subscribe()))
+            .collect();
+        let answers = read_all(&state, &resolved.targets, max_bytes);
+        let bytes: usize = answers.iter().map(|a| a.records.len()).sum();
+        let any_error = answers.iter().any(|a| a.error != 0);
+        if bytes >= min_bytes.max(1) || any_error || max_wait.is_zero() || watchers.is_empty() {
+            break answers;
+        }
+        if bytes > 0 && bytes >= min_bytes {
+            break answers;
+        }
+        let changed = select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
+        match tokio::time::timeout_at(deadline, changed).await {
+            Ok(_) => continue,
+            Err(_) => break read_all(&state, &resolved.targets, max_bytes),
+        }
+    };
+    let session_id = resolved.session_id;
+    let mut sent = Vec::new();
+    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    for a in answers {
+        if resolved.incremental && !a.has_news() {
+            continue;
+        }
+        sent.push((a.tp.clone(), LastSent { high_watermark: a.high_watermark, log_start_offset: a.log_start_offset }));
+        let data = PartitionData::default()
+            .with_partition_index(a.tp.partition)
+            .with_error_code(a.error)
+            .with_high_watermark(a.high_watermark)
+            .with_last_stable_offset(a.high_watermark)
+            .with_log_start_offset(a.log_start_offset)
+            .with_aborted_transactions(None)
+            .with_records(Some(a.records));
+        match topics.last_mut() {
+            Some(t) if t.topic.0.as_str() == a.tp.topic => t.partitions.push(data),
+            _ => topics.push(
+                FetchableTopicResponse::default()
+                    .with_topic(TopicName(str_bytes(a.tp.topic.clone())))
+                    .with_partitions(vec![data]),
+            ),
+        }
+    }
+    state.fetch_sessions.record_sent(session_id, sent);
+    FetchResponse::default().with_error_code(0).with_session_id(session_id).with_responses(topics)
+}
+
+/// Reads every target once within the response budget.
+fn read_all(
+    state: &BrokerState,
+    targets: &[(TopicPartition, FetchTarget, Option<LastSent>)],
+    max_bytes: usize,
+) -> Vec<Answer> {
+    let mut budget = max_bytes;
+    let mut any_data = false;
+    targets
+        .iter()
+        .map(|(tp, target, last)| {
+            let mut answer = Answer {
+                tp: tp.clone(),
+                error: 0,
+                high_watermark: -1,
+                log_start_offset: -1,
+                records: Bytes::new(),
+                last_sent_before: last.clone(),
+            };
+            let part = match leader_partition(state, &tp.topic, tp.partition)
+                .and_then(|p| p.check_leader_epoch(target.current_leader_epoch).map(|_| p))
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    answer.error = e.code();
+                    return answer;
+                }
+            };
+            answer.high_watermark = part.high_watermark();
+            answer.log_start_offset = part.log_start_offset();
+            let limit = (target.max_bytes.max(0) as usize).min(budget);
+            if limit == 0 && any_data {
+                return answer;
+            }
+            match part.read_committed(target.fetch_offset, limit, !any_data) {
+                Ok(records) => {
+                    budget = budget.saturating_sub(records.len());
+                    any_data |= !records.is_empty();
+                    answer.records = records;
+                }
+                Err(e) => answer.error = e.code(),
+            }
+            answer
+        })
+        .collect()
+}

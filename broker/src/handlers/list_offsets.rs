@@ -1,0 +1,68 @@
+//! ListOffsets: earliest (log start), latest (high watermark; the LSO equals it while
+//! there are no transactions), max timestamp (KIP-734), or the first offset whose
+//! batch's max timestamp is at or after a time.
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+
+use super::leader_partition;
+use crate::error::Result;
+use crate::partition::Partition;
+use crate::server::dispatch::RequestContext;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+
+/// Answers every partition from its leader (here).
+pub fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let name = t.name.0.to_string();
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let result = leader_partition(&ctx.state, &name, p.partition_index).and_then(|part| {
+                        let state = part.check_leader_epoch(p.current_leader_epoch)?;
+                        let (offset, timestamp) = lookup(&part, p.timestamp)?;
+                        Ok((offset, timestamp, state.leader_epoch))
+                    });
+                    let base = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+                    match result {
+                        Ok((offset, timestamp, epoch)) => base
+                            .with_error_code(0)
+                            .with_offset(offset)
+                            .with_timestamp(timestamp)
+                            .with_leader_epoch(epoch),
+                        Err(e) => base.with_error_code(e.code()).with_offset(-1).with_timestamp(-1),
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// (offset, timestamp) for one query; (-1, -1) when no record matches.
+fn lookup(part: &Partition, query: i64) -> Result<(i64, i64)> {
+    let hw = part.high_watermark();
+    match query {
+        LATEST => Ok((hw, -1)),
+        EARLIEST => Ok((part.log_start_offset(), -1)),
+        MAX_TIMESTAMP => Ok(part
+            .with_log(|log| log.max_timestamp_offset())
+            .filter(|(offset, _)| *offset < hw)
+            .unwrap_or((-1, -1))),
+        ts if ts >= 0 => {
+            let found = part.with_log(|log| log.offset_for_timestamp(ts))?;
+            // Consumers must not learn of offsets above the high watermark.
+            Ok(found.filter(|(offset, _)| *offset < hw).unwrap_or((-1, -1)))
+        }
+        other => Err(crate::error::BrokerError::InvalidRequest(format!(
+            "ListOffsets timestamp {other} is not a time nor one of -1, -2, -3"
+        ))),
+    }
+}

@@ -1,0 +1,139 @@
+//! Metadata: brokers, topics and partition leadership from the image; unknown topics
+//! are auto-created when the broker and the request allow it.
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use spate_controller::metadata::{MetadataImage, TopicImage};
+
+use super::{admin, str_bytes};
+use crate::broker::BrokerState;
+use crate::server::dispatch::RequestContext;
+
+/// Builds the Metadata response, auto-creating requested topics first if allowed.
+pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataResponse {
+    let state = &ctx.state;
+    let mut image = state.metadata.image();
+    let requested: Option<Vec<String>> = req.topics.map(|topics| {
+        topics
+            .into_iter()
+            .filter_map(|t| match t.name {
+                Some(name) => Some(name.0.to_string()),
+                // v10+: a topic asked for by id.
+                None => image.topic(&t.topic_id.into()).map(|t| t.name.clone()),
+            })
+            .collect()
+    });
+    // v0 has no null array: an empty list there means "all topics".
+    let requested = match requested {
+        Some(list) if list.is_empty() && ctx.api_version == 0 => None,
+        other => other,
+    };
+    let allow_auto = state.config.auto_create_topics && (ctx.api_version < 4 || req.allow_auto_topic_creation);
+    if let (Some(names), true) = (&requested, allow_auto) {
+        let missing: Vec<String> = names
+            .iter()
+            .filter(|n| image.topic_by_name(n).is_none() && admin::valid_topic_name(n).is_ok())
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            if let Err(e) = admin::auto_create(state, &missing).await {
+                tracing::warn!(topics = ?missing, error = %e, "auto topic creation failed");
+            }
+            image = state
+                .metadata
+                .wait_until(Duration::from_secs(5), |img| {
+                    missing.iter().all(|n| img.topic_by_name(n).is_some_and(has_all_leaders))
+                })
+                .await;
+        }
+    }
+    let topics = match requested {
+        None => image.topics().map(|t| topic_entry(t, &image)).collect(),
+        Some(names) => names
+            .iter()
+            .map(|name| match image.topic_by_name(name) {
+                Some(t) => topic_entry(t, &image),
+                None => {
+                    let code = match admin::valid_topic_name(name) {
+                        Ok(()) => ResponseError::UnknownTopicOrPartition.code(),
+                        Err(_) => ResponseError::InvalidTopicException.code(),
+                    };
+                    MetadataResponseTopic::default()
+                        .with_name(Some(TopicName(str_bytes(name.clone()))))
+                        .with_error_code(code)
+                }
+            })
+            .collect(),
+    };
+    MetadataResponse::default()
+        .with_brokers(brokers(&image))
+        .with_cluster_id(Some(str_bytes(state.config.cluster_id.clone())))
+        .with_controller_id(BrokerId(controller_id(state, &image)))
+        .with_topics(topics)
+}
+
+fn has_all_leaders(t: &TopicImage) -> bool {
+    !t.partitions.is_empty() && t.partitions.values().all(|p| p.leader.is_some())
+}
+
+/// Unfenced brokers with their advertised endpoint.
+fn brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
+    image
+        .brokers()
+        .filter(|b| !b.fenced)
+        .filter_map(|b| {
+            let ep = b.endpoints.first()?;
+            Some(
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(b.id.0))
+                    .with_host(str_bytes(ep.host.clone()))
+                    .with_port(ep.port)
+                    .with_rack(b.rack.clone().filter(|r| !r.is_empty()).map(str_bytes)),
+            )
+        })
+        .collect()
+}
+
+/// The "controller" id shown to clients. As in KRaft, clients cannot reach the quorum
+/// directly, so we name a live broker (which forwards admin requests).
+pub fn controller_id(state: &BrokerState, image: &MetadataImage) -> i32 {
+    let me = state.config.node_id;
+    if image.broker(me).is_some_and(|b| !b.fenced) {
+        return me;
+    }
+    image.brokers().find(|b| !b.fenced).map(|b| b.id.0).unwrap_or(-1)
+}
+
+fn topic_entry(t: &TopicImage, image: &MetadataImage) -> MetadataResponseTopic {
+    let partitions = t
+        .partitions
+        .iter()
+        .map(|(index, p)| {
+            let offline: Vec<BrokerId> = p
+                .replicas
+                .iter()
+                .filter(|r| image.broker(r.0).is_none_or(|b| b.fenced))
+                .map(|r| BrokerId(r.0))
+                .collect();
+            let error = if p.leader.is_none() { ResponseError::LeaderNotAvailable.code() } else { 0 };
+            MetadataResponsePartition::default()
+                .with_error_code(error)
+                .with_partition_index(*index)
+                .with_leader_id(BrokerId(p.leader.map(|l| l.0).unwrap_or(-1)))
+                .with_leader_epoch(p.leader_epoch.0)
+                .with_replica_nodes(p.replicas.iter().map(|r| BrokerId(r.0)).collect())
+                .with_isr_nodes(p.isr.iter().map(|r| BrokerId(r.0)).collect())
+                .with_offline_replicas(offline)
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_error_code(0)
+        .with_name(Some(TopicName(str_bytes(t.name.clone()))))
+        .with_topic_id(t.id.into())
+        .with_is_internal(t.name.starts_with("__"))
+        .with_partitions(partitions)
+}

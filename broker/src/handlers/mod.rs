@@ -1,0 +1,88 @@
+//! One module per Kafka API. Handlers read the metadata image and hosted partitions from
+//! [`crate::broker::BrokerState`] and never panic on request contents.
+/// Calls the controller, moving to another controller after NOT_CONTROLLER or a transport
+/// error (at most three attempts). Evaluates to `Result<response, BrokerError>`.
+macro_rules! call_controller {
+    ($state:expr, $method:ident, $req:expr, $is_not_controller:expr) => {{
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut client = match $state.controller.client() {
+                Ok(c) => c,
+                Err(e) => break Err(e),
+            };
+            match client.$method($req.clone()).await {
+                Ok(resp) => {
+                    let resp = resp.into_inner();
+                    if attempt < 3 && $is_not_controller(&resp) {
+                        $state.controller.rotate();
+                        continue;
+                    }
+                    break Ok::<_, $crate::error::BrokerError>(resp);
+                }
+                Err(status) if attempt < 3 => {
+                    $state.controller.rotate();
+                    ::tracing::debug!(error = %status, "controller call failed; retrying");
+                    ::tokio::time::sleep(::std::time::Duration::from_millis(100)).await;
+                }
+                Err(status) => break Err($state.controller.unavailable(status)),
+            }
+        }
+    }};
+}
+
+pub mod admin;
+pub mod api_versions;
+pub mod cluster;
+pub mod configs;
+pub mod delete_records;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod offset_for_leader_epoch;
+pub mod produce;
+
+use std::sync::Arc;
+
+use kafka_protocol::protocol::StrBytes;
+
+use crate::broker::BrokerState;
+use crate::error::{BrokerError, Result};
+use crate::partition::Partition;
+
+/// The local leader replica of `topic`/`partition`, or the Kafka error explaining why not.
+pub fn leader_partition(state: &BrokerState, topic: &str, partition: i32) -> Result<Arc<Partition>> {
+    let image = state.metadata.image();
+    let Some(t) = image.topic_by_name(topic) else {
+        return Err(BrokerError::UnknownTopicOrPartition(format!("topic '{topic}' does not exist")));
+    };
+    let Some(p) = t.partitions.get(&partition) else {
+        return Err(BrokerError::UnknownTopicOrPartition(format!(
+            "topic '{topic}' has {} partitions; partition {partition} does not exist",
+            t.partitions.len()
+        )));
+    };
+    if p.leader.is_none() {
+        return Err(BrokerError::LeaderNotAvailable(format!("{topic}-{partition} has no leader")));
+    }
+    if p.leader.map(|l| l.0) != Some(state.config.node_id) {
+        return Err(BrokerError::NotLeaderOrFollower(format!(
+            "broker {} does not lead {topic}-{partition}",
+            state.config.node_id
+        )));
+    }
+    let local = state.replicas.get(topic, partition).ok_or_else(|| {
+        BrokerError::NotLeaderOrFollower(format!("{topic}-{partition} is not open on this broker yet"))
+    })?;
+    if !local.leader_state().is_leader {
+        return Err(BrokerError::NotLeaderOrFollower(format!(
+            "{topic}-{partition}: leadership not yet applied here"
+        )));
+    }
+    Ok(local)
+}
+
+/// A Kafka string from a Rust one.
+pub fn str_bytes(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}

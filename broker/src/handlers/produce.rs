@@ -1,0 +1,156 @@
+//! Produce: validate and append each partition's batches in request order, then wait
+//! for what `acks` demands: nothing (0), the leader's append — and its fsync when the
+//! topic flushes before acknowledging — (1), or the high watermark passing the batch
+//! (all), bounded by the request's timeout.
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+
+use super::{leader_partition, str_bytes};
+use crate::broker::now_ms;
+use crate::error::BrokerError;
+use crate::log::AppendInfo;
+use crate::partition::Partition;
+use crate::server::dispatch::{PendingResponse, RequestContext};
+
+/// What happened to one partition's batches before any waiting.
+enum Appended {
+    Done(Arc<Partition>, AppendInfo),
+    Failed(i16, String),
+}
+
+/// Appends now; returns the response future (None for acks=0).
+pub fn handle(ctx: &RequestContext, req: ProduceRequest) -> Option<PendingResponse> {
+    let acks = req.acks;
+    let now = now_ms();
+    let valid_acks = matches!(acks, -1..=1);
+    let mut topics: Vec<(TopicName, Vec<(i32, Appended)>)> = Vec::with_capacity(req.topic_data.len());
+    for topic in req.topic_data {
+        let name = topic.name.0.to_string();
+        let mut partitions = Vec::with_capacity(topic.partition_data.len());
+        for p in topic.partition_data {
+            let outcome = if !valid_acks {
+                Appended::Failed(ResponseError::InvalidRequiredAcks.code(), format!("acks must be -1, 0 or 1, got {acks}"))
+            } else if req.transactional_id.is_some() {
+                Appended::Failed(
+                    ResponseError::TransactionalIdAuthorizationFailed.code(),
+                    "transactions are not supported by this broker".to_string(),
+                )
+            } else {
+                append(ctx, &name, p.index, p.records.as_deref(), acks, now)
+            };
+            if let Appended::Failed(code, msg) = &outcome {
+                tracing::debug!(topic = %name, partition = p.index, code, %msg, "produce rejected");
+            }
+            partitions.push((p.index, outcome));
+        }
+        topics.push((topic.name, partitions));
+    }
+    if acks == 0 {
+        return None;
+    }
+    let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
+    let version = ctx.api_version;
+    Some(ctx.later(async move {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut responses = Vec::with_capacity(topics.len());
+        for (name, partitions) in topics {
+            let mut results = Vec::with_capacity(partitions.len());
+            for (index, outcome) in partitions {
+                let result = match outcome {
+                    Appended::Done(partition, info) => {
+                        match await_acks(&partition, &info, acks, deadline).await {
+                            Ok(()) => Ok((info, partition.log_start_offset())),
+                            Err(e) => Err((e.code(), e.to_string())),
+                        }
+                    }
+                    Appended::Failed(code, msg) => Err((code, msg)),
+                };
+                results.push(partition_response(index, result, version));
+            }
+            responses.push(TopicProduceResponse::default().with_name(name).with_partition_responses(results));
+        }
+        ProduceResponse::default().with_responses(responses)
+    }))
+}
+
+fn append(ctx: &RequestContext, topic: &str, partition: i32, records: Option<&[u8]>, acks: i16, now: i64) -> Appended {
+    let result = (|| {
+        let p = leader_partition(&ctx.state, topic, partition)?;
+        let Some(records) = records.filter(|r| !r.is_empty()) else {
+            return Err(BrokerError::Log(crate::log::LogError::InvalidRecord(
+                "produce request carries no record batches".into(),
+            )));
+        };
+        if acks == -1 {
+            let isr = ctx
+                .state
+                .metadata
+                .image()
+                .topic_by_name(topic)
+                .and_then(|t| t.partitions.get(&partition).map(|p| p.isr.len()))
+                .unwrap_or(0) as i32;
+            let min = p.settings().min_insync_replicas;
+            if isr < min {
+                return Err(BrokerError::NotEnoughReplicas(format!(
+                    "{topic}-{partition} has {isr} in-sync replicas; min.insync.replicas is {min}"
+                )));
+            }
+        }
+        let info = p.append_as_leader(records, now)?;
+        Ok((p, info))
+    })();
+    match result {
+        Ok((p, info)) => Appended::Done(p, info),
+        Err(e) => Appended::Failed(e.code(), e.to_string()),
+    }
+}
+
+async fn await_acks(
+    partition: &Partition,
+    info: &AppendInfo,
+    acks: i16,
+    deadline: tokio::time::Instant,
+) -> Result<(), BrokerError> {
+    let end = info.last_offset + 1;
+    let wait = async {
+        if acks == -1 {
+            partition.wait_high_watermark(end).await
+        } else if partition.settings().sync_before_ack {
+            partition.wait_durable(end).await
+        } else {
+            Ok(())
+        }
+    };
+    match tokio::time::timeout_at(deadline, wait).await {
+        Ok(result) => result,
+        Err(_) => Err(BrokerError::Timeout(format!(
+            "{}: not acknowledged (acks={acks}) within the request timeout",
+            partition.tp
+        ))),
+    }
+}
+
+fn partition_response(
+    index: i32,
+    result: Result<(AppendInfo, i64), (i16, String)>,
+    version: i16,
+) -> PartitionProduceResponse {
+    let base = PartitionProduceResponse::default().with_index(index);
+    match result {
+        Ok((info, log_start)) => base
+            .with_error_code(0)
+            .with_base_offset(info.first_offset)
+            .with_log_append_time_ms(info.log_append_time)
+            .with_log_start_offset(if version >= 5 { log_start } else { -1 }),
+        Err((code, msg)) => base
+            .with_error_code(code)
+            .with_base_offset(-1)
+            .with_log_append_time_ms(-1)
+            .with_log_start_offset(-1)
+            .with_error_message((version >= 8).then(|| str_bytes(msg))),
+    }
+}

@@ -1,0 +1,55 @@
+//! Per-partition log settings (the topic configs that shape storage).
+
+/// Which timestamp the batches of a topic carry (`message.timestamp.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimestampType {
+    /// Keep the producer's timestamps.
+    #[default]
+    CreateTime,
+    /// Stamp every batch with the broker's clock at append.
+    LogAppendTime,
+}
+
+/// Storage settings of one partition's log; defaults follow Kafka's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `segment.bytes`: roll the active segment before it grows past this.
+    pub segment_bytes: u64,
+    /// `segment.ms`: roll when the active segment's first batch is older than this.
+    pub segment_ms: i64,
+    /// `retention.ms`: delete segments whose largest timestamp is older; -1 = unlimited.
+    pub retention_ms: i64,
+    /// `retention.bytes`: delete oldest segments while the log is larger; -1 = unlimited.
+    pub retention_bytes: i64,
+    /// `index.interval.bytes`: bytes between two offset index entries.
+    pub index_interval_bytes: u32,
+    /// `max.message.bytes`: largest accepted batch, log overhead included.
+    pub max_message_bytes: u32,
+    /// `message.timestamp.type`.
+    pub timestamp_type: TimestampType,
+}
+
+/// Seven days in milliseconds, Kafka's default for `segment.ms` and `retention.ms`.
+const SEVEN_DAYS_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 1 << 30,
+            segment_ms: SEVEN_DAYS_MS,
+            retention_ms: SEVEN_DAYS_MS,
+            retention_bytes: -1,
+            index_interval_bytes: 4096,
+            max_message_bytes: 1_048_588,
+            timestamp_type: TimestampType::CreateTime,
+        }
+    }
+}
+
+impl LogConfig {
+    /// Segment size limit actually applied: index entries hold u32 positions, and Kafka
+    /// caps `segment.bytes` at `i32::MAX`, so every batch starts below 2 GiB.
+    pub(crate) fn effective_segment_bytes(&self) -> u64 {
+        self.segment_bytes.min(i32::MAX as u64)
+    }
+}

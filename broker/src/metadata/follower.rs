@@ -1,0 +1,163 @@
+//! Broker lifecycle towards the controller: register (getting a broker epoch), heartbeat,
+//! and follow the committed metadata log as a stream, applying each batch to the local
+//! image and reconciling hosted partitions with it.
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use spate_controller::metadata::MetadataImage;
+use spate_proto::controller::{BrokerHeartbeatRequest, RegisterBrokerRequest, WatchMetadataRequest};
+use spate_proto::metadata::Endpoint;
+use tokio::sync::watch;
+
+use crate::broker::{now_ms, BrokerState};
+
+/// Runs registration, heartbeats and the metadata stream until shutdown.
+pub async fn run(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
+    let incarnation = uuid::Uuid::new_v4().to_string();
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        match register(&state, &incarnation).await {
+            Ok(epoch) => {
+                state.broker_epoch.store(epoch, Ordering::SeqCst);
+                tracing::info!(broker_epoch = epoch, "registered with the controller");
+                tokio::select! {
+                    _ = heartbeat_loop(state.clone()) => {}
+                    _ = follow(state.clone()) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot register with the controller; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn register(state: &BrokerState, incarnation: &str) -> Result<i64, String> {
+    let request = RegisterBrokerRequest {
+        broker_id: state.config.node_id,
+        incarnation_id: incarnation.to_string(),
+        endpoints: vec![Endpoint {
+            listener: "PLAINTEXT".to_string(),
+            host: state.config.advertised_host.clone(),
+            port: state.advertised_port as i32,
+        }],
+        rack: state.config.rack.clone().unwrap_or_default(),
+    };
+    let mut client = state.controller.client().map_err(|e| e.to_string())?;
+    let response = client
+        .register_broker(request)
+        .await
+        .map_err(|s| state.controller.unavailable(s).to_string())?
+        .into_inner();
+    if response.error_code != 0 {
+        state.controller.rotate();
+        return Err(format!("error {}: {}", response.error_code, response.error_message));
+    }
+    Ok(response.broker_epoch)
+}
+
+/// Heartbeats until the controller says our registration is gone.
+async fn heartbeat_loop(state: Arc<BrokerState>) {
+    let mut ticker = tokio::time::interval(state.config.heartbeat_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let request = BrokerHeartbeatRequest {
+            broker_id: state.config.node_id,
+            broker_epoch: state.broker_epoch.load(Ordering::SeqCst),
+            metadata_offset: state.metadata.image().offset(),
+            want_fence: false,
+            want_shutdown: false,
+        };
+        let Ok(mut client) = state.controller.client() else { continue };
+        match client.broker_heartbeat(request).await {
+            Ok(response) => {
+                let response = response.into_inner();
+                // STALE_BROKER_EPOCH (77) or an unknown broker: register again.
+                if response.error_code == 77 || response.error_code == 69 {
+                    tracing::warn!(code = response.error_code, "controller rejected our heartbeat; re-registering");
+                    return;
+                }
+                if response.error_code == 41 {
+                    state.controller.rotate();
+                }
+            }
+            Err(status) => {
+                tracing::debug!(error = %status, "heartbeat failed");
+                state.controller.rotate();
+            }
+        }
+    }
+}
+
+/// Follows the metadata stream, reconnecting from our last applied offset on errors.
+async fn follow(state: Arc<BrokerState>) {
+    let mut image = (*state.metadata.image()).clone();
+    loop {
+        let request = WatchMetadataRequest { from_offset: image.offset() };
+        let stream = match state.controller.client() {
+            Ok(mut client) => client.watch_metadata(request).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "no controller to follow");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let mut stream = match stream {
+            Ok(s) => s.into_inner(),
+            Err(status) => {
+                tracing::warn!(error = %status, "cannot follow metadata; retrying");
+                state.controller.rotate();
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        loop {
+            let batch = match stream.message().await {
+                Ok(Some(batch)) => batch,
+                Ok(None) => break,
+                Err(status) => {
+                    tracing::warn!(error = %status, "metadata stream broke; reconnecting");
+                    state.controller.rotate();
+                    break;
+                }
+            };
+            if batch.snapshot {
+                image = MetadataImage::default();
+            }
+            let mut ok = true;
+            for record in &batch.records {
+                if let Err(e) = image.apply(batch.offset, record) {
+                    tracing::error!(offset = batch.offset, error = %e, "cannot apply metadata record; refetching");
+                    ok = false;
+                    break;
+                }
+            }
+            if !ok {
+                image = MetadataImage::default();
+                break;
+            }
+            image.set_offset(batch.offset);
+            let shared = Arc::new(image.clone());
+            let replicas_state = state.clone();
+            let snapshot = batch.snapshot;
+            let applied = shared.clone();
+            // Opening logs does file I/O: keep it off the async workers.
+            let _ = tokio::task::spawn_blocking(move || {
+                replicas_state.replicas.apply_image(&applied, now_ms());
+                if snapshot {
+                    replicas_state.replicas.remove_orphans(&applied);
+                }
+            })
+            .await;
+            state.metadata.publish(shared);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

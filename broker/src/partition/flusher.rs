@@ -1,0 +1,46 @@
+//! Group commit: one task per partition fsyncs whatever was appended since the last
+//! fsync, outside the log's lock, then publishes the new durable offset.
+use std::sync::Arc;
+
+use super::Partition;
+
+/// Runs until the partition is closed.
+pub async fn run(partition: Arc<Partition>) {
+    loop {
+        partition.flush_wanted.notified().await;
+        if partition.progress.borrow().failed.is_some() {
+            return;
+        }
+        loop {
+            let job = partition.log.lock().flush_job();
+            let Some(job) = job else { break };
+            let upto = job.upto;
+            let synced = tokio::task::spawn_blocking(move || job.run()).await;
+            let result = match synced {
+                Ok(Ok(())) => partition
+                    .log
+                    .lock()
+                    .complete_flush(upto)
+                    .map_err(|e| e.to_string()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(format!("fsync task failed: {e}")),
+            };
+            if let Err(reason) = result {
+                partition.fail(format!("fsync failed: {reason}"));
+                return;
+            }
+            partition.progress.send_if_modified(|p| {
+                if upto > p.durable {
+                    p.durable = upto;
+                    true
+                } else {
+                    false
+                }
+            });
+            partition.advance_high_watermark();
+        }
+        if partition.is_closed() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! The partitions this broker hosts. It reconciles them with each new metadata image:
+//! opens logs for partitions assigned here, applies leadership and config changes, and
+//! deletes the logs of topics that are gone.
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use spate_controller::metadata::MetadataImage;
+
+use crate::partition::{Partition, PartitionSettings, TopicPartition};
+use crate::topic_config;
+
+/// File in each partition directory naming the topic id it belongs to (as KIP-516).
+const PARTITION_METADATA: &str = "partition.metadata";
+
+/// Hosts and reconciles this broker's partitions.
+pub struct ReplicaManager {
+    node_id: i32,
+    log_dir: PathBuf,
+    partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+}
+
+impl ReplicaManager {
+    /// A manager keeping partition logs under `log_dir`.
+    pub fn new(node_id: i32, log_dir: PathBuf) -> Self {
+        ReplicaManager { node_id, log_dir, partitions: RwLock::new(HashMap::new()) }
+    }
+
+    /// The local replica of `topic`/`partition`, if hosted here.
+    pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
+        let tp = TopicPartition { topic: topic.to_string(), partition };
+        self.partitions.read().get(&tp).cloned()
+    }
+
+    /// Every hosted partition.
+    pub fn all(&self) -> Vec<Arc<Partition>> {
+        self.partitions.read().values().cloned().collect()
+    }
+
+    /// Brings the hosted partitions in line with `image` (blocking file I/O: call from a
+    /// blocking context or accept the short stall on the metadata task).
+    pub fn apply_image(&self, image: &MetadataImage, now_ms: i64) {
+        let mut wanted: HashMap<TopicPartition, ([u8; 16], bool, i32)> = HashMap::new();
+        for topic in image.topics() {
+            for (index, p) in &topic.partitions {
+                if p.replicas.iter().any(|r| r.0 == self.node_id) {
+                    let tp = TopicPartition { topic: topic.name.clone(), partition: *index };
+                    let is_leader = p.leader.is_some_and(|l| l.0 == self.node_id);
+                    wanted.insert(tp, (topic.id.to_bytes(), is_leader, p.leader_epoch.0));
+                }
+            }
+        }
+        // Drop partitions no longer assigned here (topic deleted, or re-created with a new id).
+        let stale: Vec<(TopicPartition, Arc<Partition>)> = self
+            .partitions
+            .read()
+            .iter()
+            .filter(|(tp, p)| wanted.get(*tp).is_none_or(|(id, _, _)| *id != p.topic_id))
+            .map(|(tp, p)| (tp.clone(), p.clone()))
+            .collect();
+        for (tp, partition) in stale {
+            self.partitions.write().remove(&tp);
+            if let Err(e) = partition.close() {
+                tracing::warn!(partition = %tp, error = %e, "closing removed partition");
+            }
+            remove_dir(&self.partition_dir(&tp));
+            tracing::info!(partition = %tp, "removed partition log");
+        }
+        for (tp, (topic_id, is_leader, leader_epoch)) in wanted {
+            let configs = topic_config::effective(image, &tp.topic);
+            let existing = self.partitions.read().get(&tp).cloned();
+            let partition = match existing {
+                Some(p) => {
+                    p.update_config(topic_config::log_config(&configs), PartitionSettings::from_configs(&configs));
+                    p
+                }
+                None => match self.open_partition(&tp, topic_id, &configs, now_ms) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::error!(partition = %tp, error = %e, "cannot open partition log");
+                        continue;
+                    }
+                },
+            };
+            if let Err(e) = partition.set_leader_state(is_leader, leader_epoch) {
+                partition.fail(format!("cannot record leader epoch: {e}"));
+            }
+        }
+    }
+
+    fn open_partition(
+        &self,
+        tp: &TopicPartition,
+        topic_id: [u8; 16],
+        configs: &BTreeMap<String, String>,
+        now_ms: i64,
+    ) -> crate::error::Result<Arc<Partition>> {
+        let dir = self.partition_dir(tp);
+        match read_topic_id(&dir) {
+            Some(id) if id != topic_id => {
+                // A topic of the same name existed before: its data is not ours.
+                tracing::info!(partition = %tp, "discarding log of an earlier topic with this name");
+                remove_dir(&dir);
+            }
+            _ => {}
+        }
+        std::fs::create_dir_all(&dir).map_err(crate::log::LogError::from)?;
+        write_topic_id(&dir, topic_id).map_err(crate::log::LogError::from)?;
+        let partition = Partition::open(
+            &dir,
+            tp.clone(),
+            topic_id,
+            topic_config::log_config(configs),
+            PartitionSettings::from_configs(configs),
+            now_ms,
+        )?;
+        self.partitions.write().insert(tp.clone(), partition.clone());
+        tracing::info!(partition = %tp, leo = partition.log_end_offset(), "opened partition log");
+        Ok(partition)
+    }
+
+    fn partition_dir(&self, tp: &TopicPartition) -> PathBuf {
+        self.log_dir.join(format!("{}-{}", tp.topic, tp.partition))
+    }
+
+    /// Deletes partition directories on disk that no topic in `image` owns (topics
+    /// deleted while this broker was down). Call once a full image is known.
+    pub fn remove_orphans(&self, image: &MetadataImage) {
+        let Ok(entries) = std::fs::read_dir(&self.log_dir) else { return };
+        let hosted: Vec<PathBuf> =
+            self.partitions.read().keys().map(|tp| self.partition_dir(tp)).collect();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if !path.is_dir() || hosted.contains(&path) {
+                continue;
+            }
+            let Some(id) = read_topic_id(&path) else { continue };
+            let owned = image.topics().any(|t| t.id.to_bytes() == id);
+            if !owned {
+                tracing::info!(dir = %path.display(), "removing log of a deleted topic");
+                remove_dir(&path);
+            }
+        }
+    }
+
+    /// Periodic retention and interval flushes.
+    pub fn maintain(&self, now_ms: i64) {
+        for p in self.all() {
+            p.maintain(now_ms);
+        }
+    }
+
+    /// Closes every log cleanly (shutdown).
+    pub fn close_all(&self) {
+        let partitions: Vec<_> = self.partitions.write().drain().collect();
+        for (tp, p) in partitions {
+            if let Err(e) = p.close() {
+                tracing::warn!(partition = %tp, error = %e, "unclean close");
+            }
+        }
+    }
+}
+
+fn read_topic_id(dir: &Path) -> Option<[u8; 16]> {
+    let text = std::fs::read_to_string(dir.join(PARTITION_METADATA)).ok()?;
+    let hex = text.lines().find_map(|l| l.strip_prefix("topic_id: "))?;
+    uuid::Uuid::parse_str(hex.trim()).ok().map(|u| *u.as_bytes())
+}
+
+fn write_topic_id(dir: &Path, id: [u8; 16]) -> std::io::Result<()> {
+    let path = dir.join(PARTITION_METADATA);
+    let text = format!("version: 0\ntopic_id: {}\n", uuid::Uuid::from_bytes(id));
+    if std::fs::read_to_string(&path).ok().as_deref() == Some(text.as_str()) {
+        return Ok(());
+    }
+    let tmp = dir.join(format!("{PARTITION_METADATA}.tmp"));
+    std::fs::write(&tmp, text)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+fn remove_dir(dir: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(dir) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove directory");
+        }
+    }
+}

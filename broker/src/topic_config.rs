@@ -1,0 +1,74 @@
+//! Effective topic configuration: the controller's config definitions (defaults) with a
+//! topic's dynamic overrides from the metadata image, and its translation into the log's
+//! settings.
+use std::collections::BTreeMap;
+
+use spate_controller::config_defs;
+use spate_controller::metadata::MetadataImage;
+
+use crate::log::{LogConfig, TimestampType};
+
+/// Every known topic config of `topic` with its value (override or default).
+pub fn effective(image: &MetadataImage, topic: &str) -> BTreeMap<String, String> {
+    let overrides = image.topic_config(topic);
+    config_defs::TOPIC_CONFIGS
+        .iter()
+        .map(|def| {
+            let value = overrides
+                .get(def.name)
+                .cloned()
+                .unwrap_or_else(|| def.default.to_string());
+            (def.name.to_string(), value)
+        })
+        .collect()
+}
+
+/// Whether `name` is set on the topic itself (rather than defaulted).
+pub fn is_override(image: &MetadataImage, topic: &str, name: &str) -> bool {
+    image.topic_config(topic).contains_key(name)
+}
+
+/// The log settings of a topic's effective configs.
+pub fn log_config(configs: &BTreeMap<String, String>) -> LogConfig {
+    let d = LogConfig::default();
+    let long = |k: &str, default: i64| configs.get(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(default);
+    LogConfig {
+        segment_bytes: long("segment.bytes", d.segment_bytes as i64).max(1) as u64,
+        segment_ms: long("segment.ms", d.segment_ms),
+        retention_ms: long("retention.ms", d.retention_ms),
+        retention_bytes: long("retention.bytes", d.retention_bytes),
+        index_interval_bytes: long("index.interval.bytes", d.index_interval_bytes as i64).clamp(1, u32::MAX as i64) as u32,
+        max_message_bytes: long("max.message.bytes", d.max_message_bytes as i64).clamp(0, u32::MAX as i64) as u32,
+        timestamp_type: match configs.get("message.timestamp.type").map(String::as_str) {
+            Some("LogAppendTime") => TimestampType::LogAppendTime,
+            _ => TimestampType::CreateTime,
+        },
+        ..d
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_reach_the_log_config() {
+        let mut c = BTreeMap::new();
+        c.insert("segment.bytes".to_string(), "1024".to_string());
+        c.insert("retention.ms".to_string(), "-1".to_string());
+        c.insert("message.timestamp.type".to_string(), "LogAppendTime".to_string());
+        let lc = log_config(&c);
+        assert_eq!(lc.segment_bytes, 1024);
+        assert_eq!(lc.retention_ms, -1);
+        assert!(matches!(lc.timestamp_type, TimestampType::LogAppendTime));
+    }
+
+    #[test]
+    fn every_known_config_has_a_value() {
+        let image = MetadataImage::default();
+        let c = effective(&image, "t");
+        assert!(c.contains_key("retention.ms"));
+        assert!(c.contains_key("flush.messages"));
+        assert_eq!(c.len(), config_defs::TOPIC_CONFIGS.len());
+    }
+}

@@ -1,0 +1,281 @@
+//! A producer batch: records bound for one partition, their RecordBatch v2 encoding, and
+//! the one completion every record's future shares (one allocation per batch, not per record).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use futures::future::{FutureExt, Shared};
+use kafka_protocol::indexmap::IndexMap;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH,
+    NO_PRODUCER_ID,
+};
+use tokio::sync::oneshot;
+
+use crate::error::{Error, Result};
+use crate::types::{Compression, Header, TopicPartition};
+
+/// Bytes a record adds to a batch beyond key, value and headers (varints, deltas, attributes);
+/// an estimate for batch sizing and buffer accounting, not an exact size.
+pub const RECORD_OVERHEAD: usize = 21;
+/// The fixed RecordBatch v2 header size.
+pub const BATCH_HEADER: usize = 61;
+
+/// What the broker said about a batch.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchAck {
+    /// Offset of the first record (-1 with acks=0).
+    pub base_offset: i64,
+    /// The broker's append time for LogAppendTime topics, else -1.
+    pub log_append_time: i64,
+    /// When the acknowledgement was processed.
+    pub acked_at: Instant,
+}
+
+type BatchResult = Result<BatchAck>;
+type SharedResult = Shared<oneshot::Receiver<BatchResult>>;
+
+/// Records for one partition on their way to the broker.
+pub struct ProducerBatch {
+    /// Where the batch goes.
+    pub tp: TopicPartition,
+    /// Creation order within the partition, to keep order when retries re-queue.
+    pub seq: u64,
+    /// When the first record arrived (linger and delivery timeout start here).
+    pub created: Instant,
+    /// Estimated uncompressed size; also the buffer memory it holds.
+    pub bytes: usize,
+    /// Set once no more records may join.
+    pub full: bool,
+    /// Sends so far.
+    pub attempts: u32,
+    /// Not to be sent before this (retry backoff).
+    pub retry_at: Option<Instant>,
+    records: Vec<Record>,
+    record_count: usize,
+    encoded: Option<Bytes>,
+    done: Option<oneshot::Sender<BatchResult>>,
+    shared: SharedResult,
+}
+
+impl ProducerBatch {
+    /// An empty batch.
+    pub fn new(tp: TopicPartition, seq: u64, now: Instant) -> Self {
+        let (tx, rx) = oneshot::channel();
+        Self {
+            tp,
+            seq,
+            created: now,
+            bytes: BATCH_HEADER,
+            full: false,
+            attempts: 0,
+            retry_at: None,
+            records: Vec::new(),
+            record_count: 0,
+            encoded: None,
+            done: Some(tx),
+            shared: rx.shared(),
+        }
+    }
+
+    /// Whether a record of `size` bytes fits under `batch_size` (an empty batch takes anything).
+    pub fn has_room(&self, size: usize, batch_size: usize) -> bool {
+        !self.full && (self.record_count == 0 || self.bytes + size <= batch_size)
+    }
+
+    /// Adds a record and returns the future for it.
+    pub fn push(&mut self, key: Option<Bytes>, value: Option<Bytes>, headers: Vec<Header>, timestamp: i64, size: usize) -> DeliveryFuture {
+        let index = self.record_count as i32;
+        self.records.push(Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
+            producer_id: NO_PRODUCER_ID,
+            producer_epoch: NO_PRODUCER_EPOCH,
+            timestamp_type: TimestampType::Creation,
+            offset: i64::from(index),
+            // The encoder derives the base sequence as `sequence - offset delta` and splits
+            // batches where that differs, so sequences run alongside offsets from -1
+            // (NO_SEQUENCE: this producer is not idempotent).
+            sequence: index - 1,
+            timestamp,
+            key,
+            value,
+            headers: headers.into_iter().map(|(k, v)| (StrBytes::from_string(k), v)).collect::<IndexMap<_, _>>(),
+        });
+        self.record_count += 1;
+        self.bytes += size;
+        DeliveryFuture { shared: self.shared.clone(), partition: self.tp.partition, index, timestamp }
+    }
+
+    /// Number of records.
+    pub fn record_count(&self) -> usize {
+        self.record_count
+    }
+
+    /// The RecordBatch v2 bytes; encoded once and kept for retries, dropping the records.
+    pub fn encode(&mut self, compression: Compression) -> Result<Bytes> {
+        if let Some(b) = &self.encoded {
+            return Ok(b.clone());
+        }
+        let mut buf = BytesMut::with_capacity(self.bytes + 16);
+        let options = RecordEncodeOptions { version: 2, compression: compression.to_protocol() };
+        RecordBatchEncoder::encode(&mut buf, self.records.iter(), &options)
+            .map_err(|e| Error::protocol(format!("cannot encode batch for {}: {e}", self.tp)))?;
+        let bytes = buf.freeze();
+        self.encoded = Some(bytes.clone());
+        // The encoding holds copies of keys and values; free the originals now.
+        self.records = Vec::new();
+        Ok(bytes)
+    }
+
+    /// Completes every record's future.
+    pub fn complete(&mut self, result: BatchResult) {
+        if let Some(tx) = self.done.take() {
+            // Nobody listening is fine: the caller dropped the futures.
+            let _ = tx.send(result);
+        }
+    }
+}
+
+/// The broker's answer for one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordMetadata {
+    /// The partition the record went to.
+    pub partition: i32,
+    /// Its offset (-1 with acks=0).
+    pub offset: i64,
+    /// The broker's append time on LogAppendTime topics, else the record's create time.
+    pub timestamp: i64,
+    /// When the acknowledgement was processed: `acked_at - send time` is the latency, even
+    /// if the future is awaited later.
+    pub acked_at: Instant,
+}
+
+/// Resolves when the record's batch is acknowledged (or fails for good).
+#[must_use = "the record's outcome is only known by awaiting this future"]
+pub struct DeliveryFuture {
+    shared: SharedResult,
+    partition: i32,
+    index: i32,
+    timestamp: i64,
+}
+
+impl DeliveryFuture {
+    /// The partition the record was assigned to (known before the ack).
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+}
+
+impl Future for DeliveryFuture {
+    type Output = Result<RecordMetadata>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        match this.shared.poll_unpin(cx) {
+            Poll::Pending => Poll::Pending,
+            // The batch was dropped without completion: the producer shut down.
+            Poll::Ready(Err(_)) => Poll::Ready(Err(Error::Closed)),
+            Poll::Ready(Ok(Err(e))) => Poll::Ready(Err(e)),
+            Poll::Ready(Ok(Ok(ack))) => Poll::Ready(Ok(RecordMetadata {
+                partition: this.partition,
+                offset: if ack.base_offset < 0 { -1 } else { ack.base_offset + i64::from(this.index) },
+                timestamp: if ack.log_append_time >= 0 { ack.log_append_time } else { this.timestamp },
+                acked_at: ack.acked_at,
+            })),
+        }
+    }
+}
+
+/// Size estimate of one record for batching and buffer accounting.
+pub fn record_size(key: Option<&Bytes>, value: Option<&Bytes>, headers: &[Header]) -> usize {
+    let header_bytes: usize =
+        headers.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, Bytes::len) + 10).sum();
+    RECORD_OVERHEAD + key.map_or(0, Bytes::len) + value.map_or(0, Bytes::len) + header_bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::records::RecordBatchDecoder;
+
+    fn batch_with(n: usize) -> (ProducerBatch, Vec<DeliveryFuture>) {
+        let mut b = ProducerBatch::new(TopicPartition::new("t", 3), 0, Instant::now());
+        let futs = (0..n)
+            .map(|i| {
+                let key = (i % 2 == 0).then(|| Bytes::from(format!("k{i}")));
+                let headers = if i == 1 { vec![("h".to_string(), Some(Bytes::from_static(b"v")))] } else { Vec::new() };
+                b.push(key, Some(Bytes::from(vec![b'x'; i])), headers, 1_000 + i as i64, 30)
+            })
+            .collect();
+        (b, futs)
+    }
+
+    #[test]
+    fn encodes_one_batch_that_decodes_back() {
+        for compression in [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
+            let (mut b, _futs) = batch_with(5);
+            let mut bytes = b.encode(compression).unwrap();
+            let sets = RecordBatchDecoder::decode_all(&mut bytes).unwrap();
+            assert_eq!(sets.len(), 1, "{compression:?}: must be exactly one batch (Produce allows one per partition)");
+            let recs = &sets[0].records;
+            assert_eq!(recs.len(), 5);
+            for (i, r) in recs.iter().enumerate() {
+                assert_eq!(r.offset, i as i64);
+                assert_eq!(r.timestamp, 1_000 + i as i64);
+                assert_eq!(r.value.as_ref().map(|v| v.len()), Some(i));
+                assert_eq!(r.key.is_some(), i % 2 == 0);
+                assert_eq!(r.sequence, -1 + i as i32);
+                assert_eq!(r.producer_id, -1);
+            }
+            assert_eq!(recs[1].headers.get("h".as_bytes()), Some(&Some(Bytes::from_static(b"v"))));
+            // Encoding twice gives the same bytes (retries resend them).
+            assert_eq!(b.encode(compression).unwrap().len(), b.encoded.as_ref().unwrap().len());
+        }
+    }
+
+    #[tokio::test]
+    async fn futures_get_offsets_from_base() {
+        let (mut b, futs) = batch_with(3);
+        let now = Instant::now();
+        b.complete(Ok(BatchAck { base_offset: 100, log_append_time: -1, acked_at: now }));
+        let mut offsets = Vec::new();
+        for f in futs {
+            let m = f.await.unwrap();
+            assert_eq!(m.partition, 3);
+            assert_eq!(m.acked_at, now);
+            offsets.push((m.offset, m.timestamp));
+        }
+        assert_eq!(offsets, vec![(100, 1000), (101, 1001), (102, 1002)]);
+    }
+
+    #[tokio::test]
+    async fn errors_and_drops_reach_every_future() {
+        let (mut b, futs) = batch_with(2);
+        b.complete(Err(Error::protocol("boom")));
+        for f in futs {
+            assert!(matches!(f.await, Err(Error::Protocol(_))));
+        }
+        let (b, futs) = batch_with(1);
+        drop(b);
+        for f in futs {
+            assert!(matches!(f.await, Err(Error::Closed)));
+        }
+    }
+
+    #[test]
+    fn room_and_sizes() {
+        let mut b = ProducerBatch::new(TopicPartition::new("t", 0), 0, Instant::now());
+        assert!(b.has_room(10_000, 100), "an empty batch takes an oversized record");
+        let _f = b.push(None, Some(Bytes::from_static(b"abc")), Vec::new(), 0, 40);
+        assert!(b.has_room(40, BATCH_HEADER + 80));
+        assert!(!b.has_room(41, BATCH_HEADER + 80));
+        assert_eq!(record_size(None, Some(&Bytes::from_static(b"abc")), &[]), RECORD_OVERHEAD + 3);
+    }
+}

@@ -1,0 +1,333 @@
+//! Broker registration, heartbeats and fencing (DESIGN §4).
+//!
+//! The broker epoch is the offset of the `RegisterBroker` record. It is unknown until the
+//! record commits, so `register_broker` proposes epoch -1, `MetadataImage::apply` fills in
+//! the offset, and the service answers with the offset the batch was committed at.
+
+use std::time::Instant;
+
+use spate_proto::controller::{
+    BrokerHeartbeatRequest, BrokerHeartbeatResponse, RegisterBrokerRequest, RegisterBrokerResponse,
+};
+use spate_proto::metadata::MetadataRecord;
+
+use super::election::{on_broker_fenced, on_broker_unfenced};
+use super::sessions::BrokerSessions;
+use super::ControllerResult;
+use crate::error::{ApiError, ErrorCode};
+use crate::ids::NodeId;
+use crate::metadata::{records, BrokerRegistration, MetadataImage};
+
+/// Registers (or re-registers) a broker. The response's `broker_epoch` is -1 here; the
+/// caller fills in the commit offset. A new registration is fenced until the broker has
+/// caught up with metadata (it says so in a heartbeat).
+pub fn register_broker(
+    image: &MetadataImage,
+    sessions: &BrokerSessions,
+    req: &RegisterBrokerRequest,
+    now: Instant,
+) -> ControllerResult<RegisterBrokerResponse> {
+    match check_registration(image, sessions, req, now) {
+        Err(e) => ControllerResult::response_only(RegisterBrokerResponse {
+            error_code: e.code.code(),
+            error_message: e.message,
+            broker_epoch: -1,
+        }),
+        Ok(id) => {
+            let registration = BrokerRegistration {
+                id,
+                epoch: crate::ids::BrokerEpoch(-1),
+                incarnation_id: req.incarnation_id.clone(),
+                endpoints: req.endpoints.clone(),
+                rack: (!req.rack.is_empty()).then(|| req.rack.clone()),
+                fenced: true,
+            };
+            let mut out = vec![records::register_broker(&registration, None)];
+            // A restarted broker that was still unfenced must give up leadership and ISR
+            // membership: its new incarnation has to catch up first.
+            if image.is_unfenced(id) {
+                out.extend(on_broker_fenced(image, id));
+            }
+            ControllerResult {
+                records: out,
+                response: RegisterBrokerResponse { error_code: 0, error_message: String::new(), broker_epoch: -1 },
+            }
+        }
+    }
+}
+
+fn check_registration(
+    image: &MetadataImage,
+    sessions: &BrokerSessions,
+    req: &RegisterBrokerRequest,
+    now: Instant,
+) -> Result<NodeId, ApiError> {
+    let id = NodeId::from_wire(req.broker_id).ok_or_else(|| {
+        ApiError::new(ErrorCode::InvalidRequest, format!("broker id {} is negative", req.broker_id))
+    })?;
+    if req.incarnation_id.is_empty() {
+        return Err(ApiError::new(ErrorCode::InvalidRequest, "incarnation_id must be set (a fresh id per broker start)"));
+    }
+    if let Some(existing) = image.broker(id) {
+        // Kafka: another process with this id is still heartbeating, so this is a
+        // misconfigured second broker rather than a restart.
+        if existing.incarnation_id != req.incarnation_id && sessions.is_alive(id, now) {
+            return Err(ApiError::new(
+                ErrorCode::DuplicateBrokerRegistration,
+                format!("broker {id} is already registered by a live process (incarnation {}); check broker ids", existing.incarnation_id),
+            ));
+        }
+    }
+    Ok(id)
+}
+
+/// Handles a heartbeat: renews the session, and fences or unfences the broker as asked
+/// or as its metadata progress allows.
+pub fn broker_heartbeat(
+    image: &MetadataImage,
+    sessions: &mut BrokerSessions,
+    req: &BrokerHeartbeatRequest,
+    now: Instant,
+) -> ControllerResult<BrokerHeartbeatResponse> {
+    let id = NodeId(req.broker_id);
+    let broker = match image.broker(id) {
+        Some(b) if b.epoch.0 == req.broker_epoch => b,
+        other => {
+            let message = match other {
+                Some(b) => format!("broker {id} has epoch {}, the heartbeat carries {}; re-register", b.epoch, req.broker_epoch),
+                None => format!("broker {id} is not registered; register first"),
+            };
+            return ControllerResult::response_only(BrokerHeartbeatResponse {
+                error_code: ErrorCode::StaleBrokerEpoch.code(),
+                is_fenced: true,
+                error_message: message,
+                ..Default::default()
+            });
+        }
+    };
+    sessions.touch(id, now);
+    // Caught up once it has applied its own registration (the metadata offset is the log index).
+    let caught_up = i64::try_from(req.metadata_offset).is_ok_and(|o| o >= broker.epoch.0);
+    let mut response = BrokerHeartbeatResponse {
+        error_code: 0,
+        is_fenced: broker.fenced,
+        is_caught_up: caught_up,
+        should_shutdown: false,
+        error_message: String::new(),
+    };
+    let records = if req.want_shutdown || req.want_fence {
+        // Controlled shutdown: leadership moves away now; once that is committed the
+        // broker leads nothing and may stop.
+        response.is_fenced = true;
+        response.should_shutdown = req.want_shutdown;
+        fence_broker(image, id)
+    } else if broker.fenced && caught_up {
+        response.is_fenced = false;
+        unfence_broker(image, id)
+    } else {
+        Vec::new()
+    };
+    ControllerResult { records, response }
+}
+
+/// Records that fence a broker and move leadership and ISR membership away from it;
+/// empty if it is unknown or already fenced.
+pub fn fence_broker(image: &MetadataImage, id: NodeId) -> Vec<MetadataRecord> {
+    match image.broker(id) {
+        Some(b) if !b.fenced => {
+            let mut out = vec![records::fence_broker(id, b.epoch)];
+            out.extend(on_broker_fenced(image, id));
+            out
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Records that unfence a broker and bring back partitions it can lead; empty if it is
+/// unknown or not fenced.
+pub fn unfence_broker(image: &MetadataImage, id: NodeId) -> Vec<MetadataRecord> {
+    match image.broker(id) {
+        Some(b) if b.fenced => {
+            let mut out = vec![records::unfence_broker(id, b.epoch)];
+            out.extend(on_broker_unfenced(image, id));
+            out
+        }
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use spate_proto::metadata::metadata_record::Record;
+
+    use super::*;
+    use crate::ids::{BrokerEpoch, LeaderEpoch, PartitionEpoch, TopicId};
+    use crate::metadata::PartitionImage;
+
+    const TIMEOUT: Duration = Duration::from_secs(9);
+
+    fn register_req(id: i32, inc: &str) -> RegisterBrokerRequest {
+        RegisterBrokerRequest { broker_id: id, incarnation_id: inc.into(), endpoints: vec![], rack: String::new() }
+    }
+
+    fn heartbeat(id: i32, epoch: i64, offset: u64) -> BrokerHeartbeatRequest {
+        BrokerHeartbeatRequest { broker_id: id, broker_epoch: epoch, metadata_offset: offset, ..Default::default() }
+    }
+
+    /// Commits a decision's records at `offset`, as the state machine would.
+    fn commit(img: &mut MetadataImage, offset: u64, records: &[MetadataRecord]) {
+        for r in records {
+            img.apply(offset, r).unwrap();
+        }
+    }
+
+    fn kinds(records: &[MetadataRecord]) -> Vec<&'static str> {
+        records
+            .iter()
+            .map(|r| match r.record {
+                Some(Record::RegisterBroker(_)) => "register",
+                Some(Record::FenceBroker(_)) => "fence",
+                Some(Record::UnfenceBroker(_)) => "unfence",
+                Some(Record::PartitionChange(_)) => "change",
+                _ => "other",
+            })
+            .collect()
+    }
+
+    #[test]
+    fn registration_is_fenced_and_gets_the_commit_offset_as_epoch() {
+        let t0 = Instant::now();
+        let mut img = MetadataImage::new();
+        let sessions = BrokerSessions::new(TIMEOUT);
+        let res = register_broker(&img, &sessions, &register_req(1, "a"), t0);
+        assert_eq!(res.response.error_code, 0);
+        assert_eq!(kinds(&res.records), vec!["register"]);
+        commit(&mut img, 12, &res.records);
+        let b = img.broker(NodeId(1)).unwrap();
+        assert_eq!((b.epoch, b.fenced), (BrokerEpoch(12), true));
+    }
+
+    #[test]
+    fn registration_errors() {
+        let t0 = Instant::now();
+        let mut img = MetadataImage::new();
+        let mut sessions = BrokerSessions::new(TIMEOUT);
+        let res = register_broker(&img, &sessions, &register_req(-1, "a"), t0);
+        assert_eq!(res.response.error_code, ErrorCode::InvalidRequest.code());
+        let res = register_broker(&img, &sessions, &register_req(1, ""), t0);
+        assert_eq!(res.response.error_code, ErrorCode::InvalidRequest.code());
+        commit(&mut img, 3, &register_broker(&img, &sessions, &register_req(1, "a"), t0).records);
+        sessions.touch(NodeId(1), t0);
+        let dup = register_broker(&img, &sessions, &register_req(1, "b"), t0);
+        assert_eq!(dup.response.error_code, ErrorCode::DuplicateBrokerRegistration.code());
+        assert!(dup.records.is_empty());
+        // Same incarnation (a retry) or an expired session (a restart) is fine.
+        assert_eq!(register_broker(&img, &sessions, &register_req(1, "a"), t0).response.error_code, 0);
+        assert_eq!(register_broker(&img, &sessions, &register_req(1, "b"), t0 + TIMEOUT).response.error_code, 0);
+    }
+
+    /// Broker 1 (epoch 1) and 2 (epoch 2), both unfenced; "t" p0 led by 1 with ISR [1, 2].
+    fn two_brokers() -> MetadataImage {
+        let mut img = MetadataImage::new();
+        let s = BrokerSessions::new(TIMEOUT);
+        let t0 = Instant::now();
+        for id in [1, 2] {
+            commit(&mut img, id as u64, &register_broker(&img, &s, &register_req(id, "x"), t0).records);
+            commit(&mut img, 10 + id as u64, &unfence_broker(&img, NodeId(id)));
+        }
+        let t = TopicId::from_random([3; 16]);
+        let p = PartitionImage {
+            replicas: vec![NodeId(1), NodeId(2)],
+            isr: vec![NodeId(1), NodeId(2)],
+            leader: Some(NodeId(1)),
+            leader_epoch: LeaderEpoch(0),
+            partition_epoch: PartitionEpoch(0),
+        };
+        commit(&mut img, 20, &[records::topic("t", t), records::partition(t, 0, &p)]);
+        img
+    }
+
+    #[test]
+    fn heartbeat_with_wrong_epoch_or_unknown_broker_is_stale() {
+        let img = two_brokers();
+        let mut s = BrokerSessions::new(TIMEOUT);
+        let t0 = Instant::now();
+        let r = broker_heartbeat(&img, &mut s, &heartbeat(1, 99, 50), t0);
+        assert_eq!(r.response.error_code, ErrorCode::StaleBrokerEpoch.code());
+        let r = broker_heartbeat(&img, &mut s, &heartbeat(9, 1, 50), t0);
+        assert_eq!(r.response.error_code, ErrorCode::StaleBrokerEpoch.code());
+        assert!(s.is_empty(), "a stale heartbeat does not keep a session alive");
+    }
+
+    #[test]
+    fn fenced_broker_is_unfenced_once_caught_up() {
+        let t0 = Instant::now();
+        let mut img = MetadataImage::new();
+        let mut s = BrokerSessions::new(TIMEOUT);
+        commit(&mut img, 7, &register_broker(&img, &s, &register_req(1, "a"), t0).records);
+        let behind = broker_heartbeat(&img, &mut s, &heartbeat(1, 7, 6), t0);
+        assert!(behind.records.is_empty());
+        assert!(behind.response.is_fenced && !behind.response.is_caught_up);
+        assert!(s.is_alive(NodeId(1), t0));
+        let caught_up = broker_heartbeat(&img, &mut s, &heartbeat(1, 7, 7), t0);
+        assert_eq!(kinds(&caught_up.records), vec!["unfence"]);
+        assert!(!caught_up.response.is_fenced && caught_up.response.is_caught_up);
+        commit(&mut img, 8, &caught_up.records);
+        assert!(img.is_unfenced(NodeId(1)));
+        assert!(broker_heartbeat(&img, &mut s, &heartbeat(1, 7, 8), t0).records.is_empty());
+    }
+
+    #[test]
+    fn want_fence_and_controlled_shutdown_move_leadership() {
+        let img = two_brokers();
+        let mut s = BrokerSessions::new(TIMEOUT);
+        let t0 = Instant::now();
+        let mut req = heartbeat(1, 1, 20);
+        req.want_shutdown = true;
+        let r = broker_heartbeat(&img, &mut s, &req, t0);
+        assert_eq!(kinds(&r.records), vec!["fence", "change"]);
+        assert!(r.response.should_shutdown && r.response.is_fenced);
+        let mut after = img.clone();
+        commit(&mut after, 21, &r.records);
+        let p = after.topic_by_name("t").unwrap().partitions[&0].clone();
+        assert_eq!((p.leader, p.isr), (Some(NodeId(2)), vec![NodeId(2)]));
+        let mut req = heartbeat(2, 2, 21);
+        req.want_fence = true;
+        let r = broker_heartbeat(&after, &mut s, &req, t0);
+        assert!(r.response.is_fenced && !r.response.should_shutdown);
+        commit(&mut after, 22, &r.records);
+        let p = &after.topic_by_name("t").unwrap().partitions[&0];
+        assert_eq!((p.leader, &p.isr), (None, &vec![NodeId(2)]), "last ISR member stays");
+    }
+
+    #[test]
+    fn fencing_an_expired_broker_and_unfencing_it_again() {
+        let mut img = two_brokers();
+        assert_eq!(kinds(&fence_broker(&img, NodeId(2))), vec!["fence", "change"]);
+        commit(&mut img, 30, &fence_broker(&img, NodeId(2)));
+        assert!(fence_broker(&img, NodeId(2)).is_empty(), "already fenced");
+        assert!(fence_broker(&img, NodeId(5)).is_empty(), "unknown");
+        commit(&mut img, 31, &fence_broker(&img, NodeId(1)));
+        assert_eq!(img.topic_by_name("t").unwrap().partitions[&0].leader, None);
+        // Broker 1 is the last ISR member, so it leads again when it comes back.
+        let back = unfence_broker(&img, NodeId(1));
+        assert_eq!(kinds(&back), vec!["unfence", "change"]);
+        commit(&mut img, 32, &back);
+        let p = &img.topic_by_name("t").unwrap().partitions[&0];
+        assert_eq!((p.leader, p.leader_epoch), (Some(NodeId(1)), LeaderEpoch(2)));
+    }
+
+    #[test]
+    fn re_registering_a_live_leader_moves_its_partitions() {
+        let img = two_brokers();
+        let s = BrokerSessions::new(TIMEOUT);
+        let r = register_broker(&img, &s, &register_req(1, "y"), Instant::now());
+        assert_eq!(kinds(&r.records), vec!["register", "change"]);
+        let mut after = img.clone();
+        commit(&mut after, 40, &r.records);
+        assert_eq!(after.broker(NodeId(1)).unwrap().epoch, BrokerEpoch(40));
+        assert_eq!(after.topic_by_name("t").unwrap().partitions[&0].leader, Some(NodeId(2)));
+    }
+}
