@@ -34,7 +34,7 @@ pub struct DevArgs {
 
 /// Runs until SIGINT or SIGTERM, then shuts down cleanly.
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
-    crate::logging::init(&args.log_format, "info");
+    crate::logging::init(&args.log_format, "info,openraft=warn,sled=warn");
     let started = Instant::now();
     let node = Node::start(NodeConfig {
         node_id: 1,

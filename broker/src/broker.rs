@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use std::time::Duration;
 
+use spate_controller::ids::NodeId;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -94,7 +95,7 @@ impl Broker {
     pub fn is_ready(&self) -> bool {
         let image = self.state.metadata.image();
         image
-            .broker(self.state.config.node_id)
+            .broker(NodeId(self.state.config.node_id))
             .is_some_and(|b| !b.fenced)
     }
 
@@ -104,9 +105,9 @@ impl Broker {
         let image = self
             .state
             .metadata
-            .wait_until(timeout, |i| i.broker(node).is_some_and(|b| !b.fenced))
+            .wait_until(timeout, |i| i.broker(NodeId(node)).is_some_and(|b| !b.fenced))
             .await;
-        image.broker(node).is_some_and(|b| !b.fenced)
+        image.broker(NodeId(node)).is_some_and(|b| !b.fenced)
     }
 
     /// Stops accepting, stops background tasks, flushes and closes every log.

@@ -81,6 +81,10 @@ impl Node {
         let controller = controller::start(controller_config, controller_listener)
             .await
             .context("cannot start the controller")?;
+        controller
+            .wait_for_leader(Duration::from_secs(30))
+            .await
+            .context("the controller quorum elected no leader within 30 s")?;
         let kafka_listener = TcpListener::bind(config.kafka_addr)
             .await
             .with_context(|| format!("cannot listen on Kafka address {}", config.kafka_addr))?;
@@ -100,7 +104,9 @@ impl Node {
     /// Clean shutdown: broker first (flushes logs), then controller.
     pub async fn shutdown(self) {
         self.broker.shutdown().await;
-        self.controller.shutdown().await;
+        if let Err(e) = self.controller.shutdown().await {
+            tracing::warn!(error = %e, "controller did not shut down cleanly");
+        }
     }
 }
 

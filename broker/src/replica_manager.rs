@@ -42,12 +42,12 @@ impl ReplicaManager {
     /// blocking context or accept the short stall on the metadata task).
     pub fn apply_image(&self, image: &MetadataImage, now_ms: i64) {
         let mut wanted: HashMap<TopicPartition, ([u8; 16], bool, i32)> = HashMap::new();
-        for topic in image.topics() {
+        for topic in image.topics().values() {
             for (index, p) in &topic.partitions {
                 if p.replicas.iter().any(|r| r.0 == self.node_id) {
                     let tp = TopicPartition { topic: topic.name.clone(), partition: *index };
                     let is_leader = p.leader.is_some_and(|l| l.0 == self.node_id);
-                    wanted.insert(tp, (topic.id.to_bytes(), is_leader, p.leader_epoch.0));
+                    wanted.insert(tp, (*topic.id.0.as_bytes(), is_leader, p.leader_epoch.0));
                 }
             }
         }
@@ -136,7 +136,7 @@ impl ReplicaManager {
                 continue;
             }
             let Some(id) = read_topic_id(&path) else { continue };
-            let owned = image.topics().any(|t| t.id.to_bytes() == id);
+            let owned = image.topics().values().any(|t| *t.id.0.as_bytes() == id);
             if !owned {
                 tracing::info!(dir = %path.display(), "removing log of a deleted topic");
                 remove_dir(&path);

@@ -11,6 +11,7 @@
 //! - [`consumer`]: assign-only consumer with a Fetch loop.
 //! - [`error`], [`config`], [`types`]: the shared vocabulary.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod admin;
 pub mod cluster;
@@ -24,10 +25,13 @@ pub mod producer;
 pub mod types;
 pub mod versions;
 
-//pub use admin::Admin;
+pub use admin::Admin;
 pub use cluster::Cluster;
 pub use config::{ClientConfig, ConsumerConfig, OffsetReset, ProducerConfig, StartOffset};
-//pub use consumer::{Consumer, ConsumerRecord};
+pub use consumer::{Consumer, ConsumerRecord};
 pub use error::{Error, KafkaError, Result};
-//pub use producer::{DeliveryFuture, Producer, RecordMetadata};
+pub use producer::{DeliveryFuture, Producer, RecordMetadata};
+/// The protocol crate this client is built on, for callers that need its types.
+pub use kafka_protocol;
+pub use kafka_protocol::ResponseError;
 pub use types::{Acks, Compression, Header, LeaderEpoch, NodeId, TopicPartition};

@@ -63,40 +63,196 @@ const fn def(
     validator: Validator,
     doc: &'static str,
 ) -> ConfigDef {
-    ConfigDef { name, default, kind, validator, doc }
+    ConfigDef {
+        name,
+        default,
+        kind,
+        validator,
+        doc,
+    }
 }
 
 use ConfigKind::{Boolean, Double, Int, List, Long};
-use Validator::{AtLeast, Any, Between, ListOf, OneOf};
+use Validator::{Any, AtLeast, Between, ListOf, OneOf};
 
 /// Every topic config Spate knows, sorted by name.
 pub static TOPIC_CONFIGS: &[ConfigDef] = &[
-    def("cleanup.policy", "delete", List, ListOf(&["delete", "compact"]), "Delete old segments, compact by key, or both."),
-    def("compression.type", "producer", ConfigKind::String, OneOf(COMPRESSION_TYPES), "Compression of stored batches; 'producer' keeps the producer's."),
-    def("delete.retention.ms", "86400000", Long, AtLeast(0), "How long delete tombstones are kept on compacted topics."),
-    def("file.delete.delay.ms", "60000", Long, AtLeast(0), "Delay before a deleted segment file is removed from disk."),
+    def(
+        "cleanup.policy",
+        "delete",
+        List,
+        ListOf(&["delete", "compact"]),
+        "Delete old segments, compact by key, or both.",
+    ),
+    def(
+        "compression.type",
+        "producer",
+        ConfigKind::String,
+        OneOf(COMPRESSION_TYPES),
+        "Compression of stored batches; 'producer' keeps the producer's.",
+    ),
+    def(
+        "delete.retention.ms",
+        "86400000",
+        Long,
+        AtLeast(0),
+        "How long delete tombstones are kept on compacted topics.",
+    ),
+    def(
+        "file.delete.delay.ms",
+        "60000",
+        Long,
+        AtLeast(0),
+        "Delay before a deleted segment file is removed from disk.",
+    ),
     // Spate acknowledges only after fsync by default (DESIGN §6), unlike Kafka's Long.MAX.
-    def("flush.messages", "1", Long, AtLeast(1), "Fsync after this many messages; 1 fsyncs before acknowledging."),
-    def("flush.ms", "1000", Long, AtLeast(0), "Fsync at least this often."),
-    def("index.interval.bytes", "4096", Int, AtLeast(0), "Bytes between offset index entries."),
-    def("max.compaction.lag.ms", LONG_MAX, Long, AtLeast(1), "Longest time a message stays ineligible for compaction."),
-    def("max.message.bytes", "1048588", Int, AtLeast(0), "Largest record batch the topic accepts."),
-    def("message.downconversion.enable", "true", Boolean, Any, "Accepted for compatibility; Spate never down-converts."),
-    def("message.timestamp.after.max.ms", LONG_MAX, Long, AtLeast(0), "How far a CreateTime timestamp may be ahead of the broker's clock."),
-    def("message.timestamp.before.max.ms", LONG_MAX, Long, AtLeast(0), "How far a CreateTime timestamp may be behind the broker's clock."),
-    def("message.timestamp.difference.max.ms", LONG_MAX, Long, AtLeast(0), "Deprecated: largest allowed CreateTime skew."),
-    def("message.timestamp.type", "CreateTime", ConfigKind::String, OneOf(&["CreateTime", "LogAppendTime"]), "Whether batches keep the producer's timestamp or get the broker's."),
-    def("min.cleanable.dirty.ratio", "0.5", Double, Between(0.0, 1.0), "Dirty ratio that makes a log eligible for compaction."),
-    def("min.compaction.lag.ms", "0", Long, AtLeast(0), "Shortest time a message stays uncompacted."),
-    def("min.insync.replicas", "1", Int, AtLeast(1), "ISR size needed for acks=all produce to succeed."),
-    def("preallocate", "false", Boolean, Any, "Preallocate segment files."),
-    def("retention.bytes", "-1", Long, Any, "Largest partition size before old segments are deleted; -1 is unlimited."),
-    def("retention.ms", "604800000", Long, AtLeast(-1), "How long segments are kept; -1 is forever."),
-    def("segment.bytes", "1073741824", Int, AtLeast(14), "Segment file size."),
-    def("segment.index.bytes", "10485760", Int, AtLeast(4), "Offset index file size."),
-    def("segment.jitter.ms", "0", Long, AtLeast(0), "Random jitter subtracted from segment.ms."),
-    def("segment.ms", "604800000", Long, AtLeast(1), "Roll a new segment after this long."),
-    def("unclean.leader.election.enable", "false", Boolean, Any, "Allow an out-of-sync replica to lead when no ISR member is alive."),
+    def(
+        "flush.messages",
+        "1",
+        Long,
+        AtLeast(1),
+        "Fsync after this many messages; 1 fsyncs before acknowledging.",
+    ),
+    def(
+        "flush.ms",
+        "1000",
+        Long,
+        AtLeast(0),
+        "Fsync at least this often.",
+    ),
+    def(
+        "index.interval.bytes",
+        "4096",
+        Int,
+        AtLeast(0),
+        "Bytes between offset index entries.",
+    ),
+    def(
+        "max.compaction.lag.ms",
+        LONG_MAX,
+        Long,
+        AtLeast(1),
+        "Longest time a message stays ineligible for compaction.",
+    ),
+    def(
+        "max.message.bytes",
+        "1048588",
+        Int,
+        AtLeast(0),
+        "Largest record batch the topic accepts.",
+    ),
+    def(
+        "message.downconversion.enable",
+        "true",
+        Boolean,
+        Any,
+        "Accepted for compatibility; Spate never down-converts.",
+    ),
+    def(
+        "message.timestamp.after.max.ms",
+        LONG_MAX,
+        Long,
+        AtLeast(0),
+        "How far a CreateTime timestamp may be ahead of the broker's clock.",
+    ),
+    def(
+        "message.timestamp.before.max.ms",
+        LONG_MAX,
+        Long,
+        AtLeast(0),
+        "How far a CreateTime timestamp may be behind the broker's clock.",
+    ),
+    def(
+        "message.timestamp.difference.max.ms",
+        LONG_MAX,
+        Long,
+        AtLeast(0),
+        "Deprecated: largest allowed CreateTime skew.",
+    ),
+    def(
+        "message.timestamp.type",
+        "CreateTime",
+        ConfigKind::String,
+        OneOf(&["CreateTime", "LogAppendTime"]),
+        "Whether batches keep the producer's timestamp or get the broker's.",
+    ),
+    def(
+        "min.cleanable.dirty.ratio",
+        "0.5",
+        Double,
+        Between(0.0, 1.0),
+        "Dirty ratio that makes a log eligible for compaction.",
+    ),
+    def(
+        "min.compaction.lag.ms",
+        "0",
+        Long,
+        AtLeast(0),
+        "Shortest time a message stays uncompacted.",
+    ),
+    def(
+        "min.insync.replicas",
+        "1",
+        Int,
+        AtLeast(1),
+        "ISR size needed for acks=all produce to succeed.",
+    ),
+    def(
+        "preallocate",
+        "false",
+        Boolean,
+        Any,
+        "Preallocate segment files.",
+    ),
+    def(
+        "retention.bytes",
+        "-1",
+        Long,
+        Any,
+        "Largest partition size before old segments are deleted; -1 is unlimited.",
+    ),
+    def(
+        "retention.ms",
+        "604800000",
+        Long,
+        AtLeast(-1),
+        "How long segments are kept; -1 is forever.",
+    ),
+    def(
+        "segment.bytes",
+        "1073741824",
+        Int,
+        AtLeast(14),
+        "Segment file size.",
+    ),
+    def(
+        "segment.index.bytes",
+        "10485760",
+        Int,
+        AtLeast(4),
+        "Offset index file size.",
+    ),
+    def(
+        "segment.jitter.ms",
+        "0",
+        Long,
+        AtLeast(0),
+        "Random jitter subtracted from segment.ms.",
+    ),
+    def(
+        "segment.ms",
+        "604800000",
+        Long,
+        AtLeast(1),
+        "Roll a new segment after this long.",
+    ),
+    def(
+        "unclean.leader.election.enable",
+        "false",
+        Boolean,
+        Any,
+        "Allow an out-of-sync replica to lead when no ISR member is alive.",
+    ),
 ];
 
 /// Looks a key up.
@@ -115,12 +271,19 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
 /// The value in effect: the dynamic override if set, else the default. `None` for unknown keys
 /// that are not overridden.
 pub fn effective<'a>(overrides: &'a BTreeMap<String, String>, name: &str) -> Option<&'a str> {
-    overrides.get(name).map(String::as_str).or_else(|| lookup(name).map(|d| d.default))
+    overrides
+        .get(name)
+        .map(String::as_str)
+        .or_else(|| lookup(name).map(|d| d.default))
 }
 
 /// Splits a list value into trimmed, non-empty items.
 pub fn list_items(value: &str) -> Vec<&str> {
-    value.split(',').map(str::trim).filter(|s| !s.is_empty()).collect()
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 impl ConfigDef {
@@ -129,7 +292,9 @@ impl ConfigDef {
         let v = value.trim();
         match self.kind {
             ConfigKind::Long => self.check_number(v.parse::<i64>().ok(), value, "a long"),
-            ConfigKind::Int => self.check_number(v.parse::<i32>().ok().map(i64::from), value, "an int"),
+            ConfigKind::Int => {
+                self.check_number(v.parse::<i32>().ok().map(i64::from), value, "an int")
+            }
             ConfigKind::Double => match v.parse::<f64>() {
                 Ok(x) if x.is_finite() => self.check_range(x, value),
                 _ => Err(self.describe_error("a number", value)),
@@ -139,7 +304,9 @@ impl ConfigDef {
                 _ => Err(self.describe_error("a boolean (true|false)", value)),
             },
             ConfigKind::String | ConfigKind::Class => match self.validator {
-                OneOf(allowed) if !allowed.contains(&v) => Err(self.describe_error(&format!("one of {}", allowed.join("|")), value)),
+                OneOf(allowed) if !allowed.contains(&v) => {
+                    Err(self.describe_error(&format!("one of {}", allowed.join("|")), value))
+                }
                 _ => Ok(()),
             },
             ConfigKind::List => match self.validator {
@@ -169,7 +336,9 @@ impl ConfigDef {
 
     fn check_range(&self, x: f64, raw: &str) -> Result<(), String> {
         match self.validator {
-            Between(lo, hi) if !(lo..=hi).contains(&x) => Err(self.describe_error(&format!("a number in [{lo}, {hi}]"), raw)),
+            Between(lo, hi) if !(lo..=hi).contains(&x) => {
+                Err(self.describe_error(&format!("a number in [{lo}, {hi}]"), raw))
+            }
             _ => Ok(()),
         }
     }
@@ -197,11 +366,23 @@ mod tests {
 
     #[test]
     fn numbers_are_checked_with_kafka_like_messages() {
-        assert_eq!(validate("retention.ms", "abc"), Err("retention.ms must be a long >= -1, got 'abc'".into()));
-        assert_eq!(validate("retention.ms", "-2"), Err("retention.ms must be a long >= -1, got '-2'".into()));
+        assert_eq!(
+            validate("retention.ms", "abc"),
+            Err("retention.ms must be a long >= -1, got 'abc'".into())
+        );
+        assert_eq!(
+            validate("retention.ms", "-2"),
+            Err("retention.ms must be a long >= -1, got '-2'".into())
+        );
         assert_eq!(validate("retention.ms", "-1"), Ok(()));
-        assert_eq!(validate("segment.bytes", "13"), Err("segment.bytes must be an int >= 14, got '13'".into()));
-        assert!(validate("segment.bytes", "4294967296").is_err(), "int overflow");
+        assert_eq!(
+            validate("segment.bytes", "13"),
+            Err("segment.bytes must be an int >= 14, got '13'".into())
+        );
+        assert!(
+            validate("segment.bytes", "4294967296").is_err(),
+            "int overflow"
+        );
         assert_eq!(validate("retention.bytes", "-5"), Ok(()));
         assert!(validate("retention.bytes", "x").is_err());
         assert!(validate("min.insync.replicas", "0").is_err());
@@ -216,7 +397,9 @@ mod tests {
         assert!(validate("cleanup.policy", "compact,nope").is_err());
         assert!(validate("cleanup.policy", "").is_err());
         assert_eq!(validate("compression.type", "zstd"), Ok(()));
-        assert!(validate("compression.type", "brotli").unwrap_err().contains("producer|gzip"));
+        assert!(validate("compression.type", "brotli")
+            .unwrap_err()
+            .contains("producer|gzip"));
         assert_eq!(validate("message.timestamp.type", "LogAppendTime"), Ok(()));
         assert!(validate("message.timestamp.type", "logappendtime").is_err());
         assert_eq!(validate("unclean.leader.election.enable", "TRUE"), Ok(()));
@@ -225,7 +408,10 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_rejected_and_effective_values_fall_back() {
-        assert_eq!(validate("no.such.key", "1"), Err("unknown topic config 'no.such.key'".into()));
+        assert_eq!(
+            validate("no.such.key", "1"),
+            Err("unknown topic config 'no.such.key'".into())
+        );
         let mut overrides = BTreeMap::new();
         overrides.insert("retention.ms".to_string(), "5".to_string());
         assert_eq!(effective(&overrides, "retention.ms"), Some("5"));

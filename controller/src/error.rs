@@ -76,7 +76,10 @@ pub struct ApiError {
 impl ApiError {
     /// Builds an error from a code and a message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
-        ApiError { code, message: message.into() }
+        ApiError {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -92,9 +95,9 @@ pub enum ControllerError {
     /// The sled database failed.
     #[error("controller storage: {0}")]
     Sled(#[from] sled::Error),
-    /// openraft reported a storage failure.
+    /// openraft reported a storage failure (boxed: openraft's error is large).
     #[error("raft storage: {0}")]
-    RaftStorage(#[from] openraft::StorageError<u64>),
+    RaftStorage(Box<openraft::StorageError<u64>>),
     /// openraft failed in a way the caller cannot fix by retrying elsewhere.
     #[error("raft: {0}")]
     Raft(String),
@@ -131,6 +134,12 @@ fn fmt_leader(leader: Option<u64>) -> String {
     leader.map_or_else(|| "unknown".to_string(), |l| l.to_string())
 }
 
+impl From<openraft::StorageError<u64>> for ControllerError {
+    fn from(e: openraft::StorageError<u64>) -> Self {
+        ControllerError::RaftStorage(Box::new(e))
+    }
+}
+
 impl From<tonic::Status> for ControllerError {
     fn from(s: tonic::Status) -> Self {
         ControllerError::Rpc(Box::new(s))
@@ -163,7 +172,10 @@ impl ControllerError {
             | ControllerError::Timeout(_)
             | ControllerError::Transport(_) => true,
             ControllerError::Rpc(s) => {
-                matches!(s.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded)
+                matches!(
+                    s.code(),
+                    tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+                )
             }
             _ => false,
         }
@@ -200,6 +212,9 @@ mod tests {
         assert_eq!(e.to_api(), ApiError::new(ErrorCode::InvalidConfig, "bad"));
         let e = ControllerError::from(tonic::Status::unavailable("down"));
         assert_eq!(e.error_code(), ErrorCode::NotController);
-        assert_eq!(ControllerError::Decode("x".into()).error_code(), ErrorCode::UnknownServerError);
+        assert_eq!(
+            ControllerError::Decode("x".into()).error_code(),
+            ErrorCode::UnknownServerError
+        );
     }
 }

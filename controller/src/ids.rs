@@ -75,6 +75,18 @@ impl TopicId {
     }
 }
 
+impl From<uuid::Uuid> for TopicId {
+    fn from(id: uuid::Uuid) -> TopicId {
+        TopicId(id)
+    }
+}
+
+impl From<TopicId> for uuid::Uuid {
+    fn from(id: TopicId) -> uuid::Uuid {
+        id.0
+    }
+}
+
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)

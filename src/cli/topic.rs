@@ -1,4 +1,203 @@
-//! placeholder, replaced by the CLI work.
-#[derive(clap::Args)]
-pub struct TopicArgs {}
-pub async fn run(_args: TopicArgs) -> anyhow::Result<()> { anyhow::bail!("not yet built") }
+//! `spate topic`: create, list, describe, delete topics; alter configs; add partitions.
+
+use anyhow::Context;
+use spate_client::admin::{AlterConfigOp, AlterOpType, ConfigResource, ConfigSource, NewTopic};
+use spate_client::{Admin, NodeId};
+
+use super::{init_logging, parse_kv, Conn};
+
+/// Flags of `spate topic`.
+#[derive(clap::Args, Debug)]
+pub struct TopicArgs {
+    #[command(subcommand)]
+    cmd: TopicCmd,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum TopicCmd {
+    /// Create a topic.
+    Create {
+        /// Topic name.
+        name: String,
+        /// Number of partitions (-1: broker default).
+        #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
+        partitions: i32,
+        /// Replication factor (-1: broker default).
+        #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
+        replication_factor: i16,
+        /// Topic config, repeatable: --config retention.ms=60000.
+        #[arg(long = "config", value_parser = parse_kv)]
+        configs: Vec<(String, String)>,
+        /// Only ask the broker whether the topic could be created.
+        #[arg(long)]
+        validate_only: bool,
+    },
+    /// List topic names.
+    List {
+        /// Include internal topics such as __consumer_offsets.
+        #[arg(long)]
+        internal: bool,
+    },
+    /// Show partitions (leader, replicas, ISR) and configs.
+    Describe {
+        /// Topic name.
+        name: String,
+        /// List every config with its source, not only the topic's overrides.
+        #[arg(long)]
+        all_configs: bool,
+    },
+    /// Delete a topic.
+    Delete {
+        /// Topic name.
+        name: String,
+    },
+    /// Change topic configs (IncrementalAlterConfigs).
+    AlterConfig {
+        /// Topic name.
+        name: String,
+        /// Set a config, repeatable: --set retention.ms=60000.
+        #[arg(long, value_parser = parse_kv)]
+        set: Vec<(String, String)>,
+        /// Remove an override (back to the default), repeatable.
+        #[arg(long)]
+        delete: Vec<String>,
+        /// Append to a list config, repeatable: --append cleanup.policy=compact.
+        #[arg(long, value_parser = parse_kv)]
+        append: Vec<(String, String)>,
+        /// Remove from a list config, repeatable.
+        #[arg(long, value_parser = parse_kv)]
+        subtract: Vec<(String, String)>,
+    },
+    /// Raise the partition count.
+    AddPartitions {
+        /// Topic name.
+        name: String,
+        /// The new total number of partitions.
+        #[arg(long)]
+        total: i32,
+    },
+}
+
+/// Runs `spate topic ...`.
+pub async fn run(args: TopicArgs) -> anyhow::Result<()> {
+    init_logging();
+    let admin = Admin::connect(args.conn.client_config())
+        .await
+        .with_context(|| format!("cannot reach the cluster at {}", args.conn.bootstrap))?;
+    match args.cmd {
+        TopicCmd::Create { name, partitions, replication_factor, configs, validate_only } => {
+            let topic = NewTopic { name: name.clone(), num_partitions: partitions, replication_factor, configs };
+            for (_, r) in admin.create_topics(&[topic], validate_only).await? {
+                r?;
+            }
+            if validate_only {
+                println!("Topic '{name}' could be created (validate only).");
+            } else {
+                println!("Created topic '{name}'.");
+            }
+        }
+        TopicCmd::List { internal } => {
+            for name in admin.list_topics(internal).await? {
+                println!("{name}");
+            }
+        }
+        TopicCmd::Describe { name, all_configs } => describe(&admin, &name, all_configs).await?,
+        TopicCmd::Delete { name } => {
+            admin.delete_topic(&name).await?;
+            println!("Deleted topic '{name}'.");
+        }
+        TopicCmd::AlterConfig { name, set, delete, append, subtract } => {
+            let ops = alter_ops(set, delete, append, subtract);
+            if ops.is_empty() {
+                anyhow::bail!("nothing to change: give --set, --delete, --append or --subtract");
+            }
+            admin.incremental_alter_configs(&ConfigResource::Topic(name.clone()), &ops, false).await?;
+            println!("Updated {} config(s) of topic '{name}'.", ops.len());
+        }
+        TopicCmd::AddPartitions { name, total } => {
+            admin.create_partitions(&name, total, false).await?;
+            println!("Topic '{name}' now has {total} partitions.");
+        }
+    }
+    Ok(())
+}
+
+fn alter_ops(
+    set: Vec<(String, String)>,
+    delete: Vec<String>,
+    append: Vec<(String, String)>,
+    subtract: Vec<(String, String)>,
+) -> Vec<AlterConfigOp> {
+    let with = |op: AlterOpType| move |(name, value): (String, String)| AlterConfigOp { name, op, value: Some(value) };
+    set.into_iter()
+        .map(with(AlterOpType::Set))
+        .chain(delete.into_iter().map(AlterConfigOp::delete))
+        .chain(append.into_iter().map(with(AlterOpType::Append)))
+        .chain(subtract.into_iter().map(with(AlterOpType::Subtract)))
+        .collect()
+}
+
+/// Prints in the layout of `kafka-topics --describe`, then configs.
+async fn describe(admin: &Admin, name: &str, all_configs: bool) -> anyhow::Result<()> {
+    let topic = admin.describe_topic(name).await?;
+    let configs = admin.describe_topic_configs(name).await?;
+    let overrides: Vec<String> = configs
+        .iter()
+        .filter(|c| c.source == ConfigSource::DynamicTopic)
+        .map(|c| format!("{}={}", c.name, c.value.as_deref().unwrap_or("<hidden>")))
+        .collect();
+    let rf = topic.partitions.first().map_or(0, |p| p.replicas.len());
+    println!(
+        "Topic: {}\tTopicId: {}\tPartitionCount: {}\tReplicationFactor: {}\tConfigs: {}",
+        topic.name,
+        topic.topic_id,
+        topic.partitions.len(),
+        rf,
+        overrides.join(",")
+    );
+    for p in &topic.partitions {
+        let leader = p.leader.map_or("none".to_string(), |l| l.to_string());
+        let offline = if p.offline_replicas.is_empty() { String::new() } else { format!("\tOffline: {}", ids(&p.offline_replicas)) };
+        println!(
+            "\tTopic: {}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}{}",
+            topic.name,
+            p.partition,
+            leader,
+            ids(&p.replicas),
+            ids(&p.isr),
+            offline
+        );
+    }
+    if all_configs {
+        println!("Configs:");
+        for c in &configs {
+            let value = if c.sensitive { "<hidden>" } else { c.value.as_deref().unwrap_or("null") };
+            println!("\t{}={}\t({})", c.name, value, c.source);
+        }
+    }
+    Ok(())
+}
+
+fn ids(nodes: &[NodeId]) -> String {
+    nodes.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alter_ops_keep_kinds() {
+        let ops = alter_ops(
+            vec![("a".into(), "1".into())],
+            vec!["b".into()],
+            vec![("c".into(), "x".into())],
+            vec![("d".into(), "y".into())],
+        );
+        let kinds: Vec<AlterOpType> = ops.iter().map(|o| o.op).collect();
+        assert_eq!(kinds, vec![AlterOpType::Set, AlterOpType::Delete, AlterOpType::Append, AlterOpType::Subtract]);
+        assert_eq!(ops[1].value, None);
+    }
+}

@@ -94,7 +94,9 @@ def test_create_describe_delete_topic(broker, topic):
 
 
 @pytest.mark.parametrize("name", ["bad name", "..", ".", "a" * 250, "slash/topic",
-                                  "star*", "umlaut-\u00fc"])
+                                  "star*", "umlaut-\u00fc"],
+                         ids=["space", "dotdot", "dot", "250-chars", "slash", "star",
+                              "non-ascii"])
 def test_invalid_topic_name_is_rejected(broker, name):
     code = create_error_code(broker.bootstrap, NewTopic(name, 1, 1))
     assert code == KafkaError.TOPIC_EXCEPTION, \
@@ -103,7 +105,7 @@ def test_invalid_topic_name_is_rejected(broker, name):
 
 
 def test_longest_valid_topic_name_is_accepted(broker):
-    name = ("t-" + uuid.uuid4().hex) .ljust(249, "x")
+    name = ("t-" + uuid.uuid4().hex).ljust(249, "x")
     create_topic(broker.bootstrap, name)
     assert name in topic_names(broker.bootstrap)
 

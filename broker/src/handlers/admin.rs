@@ -18,7 +18,7 @@ use spate_proto::metadata::ReplicaList;
 
 use super::str_bytes;
 use crate::broker::BrokerState;
-use crate::error::{BrokerError, Result};
+use crate::error::Result;
 use crate::metadata::controller_link::NOT_CONTROLLER;
 use crate::server::dispatch::RequestContext;
 
@@ -125,7 +125,7 @@ pub async fn create_topics(ctx: &RequestContext, req: CreateTopicsRequest) -> Cr
                 .into_iter()
                 .map(|t| {
                     let overrides = requested_configs.get(&t.name).cloned().unwrap_or_default();
-                    topic_result(t, &overrides)
+                    topic_result(t, &overrides, ctx.api_version)
                 })
                 .collect()
         }
@@ -143,9 +143,10 @@ pub async fn create_topics(ctx: &RequestContext, req: CreateTopicsRequest) -> Cr
     CreateTopicsResponse::default().with_topics(results)
 }
 
-fn topic_result(t: pb::CreatableTopicResult, overrides: &HashMap<String, String>) -> CreatableTopicResult {
+fn topic_result(t: pb::CreatableTopicResult, overrides: &HashMap<String, String>, version: i16) -> CreatableTopicResult {
     let ok = t.error_code == 0;
-    let configs = ok.then(|| {
+    // Configs are part of the response from v5 on.
+    let configs = (ok && version >= 5).then(|| {
         config_defs::TOPIC_CONFIGS
             .iter()
             .map(|def| {
@@ -189,7 +190,7 @@ pub async fn delete_topics(ctx: &RequestContext, req: DeleteTopicsRequest) -> De
         match &t.name {
             Some(name) => asked.push((Some(name.0.to_string()), uuid::Uuid::nil(), Some(name.0.to_string()))),
             None => {
-                let resolved = image.topic(&t.topic_id.into()).map(|x| x.name.clone());
+                let resolved = image.topic(spate_controller::ids::TopicId(t.topic_id)).map(|x| x.name.clone());
                 asked.push((None, t.topic_id, resolved));
             }
         }

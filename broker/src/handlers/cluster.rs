@@ -11,6 +11,7 @@ pub fn describe(ctx: &RequestContext, _req: DescribeClusterRequest) -> DescribeC
     let image = state.metadata.image();
     let brokers = image
         .brokers()
+        .values()
         .filter(|b| !b.fenced)
         .filter_map(|b| {
             let ep = b.endpoints.first()?;

@@ -36,6 +36,7 @@ fn config_type(kind: ConfigKind) -> i8 {
         ConfigKind::String => 2,
         ConfigKind::Int => 3,
         ConfigKind::Long => 5,
+        ConfigKind::Double => 6,
         ConfigKind::List => 7,
         ConfigKind::Class => 8,
     }
@@ -136,7 +137,7 @@ fn broker_entries(state: &BrokerState) -> Vec<Entry> {
     // Kafka has them and the topic name otherwise.
     for def in config_defs::TOPIC_CONFIGS {
         entries.push(Entry {
-            name: def.broker_name().to_string(),
+            name: broker_name(def.name).to_string(),
             value: def.default.to_string(),
             source: SOURCE_DEFAULT,
             read_only: true,
@@ -146,6 +147,21 @@ fn broker_entries(state: &BrokerState) -> Vec<Entry> {
         });
     }
     entries
+}
+
+/// Kafka's broker-level name of a topic config's default.
+fn broker_name(topic_key: &str) -> String {
+    match topic_key {
+        "segment.ms" => "log.roll.ms".into(),
+        "flush.messages" => "log.flush.interval.messages".into(),
+        "flush.ms" => "log.flush.interval.ms".into(),
+        "max.message.bytes" => "message.max.bytes".into(),
+        "segment.index.bytes" => "log.index.size.max.bytes".into(),
+        "delete.retention.ms" => "log.cleaner.delete.retention.ms".into(),
+        "file.delete.delay.ms" => "log.segment.delete.delay.ms".into(),
+        "min.insync.replicas" | "unclean.leader.election.enable" | "compression.type" => topic_key.into(),
+        other => format!("log.{other}"),
+    }
 }
 
 /// DescribeConfigs.

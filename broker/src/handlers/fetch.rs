@@ -93,16 +93,15 @@ async fn fetch(state: Arc<BrokerState>, req: FetchRequest) -> FetchResponse {
         let answers = read_all(&state, &resolved.targets, max_bytes);
         let bytes: usize = answers.iter().map(|a| a.records.len()).sum();
         let any_error = answers.iter().any(|a| a.error != 0);
-        if bytes >= min_bytes.max(1) || any_error || max_wait.is_zero() || watchers.is_empty() {
+        if bytes >= min_bytes || any_error || max_wait.is_zero() || watchers.is_empty() {
             break answers;
         }
-        if bytes > 0 && bytes >= min_bytes {
-            break answers;
-        }
-        let changed = select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
-        match tokio::time::timeout_at(deadline, changed).await {
-            Ok(_) => continue,
-            Err(_) => break read_all(&state, &resolved.targets, max_bytes),
+        let woke = {
+            let changed = select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
+            tokio::time::timeout_at(deadline, changed).await.is_ok()
+        };
+        if !woke {
+            break read_all(&state, &resolved.targets, max_bytes);
         }
     };
     let session_id = resolved.session_id;

@@ -35,7 +35,8 @@ pub fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffsetsRespo
                             .with_error_code(0)
                             .with_offset(offset)
                             .with_timestamp(timestamp)
-                            .with_leader_epoch(epoch),
+                            // The field exists from v4 on; setting it earlier fails to encode.
+                            .with_leader_epoch(if ctx.api_version >= 4 { epoch } else { -1 }),
                         Err(e) => base.with_error_code(e.code()).with_offset(-1).with_timestamp(-1),
                     }
                 })

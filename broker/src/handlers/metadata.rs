@@ -7,6 +7,7 @@ use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use spate_controller::ids::{NodeId, TopicId};
 use spate_controller::metadata::{MetadataImage, TopicImage};
 
 use super::{admin, str_bytes};
@@ -23,7 +24,7 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
             .filter_map(|t| match t.name {
                 Some(name) => Some(name.0.to_string()),
                 // v10+: a topic asked for by id.
-                None => image.topic(&t.topic_id.into()).map(|t| t.name.clone()),
+                None => image.topic(TopicId(t.topic_id)).map(|t| t.name.clone()),
             })
             .collect()
     });
@@ -52,7 +53,7 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
         }
     }
     let topics = match requested {
-        None => image.topics().map(|t| topic_entry(t, &image)).collect(),
+        None => image.topics().values().map(|t| topic_entry(t, &image)).collect(),
         Some(names) => names
             .iter()
             .map(|name| match image.topic_by_name(name) {
@@ -84,6 +85,7 @@ fn has_all_leaders(t: &TopicImage) -> bool {
 fn brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
     image
         .brokers()
+        .values()
         .filter(|b| !b.fenced)
         .filter_map(|b| {
             let ep = b.endpoints.first()?;
@@ -102,10 +104,10 @@ fn brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
 /// directly, so we name a live broker (which forwards admin requests).
 pub fn controller_id(state: &BrokerState, image: &MetadataImage) -> i32 {
     let me = state.config.node_id;
-    if image.broker(me).is_some_and(|b| !b.fenced) {
+    if image.broker(NodeId(me)).is_some_and(|b| !b.fenced) {
         return me;
     }
-    image.brokers().find(|b| !b.fenced).map(|b| b.id.0).unwrap_or(-1)
+    image.brokers().values().find(|b| !b.fenced).map(|b| b.id.0).unwrap_or(-1)
 }
 
 fn topic_entry(t: &TopicImage, image: &MetadataImage) -> MetadataResponseTopic {
@@ -116,7 +118,7 @@ fn topic_entry(t: &TopicImage, image: &MetadataImage) -> MetadataResponseTopic {
             let offline: Vec<BrokerId> = p
                 .replicas
                 .iter()
-                .filter(|r| image.broker(r.0).is_none_or(|b| b.fenced))
+                .filter(|r| image.broker(**r).is_none_or(|b| b.fenced))
                 .map(|r| BrokerId(r.0))
                 .collect();
             let error = if p.leader.is_none() { ResponseError::LeaderNotAvailable.code() } else { 0 };
@@ -133,7 +135,7 @@ fn topic_entry(t: &TopicImage, image: &MetadataImage) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_error_code(0)
         .with_name(Some(TopicName(str_bytes(t.name.clone()))))
-        .with_topic_id(t.id.into())
+        .with_topic_id(t.id.0)
         .with_is_internal(t.name.starts_with("__"))
         .with_partitions(partitions)
 }

@@ -14,6 +14,8 @@
 //! Nothing here panics on any input: every length is checked before it is used.
 
 use super::error::LogError;
+use super::records::walk_records;
+pub use super::records::RecordsSummary;
 
 /// Bytes before `batchLength`'s payload starts: base offset (8) + length (4).
 pub const LOG_OVERHEAD: usize = 12;
@@ -184,15 +186,6 @@ pub(crate) fn frame_size(prefix: &[u8], remaining: u64, at: u64) -> Result<usize
     Ok(size as usize)
 }
 
-/// What walking an uncompressed batch's records found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RecordsSummary {
-    /// Largest record timestamp.
-    pub max_timestamp: i64,
-    /// Offset delta of the first record carrying that timestamp.
-    pub offset_delta_of_max: i32,
-}
-
 /// A zero-copy view of one complete batch.
 #[derive(Debug, Clone, Copy)]
 pub struct RecordBatchView<'a> {
@@ -278,107 +271,6 @@ impl<'a> RecordBatchView<'a> {
     }
 }
 
-/// Walks uncompressed records, checking each one's framing, that offset deltas count up
-/// from 0, and that exactly `count` records exactly fill the buffer.
-fn walk_records(records: &[u8], count: i32, base_ts: i64) -> Result<RecordsSummary, LogError> {
-    let mut pos = 0usize;
-    let mut seen: i32 = 0;
-    let mut summary = RecordsSummary {
-        max_timestamp: i64::MIN,
-        offset_delta_of_max: 0,
-    };
-    while pos < records.len() {
-        if seen >= count {
-            return Err(invalid(seen, "extra bytes after the declared number of records"));
-        }
-        let len = read_varint(records, &mut pos, 5).map_err(|e| invalid(seen, e))?;
-        let body = usize::try_from(len)
-            .ok()
-            .and_then(|len| records.get(pos..pos.checked_add(len)?))
-            .ok_or_else(|| {
-                invalid(
-                    seen,
-                    &format!("length {len} overruns the {} bytes left", records.len() - pos),
-                )
-            })?;
-        pos += body.len();
-        let (ts_delta, offset_delta) = parse_record_body(body).map_err(|e| invalid(seen, e))?;
-        if offset_delta != seen as i64 {
-            return Err(invalid(seen, &format!("offset delta {offset_delta}, expected {seen}")));
-        }
-        let ts = base_ts.saturating_add(ts_delta);
-        if ts > summary.max_timestamp {
-            summary.max_timestamp = ts;
-            summary.offset_delta_of_max = seen;
-        }
-        seen += 1;
-    }
-    if seen != count {
-        return Err(LogError::InvalidRecord(format!(
-            "batch declares {count} records but holds {seen}"
-        )));
-    }
-    Ok(summary)
-}
-
-fn invalid(index: i32, what: &str) -> LogError {
-    LogError::InvalidRecord(format!("record {index}: {what}"))
-}
-
-/// Parses one record body; returns (timestampDelta, offsetDelta).
-fn parse_record_body(body: &[u8]) -> Result<(i64, i64), &'static str> {
-    let mut pos = 0usize;
-    if body.is_empty() {
-        return Err("empty record");
-    }
-    pos += 1; // attributes: unused in v2, any value accepted as Kafka does
-    let ts_delta = read_varint(body, &mut pos, 10)?;
-    let offset_delta = read_varint(body, &mut pos, 5)?;
-    skip_bytes(body, &mut pos, true)?; // key
-    skip_bytes(body, &mut pos, true)?; // value
-    let headers = read_varint(body, &mut pos, 5)?;
-    if headers < 0 {
-        return Err("negative header count");
-    }
-    for _ in 0..headers {
-        skip_bytes(body, &mut pos, false)?; // header key: never null
-        skip_bytes(body, &mut pos, true)?; // header value
-    }
-    if pos != body.len() {
-        return Err("record length does not match its fields");
-    }
-    Ok((ts_delta, offset_delta))
-}
-
-/// Skips a varint-length-prefixed byte string; -1 means null where `nullable`.
-fn skip_bytes(buf: &[u8], pos: &mut usize, nullable: bool) -> Result<(), &'static str> {
-    let len = read_varint(buf, pos, 5)?;
-    if len == -1 && nullable {
-        return Ok(());
-    }
-    let end = usize::try_from(len)
-        .ok()
-        .and_then(|len| pos.checked_add(len))
-        .filter(|&end| end <= buf.len())
-        .ok_or("field length out of bounds")?;
-    *pos = end;
-    Ok(())
-}
-
-/// Reads a zigzag varint of at most `max_bytes` bytes (5 for int, 10 for long).
-pub(crate) fn read_varint(buf: &[u8], pos: &mut usize, max_bytes: usize) -> Result<i64, &'static str> {
-    let mut raw: u64 = 0;
-    for i in 0..max_bytes {
-        let byte = *buf.get(*pos).ok_or("varint runs past the end")?;
-        *pos += 1;
-        raw |= ((byte & 0x7f) as u64) << (7 * i);
-        if byte & 0x80 == 0 {
-            return Ok((raw >> 1) as i64 ^ -((raw & 1) as i64));
-        }
-    }
-    Err("varint too long")
-}
-
 /// Splits a buffer of concatenated batches; yields an error (then stops) on the first
 /// truncated or garbled one.
 #[derive(Debug, Clone)]
@@ -454,10 +346,14 @@ impl<'a> RecordBatchMut<'a> {
     /// Stamps LogAppendTime: sets the max timestamp and the timestamp-type bit, then
     /// recomputes the CRC (both fields are covered by it).
     pub fn set_log_append_time(&mut self, now_ms: i64) {
-        let attributes = i16::from_be_bytes([self.bytes[ATTRIBUTES_AT], self.bytes[ATTRIBUTES_AT + 1]]);
-        let attributes = attributes | TIMESTAMP_TYPE_BIT;
-        self.bytes[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+        self.set_timestamp_type(true);
         self.set_max_timestamp(now_ms);
+    }
+
+    /// Marks the batch CreateTime with max timestamp `max_ts`, then recomputes the CRC.
+    pub fn set_create_time(&mut self, max_ts: i64) {
+        self.set_timestamp_type(false);
+        self.set_max_timestamp(max_ts);
     }
 
     /// Sets the max timestamp and recomputes the CRC.
@@ -465,6 +361,17 @@ impl<'a> RecordBatchMut<'a> {
         self.bytes[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&ts.to_be_bytes());
         let crc = crc32c::crc32c(&self.bytes[ATTRIBUTES_AT..]);
         self.bytes[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    }
+
+    fn set_timestamp_type(&mut self, log_append_time: bool) {
+        let at = ATTRIBUTES_AT;
+        let attributes = i16::from_be_bytes([self.bytes[at], self.bytes[at + 1]]);
+        let attributes = if log_append_time {
+            attributes | TIMESTAMP_TYPE_BIT
+        } else {
+            attributes & !TIMESTAMP_TYPE_BIT
+        };
+        self.bytes[at..at + 2].copy_from_slice(&attributes.to_be_bytes());
     }
 }
 
@@ -554,15 +461,18 @@ mod tests {
         assert_eq!(v.header().partition_leader_epoch, 7);
         assert_eq!(v.header().max_timestamp, 999);
         assert!(v.header().is_log_append_time());
+        RecordBatchMut::new(&mut b).unwrap().set_create_time(5);
+        let v = RecordBatchView::new(&b).unwrap();
+        v.validate().unwrap();
+        assert!(!v.header().is_log_append_time());
+        assert_eq!(v.header().max_timestamp, 5);
     }
 
     proptest! {
         #[test]
         fn never_panics_on_arbitrary_bytes(data in proptest::collection::vec(any::<u8>(), 0..300)) {
-            for item in batches(&data) {
-                if let Ok(v) = item {
-                    let _ = v.validate();
-                }
+            for v in batches(&data).flatten() {
+                let _ = v.validate();
             }
         }
 
@@ -576,10 +486,8 @@ mod tests {
                 let crc = crc32c::crc32c(&b[21..]);
                 b[17..21].copy_from_slice(&crc.to_be_bytes());
             }
-            for item in batches(&b) {
-                if let Ok(v) = item {
-                    let _ = v.validate();
-                }
+            for v in batches(&b).flatten() {
+                let _ = v.validate();
             }
         }
     }

@@ -6,10 +6,11 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
 
 use super::epoch_cache::EpochEntry;
-use super::error::LogError;
 
 /// Every offset below this one is on disk (fsynced).
 pub(crate) const RECOVERY_POINT_FILE: &str = "recovery-point-offset-checkpoint";
@@ -24,14 +25,20 @@ const VERSION: &str = "0";
 
 /// Writes `contents` to `dir/name` atomically and durably.
 pub(crate) fn write_atomic(dir: &Path, name: &str, contents: &[u8]) -> io::Result<()> {
+    write_replace(dir, name, contents)?;
+    sync_dir(dir)
+}
+
+/// Replaces `dir/name` with fsynced `contents` through a rename; the caller fsyncs the
+/// directory (once for several files).
+pub(crate) fn write_replace(dir: &Path, name: &str, contents: &[u8]) -> io::Result<()> {
     let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
     {
         let mut f = File::create(&tmp)?;
         f.write_all(contents)?;
         f.sync_all()?;
     }
-    fs::rename(&tmp, dir.join(name))?;
-    sync_dir(dir)
+    fs::rename(&tmp, dir.join(name))
 }
 
 /// Fsyncs a directory so created, renamed and removed entries survive a crash.
@@ -114,11 +121,27 @@ pub(crate) fn decode_epochs(text: &str) -> Result<Vec<EpochEntry>, String> {
     Ok(out)
 }
 
+/// Why a checkpoint file could not be read.
+#[derive(Debug, Error)]
+pub(crate) enum ReadError {
+    /// The file system failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// The file exists but does not parse; recovery falls back to a safe value.
+    #[error("corrupt checkpoint file {}: {reason}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
 /// Reads `dir/name`; `None` when it does not exist.
-fn read_text(dir: &Path, name: &str) -> Result<Option<String>, LogError> {
+fn read_text(dir: &Path, name: &str) -> Result<Option<String>, ReadError> {
     let path = dir.join(name);
     match fs::read(&path) {
-        Ok(bytes) => String::from_utf8(bytes).map(Some).map_err(|_| LogError::CorruptCheckpoint {
+        Ok(bytes) => String::from_utf8(bytes).map(Some).map_err(|_| ReadError::Corrupt {
             path,
             reason: "not UTF-8 text".to_string(),
         }),
@@ -127,15 +150,15 @@ fn read_text(dir: &Path, name: &str) -> Result<Option<String>, LogError> {
     }
 }
 
-fn corrupt(dir: &Path, name: &str, reason: String) -> LogError {
-    LogError::CorruptCheckpoint {
+fn corrupt(dir: &Path, name: &str, reason: String) -> ReadError {
+    ReadError::Corrupt {
         path: dir.join(name),
         reason,
     }
 }
 
 /// Reads a single-offset checkpoint; `None` when missing.
-pub(crate) fn read_offset(dir: &Path, name: &str) -> Result<Option<i64>, LogError> {
+pub(crate) fn read_offset(dir: &Path, name: &str) -> Result<Option<i64>, ReadError> {
     match read_text(dir, name)? {
         None => Ok(None),
         Some(text) => decode_offset(&text).map(Some).map_err(|r| corrupt(dir, name, r)),
@@ -148,7 +171,7 @@ pub(crate) fn write_offset(dir: &Path, name: &str, offset: i64) -> io::Result<()
 }
 
 /// Reads the leader epoch checkpoint; `None` when missing.
-pub(crate) fn read_epochs(dir: &Path) -> Result<Option<Vec<EpochEntry>>, LogError> {
+pub(crate) fn read_epochs(dir: &Path) -> Result<Option<Vec<EpochEntry>>, ReadError> {
     match read_text(dir, LEADER_EPOCH_FILE)? {
         None => Ok(None),
         Some(text) => decode_epochs(&text)
@@ -182,7 +205,7 @@ mod tests {
         let err = read_offset(dir.path(), LOG_START_FILE).unwrap_err();
         assert!(err.to_string().contains(LOG_START_FILE), "{err}");
         fs::write(dir.path().join(LEADER_EPOCH_FILE), "0\n2\n1 0\n").unwrap();
-        assert!(matches!(read_epochs(dir.path()), Err(LogError::CorruptCheckpoint { .. })));
+        assert!(matches!(read_epochs(dir.path()), Err(ReadError::Corrupt { .. })));
     }
 
     proptest! {

@@ -15,7 +15,8 @@ pub enum TimestampType {
 pub struct LogConfig {
     /// `segment.bytes`: roll the active segment before it grows past this.
     pub segment_bytes: u64,
-    /// `segment.ms`: roll when the active segment's first batch is older than this.
+    /// `segment.ms`: roll once incoming batches are this much newer than the active
+    /// segment's first batch (Kafka's measure; the clock when batches carry no time).
     pub segment_ms: i64,
     /// `retention.ms`: delete segments whose largest timestamp is older; -1 = unlimited.
     pub retention_ms: i64,

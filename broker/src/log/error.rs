@@ -1,7 +1,5 @@
 //! The one error type of the log layer; the protocol layer maps it to Kafka error codes.
 
-use std::path::PathBuf;
-
 use thiserror::Error;
 
 /// Everything that can go wrong while storing or reading a partition's log.
@@ -40,12 +38,4 @@ pub enum LogError {
     /// An offset argument that does not fit the log's state (follower append not at LEO, negative).
     #[error("invalid offset: {0}")]
     InvalidOffset(String),
-    /// A checkpoint file that cannot be parsed.
-    #[error("corrupt checkpoint file {}: {reason}", path.display())]
-    CorruptCheckpoint {
-        /// The file that failed to parse.
-        path: PathBuf,
-        /// What is wrong with it.
-        reason: String,
-    },
 }

@@ -34,6 +34,7 @@ impl OffsetIndex {
     }
 
     /// The entries, in increasing order.
+    #[cfg(test)]
     pub(crate) fn entries(&self) -> &[IndexEntry] {
         &self.entries
     }
@@ -80,13 +81,8 @@ impl OffsetIndex {
     pub(crate) fn truncate_from(&mut self, offset: i64) {
         let keep = self
             .entries
-            .partition_point(|e| self.base_offset + e.relative_offset as i64 < offset);
+            .partition_point(|e| self.base_offset + (e.relative_offset as i64) < offset);
         self.entries.truncate(keep);
-    }
-
-    /// Drops everything.
-    pub(crate) fn clear(&mut self) {
-        self.entries.clear();
     }
 
     /// The `.index` file bytes.
@@ -102,7 +98,7 @@ impl OffsetIndex {
     /// Parses an `.index` file; entries must strictly increase and lie below
     /// `segment_size` (anything else means a stale or torn file, to be rebuilt).
     pub(crate) fn decode(base_offset: i64, bytes: &[u8], segment_size: u64) -> Result<Self, String> {
-        if bytes.len() % INDEX_ENTRY_LEN != 0 {
+        if !bytes.len().is_multiple_of(INDEX_ENTRY_LEN) {
             return Err(format!("length {} is not a multiple of {INDEX_ENTRY_LEN}", bytes.len()));
         }
         let mut index = OffsetIndex::new(base_offset);

@@ -72,11 +72,6 @@ impl TimeIndex {
             .retain(|e| self.base_offset + (e.relative_offset as i64) < offset);
     }
 
-    /// Drops everything.
-    pub(crate) fn clear(&mut self) {
-        self.entries.clear();
-    }
-
     /// The `.timeindex` file bytes.
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.entries.len() * TIME_INDEX_ENTRY_LEN);
@@ -89,7 +84,7 @@ impl TimeIndex {
 
     /// Parses a `.timeindex` file; entries must increase and point below `next_offset`.
     pub(crate) fn decode(base_offset: i64, bytes: &[u8], next_offset: i64) -> Result<Self, String> {
-        if bytes.len() % TIME_INDEX_ENTRY_LEN != 0 {
+        if !bytes.len().is_multiple_of(TIME_INDEX_ENTRY_LEN) {
             return Err(format!("length {} is not a multiple of {TIME_INDEX_ENTRY_LEN}", bytes.len()));
         }
         let mut index = TimeIndex::new(base_offset);

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use spate_controller::ids::NodeId;
 use spate_controller::metadata::MetadataImage;
 use spate_proto::controller::{BrokerHeartbeatRequest, RegisterBrokerRequest, WatchMetadataRequest};
 use spate_proto::metadata::Endpoint;
@@ -15,6 +16,7 @@ use crate::broker::{now_ms, BrokerState};
 /// Runs registration, heartbeats and the metadata stream until shutdown.
 pub async fn run(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
     let incarnation = uuid::Uuid::new_v4().to_string();
+    let mut backoff = Duration::from_millis(50);
     loop {
         if *shutdown.borrow() {
             return;
@@ -22,6 +24,7 @@ pub async fn run(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
         match register(&state, &incarnation).await {
             Ok(epoch) => {
                 state.broker_epoch.store(epoch, Ordering::SeqCst);
+                backoff = Duration::from_millis(50);
                 tracing::info!(broker_epoch = epoch, "registered with the controller");
                 tokio::select! {
                     _ = heartbeat_loop(state.clone()) => {}
@@ -32,9 +35,10 @@ pub async fn run(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
             Err(e) => tracing::warn!(error = %e, "cannot register with the controller; retrying"),
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = tokio::time::sleep(backoff) => {}
             _ = shutdown.changed() => return,
         }
+        backoff = (backoff * 2).min(Duration::from_secs(2));
     }
 }
 
@@ -64,10 +68,20 @@ async fn register(state: &BrokerState, incarnation: &str) -> Result<i64, String>
 
 /// Heartbeats until the controller says our registration is gone.
 async fn heartbeat_loop(state: Arc<BrokerState>) {
-    let mut ticker = tokio::time::interval(state.config.heartbeat_interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut image_changes = state.metadata.subscribe();
     loop {
-        ticker.tick().await;
+        // While fenced, heartbeat as soon as our metadata moves: the controller unfences us
+        // once we have caught up with it, and start-up should not wait a whole interval.
+        let fenced = state
+            .metadata
+            .image()
+            .broker(NodeId(state.config.node_id))
+            .is_none_or(|b| b.fenced);
+        if fenced {
+            let _ = tokio::time::timeout(state.config.heartbeat_interval, image_changes.changed()).await;
+        } else {
+            tokio::time::sleep(state.config.heartbeat_interval).await;
+        }
         let request = BrokerHeartbeatRequest {
             broker_id: state.config.node_id,
             broker_epoch: state.broker_epoch.load(Ordering::SeqCst),
@@ -128,22 +142,13 @@ async fn follow(state: Arc<BrokerState>) {
                     break;
                 }
             };
-            if batch.snapshot {
-                image = MetadataImage::default();
-            }
-            let mut ok = true;
-            for record in &batch.records {
-                if let Err(e) = image.apply(batch.offset, record) {
-                    tracing::error!(offset = batch.offset, error = %e, "cannot apply metadata record; refetching");
-                    ok = false;
-                    break;
-                }
-            }
-            if !ok {
+            let errors = image.apply_batch(&batch);
+            if !errors.is_empty() {
+                // Our copy diverged from the controller's: start over from a snapshot.
+                tracing::error!(offset = batch.offset, errors = ?errors, "cannot apply metadata batch; refetching");
                 image = MetadataImage::default();
                 break;
             }
-            image.set_offset(batch.offset);
             let shared = Arc::new(image.clone());
             let replicas_state = state.clone();
             let snapshot = batch.snapshot;

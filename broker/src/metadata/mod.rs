@@ -37,6 +37,11 @@ impl MetadataCache {
         self.version.send_modify(|v| *v += 1);
     }
 
+    /// A receiver notified on every published image.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
     /// Waits until `ready(image)` holds or `timeout` passes; returns the last image.
     pub async fn wait_until(
         &self,

@@ -13,7 +13,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
-use super::dispatch::{self, PendingResponse};
+use super::dispatch::{self, Outcome, PendingResponse};
 use crate::broker::BrokerState;
 
 /// Requests whose responses may be outstanding at once on one connection.
@@ -140,9 +140,16 @@ async fn write_responses(
                 // Write every response that is already complete, then flush once, so a
                 // long-polling fetch further back never holds finished responses back.
                 while let Some(done) = next {
-                    if let Some(bytes) = done {
-                        if let Err(e) = writer.write_all(&bytes).await {
-                            tracing::debug!(%peer, error = %e, "write failed");
+                    match done {
+                        Outcome::Send(bytes) => {
+                            if let Err(e) = writer.write_all(&bytes).await {
+                                tracing::debug!(%peer, error = %e, "write failed");
+                                return;
+                            }
+                        }
+                        Outcome::Nothing => {}
+                        Outcome::Close => {
+                            let _ = writer.flush().await;
                             return;
                         }
                     }

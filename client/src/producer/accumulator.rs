@@ -148,14 +148,12 @@ impl Accumulator {
     }
 
     /// Puts a batch back for a retry, in creation order among the partition's batches.
-    pub fn reenqueue(&mut self, batch: ProducerBatch) {
+    /// Hands the batch back if it cannot be queued.
+    #[must_use = "a batch handed back must still be completed"]
+    pub fn reenqueue(&mut self, batch: ProducerBatch) -> Option<ProducerBatch> {
         let topic = batch.tp.topic.clone();
         let index = usize::try_from(batch.tp.partition).unwrap_or(0);
-        let Some(queues) = self.topic_mut(&topic) else {
-            let mut batch = batch;
-            batch.complete(Err(crate::error::Error::Closed));
-            return;
-        };
+        let Some(queues) = self.topic_mut(&topic) else { return Some(batch) };
         if queues.partitions.len() <= index {
             queues.partitions.resize_with(index + 1, VecDeque::new);
         }
@@ -163,6 +161,7 @@ impl Accumulator {
         let pos = queue.partition_point(|b| b.seq < batch.seq);
         queue.insert(pos, batch);
         self.batches += 1;
+        None
     }
 
     /// Takes the batches that should go out now. `leader_of` maps a partition to its leader;
@@ -365,8 +364,8 @@ mod tests {
         assert!(first.seq < second.seq);
         let mut second = second;
         second.retry_at = Some(t0 + 50 * MS);
-        a.reenqueue(second);
-        a.reenqueue(first);
+        assert!(a.reenqueue(second).is_none());
+        assert!(a.reenqueue(first).is_none());
         let d = a.drain(t0, false, leaders, |_| true);
         assert_eq!(d.requests[0].1[0].seq, 0, "the oldest batch goes first");
         let d = a.drain(t0, false, leaders, |_| true);

@@ -50,7 +50,11 @@ pub fn register_broker(
             }
             ControllerResult {
                 records: out,
-                response: RegisterBrokerResponse { error_code: 0, error_message: String::new(), broker_epoch: -1 },
+                response: RegisterBrokerResponse {
+                    error_code: 0,
+                    error_message: String::new(),
+                    broker_epoch: -1,
+                },
             }
         }
     }
@@ -63,10 +67,16 @@ fn check_registration(
     now: Instant,
 ) -> Result<NodeId, ApiError> {
     let id = NodeId::from_wire(req.broker_id).ok_or_else(|| {
-        ApiError::new(ErrorCode::InvalidRequest, format!("broker id {} is negative", req.broker_id))
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("broker id {} is negative", req.broker_id),
+        )
     })?;
     if req.incarnation_id.is_empty() {
-        return Err(ApiError::new(ErrorCode::InvalidRequest, "incarnation_id must be set (a fresh id per broker start)"));
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "incarnation_id must be set (a fresh id per broker start)",
+        ));
     }
     if let Some(existing) = image.broker(id) {
         // Kafka: another process with this id is still heartbeating, so this is a
@@ -94,7 +104,10 @@ pub fn broker_heartbeat(
         Some(b) if b.epoch.0 == req.broker_epoch => b,
         other => {
             let message = match other {
-                Some(b) => format!("broker {id} has epoch {}, the heartbeat carries {}; re-register", b.epoch, req.broker_epoch),
+                Some(b) => format!(
+                    "broker {id} has epoch {}, the heartbeat carries {}; re-register",
+                    b.epoch, req.broker_epoch
+                ),
                 None => format!("broker {id} is not registered; register first"),
             };
             return ControllerResult::response_only(BrokerHeartbeatResponse {
@@ -169,11 +182,21 @@ mod tests {
     const TIMEOUT: Duration = Duration::from_secs(9);
 
     fn register_req(id: i32, inc: &str) -> RegisterBrokerRequest {
-        RegisterBrokerRequest { broker_id: id, incarnation_id: inc.into(), endpoints: vec![], rack: String::new() }
+        RegisterBrokerRequest {
+            broker_id: id,
+            incarnation_id: inc.into(),
+            endpoints: vec![],
+            rack: String::new(),
+        }
     }
 
     fn heartbeat(id: i32, epoch: i64, offset: u64) -> BrokerHeartbeatRequest {
-        BrokerHeartbeatRequest { broker_id: id, broker_epoch: epoch, metadata_offset: offset, ..Default::default() }
+        BrokerHeartbeatRequest {
+            broker_id: id,
+            broker_epoch: epoch,
+            metadata_offset: offset,
+            ..Default::default()
+        }
     }
 
     /// Commits a decision's records at `offset`, as the state machine would.
@@ -218,14 +241,28 @@ mod tests {
         assert_eq!(res.response.error_code, ErrorCode::InvalidRequest.code());
         let res = register_broker(&img, &sessions, &register_req(1, ""), t0);
         assert_eq!(res.response.error_code, ErrorCode::InvalidRequest.code());
-        commit(&mut img, 3, &register_broker(&img, &sessions, &register_req(1, "a"), t0).records);
+        let recs = register_broker(&img, &sessions, &register_req(1, "a"), t0).records;
+        commit(&mut img, 3, &recs);
         sessions.touch(NodeId(1), t0);
         let dup = register_broker(&img, &sessions, &register_req(1, "b"), t0);
-        assert_eq!(dup.response.error_code, ErrorCode::DuplicateBrokerRegistration.code());
+        assert_eq!(
+            dup.response.error_code,
+            ErrorCode::DuplicateBrokerRegistration.code()
+        );
         assert!(dup.records.is_empty());
         // Same incarnation (a retry) or an expired session (a restart) is fine.
-        assert_eq!(register_broker(&img, &sessions, &register_req(1, "a"), t0).response.error_code, 0);
-        assert_eq!(register_broker(&img, &sessions, &register_req(1, "b"), t0 + TIMEOUT).response.error_code, 0);
+        assert_eq!(
+            register_broker(&img, &sessions, &register_req(1, "a"), t0)
+                .response
+                .error_code,
+            0
+        );
+        assert_eq!(
+            register_broker(&img, &sessions, &register_req(1, "b"), t0 + TIMEOUT)
+                .response
+                .error_code,
+            0
+        );
     }
 
     /// Broker 1 (epoch 1) and 2 (epoch 2), both unfenced; "t" p0 led by 1 with ISR [1, 2].
@@ -234,8 +271,10 @@ mod tests {
         let s = BrokerSessions::new(TIMEOUT);
         let t0 = Instant::now();
         for id in [1, 2] {
-            commit(&mut img, id as u64, &register_broker(&img, &s, &register_req(id, "x"), t0).records);
-            commit(&mut img, 10 + id as u64, &unfence_broker(&img, NodeId(id)));
+            let recs = register_broker(&img, &s, &register_req(id, "x"), t0).records;
+            commit(&mut img, id as u64, &recs);
+            let recs = unfence_broker(&img, NodeId(id));
+            commit(&mut img, 10 + id as u64, &recs);
         }
         let t = TopicId::from_random([3; 16]);
         let p = PartitionImage {
@@ -245,7 +284,11 @@ mod tests {
             leader_epoch: LeaderEpoch(0),
             partition_epoch: PartitionEpoch(0),
         };
-        commit(&mut img, 20, &[records::topic("t", t), records::partition(t, 0, &p)]);
+        commit(
+            &mut img,
+            20,
+            &[records::topic("t", t), records::partition(t, 0, &p)],
+        );
         img
     }
 
@@ -258,7 +301,10 @@ mod tests {
         assert_eq!(r.response.error_code, ErrorCode::StaleBrokerEpoch.code());
         let r = broker_heartbeat(&img, &mut s, &heartbeat(9, 1, 50), t0);
         assert_eq!(r.response.error_code, ErrorCode::StaleBrokerEpoch.code());
-        assert!(s.is_empty(), "a stale heartbeat does not keep a session alive");
+        assert!(
+            s.is_empty(),
+            "a stale heartbeat does not keep a session alive"
+        );
     }
 
     #[test]
@@ -266,7 +312,8 @@ mod tests {
         let t0 = Instant::now();
         let mut img = MetadataImage::new();
         let mut s = BrokerSessions::new(TIMEOUT);
-        commit(&mut img, 7, &register_broker(&img, &s, &register_req(1, "a"), t0).records);
+        let recs = register_broker(&img, &s, &register_req(1, "a"), t0).records;
+        commit(&mut img, 7, &recs);
         let behind = broker_heartbeat(&img, &mut s, &heartbeat(1, 7, 6), t0);
         assert!(behind.records.is_empty());
         assert!(behind.response.is_fenced && !behind.response.is_caught_up);
@@ -276,7 +323,9 @@ mod tests {
         assert!(!caught_up.response.is_fenced && caught_up.response.is_caught_up);
         commit(&mut img, 8, &caught_up.records);
         assert!(img.is_unfenced(NodeId(1)));
-        assert!(broker_heartbeat(&img, &mut s, &heartbeat(1, 7, 8), t0).records.is_empty());
+        assert!(broker_heartbeat(&img, &mut s, &heartbeat(1, 7, 8), t0)
+            .records
+            .is_empty());
     }
 
     #[test]
@@ -299,24 +348,36 @@ mod tests {
         assert!(r.response.is_fenced && !r.response.should_shutdown);
         commit(&mut after, 22, &r.records);
         let p = &after.topic_by_name("t").unwrap().partitions[&0];
-        assert_eq!((p.leader, &p.isr), (None, &vec![NodeId(2)]), "last ISR member stays");
+        assert_eq!(
+            (p.leader, &p.isr),
+            (None, &vec![NodeId(2)]),
+            "last ISR member stays"
+        );
     }
 
     #[test]
     fn fencing_an_expired_broker_and_unfencing_it_again() {
         let mut img = two_brokers();
-        assert_eq!(kinds(&fence_broker(&img, NodeId(2))), vec!["fence", "change"]);
-        commit(&mut img, 30, &fence_broker(&img, NodeId(2)));
+        assert_eq!(
+            kinds(&fence_broker(&img, NodeId(2))),
+            vec!["fence", "change"]
+        );
+        let recs = fence_broker(&img, NodeId(2));
+        commit(&mut img, 30, &recs);
         assert!(fence_broker(&img, NodeId(2)).is_empty(), "already fenced");
         assert!(fence_broker(&img, NodeId(5)).is_empty(), "unknown");
-        commit(&mut img, 31, &fence_broker(&img, NodeId(1)));
+        let recs = fence_broker(&img, NodeId(1));
+        commit(&mut img, 31, &recs);
         assert_eq!(img.topic_by_name("t").unwrap().partitions[&0].leader, None);
         // Broker 1 is the last ISR member, so it leads again when it comes back.
         let back = unfence_broker(&img, NodeId(1));
         assert_eq!(kinds(&back), vec!["unfence", "change"]);
         commit(&mut img, 32, &back);
         let p = &img.topic_by_name("t").unwrap().partitions[&0];
-        assert_eq!((p.leader, p.leader_epoch), (Some(NodeId(1)), LeaderEpoch(2)));
+        assert_eq!(
+            (p.leader, p.leader_epoch),
+            (Some(NodeId(1)), LeaderEpoch(2))
+        );
     }
 
     #[test]
@@ -328,6 +389,9 @@ mod tests {
         let mut after = img.clone();
         commit(&mut after, 40, &r.records);
         assert_eq!(after.broker(NodeId(1)).unwrap().epoch, BrokerEpoch(40));
-        assert_eq!(after.topic_by_name("t").unwrap().partitions[&0].leader, Some(NodeId(2)));
+        assert_eq!(
+            after.topic_by_name("t").unwrap().partitions[&0].leader,
+            Some(NodeId(2))
+        );
     }
 }

@@ -22,7 +22,13 @@ pub struct PartitionChangeBuilder<'a> {
 impl<'a> PartitionChangeBuilder<'a> {
     /// Starts from the partition's current state.
     pub fn new(topic: TopicId, index: i32, current: &'a PartitionImage) -> Self {
-        PartitionChangeBuilder { topic, index, current, target_isr: current.isr.clone(), unclean: false }
+        PartitionChangeBuilder {
+            topic,
+            index,
+            current,
+            target_isr: current.isr.clone(),
+            unclean: false,
+        }
     }
 
     /// The ISR the partition should end up with (before any unclean election).
@@ -45,9 +51,18 @@ impl<'a> PartitionChangeBuilder<'a> {
         // reason would bump the leader epoch and stall producers.
         let kept = self.current.leader.filter(|l| alive(*l) && isr.contains(l));
         let leader = kept
-            .or_else(|| replicas.iter().copied().find(|r| isr.contains(r) && alive(*r)))
             .or_else(|| {
-                let chosen = replicas.iter().copied().find(|r| alive(*r)).filter(|_| self.unclean)?;
+                replicas
+                    .iter()
+                    .copied()
+                    .find(|r| isr.contains(r) && alive(*r))
+            })
+            .or_else(|| {
+                let chosen = replicas
+                    .iter()
+                    .copied()
+                    .find(|r| alive(*r))
+                    .filter(|_| self.unclean)?;
                 // Unclean election: the new leader's log is the truth now, so the ISR is just it.
                 isr = vec![chosen];
                 Some(chosen)
@@ -89,7 +104,9 @@ pub fn on_broker_fenced(image: &MetadataImage, broker: NodeId) -> Vec<MetadataRe
             } else {
                 p.isr.iter().copied().filter(|&n| n != broker).collect()
             };
-            let change = PartitionChangeBuilder::new(topic.id, index, p).with_isr(isr).unclean(unclean);
+            let change = PartitionChangeBuilder::new(topic.id, index, p)
+                .with_isr(isr)
+                .unclean(unclean);
             out.extend(change.build(alive));
         }
     }
@@ -147,14 +164,20 @@ mod tests {
     #[test]
     fn live_leader_in_isr_is_kept() {
         let part = p(&[1, 2, 3], &[1, 2, 3], Some(2));
-        let r = PartitionChangeBuilder::new(T, 0, &part).with_isr(ids(&[2, 3])).build(|_| true).unwrap();
+        let r = PartitionChangeBuilder::new(T, 0, &part)
+            .with_isr(ids(&[2, 3]))
+            .build(|_| true)
+            .unwrap();
         assert_eq!(fields(&r), (None, Some(vec![2, 3])));
     }
 
     #[test]
     fn first_replica_in_isr_and_alive_wins() {
         let part = p(&[1, 2, 3], &[1, 2, 3], Some(1));
-        let r = PartitionChangeBuilder::new(T, 0, &part).with_isr(ids(&[3, 2])).build(|n| n != NodeId(1)).unwrap();
+        let r = PartitionChangeBuilder::new(T, 0, &part)
+            .with_isr(ids(&[3, 2]))
+            .build(|n| n != NodeId(1))
+            .unwrap();
         // Replica order decides, not ISR order.
         assert_eq!(fields(&r), (Some(2), Some(vec![3, 2])));
     }
@@ -163,24 +186,37 @@ mod tests {
     fn no_live_isr_member_goes_offline_unless_unclean() {
         let part = p(&[1, 2, 3], &[1], Some(1));
         let alive = |n: NodeId| n == NodeId(3);
-        let r = PartitionChangeBuilder::new(T, 0, &part).build(alive).unwrap();
+        let r = PartitionChangeBuilder::new(T, 0, &part)
+            .build(alive)
+            .unwrap();
         assert_eq!(fields(&r), (Some(-1), None));
-        let r = PartitionChangeBuilder::new(T, 0, &part).unclean(true).build(alive).unwrap();
+        let r = PartitionChangeBuilder::new(T, 0, &part)
+            .unclean(true)
+            .build(alive)
+            .unwrap();
         assert_eq!(fields(&r), (Some(3), Some(vec![3])));
     }
 
     #[test]
     fn nothing_to_change_gives_no_record() {
         let part = p(&[1, 2], &[1, 2], Some(1));
-        assert!(PartitionChangeBuilder::new(T, 0, &part).build(|_| true).is_none());
+        assert!(PartitionChangeBuilder::new(T, 0, &part)
+            .build(|_| true)
+            .is_none());
         let offline = p(&[1, 2], &[1], None);
-        assert!(PartitionChangeBuilder::new(T, 0, &offline).build(|_| false).is_none());
+        assert!(PartitionChangeBuilder::new(T, 0, &offline)
+            .build(|_| false)
+            .is_none());
     }
 
     fn image(unfenced: &[i32], fenced: &[i32], parts: &[PartitionImage]) -> MetadataImage {
         let mut img = MetadataImage::new();
         let mut off = 1;
-        for (&id, f) in unfenced.iter().map(|i| (i, false)).chain(fenced.iter().map(|i| (i, true))) {
+        for (&id, f) in unfenced
+            .iter()
+            .map(|i| (i, false))
+            .chain(fenced.iter().map(|i| (i, true)))
+        {
             let b = BrokerRegistration {
                 id: NodeId(id),
                 epoch: crate::ids::BrokerEpoch(-1),
@@ -195,44 +231,70 @@ mod tests {
         let t = TopicId::from_random([1; 16]);
         img.apply(off, &records::topic("t", t)).unwrap();
         for (i, part) in parts.iter().enumerate() {
-            img.apply(off, &records::partition(t, i as i32, part)).unwrap();
+            img.apply(off, &records::partition(t, i as i32, part))
+                .unwrap();
         }
         img
     }
 
     #[test]
     fn fencing_moves_leadership_and_shrinks_isr_but_keeps_the_last_member() {
-        let img = image(&[1, 2, 3], &[], &[
-            p(&[1, 2, 3], &[1, 2, 3], Some(1)), // led by 1
-            p(&[2, 1], &[2, 1], Some(2)),       // 1 only in ISR
-            p(&[2, 3], &[2, 3], Some(2)),       // 1 not involved
-            p(&[1, 2], &[1], Some(1)),          // 1 is the last ISR member
-        ]);
+        let img = image(
+            &[1, 2, 3],
+            &[],
+            &[
+                p(&[1, 2, 3], &[1, 2, 3], Some(1)), // led by 1
+                p(&[2, 1], &[2, 1], Some(2)),       // 1 only in ISR
+                p(&[2, 3], &[2, 3], Some(2)),       // 1 not involved
+                p(&[1, 2], &[1], Some(1)),          // 1 is the last ISR member
+            ],
+        );
         let out = on_broker_fenced(&img, NodeId(1));
         let got: Vec<_> = out.iter().map(fields).collect();
-        assert_eq!(got, vec![
-            (Some(2), Some(vec![2, 3])),
-            (None, Some(vec![2])),
-            (Some(-1), None),
-        ]);
+        assert_eq!(
+            got,
+            vec![
+                (Some(2), Some(vec![2, 3])),
+                (None, Some(vec![2])),
+                (Some(-1), None),
+            ]
+        );
     }
 
     #[test]
     fn fencing_with_unclean_election_enabled_picks_a_live_replica() {
         let mut img = image(&[1, 2], &[], &[p(&[1, 2], &[1], Some(1))]);
-        img.apply(50, &records::config(&ConfigResource::Topic("t".into()), "unclean.leader.election.enable", Some("true"))).unwrap();
+        img.apply(
+            50,
+            &records::config(
+                &ConfigResource::Topic("t".into()),
+                "unclean.leader.election.enable",
+                Some("true"),
+            ),
+        )
+        .unwrap();
         let out = on_broker_fenced(&img, NodeId(1));
-        assert_eq!(out.iter().map(fields).collect::<Vec<_>>(), vec![(Some(2), Some(vec![2]))]);
+        assert_eq!(
+            out.iter().map(fields).collect::<Vec<_>>(),
+            vec![(Some(2), Some(vec![2]))]
+        );
     }
 
     #[test]
     fn unfencing_brings_offline_partitions_back() {
-        let img = image(&[2], &[1], &[
-            p(&[1, 2], &[1], None),   // 1 is the ISR: it leads again
-            p(&[2, 1], &[2], Some(2)), // online: untouched
-            p(&[3, 1], &[3], None),   // 1 not in ISR, clean election only: stays offline
-        ]);
+        let img = image(
+            &[2],
+            &[1],
+            &[
+                p(&[1, 2], &[1], None),    // 1 is the ISR: it leads again
+                p(&[2, 1], &[2], Some(2)), // online: untouched
+                p(&[3, 1], &[3], None),    // 1 not in ISR, clean election only: stays offline
+            ],
+        );
         let out = on_broker_unfenced(&img, NodeId(1));
-        assert_eq!(out.iter().map(fields).collect::<Vec<_>>(), vec![(Some(1), None)]);
+        assert_eq!(
+            out.iter().map(fields).collect::<Vec<_>>(),
+            vec![(Some(1), None)]
+        );
     }
 }

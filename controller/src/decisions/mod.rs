@@ -30,7 +30,10 @@ pub struct ControllerResult<R> {
 impl<R> ControllerResult<R> {
     /// A result that commits nothing.
     pub fn response_only(response: R) -> Self {
-        ControllerResult { records: Vec::new(), response }
+        ControllerResult {
+            records: Vec::new(),
+            response,
+        }
     }
 }
 
@@ -46,6 +49,9 @@ pub struct TopicDefaults {
 
 impl Default for TopicDefaults {
     fn default() -> Self {
-        TopicDefaults { num_partitions: 1, replication_factor: 1 }
+        TopicDefaults {
+            num_partitions: 1,
+            replication_factor: 1,
+        }
     }
 }

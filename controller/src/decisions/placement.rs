@@ -23,7 +23,10 @@ pub fn candidates(image: &MetadataImage) -> Vec<Candidate> {
     image
         .unfenced_brokers()
         .into_iter()
-        .map(|b| Candidate { id: b.id, rack: b.rack.clone() })
+        .map(|b| Candidate {
+            id: b.id,
+            rack: b.rack.clone(),
+        })
         .collect()
 }
 
@@ -45,14 +48,24 @@ pub fn place(
         ));
     }
     let rack_aware = brokers.iter().all(|b| b.rack.is_some());
-    let order = if rack_aware { interleave_racks(brokers) } else { brokers.to_vec() };
+    let order = if rack_aware {
+        interleave_racks(brokers)
+    } else {
+        brokers.to_vec()
+    };
     let num_racks = order.iter().map(|b| &b.rack).collect::<BTreeSet<_>>().len();
     let mut out = Vec::new();
     for p in first_partition..first_partition.saturating_add(count) {
         let pos = start.wrapping_add(usize::try_from(p).unwrap_or(0));
         let first = pos % n;
-        let shift = if n > 1 { (start + pos / n) % (n - 1) } else { 0 };
-        out.push(replicas_for(&order, first, shift, rf, rack_aware, num_racks));
+        let shift = if n > 1 {
+            (start + pos / n) % (n - 1)
+        } else {
+            0
+        };
+        out.push(replicas_for(
+            &order, first, shift, rf, rack_aware, num_racks,
+        ));
     }
     Ok(out)
 }
@@ -118,7 +131,10 @@ mod tests {
     fn brokers(ids: &[i32], racks: Option<&[&str]>) -> Vec<Candidate> {
         ids.iter()
             .enumerate()
-            .map(|(i, &id)| Candidate { id: NodeId(id), rack: racks.map(|r| r[i].to_string()) })
+            .map(|(i, &id)| Candidate {
+                id: NodeId(id),
+                rack: racks.map(|r| r[i].to_string()),
+            })
             .collect()
     }
 
@@ -148,9 +164,18 @@ mod tests {
     #[test]
     fn rf_above_brokers_or_zero_is_invalid_replication_factor() {
         let b = brokers(&[1, 2], None);
-        assert_eq!(place(&b, 0, 1, 3, 0).unwrap_err().code, ErrorCode::InvalidReplicationFactor);
-        assert_eq!(place(&b, 0, 1, 0, 0).unwrap_err().code, ErrorCode::InvalidReplicationFactor);
-        assert_eq!(place(&[], 0, 1, 1, 0).unwrap_err().code, ErrorCode::InvalidReplicationFactor);
+        assert_eq!(
+            place(&b, 0, 1, 3, 0).unwrap_err().code,
+            ErrorCode::InvalidReplicationFactor
+        );
+        assert_eq!(
+            place(&b, 0, 1, 0, 0).unwrap_err().code,
+            ErrorCode::InvalidReplicationFactor
+        );
+        assert_eq!(
+            place(&[], 0, 1, 1, 0).unwrap_err().code,
+            ErrorCode::InvalidReplicationFactor
+        );
     }
 
     #[test]

@@ -30,16 +30,26 @@ pub fn allocate_producer_ids(
         _ => {
             return fail(
                 ErrorCode::StaleBrokerEpoch,
-                format!("broker {id} with epoch {} is not the current registration", req.broker_epoch),
+                format!(
+                    "broker {id} with epoch {} is not the current registration",
+                    req.broker_epoch
+                ),
             )
         }
     }
     let first = image.next_producer_id();
     let Some(next) = first.checked_add(i64::from(PRODUCER_ID_BLOCK_SIZE)) else {
-        return fail(ErrorCode::UnknownServerError, "all producer ids are exhausted".to_string());
+        return fail(
+            ErrorCode::UnknownServerError,
+            "all producer ids are exhausted".to_string(),
+        );
     };
     ControllerResult {
-        records: vec![records::producer_id_block(id, crate::ids::BrokerEpoch(req.broker_epoch), next)],
+        records: vec![records::producer_id_block(
+            id,
+            crate::ids::BrokerEpoch(req.broker_epoch),
+            next,
+        )],
         response: AllocateProducerIdsResponse {
             error_code: 0,
             first_producer_id: first,
@@ -72,9 +82,15 @@ mod tests {
     #[test]
     fn blocks_are_consecutive() {
         let mut img = image();
-        let req = AllocateProducerIdsRequest { broker_id: 1, broker_epoch: 5 };
+        let req = AllocateProducerIdsRequest {
+            broker_id: 1,
+            broker_epoch: 5,
+        };
         let first = allocate_producer_ids(&img, &req);
-        assert_eq!((first.response.first_producer_id, first.response.count), (0, 1000));
+        assert_eq!(
+            (first.response.first_producer_id, first.response.count),
+            (0, 1000)
+        );
         for r in &first.records {
             img.apply(6, r).unwrap();
         }
@@ -87,7 +103,13 @@ mod tests {
     fn stale_epoch_and_unknown_broker_are_rejected() {
         let img = image();
         for (broker_id, broker_epoch) in [(1, 4), (2, 5)] {
-            let r = allocate_producer_ids(&img, &AllocateProducerIdsRequest { broker_id, broker_epoch });
+            let r = allocate_producer_ids(
+                &img,
+                &AllocateProducerIdsRequest {
+                    broker_id,
+                    broker_epoch,
+                },
+            );
             assert_eq!(r.response.error_code, ErrorCode::StaleBrokerEpoch.code());
             assert!(r.records.is_empty());
         }
@@ -96,8 +118,18 @@ mod tests {
     #[test]
     fn exhaustion_is_an_error_not_an_overflow() {
         let mut img = image();
-        img.apply(6, &records::producer_id_block(NodeId(1), BrokerEpoch(5), i64::MAX - 10)).unwrap();
-        let r = allocate_producer_ids(&img, &AllocateProducerIdsRequest { broker_id: 1, broker_epoch: 5 });
+        img.apply(
+            6,
+            &records::producer_id_block(NodeId(1), BrokerEpoch(5), i64::MAX - 10),
+        )
+        .unwrap();
+        let r = allocate_producer_ids(
+            &img,
+            &AllocateProducerIdsRequest {
+                broker_id: 1,
+                broker_epoch: 5,
+            },
+        );
         assert_eq!(r.response.error_code, ErrorCode::UnknownServerError.code());
     }
 }

@@ -16,7 +16,10 @@ pub struct BrokerSessions {
 impl BrokerSessions {
     /// Sessions that expire `timeout` after the last heartbeat.
     pub fn new(timeout: Duration) -> BrokerSessions {
-        BrokerSessions { timeout, deadlines: BTreeMap::new() }
+        BrokerSessions {
+            timeout,
+            deadlines: BTreeMap::new(),
+        }
     }
 
     /// The session timeout.
@@ -50,7 +53,11 @@ impl BrokerSessions {
 
     /// Brokers whose session ran out at `now`, by id.
     pub fn expired(&self, now: Instant) -> Vec<NodeId> {
-        self.deadlines.iter().filter(|(_, &d)| d <= now).map(|(&b, _)| b).collect()
+        self.deadlines
+            .iter()
+            .filter(|(_, &d)| d <= now)
+            .map(|(&b, _)| b)
+            .collect()
     }
 
     /// How many brokers have a session.

@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use rand::Rng;
 use spate_proto::controller::{
     CreatableTopic, CreatableTopicResult, CreatePartitionsRequest, CreatePartitionsResponse,
-    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, TopicResult,
+    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    TopicResult,
 };
 use spate_proto::metadata::MetadataRecord;
 
@@ -32,9 +33,15 @@ pub fn validate_topic_name(name: &str) -> Result<(), ApiError> {
         return bad(format!("topic name cannot be '{name}'"));
     }
     if name.len() > MAX_TOPIC_NAME_LEN {
-        return bad(format!("topic name is {} characters long; the limit is {MAX_TOPIC_NAME_LEN}", name.len()));
+        return bad(format!(
+            "topic name is {} characters long; the limit is {MAX_TOPIC_NAME_LEN}",
+            name.len()
+        ));
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
         return bad(format!("topic name '{name}' contains '{c}'; only ASCII letters, digits, '.', '_' and '-' are allowed"));
     }
     Ok(())
@@ -52,7 +59,10 @@ fn duplicates<'a>(names: impl Iterator<Item = &'a str>) -> BTreeSet<&'a str> {
 }
 
 fn duplicate_error(name: &str) -> ApiError {
-    ApiError::new(ErrorCode::InvalidRequest, format!("topic '{name}' appears more than once in the request"))
+    ApiError::new(
+        ErrorCode::InvalidRequest,
+        format!("topic '{name}' appears more than once in the request"),
+    )
 }
 
 /// A topic the request may create: its id, records and shape.
@@ -73,17 +83,31 @@ pub fn create_topics(
     let dups = duplicates(req.topics.iter().map(|t| t.name.as_str()));
     let brokers = placement::candidates(image);
     let mut taken_ids = BTreeSet::new();
-    let mut taken_keys: BTreeMap<String, String> =
-        image.topic_names().keys().map(|n| (collision_key(n), n.clone())).collect();
+    let mut taken_keys: BTreeMap<String, String> = image
+        .topic_names()
+        .keys()
+        .map(|n| (collision_key(n), n.clone()))
+        .collect();
     let mut all_records = Vec::new();
     let mut results = Vec::new();
     for topic in &req.topics {
         let outcome = if dups.contains(topic.name.as_str()) {
             Err(duplicate_error(&topic.name))
         } else {
-            create_one(image, topic, defaults, &brokers, &taken_keys, &taken_ids, rng)
+            create_one(
+                image,
+                topic,
+                defaults,
+                &brokers,
+                &taken_keys,
+                &taken_ids,
+                rng,
+            )
         };
-        let mut result = CreatableTopicResult { name: topic.name.clone(), ..Default::default() };
+        let mut result = CreatableTopicResult {
+            name: topic.name.clone(),
+            ..Default::default()
+        };
         match outcome {
             Ok(new) => {
                 taken_ids.insert(new.id);
@@ -105,7 +129,10 @@ pub fn create_topics(
         }
         results.push(result);
     }
-    ControllerResult { records: all_records, response: CreateTopicsResponse { topics: results } }
+    ControllerResult {
+        records: all_records,
+        response: CreateTopicsResponse { topics: results },
+    }
 }
 
 fn create_one(
@@ -120,7 +147,10 @@ fn create_one(
     let name = &topic.name;
     validate_topic_name(name)?;
     if image.topic_by_name(name).is_some() {
-        return Err(ApiError::new(ErrorCode::TopicAlreadyExists, format!("topic '{name}' already exists")));
+        return Err(ApiError::new(
+            ErrorCode::TopicAlreadyExists,
+            format!("topic '{name}' already exists"),
+        ));
     }
     if let Some(other) = taken_keys.get(&collision_key(name)) {
         return Err(ApiError::new(
@@ -137,7 +167,11 @@ fn create_one(
     let id = fresh_topic_id(image, taken_ids, rng)?;
     let mut out = vec![records::topic(name, id)];
     let resource = ConfigResource::Topic(name.clone());
-    out.extend(configs.iter().map(|(k, v)| records::config(&resource, k, Some(v))));
+    out.extend(
+        configs
+            .iter()
+            .map(|(k, v)| records::config(&resource, k, Some(v))),
+    );
     for (index, p) in assignment.iter().enumerate() {
         let index = i32::try_from(index).map_err(|_| too_many_partitions(index))?;
         out.push(records::partition(id, index, p));
@@ -152,12 +186,20 @@ fn create_one(
 }
 
 fn too_many_partitions(count: impl std::fmt::Display) -> ApiError {
-    ApiError::new(ErrorCode::InvalidPartitions, format!("{count} partitions is above the limit of {MAX_PARTITIONS}"))
+    ApiError::new(
+        ErrorCode::InvalidPartitions,
+        format!("{count} partitions is above the limit of {MAX_PARTITIONS}"),
+    )
 }
 
 /// Validates request configs; sorted so the records are deterministic.
-fn validate_configs(configs: &HashMap<String, String>) -> Result<BTreeMap<String, String>, ApiError> {
-    let sorted: BTreeMap<String, String> = configs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+fn validate_configs(
+    configs: &HashMap<String, String>,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    let sorted: BTreeMap<String, String> = configs
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     for (k, v) in &sorted {
         config_defs::validate(k, v).map_err(|m| ApiError::new(ErrorCode::InvalidConfig, m))?;
     }
@@ -181,7 +223,11 @@ fn placed(
     brokers: &[Candidate],
     rng: &mut impl Rng,
 ) -> Result<Vec<PartitionImage>, ApiError> {
-    let partitions = if topic.num_partitions == -1 { defaults.num_partitions } else { topic.num_partitions };
+    let partitions = if topic.num_partitions == -1 {
+        defaults.num_partitions
+    } else {
+        topic.num_partitions
+    };
     if partitions <= 0 {
         return Err(ApiError::new(
             ErrorCode::InvalidPartitions,
@@ -191,16 +237,27 @@ fn placed(
     if partitions > MAX_PARTITIONS {
         return Err(too_many_partitions(partitions));
     }
-    let rf = if topic.replication_factor == -1 { defaults.replication_factor } else { topic.replication_factor };
+    let rf = if topic.replication_factor == -1 {
+        defaults.replication_factor
+    } else {
+        topic.replication_factor
+    };
     if rf <= 0 {
         return Err(ApiError::new(
             ErrorCode::InvalidReplicationFactor,
             format!("replication factor must be larger than 0, got {rf}"),
         ));
     }
-    let start = if brokers.is_empty() { 0 } else { rng.random_range(0..brokers.len()) };
+    let start = if brokers.is_empty() {
+        0
+    } else {
+        rng.random_range(0..brokers.len())
+    };
     let assignment = placement::place(brokers, 0, partitions, rf, start)?;
-    Ok(assignment.into_iter().map(|r| new_partition(r.clone(), r)).collect())
+    Ok(assignment
+        .into_iter()
+        .map(|r| new_partition(r.clone(), r))
+        .collect())
 }
 
 /// Validates an explicit assignment as KRaft does: unique, registered brokers, the same
@@ -216,7 +273,7 @@ fn manual(image: &MetadataImage, topic: &CreatableTopic) -> Result<Vec<Partition
     if topic.assignments.len() > MAX_PARTITIONS as usize {
         return Err(too_many_partitions(topic.assignments.len()));
     }
-    let rf = topic.assignments[0].ids.len();
+    let rf = topic.assignments.first().map_or(0, |a| a.ids.len());
     let mut out = Vec::with_capacity(topic.assignments.len());
     for (p, list) in topic.assignments.iter().enumerate() {
         let replicas: Vec<NodeId> = list.ids.iter().map(|&i| NodeId(i)).collect();
@@ -227,12 +284,21 @@ fn manual(image: &MetadataImage, topic: &CreatableTopic) -> Result<Vec<Partition
             return bad(format!("all partitions need the same number of replicas; partition {p} has {}, partition 0 has {rf}", replicas.len()));
         }
         if replicas.iter().collect::<BTreeSet<_>>().len() != replicas.len() {
-            return bad(format!("partition {p} lists a broker twice: {:?}", list.ids));
+            return bad(format!(
+                "partition {p} lists a broker twice: {:?}",
+                list.ids
+            ));
         }
         if let Some(missing) = replicas.iter().find(|r| image.broker(**r).is_none()) {
-            return bad(format!("partition {p} names broker {missing}, which is not registered"));
+            return bad(format!(
+                "partition {p} names broker {missing}, which is not registered"
+            ));
         }
-        let isr: Vec<NodeId> = replicas.iter().copied().filter(|&r| image.is_unfenced(r)).collect();
+        let isr: Vec<NodeId> = replicas
+            .iter()
+            .copied()
+            .filter(|&r| image.is_unfenced(r))
+            .collect();
         if isr.is_empty() {
             return Err(ApiError::new(
                 ErrorCode::InvalidReplicationFactor,
@@ -244,7 +310,11 @@ fn manual(image: &MetadataImage, topic: &CreatableTopic) -> Result<Vec<Partition
     Ok(out)
 }
 
-fn fresh_topic_id(image: &MetadataImage, taken: &BTreeSet<TopicId>, rng: &mut impl Rng) -> Result<TopicId, ApiError> {
+fn fresh_topic_id(
+    image: &MetadataImage,
+    taken: &BTreeSet<TopicId>,
+    rng: &mut impl Rng,
+) -> Result<TopicId, ApiError> {
     // A 122-bit random id practically never collides; the bound only keeps this total.
     for _ in 0..16 {
         let id = TopicId::from_random(rng.random());
@@ -252,18 +322,32 @@ fn fresh_topic_id(image: &MetadataImage, taken: &BTreeSet<TopicId>, rng: &mut im
             return Ok(id);
         }
     }
-    Err(ApiError::new(ErrorCode::UnknownServerError, "could not pick an unused topic id"))
+    Err(ApiError::new(
+        ErrorCode::UnknownServerError,
+        "could not pick an unused topic id",
+    ))
 }
 
 fn topic_result(name: &str, outcome: Result<(), ApiError>) -> TopicResult {
     match outcome {
-        Ok(()) => TopicResult { name: name.to_string(), error_code: 0, error_message: String::new() },
-        Err(e) => TopicResult { name: name.to_string(), error_code: e.code.code(), error_message: e.message },
+        Ok(()) => TopicResult {
+            name: name.to_string(),
+            error_code: 0,
+            error_message: String::new(),
+        },
+        Err(e) => TopicResult {
+            name: name.to_string(),
+            error_code: e.code.code(),
+            error_message: e.message,
+        },
     }
 }
 
 /// Decides a DeleteTopics request.
-pub fn delete_topics(image: &MetadataImage, req: &DeleteTopicsRequest) -> ControllerResult<DeleteTopicsResponse> {
+pub fn delete_topics(
+    image: &MetadataImage,
+    req: &DeleteTopicsRequest,
+) -> ControllerResult<DeleteTopicsResponse> {
     let dups = duplicates(req.names.iter().map(String::as_str));
     let mut out = Vec::new();
     let mut results = Vec::new();
@@ -274,11 +358,17 @@ pub fn delete_topics(image: &MetadataImage, req: &DeleteTopicsRequest) -> Contro
             out.push(records::remove_topic(t.id));
             Ok(())
         } else {
-            Err(ApiError::new(ErrorCode::UnknownTopicOrPartition, format!("topic '{name}' does not exist")))
+            Err(ApiError::new(
+                ErrorCode::UnknownTopicOrPartition,
+                format!("topic '{name}' does not exist"),
+            ))
         };
         results.push(topic_result(name, outcome));
     }
-    ControllerResult { records: out, response: DeleteTopicsResponse { topics: results } }
+    ControllerResult {
+        records: out,
+        response: DeleteTopicsResponse { topics: results },
+    }
 }
 
 /// Decides a CreatePartitions request: new partitions keep the topic's replication factor.
@@ -303,7 +393,10 @@ pub fn create_partitions(
         };
         results.push(topic_result(&change.name, outcome));
     }
-    ControllerResult { records: out, response: CreatePartitionsResponse { topics: results } }
+    ControllerResult {
+        records: out,
+        response: CreatePartitionsResponse { topics: results },
+    }
 }
 
 fn grow(
@@ -314,9 +407,16 @@ fn grow(
     rng: &mut impl Rng,
 ) -> Result<Vec<MetadataRecord>, ApiError> {
     let topic = image.topic_by_name(name).ok_or_else(|| {
-        ApiError::new(ErrorCode::UnknownTopicOrPartition, format!("topic '{name}' does not exist"))
+        ApiError::new(
+            ErrorCode::UnknownTopicOrPartition,
+            format!("topic '{name}' does not exist"),
+        )
     })?;
-    let current = topic.partitions.keys().next_back().map_or(0, |&p| p.saturating_add(1));
+    let current = topic
+        .partitions
+        .keys()
+        .next_back()
+        .map_or(0, |&p| p.saturating_add(1));
     if count <= current {
         return Err(ApiError::new(
             ErrorCode::InvalidPartitions,
@@ -326,9 +426,18 @@ fn grow(
     if count > MAX_PARTITIONS {
         return Err(too_many_partitions(count));
     }
-    let rf = topic.partitions.values().map(|p| p.replicas.len()).max().unwrap_or(1);
+    let rf = topic
+        .partitions
+        .values()
+        .map(|p| p.replicas.len())
+        .max()
+        .unwrap_or(1);
     let rf = i32::try_from(rf).unwrap_or(i32::MAX);
-    let start = if brokers.is_empty() { 0 } else { rng.random_range(0..brokers.len()) };
+    let start = if brokers.is_empty() {
+        0
+    } else {
+        rng.random_range(0..brokers.len())
+    };
     let assignment = placement::place(brokers, current, count - current, rf, start)?;
     Ok(assignment
         .into_iter()
@@ -336,3 +445,7 @@ fn grow(
         .map(|(r, index)| records::partition(topic.id, index, &new_partition(r.clone(), r)))
         .collect())
 }
+
+#[cfg(test)]
+#[path = "topics_tests.rs"]
+mod tests;

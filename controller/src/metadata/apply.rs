@@ -62,7 +62,11 @@ impl MetadataImage {
         errors
     }
 
-    fn apply_register(&mut self, offset: u64, r: &RegisterBrokerRecord) -> Result<(), MetadataError> {
+    fn apply_register(
+        &mut self,
+        offset: u64,
+        r: &RegisterBrokerRecord,
+    ) -> Result<(), MetadataError> {
         let id = NodeId::from_wire(r.broker_id)
             .ok_or_else(|| invalid(format!("broker id {} is negative", r.broker_id)))?;
         let epoch = if r.broker_epoch < 0 {
@@ -82,9 +86,17 @@ impl MetadataImage {
         Ok(())
     }
 
-    fn set_fenced(&mut self, broker_id: i32, epoch: i64, fenced: bool) -> Result<(), MetadataError> {
+    fn set_fenced(
+        &mut self,
+        broker_id: i32,
+        epoch: i64,
+        fenced: bool,
+    ) -> Result<(), MetadataError> {
         let id = NodeId(broker_id);
-        let broker = self.brokers.get_mut(&id).ok_or(MetadataError::UnknownBroker(id))?;
+        let broker = self
+            .brokers
+            .get_mut(&id)
+            .ok_or(MetadataError::UnknownBroker(id))?;
         if broker.epoch.0 != epoch {
             return Err(MetadataError::StaleBrokerEpoch {
                 broker: id,
@@ -108,16 +120,26 @@ impl MetadataImage {
             return Err(MetadataError::TopicExists(existing.name.clone()));
         }
         self.topic_ids.insert(r.name.clone(), id);
-        let topic = TopicImage { name: r.name.clone(), id, partitions: Default::default() };
+        let topic = TopicImage {
+            name: r.name.clone(),
+            id,
+            partitions: Default::default(),
+        };
         self.topics.insert(id, topic);
         Ok(())
     }
 
     fn apply_partition(&mut self, r: &PartitionRecord) -> Result<(), MetadataError> {
         let id = topic_id(&r.topic_id)?;
-        let topic = self.topics.get_mut(&id).ok_or(MetadataError::UnknownTopic(id))?;
+        let topic = self
+            .topics
+            .get_mut(&id)
+            .ok_or(MetadataError::UnknownTopic(id))?;
         if r.partition < 0 {
-            return Err(invalid(format!("partition index {} is negative", r.partition)));
+            return Err(invalid(format!(
+                "partition index {} is negative",
+                r.partition
+            )));
         }
         let replicas = node_ids(&r.replicas)?;
         let isr = node_ids(&r.isr)?;
@@ -137,7 +159,10 @@ impl MetadataImage {
 
     fn apply_partition_change(&mut self, r: &PartitionChangeRecord) -> Result<(), MetadataError> {
         let id = topic_id(&r.topic_id)?;
-        let topic = self.topics.get_mut(&id).ok_or(MetadataError::UnknownTopic(id))?;
+        let topic = self
+            .topics
+            .get_mut(&id)
+            .ok_or(MetadataError::UnknownTopic(id))?;
         let Some(current) = topic.partitions.get_mut(&r.partition) else {
             return Err(MetadataError::UnknownPartition {
                 topic: topic.name.clone(),
@@ -167,7 +192,10 @@ impl MetadataImage {
 
     fn apply_remove_topic(&mut self, raw_id: &[u8]) -> Result<(), MetadataError> {
         let id = topic_id(raw_id)?;
-        let topic = self.topics.remove(&id).ok_or(MetadataError::UnknownTopic(id))?;
+        let topic = self
+            .topics
+            .remove(&id)
+            .ok_or(MetadataError::UnknownTopic(id))?;
         self.topic_ids.remove(&topic.name);
         self.configs.remove(&ConfigResource::Topic(topic.name));
         Ok(())
@@ -190,11 +218,19 @@ impl MetadataImage {
             Ok(ConfigResourceType::ConfigResourceBroker) => {
                 ConfigResource::Broker(r.resource_name.clone())
             }
-            _ => return Err(invalid(format!("unknown config resource type {}", r.resource_type))),
+            _ => {
+                return Err(invalid(format!(
+                    "unknown config resource type {}",
+                    r.resource_type
+                )))
+            }
         };
         match &r.value {
             Some(value) => {
-                self.configs.entry(resource).or_default().insert(r.name.clone(), value.clone());
+                self.configs
+                    .entry(resource)
+                    .or_default()
+                    .insert(r.name.clone(), value.clone());
             }
             None => {
                 if let Some(map) = self.configs.get_mut(&resource) {
@@ -230,7 +266,9 @@ fn topic_id(raw: &[u8]) -> Result<TopicId, MetadataError> {
 
 fn node_ids(raw: &[i32]) -> Result<Vec<NodeId>, MetadataError> {
     raw.iter()
-        .map(|&id| NodeId::from_wire(id).ok_or_else(|| invalid(format!("replica id {id} is negative"))))
+        .map(|&id| {
+            NodeId::from_wire(id).ok_or_else(|| invalid(format!("replica id {id} is negative")))
+        })
         .collect()
 }
 
@@ -242,7 +280,9 @@ fn check_replica_sets(
     leader: Option<NodeId>,
 ) -> Result<(), MetadataError> {
     if replicas.is_empty() {
-        return Err(invalid("a partition needs at least one replica".to_string()));
+        return Err(invalid(
+            "a partition needs at least one replica".to_string(),
+        ));
     }
     let replica_set: BTreeSet<_> = replicas.iter().collect();
     if replica_set.len() != replicas.len() {
@@ -250,7 +290,9 @@ fn check_replica_sets(
     }
     let isr_set: BTreeSet<_> = isr.iter().collect();
     if isr_set.len() != isr.len() || !isr_set.is_subset(&replica_set) {
-        return Err(invalid(format!("ISR {isr:?} is not a set of replicas {replicas:?}")));
+        return Err(invalid(format!(
+            "ISR {isr:?} is not a set of replicas {replicas:?}"
+        )));
     }
     if let Some(leader) = leader {
         if !isr_set.contains(&leader) {

@@ -182,7 +182,9 @@ impl MetadataImage {
 
     /// One partition.
     pub fn partition(&self, topic: TopicId, partition: i32) -> Option<&PartitionImage> {
-        self.topics.get(&topic).and_then(|t| t.partitions.get(&partition))
+        self.topics
+            .get(&topic)
+            .and_then(|t| t.partitions.get(&partition))
     }
 
     /// Dynamic configs of any resource (empty when none are set).

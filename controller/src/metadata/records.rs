@@ -12,7 +12,9 @@ use crate::ids::{BrokerEpoch, NodeId, TopicId};
 
 /// Wraps a record payload into a `MetadataRecord`.
 pub fn wrap(record: Record) -> MetadataRecord {
-    MetadataRecord { record: Some(record) }
+    MetadataRecord {
+        record: Some(record),
+    }
 }
 
 /// Node ids as wire integers.
@@ -34,17 +36,26 @@ pub fn register_broker(b: &BrokerRegistration, epoch: Option<BrokerEpoch>) -> Me
 
 /// Fences a broker's current registration.
 pub fn fence_broker(id: NodeId, epoch: BrokerEpoch) -> MetadataRecord {
-    wrap(Record::FenceBroker(FenceBrokerRecord { broker_id: id.0, broker_epoch: epoch.0 }))
+    wrap(Record::FenceBroker(FenceBrokerRecord {
+        broker_id: id.0,
+        broker_epoch: epoch.0,
+    }))
 }
 
 /// Unfences a broker's current registration.
 pub fn unfence_broker(id: NodeId, epoch: BrokerEpoch) -> MetadataRecord {
-    wrap(Record::UnfenceBroker(UnfenceBrokerRecord { broker_id: id.0, broker_epoch: epoch.0 }))
+    wrap(Record::UnfenceBroker(UnfenceBrokerRecord {
+        broker_id: id.0,
+        broker_epoch: epoch.0,
+    }))
 }
 
 /// Creates a topic (partitions follow as `PartitionRecord`s).
 pub fn topic(name: &str, id: TopicId) -> MetadataRecord {
-    wrap(Record::Topic(TopicRecord { name: name.to_string(), topic_id: id.to_bytes() }))
+    wrap(Record::Topic(TopicRecord {
+        name: name.to_string(),
+        topic_id: id.to_bytes(),
+    }))
 }
 
 /// Creates (or replaces) a partition with the given state.
@@ -78,7 +89,9 @@ pub fn partition_change(
 
 /// Deletes a topic, its partitions and its configs.
 pub fn remove_topic(id: TopicId) -> MetadataRecord {
-    wrap(Record::RemoveTopic(RemoveTopicRecord { topic_id: id.to_bytes() }))
+    wrap(Record::RemoveTopic(RemoveTopicRecord {
+        topic_id: id.to_bytes(),
+    }))
 }
 
 /// Sets (`Some`) or deletes (`None`) one dynamic config key.
@@ -96,7 +109,11 @@ pub fn config(resource: &ConfigResource, name: &str, value: Option<&str>) -> Met
 }
 
 /// Records that producer ids below `next_producer_id` are handed out.
-pub fn producer_id_block(broker: NodeId, epoch: BrokerEpoch, next_producer_id: i64) -> MetadataRecord {
+pub fn producer_id_block(
+    broker: NodeId,
+    epoch: BrokerEpoch,
+    next_producer_id: i64,
+) -> MetadataRecord {
     wrap(Record::ProducerIdBlock(ProducerIdBlockRecord {
         broker_id: broker.0,
         broker_epoch: epoch.0,

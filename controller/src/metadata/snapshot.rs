@@ -27,16 +27,26 @@ impl MetadataImage {
             }
         }
         if self.next_producer_id != 0 {
-            out.push(records::producer_id_block(NodeId(-1), BrokerEpoch(-1), self.next_producer_id));
+            out.push(records::producer_id_block(
+                NodeId(-1),
+                BrokerEpoch(-1),
+                self.next_producer_id,
+            ));
         }
         out
     }
 
     /// Rebuilds an image from snapshot records taken at `offset`; records that do not apply
     /// are skipped and returned, so a damaged snapshot degrades instead of panicking.
-    pub fn from_records(offset: u64, records: &[MetadataRecord]) -> (MetadataImage, Vec<MetadataError>) {
+    pub fn from_records(
+        offset: u64,
+        records: &[MetadataRecord],
+    ) -> (MetadataImage, Vec<MetadataError>) {
         let mut image = MetadataImage::new();
-        let errors = records.iter().filter_map(|r| image.apply(offset, r).err()).collect();
+        let errors = records
+            .iter()
+            .filter_map(|r| image.apply(offset, r).err())
+            .collect();
         image.offset = offset;
         (image, errors)
     }

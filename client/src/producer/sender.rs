@@ -1,0 +1,196 @@
+//! The producer's background task: drains ready batches, sends one Produce request per
+//! leader and in-flight slot, completes or re-queues batches from the response.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::produce_response::PartitionProduceResponse;
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::batch::{BatchAck, ProducerBatch, BATCH_HEADER};
+use super::Inner;
+use crate::error::{Error, Result};
+use crate::types::{Acks, NodeId};
+
+/// How long the sender sleeps when nothing is pending (it is woken on new batches anyway).
+const IDLE: Duration = Duration::from_secs(1);
+
+/// Runs until the producer closes and every batch is done.
+pub(super) async fn run(inner: Arc<Inner>) {
+    let mut last_refresh = Instant::now();
+    loop {
+        let now = Instant::now();
+        let meta = inner.cluster.metadata();
+        let max_in_flight = inner.config.client.max_in_flight.max(1);
+        let (drained, finished, topics) = {
+            let Ok(mut guard) = inner.state.lock() else { return };
+            let st = &mut *guard;
+            let force = st.flushing > 0 || st.closing;
+            let in_flight = &mut st.in_flight;
+            let drained = st.acc.drain(now, force, |t, p| meta.leader(t, p).ok(), |node| {
+                let n = in_flight.entry(node).or_default();
+                let free = *n < max_in_flight;
+                if free {
+                    *n += 1;
+                }
+                free
+            });
+            let finished = st.closing && st.acc.is_empty() && st.in_flight.values().all(|n| *n == 0);
+            let stale = now.duration_since(last_refresh) >= inner.config.metadata_max_age;
+            (drained, finished, stale.then(|| st.acc.topics()))
+        };
+        for mut batch in drained.expired {
+            let err = Error::Timeout {
+                api: "Produce (delivery timeout)".into(),
+                addr: batch.tp.to_string(),
+                ms: inner.config.delivery_timeout.as_millis() as u64,
+            };
+            finish(&inner, &mut batch, Err(err));
+        }
+        if !drained.unknown_leaders.is_empty() {
+            request_refresh(&inner, drained.unknown_leaders);
+        } else if let Some(topics) = topics.filter(|t| !t.is_empty()) {
+            last_refresh = now;
+            request_refresh(&inner, topics);
+        }
+        let sent = !drained.requests.is_empty();
+        for (node, batches) in drained.requests {
+            tokio::spawn(send_request(inner.clone(), node, batches));
+        }
+        if finished {
+            return;
+        }
+        if sent {
+            // One batch per partition per pass: look again at once for the next ones.
+            tokio::task::yield_now().await;
+            continue;
+        }
+        let until = drained.next_wake.unwrap_or(now + IDLE);
+        tokio::select! {
+            _ = inner.wake.notified() => {}
+            _ = tokio::time::sleep_until(until.into()) => {}
+        }
+    }
+}
+
+/// Sends one request and settles each of its batches.
+async fn send_request(inner: Arc<Inner>, node: NodeId, mut batches: Vec<ProducerBatch>) {
+    let result = produce(&inner, node, &mut batches).await;
+    let acked_at = Instant::now();
+    let mut retry = Vec::new();
+    let mut refresh: Vec<String> = Vec::new();
+    for mut batch in batches {
+        let outcome = match &result {
+            Err(e) => Err(e.clone()),
+            Ok(None) => Ok(BatchAck { base_offset: -1, log_append_time: -1, acked_at }),
+            Ok(Some(resp)) => match find_partition(resp, &batch) {
+                Some(p) => match Error::from_code(p.error_code, p.error_message.as_ref().map(|m| m.to_string()), format!("produce to {}", batch.tp)) {
+                    None => Ok(BatchAck { base_offset: p.base_offset, log_append_time: p.log_append_time_ms, acked_at }),
+                    Some(e) => Err(e),
+                },
+                None => Err(Error::protocol(format!("Produce response from broker {node} has no entry for {}", batch.tp))),
+            },
+        };
+        match outcome {
+            Ok(ack) => finish(&inner, &mut batch, Ok(ack)),
+            Err(e) if e.is_retriable() && batch.attempts < inner.config.client.retries => {
+                // A retry after a timeout may duplicate the batch: this producer is not idempotent.
+                tracing::debug!(tp = %batch.tp, attempt = batch.attempts, error = %e, "retrying batch");
+                if e.needs_metadata_refresh() && !refresh.iter().any(|t| **t == *batch.tp.topic) {
+                    refresh.push(batch.tp.topic.to_string());
+                }
+                batch.retry_at = Some(acked_at + inner.config.client.backoff(batch.attempts));
+                batch.attempts += 1;
+                retry.push(batch);
+            }
+            Err(e) => finish(&inner, &mut batch, Err(e)),
+        }
+    }
+    let mut unqueued = Vec::new();
+    if let Ok(mut st) = inner.state.lock() {
+        if let Some(n) = st.in_flight.get_mut(&node) {
+            *n = n.saturating_sub(1);
+        }
+        for batch in retry {
+            if let Some(b) = st.acc.reenqueue(batch) {
+                unqueued.push(b);
+            }
+        }
+    }
+    for mut b in unqueued {
+        finish(&inner, &mut b, Err(Error::Closed));
+    }
+    if !refresh.is_empty() {
+        request_refresh(&inner, refresh);
+    }
+    inner.wake.notify_one();
+}
+
+async fn produce(inner: &Inner, node: NodeId, batches: &mut [ProducerBatch]) -> Result<Option<ProduceResponse>> {
+    let conn = inner.cluster.connection(node).await?;
+    let version = conn.api_version(ApiKey::Produce)?;
+    let mut topic_data: Vec<TopicProduceData> = Vec::new();
+    for batch in batches.iter_mut() {
+        let records = batch.encode(inner.config.compression)?;
+        let data = PartitionProduceData::default().with_index(batch.tp.partition).with_records(Some(records));
+        match topic_data.iter_mut().find(|t| t.name.0.as_str() == &*batch.tp.topic) {
+            Some(t) => t.partition_data.push(data),
+            None => topic_data.push(
+                TopicProduceData::default()
+                    .with_name(TopicName(StrBytes::from_string(batch.tp.topic.to_string())))
+                    .with_partition_data(vec![data]),
+            ),
+        }
+    }
+    let timeout_ms = i32::try_from(inner.config.produce_timeout.as_millis()).unwrap_or(i32::MAX);
+    let req = ProduceRequest::default()
+        .with_acks(inner.config.acks.wire())
+        .with_timeout_ms(timeout_ms)
+        .with_topic_data(topic_data);
+    if inner.config.acks == Acks::None {
+        conn.send_oneway(version, &req).await?;
+        return Ok(None);
+    }
+    // The broker may hold an acks=all request for its timeout; wait a little longer than that.
+    let wait = inner.config.client.request_timeout.max(inner.config.produce_timeout + Duration::from_secs(5));
+    Ok(Some(conn.request_with_timeout(version, &req, wait).await?))
+}
+
+fn find_partition<'a>(resp: &'a ProduceResponse, batch: &ProducerBatch) -> Option<&'a PartitionProduceResponse> {
+    resp.responses
+        .iter()
+        .filter(|t| t.name.0.as_str() == &*batch.tp.topic)
+        .flat_map(|t| t.partition_responses.iter())
+        .find(|p| p.index == batch.tp.partition)
+}
+
+/// Completes a batch for good: futures, buffer memory, the flush counter.
+pub(super) fn finish(inner: &Inner, batch: &mut ProducerBatch, result: Result<BatchAck>) {
+    if let Err(e) = &result {
+        tracing::debug!(tp = %batch.tp, error = %e, "batch failed");
+    }
+    batch.complete(result);
+    let held = batch.bytes.saturating_sub(BATCH_HEADER);
+    inner.memory.add_permits(held);
+    inner.outstanding.send_modify(|n| *n = n.saturating_sub(1));
+}
+
+/// Refreshes metadata of `topics` in the background, at most one refresh at a time and at
+/// most one per retry backoff, then wakes the sender.
+fn request_refresh(inner: &Arc<Inner>, topics: Vec<String>) {
+    if inner.refreshing.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let inner = inner.clone();
+    tokio::spawn(async move {
+        if let Err(e) = inner.cluster.refresh(Some(&topics)).await {
+            tracing::debug!(error = %e, "metadata refresh failed");
+        }
+        tokio::time::sleep(inner.config.client.retry_backoff).await;
+        inner.refreshing.store(false, Ordering::Release);
+        inner.wake.notify_one();
+    });
+}

@@ -1,0 +1,57 @@
+//! `WatchMetadata`: a snapshot of the image, then every applied batch after it. A watcher
+//! that falls behind the broadcast buffer gets a fresh snapshot instead of a gap.
+
+use std::sync::Arc;
+
+use spate_proto::metadata::MetadataBatch;
+use tokio::sync::{broadcast, mpsc, watch};
+use tonic::Status;
+
+use crate::store::MetadataView;
+
+/// Batches buffered per watcher between the forwarding task and gRPC.
+pub(crate) const WATCH_BUFFER: usize = 64;
+
+/// Forwards applied batches newer than `from_offset` to one watcher until it disconnects
+/// or the node shuts down.
+pub(crate) async fn forward(
+    view: MetadataView,
+    from_offset: u64,
+    mut shutdown: watch::Receiver<bool>,
+    tx: mpsc::Sender<Result<MetadataBatch, Status>>,
+) {
+    let (snapshot, mut events) = view.subscribe(from_offset);
+    let mut last = from_offset;
+    if let Some(s) = snapshot {
+        last = s.offset;
+        if tx.send(Ok(s)).await.is_err() {
+            return;
+        }
+    }
+    loop {
+        let batch: Arc<MetadataBatch> = tokio::select! {
+            // The guard `wait_for` returns must not live across the send below.
+            _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => {
+                let _ = tx.send(Err(Status::unavailable("controller is shutting down; reconnect"))).await;
+                return;
+            }
+            _ = tx.closed() => return,
+            ev = events.recv() => match ev {
+                Ok(batch) => batch,
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::debug!(missed, "metadata watcher lagged; sending a snapshot");
+                    Arc::new(view.snapshot())
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+        };
+        // Snapshots always go out (they replace the image); deltas only if newer, which
+        // also drops the ones a snapshot already covered.
+        if batch.snapshot || batch.offset > last {
+            last = batch.offset;
+            if tx.send(Ok((*batch).clone())).await.is_err() {
+                return;
+            }
+        }
+    }
+}
