@@ -19,7 +19,7 @@ use spate_proto::metadata::ReplicaList;
 use super::str_bytes;
 use crate::broker::BrokerState;
 use crate::error::Result;
-use crate::metadata::controller_link::NOT_CONTROLLER;
+use crate::metadata::controller_link::unavailable;
 use crate::server::dispatch::RequestContext;
 
 /// Kafka's topic name rules: `[a-zA-Z0-9._-]`, at most 249 characters, not `.` or `..`.
@@ -37,6 +37,15 @@ pub fn valid_topic_name(name: &str) -> std::result::Result<(), String> {
         return Err(format!("topic name '{name}' contains '{c}'; allowed are ASCII letters, digits, '.', '_' and '-'"));
     }
     Ok(())
+}
+
+/// One admin call on the active controller (the client retries and follows leadership).
+pub(crate) async fn controller_call<T, F, Fut>(state: &BrokerState, f: F) -> Result<T>
+where
+    F: FnOnce(spate_controller::ControllerClient) -> Fut,
+    Fut: std::future::Future<Output = Result<T, spate_controller::ControllerError>>,
+{
+    f(state.controller.admin()?).await.map_err(unavailable)
 }
 
 /// How long to wait for our image to reflect a committed admin change.
@@ -58,10 +67,7 @@ pub async fn auto_create(state: &BrokerState, names: &[String]) -> Result<()> {
             .collect(),
         validate_only: false,
     };
-    let resp = call_controller!(state, create_topics, req, |r: &pb::CreateTopicsResponse| r
-        .topics
-        .iter()
-        .any(|t| t.error_code == NOT_CONTROLLER))?;
+    let resp = controller_call(state, |mut c| async move { c.create_topics(req).await }).await?;
     for t in resp.topics {
         // Someone else creating it at the same moment is fine.
         if t.error_code != 0 && t.error_code != ResponseError::TopicAlreadyExists.code() as i32 {
@@ -101,10 +107,7 @@ pub async fn create_topics(ctx: &RequestContext, req: CreateTopicsRequest) -> Cr
         })
         .collect();
     let pb_req = pb::CreateTopicsRequest { topics, validate_only };
-    let result = call_controller!(state, create_topics, pb_req, |r: &pb::CreateTopicsResponse| r
-        .topics
-        .iter()
-        .any(|t| t.error_code == NOT_CONTROLLER));
+    let result = controller_call(state, |mut c| async move { c.create_topics(pb_req).await }).await;
     let results = match result {
         Ok(resp) => {
             let created: Vec<String> = resp
@@ -197,10 +200,7 @@ pub async fn delete_topics(ctx: &RequestContext, req: DeleteTopicsRequest) -> De
     }
     let names: Vec<String> = asked.iter().filter_map(|a| a.2.clone()).collect();
     let pb_req = pb::DeleteTopicsRequest { names: names.clone() };
-    let result = call_controller!(state, delete_topics, pb_req, |r: &pb::DeleteTopicsResponse| r
-        .topics
-        .iter()
-        .any(|t| t.error_code == NOT_CONTROLLER));
+    let result = controller_call(state, |mut c| async move { c.delete_topics(pb_req).await }).await;
     let by_name: HashMap<String, (i16, String)> = match &result {
         Ok(resp) => resp
             .topics
@@ -260,10 +260,7 @@ pub async fn create_partitions(ctx: &RequestContext, req: CreatePartitionsReques
     }
     if !forward.is_empty() {
         let pb_req = pb::CreatePartitionsRequest { topics: forward.clone(), validate_only: req.validate_only };
-        match call_controller!(state, create_partitions, pb_req, |r: &pb::CreatePartitionsResponse| r
-            .topics
-            .iter()
-            .any(|t| t.error_code == NOT_CONTROLLER))
+        match controller_call(state, |mut c| async move { c.create_partitions(pb_req).await }).await
         {
             Ok(resp) => {
                 let grown: Vec<(String, i32)> = resp

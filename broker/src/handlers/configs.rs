@@ -18,7 +18,6 @@ use spate_proto::metadata::ConfigResourceType;
 
 use super::str_bytes;
 use crate::broker::BrokerState;
-use crate::metadata::controller_link::NOT_CONTROLLER;
 use crate::server::dispatch::RequestContext;
 use crate::topic_config;
 
@@ -232,10 +231,7 @@ pub async fn incremental_alter(
         .collect();
     let pb_req = pb::AlterConfigsRequest { resources, validate_only: req.validate_only };
     let before = state.metadata.image().offset();
-    let outcome = call_controller!(state, alter_configs, pb_req, |r: &pb::AlterConfigsResponse| r
-        .resources
-        .iter()
-        .any(|r| r.error_code == NOT_CONTROLLER));
+    let outcome = super::admin::controller_call(state, |mut c| async move { c.alter_configs(pb_req).await }).await;
     if let Ok(resp) = &outcome {
         if !req.validate_only && resp.resources.iter().any(|r| r.error_code == 0) {
             // Answer once our image has moved past the change, so a DescribeConfigs sent

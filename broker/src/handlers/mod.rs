@@ -1,36 +1,5 @@
 //! One module per Kafka API. Handlers read the metadata image and hosted partitions from
 //! [`crate::broker::BrokerState`] and never panic on request contents.
-/// Calls the controller, moving to another controller after NOT_CONTROLLER or a transport
-/// error (at most three attempts). Evaluates to `Result<response, BrokerError>`.
-macro_rules! call_controller {
-    ($state:expr, $method:ident, $req:expr, $is_not_controller:expr) => {{
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut client = match $state.controller.client() {
-                Ok(c) => c,
-                Err(e) => break Err(e),
-            };
-            match client.$method($req.clone()).await {
-                Ok(resp) => {
-                    let resp = resp.into_inner();
-                    if attempt < 3 && $is_not_controller(&resp) {
-                        $state.controller.rotate();
-                        continue;
-                    }
-                    break Ok::<_, $crate::error::BrokerError>(resp);
-                }
-                Err(status) if attempt < 3 => {
-                    $state.controller.rotate();
-                    ::tracing::debug!(error = %status, "controller call failed; retrying");
-                    ::tokio::time::sleep(::std::time::Duration::from_millis(100)).await;
-                }
-                Err(status) => break Err($state.controller.unavailable(status)),
-            }
-        }
-    }};
-}
-
 pub mod admin;
 pub mod api_versions;
 pub mod cluster;

@@ -93,7 +93,10 @@ impl Log {
                 // they are readable) so a producer's header cannot mislead the time index,
                 // and a CreateTime topic stores CreateTime batches.
                 let (max_ts, offset_of_max) = match p.records {
-                    Some(walked) => (walked.max_timestamp, next + walked.offset_delta_of_max as i64),
+                    Some(walked) => (
+                        walked.max_timestamp,
+                        next + walked.offset_delta_of_max as i64,
+                    ),
                     None => (p.header.max_timestamp, next),
                 };
                 if max_ts != p.header.max_timestamp || p.header.is_log_append_time() {
@@ -107,7 +110,9 @@ impl Log {
                     "append would take offsets past {MAX_BASE_OFFSET}"
                 )));
             }
-            info.record_count = info.record_count.saturating_add(header.records_count as u32);
+            info.record_count = info
+                .record_count
+                .saturating_add(header.records_count as u32);
             next = header.last_offset() + 1;
             placed.push((p.start, header));
         }
@@ -117,7 +122,10 @@ impl Log {
         // Kafka's maybeAssignEpochStartOffset: a leader's first append in a new epoch
         // starts that epoch, even if the partition layer did not assign it.
         if leader_epoch >= 0
-            && self.epoch_cache.latest_epoch().is_none_or(|e| leader_epoch > e)
+            && self
+                .epoch_cache
+                .latest_epoch()
+                .is_none_or(|e| leader_epoch > e)
             && self.epoch_cache.assign(leader_epoch, first_offset)
         {
             self.persist_epochs()?;
@@ -139,7 +147,9 @@ impl Log {
         let mut iter = batch::batches(records);
         loop {
             let start = iter.position();
-            let Some(view) = iter.next().transpose()? else { break };
+            let Some(view) = iter.next().transpose()? else {
+                break;
+            };
             let size = view.as_bytes().len() as u64;
             let max = self.config.max_message_bytes as u64;
             if size > max {
@@ -163,7 +173,11 @@ impl Log {
     /// Follower append: stores the leader's batches unchanged. The first must start at
     /// the LEO and offsets must increase; CRCs are checked. Size limits are not applied,
     /// as in Kafka: a follower must accept whatever its leader accepted.
-    pub fn append_as_follower(&mut self, records: &[u8], now_ms: i64) -> Result<AppendInfo, LogError> {
+    pub fn append_as_follower(
+        &mut self,
+        records: &[u8],
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
         self.observe_clock(now_ms);
         let leo = self.log_end_offset();
         let mut info = AppendInfo::empty(leo, records.len());
@@ -172,7 +186,9 @@ impl Log {
         let mut expected = leo;
         loop {
             let start = iter.position();
-            let Some(view) = iter.next().transpose()? else { break };
+            let Some(view) = iter.next().transpose()? else {
+                break;
+            };
             view.validate_crc()?;
             let h = *view.header();
             if placed.is_empty() && h.base_offset != leo {
@@ -189,7 +205,9 @@ impl Log {
                 )));
             }
             info.observe(h.max_timestamp, h.base_offset);
-            info.record_count = info.record_count.saturating_add(h.records_count.max(0) as u32);
+            info.record_count = info
+                .record_count
+                .saturating_add(h.records_count.max(0) as u32);
             expected = h.last_offset().saturating_add(1);
             placed.push((start, h));
         }
@@ -229,7 +247,13 @@ impl Log {
     /// would grow past `segment.bytes`, is older than `segment.ms` (measured as Kafka
     /// does, from its first batch's timestamp to the incoming `max_timestamp`), or could
     /// not index the offsets.
-    fn maybe_roll(&mut self, bytes: usize, last_offset: i64, max_timestamp: i64, now_ms: i64) -> Result<(), LogError> {
+    fn maybe_roll(
+        &mut self,
+        bytes: usize,
+        last_offset: i64,
+        max_timestamp: i64,
+        now_ms: i64,
+    ) -> Result<(), LogError> {
         let active = &self.active;
         if active.size() == 0 {
             return Ok(());
@@ -262,10 +286,15 @@ mod tests {
         let mut two = simple_batch(100, 3, 10);
         two.extend(simple_batch(200, 2, 10));
         let info = log.append_as_leader(&mut two, 4, 1_000).unwrap();
-        assert_eq!((info.first_offset, info.last_offset, info.record_count), (0, 4, 5));
+        assert_eq!(
+            (info.first_offset, info.last_offset, info.record_count),
+            (0, 4, 5)
+        );
         assert_eq!((info.max_timestamp, info.offset_of_max_timestamp), (201, 4));
         assert_eq!(info.log_append_time, -1);
-        let info = log.append_as_leader(&mut simple_batch(50, 1, 10), 4, 1_000).unwrap();
+        let info = log
+            .append_as_leader(&mut simple_batch(50, 1, 10), 4, 1_000)
+            .unwrap();
         assert_eq!((info.first_offset, info.last_offset), (5, 5));
         let all = log.read(0, usize::MAX, i64::MAX, false).unwrap();
         assert_eq!(batch_offsets(&all), vec![(0, 2), (3, 4), (5, 5)]);
@@ -274,14 +303,32 @@ mod tests {
             assert_eq!(b.header().partition_leader_epoch, 4);
             b.validate().unwrap();
         }
-        assert_eq!(log.leader_epoch_cache().entries(), &[EpochEntry { epoch: 4, start_offset: 0 }]);
+        assert_eq!(
+            log.leader_epoch_cache().entries(),
+            &[EpochEntry {
+                epoch: 4,
+                start_offset: 0
+            }]
+        );
     }
 
     #[test]
     fn log_append_time_is_stamped() {
-        let (_dir, mut log) = open(LogConfig { timestamp_type: TimestampType::LogAppendTime, ..LogConfig::default() });
-        let info = log.append_as_leader(&mut simple_batch(5, 3, 10), 0, 777).unwrap();
-        assert_eq!((info.log_append_time, info.max_timestamp, info.offset_of_max_timestamp), (777, 777, 0));
+        let (_dir, mut log) = open(LogConfig {
+            timestamp_type: TimestampType::LogAppendTime,
+            ..LogConfig::default()
+        });
+        let info = log
+            .append_as_leader(&mut simple_batch(5, 3, 10), 0, 777)
+            .unwrap();
+        assert_eq!(
+            (
+                info.log_append_time,
+                info.max_timestamp,
+                info.offset_of_max_timestamp
+            ),
+            (777, 777, 0)
+        );
         let data = log.read(0, usize::MAX, i64::MAX, false).unwrap();
         let b = batches(&data).next().unwrap().unwrap();
         assert!(b.header().is_log_append_time());
@@ -291,8 +338,12 @@ mod tests {
 
     #[test]
     fn bad_batches_are_rejected_with_nothing_written() {
-        let (_dir, mut log) = open(LogConfig { max_message_bytes: 500, ..LogConfig::default() });
-        log.append_as_leader(&mut simple_batch(1, 1, 10), 0, 1).unwrap();
+        let (_dir, mut log) = open(LogConfig {
+            max_message_bytes: 500,
+            ..LogConfig::default()
+        });
+        log.append_as_leader(&mut simple_batch(1, 1, 10), 0, 1)
+            .unwrap();
         let good = simple_batch(1, 2, 10);
 
         let mut bad_crc = good.clone();
@@ -302,7 +353,9 @@ mod tests {
         bad_magic[16] = 1;
         let mut bad_count = good.clone();
         bad_count[57..61].copy_from_slice(&5i32.to_be_bytes());
-        RecordBatchMut::new(&mut bad_count).unwrap().set_max_timestamp(2);
+        RecordBatchMut::new(&mut bad_count)
+            .unwrap()
+            .set_max_timestamp(2);
         let oversized = simple_batch(1, 2, 400);
 
         type Check = fn(&LogError) -> bool;
@@ -310,8 +363,12 @@ mod tests {
             (bad_crc, |e| matches!(e, LogError::CorruptRecord(_))),
             (bad_magic, |e| matches!(e, LogError::UnsupportedMagic(1))),
             (bad_count, |e| matches!(e, LogError::InvalidRecord(_))),
-            (oversized, |e| matches!(e, LogError::MessageTooLarge { max: 500, .. })),
-            (good[..good.len() - 4].to_vec(), |e| matches!(e, LogError::CorruptRecord(_))),
+            (oversized, |e| {
+                matches!(e, LogError::MessageTooLarge { max: 500, .. })
+            }),
+            (good[..good.len() - 4].to_vec(), |e| {
+                matches!(e, LogError::CorruptRecord(_))
+            }),
         ];
         for (bad, expected) in cases {
             // A good batch first: it must not be written either.
@@ -329,19 +386,40 @@ mod tests {
     #[test]
     fn follower_appends_at_leo_and_learns_epochs() {
         let (_dir, mut leader) = open(LogConfig::default());
-        leader.append_as_leader(&mut simple_batch(1, 3, 10), 1, 1).unwrap();
-        leader.append_as_leader(&mut simple_batch(2, 3, 10), 2, 1).unwrap();
+        leader
+            .append_as_leader(&mut simple_batch(1, 3, 10), 1, 1)
+            .unwrap();
+        leader
+            .append_as_leader(&mut simple_batch(2, 3, 10), 2, 1)
+            .unwrap();
         let data = leader.read(0, usize::MAX, i64::MAX, false).unwrap();
 
-        let (_dir2, mut follower) = open(LogConfig { max_message_bytes: 10, ..LogConfig::default() });
-        let err = follower.append_as_follower(&data[simple_batch(1, 3, 10).len()..], 1).unwrap_err();
+        let (_dir2, mut follower) = open(LogConfig {
+            max_message_bytes: 10,
+            ..LogConfig::default()
+        });
+        let err = follower
+            .append_as_follower(&data[simple_batch(1, 3, 10).len()..], 1)
+            .unwrap_err();
         assert!(matches!(err, LogError::InvalidOffset(_)), "{err}");
         let info = follower.append_as_follower(&data, 1).unwrap();
-        assert_eq!((info.first_offset, info.last_offset, info.record_count), (0, 5, 6));
+        assert_eq!(
+            (info.first_offset, info.last_offset, info.record_count),
+            (0, 5, 6)
+        );
         assert_eq!(follower.log_end_offset(), 6);
         assert_eq!(
             follower.leader_epoch_cache().entries(),
-            &[EpochEntry { epoch: 1, start_offset: 0 }, EpochEntry { epoch: 2, start_offset: 3 }]
+            &[
+                EpochEntry {
+                    epoch: 1,
+                    start_offset: 0
+                },
+                EpochEntry {
+                    epoch: 2,
+                    start_offset: 3
+                }
+            ]
         );
         assert_eq!(follower.read(0, usize::MAX, i64::MAX, false).unwrap(), data);
         let empty = follower.append_as_follower(&[], 1).unwrap();
@@ -351,18 +429,26 @@ mod tests {
     #[test]
     fn rolls_by_size_and_by_age() {
         let batch_len = simple_batch(0, 2, 50).len() as u64;
-        let (_dir, mut log) = open(LogConfig { segment_bytes: batch_len * 3, segment_ms: 1_000, ..LogConfig::default() });
+        let (_dir, mut log) = open(LogConfig {
+            segment_bytes: batch_len * 3,
+            segment_ms: 1_000,
+            ..LogConfig::default()
+        });
         for _ in 0..3 {
-            log.append_as_leader(&mut simple_batch(0, 2, 50), 0, 0).unwrap();
+            log.append_as_leader(&mut simple_batch(0, 2, 50), 0, 0)
+                .unwrap();
         }
         assert_eq!(log.segment_count(), 1, "exactly full is not over");
-        log.append_as_leader(&mut simple_batch(0, 2, 50), 0, 0).unwrap();
+        log.append_as_leader(&mut simple_batch(0, 2, 50), 0, 0)
+            .unwrap();
         assert_eq!(log.segment_count(), 2);
         // Age: batch timestamps 1_000 ms past the segment's first batch are not enough...
-        log.append_as_leader(&mut simple_batch(999, 2, 50), 0, 999).unwrap();
+        log.append_as_leader(&mut simple_batch(999, 2, 50), 0, 999)
+            .unwrap();
         assert_eq!(log.segment_count(), 2);
         // ...more than segment.ms is.
-        log.append_as_leader(&mut simple_batch(1_001, 2, 50), 0, 1_002).unwrap();
+        log.append_as_leader(&mut simple_batch(1_001, 2, 50), 0, 1_002)
+            .unwrap();
         assert_eq!(log.segment_count(), 3);
         assert_eq!(log.log_end_offset(), 12);
     }

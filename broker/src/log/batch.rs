@@ -31,6 +31,8 @@ const CRC_AT: usize = 17;
 /// The CRC covers everything from the attributes on, so base offset and leader epoch
 /// can be rewritten without recomputing it.
 const ATTRIBUTES_AT: usize = 21;
+/// First byte (within a batch) covered by the CRC.
+pub(crate) const CRC_COVERAGE_START: u64 = ATTRIBUTES_AT as u64;
 const MAX_TIMESTAMP_AT: usize = 35;
 /// Smallest legal `batchLength`: the header minus the offset/length prefix.
 const MIN_BATCH_LENGTH: usize = HEADER_LEN - LOG_OVERHEAD;
@@ -132,7 +134,8 @@ impl BatchHeader {
 
     /// Offset of the last record (saturating: a garbled header cannot overflow).
     pub fn last_offset(&self) -> i64 {
-        self.base_offset.saturating_add(self.last_offset_delta as i64)
+        self.base_offset
+            .saturating_add(self.last_offset_delta as i64)
     }
 
     /// Compression codec id (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd).
@@ -410,24 +413,36 @@ mod tests {
         let mut b = simple_batch(1, 2, 5);
         let last = b.len() - 1;
         b[last] ^= 0xff;
-        assert!(matches!(RecordBatchView::new(&b).unwrap().validate(), Err(LogError::CorruptRecord(_))));
+        assert!(matches!(
+            RecordBatchView::new(&b).unwrap().validate(),
+            Err(LogError::CorruptRecord(_))
+        ));
 
         let mut b = simple_batch(1, 2, 5);
         b[16] = 1;
-        assert!(matches!(batches(&b).next(), Some(Err(LogError::UnsupportedMagic(1)))));
+        assert!(matches!(
+            batches(&b).next(),
+            Some(Err(LogError::UnsupportedMagic(1)))
+        ));
 
         // recordsCount 3 with two records: CRC fixed up so the count check is what fails.
         let mut b = simple_batch(1, 2, 5);
         b[57..61].copy_from_slice(&3i32.to_be_bytes());
         b[23..27].copy_from_slice(&2i32.to_be_bytes());
         RecordBatchMut::new(&mut b).unwrap().set_max_timestamp(2);
-        assert!(matches!(RecordBatchView::new(&b).unwrap().validate(), Err(LogError::InvalidRecord(_))));
+        assert!(matches!(
+            RecordBatchView::new(&b).unwrap().validate(),
+            Err(LogError::InvalidRecord(_))
+        ));
 
         // lastOffsetDelta inconsistent with the count.
         let mut b = simple_batch(1, 2, 5);
         b[23..27].copy_from_slice(&5i32.to_be_bytes());
         RecordBatchMut::new(&mut b).unwrap().set_max_timestamp(2);
-        assert!(matches!(RecordBatchView::new(&b).unwrap().validate(), Err(LogError::InvalidRecord(_))));
+        assert!(matches!(
+            RecordBatchView::new(&b).unwrap().validate(),
+            Err(LogError::InvalidRecord(_))
+        ));
     }
 
     #[test]
@@ -437,7 +452,10 @@ mod tests {
         // Declare the record one byte shorter: the walk must notice.
         b[HEADER_LEN] = 2 * (b[HEADER_LEN] / 2 - 1);
         RecordBatchMut::new(&mut b).unwrap().set_max_timestamp(10);
-        assert!(matches!(RecordBatchView::new(&b).unwrap().validate(), Err(LogError::InvalidRecord(_))));
+        assert!(matches!(
+            RecordBatchView::new(&b).unwrap().validate(),
+            Err(LogError::InvalidRecord(_))
+        ));
     }
 
     #[test]

@@ -60,7 +60,11 @@ fn decode_lines(text: &str) -> Result<Vec<&str>, String> {
     let mut lines = text.lines().map(str::trim);
     match lines.next() {
         Some(VERSION) => {}
-        Some(v) => return Err(format!("unsupported version line {v:?}, expected {VERSION:?}")),
+        Some(v) => {
+            return Err(format!(
+                "unsupported version line {v:?}, expected {VERSION:?}"
+            ))
+        }
         None => return Err("empty file".to_string()),
     }
     let count: usize = lines
@@ -70,7 +74,10 @@ fn decode_lines(text: &str) -> Result<Vec<&str>, String> {
         .map_err(|e| format!("bad count line: {e}"))?;
     let entries: Vec<&str> = lines.filter(|l| !l.is_empty()).collect();
     if entries.len() != count {
-        return Err(format!("count line says {count} entries, file has {}", entries.len()));
+        return Err(format!(
+            "count line says {count} entries, file has {}",
+            entries.len()
+        ));
     }
     Ok(entries)
 }
@@ -83,7 +90,9 @@ pub(crate) fn encode_offset(offset: i64) -> String {
 /// Parses a single-offset checkpoint.
 pub(crate) fn decode_offset(text: &str) -> Result<i64, String> {
     match decode_lines(text)?.as_slice() {
-        [line] => line.parse().map_err(|e| format!("bad offset {line:?}: {e}")),
+        [line] => line
+            .parse()
+            .map_err(|e| format!("bad offset {line:?}: {e}")),
         other => Err(format!("expected 1 entry, found {}", other.len())),
     }
 }
@@ -92,7 +101,9 @@ pub(crate) fn decode_offset(text: &str) -> Result<i64, String> {
 pub(crate) fn encode_epochs(entries: &[EpochEntry]) -> String {
     encode_lines(
         entries.len(),
-        entries.iter().map(|e| format!("{} {}", e.epoch, e.start_offset)),
+        entries
+            .iter()
+            .map(|e| format!("{} {}", e.epoch, e.start_offset)),
     )
 }
 
@@ -102,18 +113,27 @@ pub(crate) fn decode_epochs(text: &str) -> Result<Vec<EpochEntry>, String> {
     for line in decode_lines(text)? {
         let mut parts = line.split_whitespace();
         let (Some(epoch), Some(start), None) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(format!("bad entry {line:?}, expected \"epoch startOffset\""));
+            return Err(format!(
+                "bad entry {line:?}, expected \"epoch startOffset\""
+            ));
         };
         let entry = EpochEntry {
-            epoch: epoch.parse().map_err(|e| format!("bad epoch in {line:?}: {e}"))?,
-            start_offset: start.parse().map_err(|e| format!("bad offset in {line:?}: {e}"))?,
+            epoch: epoch
+                .parse()
+                .map_err(|e| format!("bad epoch in {line:?}: {e}"))?,
+            start_offset: start
+                .parse()
+                .map_err(|e| format!("bad offset in {line:?}: {e}"))?,
         };
         if entry.epoch < 0 || entry.start_offset < 0 {
             return Err(format!("negative value in {line:?}"));
         }
         if let Some(prev) = out.last() {
             if entry.epoch <= prev.epoch || entry.start_offset < prev.start_offset {
-                return Err(format!("entry {line:?} does not follow {} {}", prev.epoch, prev.start_offset));
+                return Err(format!(
+                    "entry {line:?} does not follow {} {}",
+                    prev.epoch, prev.start_offset
+                ));
             }
         }
         out.push(entry);
@@ -141,10 +161,12 @@ pub(crate) enum ReadError {
 fn read_text(dir: &Path, name: &str) -> Result<Option<String>, ReadError> {
     let path = dir.join(name);
     match fs::read(&path) {
-        Ok(bytes) => String::from_utf8(bytes).map(Some).map_err(|_| ReadError::Corrupt {
-            path,
-            reason: "not UTF-8 text".to_string(),
-        }),
+        Ok(bytes) => String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| ReadError::Corrupt {
+                path,
+                reason: "not UTF-8 text".to_string(),
+            }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e.into()),
     }
@@ -161,7 +183,9 @@ fn corrupt(dir: &Path, name: &str, reason: String) -> ReadError {
 pub(crate) fn read_offset(dir: &Path, name: &str) -> Result<Option<i64>, ReadError> {
     match read_text(dir, name)? {
         None => Ok(None),
-        Some(text) => decode_offset(&text).map(Some).map_err(|r| corrupt(dir, name, r)),
+        Some(text) => decode_offset(&text)
+            .map(Some)
+            .map_err(|r| corrupt(dir, name, r)),
     }
 }
 
@@ -195,17 +219,35 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(read_offset(dir.path(), RECOVERY_POINT_FILE).unwrap(), None);
         write_offset(dir.path(), RECOVERY_POINT_FILE, 1234).unwrap();
-        assert_eq!(read_offset(dir.path(), RECOVERY_POINT_FILE).unwrap(), Some(1234));
-        let entries = vec![EpochEntry { epoch: 1, start_offset: 0 }, EpochEntry { epoch: 3, start_offset: 50 }];
+        assert_eq!(
+            read_offset(dir.path(), RECOVERY_POINT_FILE).unwrap(),
+            Some(1234)
+        );
+        let entries = vec![
+            EpochEntry {
+                epoch: 1,
+                start_offset: 0,
+            },
+            EpochEntry {
+                epoch: 3,
+                start_offset: 50,
+            },
+        ];
         write_epochs(dir.path(), &entries).unwrap();
         assert_eq!(read_epochs(dir.path()).unwrap(), Some(entries));
-        assert_eq!(fs::read_to_string(dir.path().join(LEADER_EPOCH_FILE)).unwrap(), "0\n2\n1 0\n3 50\n");
+        assert_eq!(
+            fs::read_to_string(dir.path().join(LEADER_EPOCH_FILE)).unwrap(),
+            "0\n2\n1 0\n3 50\n"
+        );
 
         fs::write(dir.path().join(LOG_START_FILE), "0\n1\nbanana\n").unwrap();
         let err = read_offset(dir.path(), LOG_START_FILE).unwrap_err();
         assert!(err.to_string().contains(LOG_START_FILE), "{err}");
         fs::write(dir.path().join(LEADER_EPOCH_FILE), "0\n2\n1 0\n").unwrap();
-        assert!(matches!(read_epochs(dir.path()), Err(ReadError::Corrupt { .. })));
+        assert!(matches!(
+            read_epochs(dir.path()),
+            Err(ReadError::Corrupt { .. })
+        ));
     }
 
     proptest! {

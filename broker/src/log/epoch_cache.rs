@@ -67,10 +67,17 @@ impl LeaderEpochCache {
         self.entries
             .retain(|e| e.epoch < epoch && e.start_offset < start_offset);
         if self.entries.len() != before {
-            warn!(epoch, start_offset, removed = before - self.entries.len(),
-                "leader epoch assignment dropped conflicting newer entries");
+            warn!(
+                epoch,
+                start_offset,
+                removed = before - self.entries.len(),
+                "leader epoch assignment dropped conflicting newer entries"
+            );
         }
-        self.entries.push(EpochEntry { epoch, start_offset });
+        self.entries.push(EpochEntry {
+            epoch,
+            start_offset,
+        });
         true
     }
 
@@ -84,7 +91,9 @@ impl LeaderEpochCache {
     /// Moves the cache's start to `start_offset` (log start moved): entries wholly below
     /// it go, and the epoch covering it now starts there.
     pub(crate) fn truncate_from_start(&mut self, start_offset: i64) -> bool {
-        let covering = self.entries.partition_point(|e| e.start_offset <= start_offset);
+        let covering = self
+            .entries
+            .partition_point(|e| e.start_offset <= start_offset);
         let Some(keep_from) = covering.checked_sub(1) else {
             return false;
         };
@@ -141,7 +150,10 @@ mod tests {
         LeaderEpochCache::from_entries(
             entries
                 .iter()
-                .map(|&(epoch, start_offset)| EpochEntry { epoch, start_offset })
+                .map(|&(epoch, start_offset)| EpochEntry {
+                    epoch,
+                    start_offset,
+                })
                 .collect(),
         )
     }
@@ -151,10 +163,18 @@ mod tests {
         let c = cache(&[(1, 0), (3, 10), (6, 25)]);
         assert_eq!(c.end_offset_for(6, 40), (6, 40));
         assert_eq!(c.end_offset_for(3, 40), (3, 25));
-        assert_eq!(c.end_offset_for(4, 40), (3, 25), "unknown epoch maps to the floor epoch");
+        assert_eq!(
+            c.end_offset_for(4, 40),
+            (3, 25),
+            "unknown epoch maps to the floor epoch"
+        );
         assert_eq!(c.end_offset_for(2, 40), (1, 10));
         assert_eq!(c.end_offset_for(7, 40), (-1, -1));
-        assert_eq!(c.end_offset_for(0, 40), (0, 0), "below earliest: requested epoch, earliest start");
+        assert_eq!(
+            c.end_offset_for(0, 40),
+            (0, 0),
+            "below earliest: requested epoch, earliest start"
+        );
         assert_eq!(LeaderEpochCache::default().end_offset_for(1, 5), (-1, -1));
     }
 
@@ -163,9 +183,27 @@ mod tests {
         let mut c = cache(&[(1, 0), (3, 10)]);
         assert!(!c.assign(3, 12), "same epoch, later offset: no change");
         assert!(c.assign(3, 8), "same epoch, earlier offset replaces");
-        assert_eq!(c.entries().last(), Some(&EpochEntry { epoch: 3, start_offset: 8 }));
+        assert_eq!(
+            c.entries().last(),
+            Some(&EpochEntry {
+                epoch: 3,
+                start_offset: 8
+            })
+        );
         assert!(c.assign(2, 5), "older epoch drops newer entries");
-        assert_eq!(c.entries(), &[EpochEntry { epoch: 1, start_offset: 0 }, EpochEntry { epoch: 2, start_offset: 5 }]);
+        assert_eq!(
+            c.entries(),
+            &[
+                EpochEntry {
+                    epoch: 1,
+                    start_offset: 0
+                },
+                EpochEntry {
+                    epoch: 2,
+                    start_offset: 5
+                }
+            ]
+        );
     }
 
     #[test]
@@ -174,7 +212,16 @@ mod tests {
         assert!(c.truncate_from_end(25));
         assert_eq!(c.latest_epoch(), Some(3));
         assert!(c.truncate_from_start(12));
-        assert_eq!(c.entries(), &[EpochEntry { epoch: 3, start_offset: 12 }]);
-        assert!(!c.truncate_from_start(5), "nothing below the first entry to move");
+        assert_eq!(
+            c.entries(),
+            &[EpochEntry {
+                epoch: 3,
+                start_offset: 12
+            }]
+        );
+        assert!(
+            !c.truncate_from_start(5),
+            "nothing below the first entry to move"
+        );
     }
 }

@@ -155,9 +155,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut log = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
         assert!(log.flush_job().is_none());
-        log.append_as_leader(&mut simple_batch(1, 5, 10), 0, 1).unwrap();
+        log.append_as_leader(&mut simple_batch(1, 5, 10), 0, 1)
+            .unwrap();
         let job = log.flush_job().unwrap();
-        log.append_as_leader(&mut simple_batch(1, 5, 10), 0, 1).unwrap();
+        log.append_as_leader(&mut simple_batch(1, 5, 10), 0, 1)
+            .unwrap();
         assert_eq!(job.upto, 5);
         job.run().unwrap();
         log.complete_flush(job.upto).unwrap();
@@ -172,19 +174,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut log = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
         for _ in 0..4 {
-            log.append_as_leader(&mut simple_batch(1, 5, 10), 0, 1).unwrap();
+            log.append_as_leader(&mut simple_batch(1, 5, 10), 0, 1)
+                .unwrap();
         }
         let stale = log.flush_job().unwrap();
         assert_eq!(stale.upto, 20);
         log.truncate_to(10).unwrap();
         for _ in 0..2 {
-            log.append_as_leader(&mut simple_batch(1, 5, 10), 0, 1).unwrap();
+            log.append_as_leader(&mut simple_batch(1, 5, 10), 0, 1)
+                .unwrap();
         }
         let fresh = log.flush_job().unwrap();
         assert_eq!(fresh.upto, 20);
         stale.run().unwrap();
         log.complete_flush(stale.upto).unwrap();
-        assert_eq!(log.recovery_point(), 10, "the stale job only covers what survived");
+        assert_eq!(
+            log.recovery_point(),
+            10,
+            "the stale job only covers what survived"
+        );
         fresh.run().unwrap();
         log.complete_flush(fresh.upto).unwrap();
         assert_eq!(log.recovery_point(), 20);

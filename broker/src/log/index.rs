@@ -65,16 +65,22 @@ impl OffsetIndex {
             .entries
             .partition_point(|e| self.base_offset + e.relative_offset as i64 <= offset);
         match n.checked_sub(1).and_then(|i| self.entries.get(i)) {
-            Some(e) => (self.base_offset + e.relative_offset as i64, e.position as u64),
+            Some(e) => (
+                self.base_offset + e.relative_offset as i64,
+                e.position as u64,
+            ),
             None => (self.base_offset, 0),
         }
     }
 
     /// The last entry as (absolute offset, position).
     pub(crate) fn last(&self) -> Option<(i64, u64)> {
-        self.entries
-            .last()
-            .map(|e| (self.base_offset + e.relative_offset as i64, e.position as u64))
+        self.entries.last().map(|e| {
+            (
+                self.base_offset + e.relative_offset as i64,
+                e.position as u64,
+            )
+        })
     }
 
     /// Drops entries for batches at or above `offset`.
@@ -97,19 +103,30 @@ impl OffsetIndex {
 
     /// Parses an `.index` file; entries must strictly increase and lie below
     /// `segment_size` (anything else means a stale or torn file, to be rebuilt).
-    pub(crate) fn decode(base_offset: i64, bytes: &[u8], segment_size: u64) -> Result<Self, String> {
+    pub(crate) fn decode(
+        base_offset: i64,
+        bytes: &[u8],
+        segment_size: u64,
+    ) -> Result<Self, String> {
         if !bytes.len().is_multiple_of(INDEX_ENTRY_LEN) {
-            return Err(format!("length {} is not a multiple of {INDEX_ENTRY_LEN}", bytes.len()));
+            return Err(format!(
+                "length {} is not a multiple of {INDEX_ENTRY_LEN}",
+                bytes.len()
+            ));
         }
         let mut index = OffsetIndex::new(base_offset);
         for chunk in bytes.chunks_exact(INDEX_ENTRY_LEN) {
             let relative_offset = u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
             let position = u32::from_be_bytes([chunk[4], chunk[5], chunk[6], chunk[7]]);
             if position as u64 >= segment_size {
-                return Err(format!("position {position} beyond segment size {segment_size}"));
+                return Err(format!(
+                    "position {position} beyond segment size {segment_size}"
+                ));
             }
             if !index.append(base_offset + relative_offset as i64, position as u64) {
-                return Err(format!("entry ({relative_offset}, {position}) out of order"));
+                return Err(format!(
+                    "entry ({relative_offset}, {position}) out of order"
+                ));
             }
         }
         Ok(index)
@@ -142,7 +159,10 @@ mod tests {
         let mut idx = OffsetIndex::new(0);
         idx.append(5, 50);
         let bytes = idx.encode();
-        assert!(OffsetIndex::decode(0, &bytes, 40).is_err(), "position past the end");
+        assert!(
+            OffsetIndex::decode(0, &bytes, 40).is_err(),
+            "position past the end"
+        );
         let mut twice = bytes.clone();
         twice.extend(&bytes);
         assert!(OffsetIndex::decode(0, &twice, 100).is_err());

@@ -7,12 +7,14 @@
 //! - `retention.rs` — retention, DeleteRecords, truncation.
 //! - `flush.rs` — group-commit fsync jobs and the recovery point.
 //! - `recovery.rs` — opening a partition directory, crash recovery.
-//! - `segment.rs` — one `.log` file with its in-memory indexes; `scanner.rs` walks
-//!   its batch headers.
+//! - `segment/` — one `.log` file with its in-memory indexes (`mod.rs`), and opening an
+//!   existing one by trusting its index files or recovering it (`load.rs`);
+//!   `scanner.rs` walks a segment's batch headers.
 //! - `index.rs`, `time_index.rs` — sparse offset and time indexes.
 //! - `batch.rs` — RecordBatch v2 views, validation, in-place stamping.
 //! - `records.rs` — walking the records of an uncompressed batch.
-//! - `checkpoint.rs`, `epoch_cache.rs`, `config.rs`, `error.rs`.
+//! - `checkpoint.rs`, `epoch_cache.rs`, `config.rs`, `error.rs`; `test_util.rs` builds
+//!   test batches.
 //!
 //! # On disk
 //! One directory per partition holding `<base offset:020>.log` segments with their
@@ -167,7 +169,8 @@ impl Log {
     /// where it ended (the next epoch's start, or the LEO for the latest); (-1, -1) if
     /// unknown. Below the earliest epoch: (`epoch`, earliest start), as Kafka answers.
     pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
-        self.epoch_cache.end_offset_for(epoch, self.log_end_offset())
+        self.epoch_cache
+            .end_offset_for(epoch, self.log_end_offset())
     }
 
     /// Flushes, writes indexes and checkpoints, then the clean-shutdown marker.
@@ -313,7 +316,8 @@ mod tests {
         let mut log = Log::open(&path, config.clone(), 0).unwrap();
         log.assign_epoch(3, 0).unwrap();
         for i in 0..30 {
-            log.append_as_leader(&mut simple_batch(10 * i, 4, 50), 3, 10 * i).unwrap();
+            log.append_as_leader(&mut simple_batch(10 * i, 4, 50), 3, 10 * i)
+                .unwrap();
         }
         let before = log.read(0, usize::MAX, i64::MAX, true).unwrap();
         let segments = log.segment_count();
@@ -322,12 +326,21 @@ mod tests {
         assert!(path.join(recovery::CLEAN_SHUTDOWN_FILE).exists());
 
         let log = Log::open(&path, config, 1_000).unwrap();
-        assert!(!path.join(recovery::CLEAN_SHUTDOWN_FILE).exists(), "marker is consumed");
+        assert!(
+            !path.join(recovery::CLEAN_SHUTDOWN_FILE).exists(),
+            "marker is consumed"
+        );
         assert_eq!(log.log_end_offset(), 120);
         assert_eq!(log.recovery_point(), 120);
         assert_eq!(log.segment_count(), segments);
         assert_eq!(log.read(0, usize::MAX, i64::MAX, true).unwrap(), before);
-        assert_eq!(log.leader_epoch_cache().entries(), &[EpochEntry { epoch: 3, start_offset: 0 }]);
+        assert_eq!(
+            log.leader_epoch_cache().entries(),
+            &[EpochEntry {
+                epoch: 3,
+                start_offset: 0
+            }]
+        );
         assert_eq!(log.end_offset_for_epoch(3), (3, 120));
         log.delete().unwrap();
         assert!(!path.exists());
@@ -341,16 +354,20 @@ mod tests {
         // Epoch 1: A leads, B replicates three batches, then A appends two B never sees.
         a.assign_epoch(1, 0).unwrap();
         for _ in 0..3 {
-            a.append_as_leader(&mut simple_batch(1, 3, 8), 1, 1).unwrap();
+            a.append_as_leader(&mut simple_batch(1, 3, 8), 1, 1)
+                .unwrap();
         }
-        b.append_as_follower(&a.read(0, usize::MAX, i64::MAX, false).unwrap(), 1).unwrap();
+        b.append_as_follower(&a.read(0, usize::MAX, i64::MAX, false).unwrap(), 1)
+            .unwrap();
         for _ in 0..2 {
-            a.append_as_leader(&mut simple_batch(2, 3, 8), 1, 2).unwrap();
+            a.append_as_leader(&mut simple_batch(2, 3, 8), 1, 2)
+                .unwrap();
         }
         // Epoch 2: B leads from its LEO (9) and appends.
         b.assign_epoch(2, b.log_end_offset()).unwrap();
         for _ in 0..2 {
-            b.append_as_leader(&mut simple_batch(3, 2, 8), 2, 3).unwrap();
+            b.append_as_leader(&mut simple_batch(3, 2, 8), 2, 3)
+                .unwrap();
         }
         assert_eq!(b.end_offset_for_epoch(2), (2, 13));
         // A returns as follower: where did its latest epoch end on the leader?
@@ -359,15 +376,25 @@ mod tests {
         assert_eq!((epoch, end), (1, 9));
         a.truncate_to(end.min(a.log_end_offset())).unwrap();
         assert_eq!(a.log_end_offset(), 9);
-        let missing = b.read(a.log_end_offset(), usize::MAX, i64::MAX, false).unwrap();
+        let missing = b
+            .read(a.log_end_offset(), usize::MAX, i64::MAX, false)
+            .unwrap();
         a.append_as_follower(&missing, 4).unwrap();
         assert_eq!(
             a.read(0, usize::MAX, i64::MAX, false).unwrap(),
             b.read(0, usize::MAX, i64::MAX, false).unwrap()
         );
         assert_eq!(a.leader_epoch_cache(), b.leader_epoch_cache());
-        assert_eq!(a.end_offset_for_epoch(0), (0, 0), "below the earliest epoch");
-        assert_eq!(a.end_offset_for_epoch(3), (-1, -1), "above the latest epoch");
+        assert_eq!(
+            a.end_offset_for_epoch(0),
+            (0, 0),
+            "below the earliest epoch"
+        );
+        assert_eq!(
+            a.end_offset_for_epoch(3),
+            (-1, -1),
+            "above the latest epoch"
+        );
     }
 
     #[test]

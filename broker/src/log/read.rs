@@ -14,7 +14,13 @@ impl Log {
     /// Stops before any batch whose base offset is at or above `max_offset` (e.g. the
     /// high watermark). Empty at the LEO; `OffsetOutOfRange` outside
     /// `[log_start_offset, log_end_offset]`.
-    pub fn read(&self, offset: i64, max_bytes: usize, max_offset: i64, min_one_batch: bool) -> Result<Bytes, LogError> {
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+        min_one_batch: bool,
+    ) -> Result<Bytes, LogError> {
         let leo = self.log_end_offset();
         if offset < self.log_start_offset || offset > leo {
             return Err(LogError::OffsetOutOfRange {
@@ -30,7 +36,9 @@ impl Log {
             if done {
                 break;
             }
-            let Some((start, _)) = seg.find_batch(offset)? else { continue };
+            let Some((start, _)) = seg.find_batch(offset)? else {
+                continue;
+            };
             let mut end = start;
             let mut scanner = seg.scanner(start);
             while let Some((pos, h)) = scanner.next_header()? {
@@ -55,9 +63,9 @@ impl Log {
         let mut at = 0usize;
         for (seg, start, end) in ranges {
             let len = (end - start) as usize;
-            let buf = out
-                .get_mut(at..at + len)
-                .ok_or_else(|| LogError::CorruptRecord("segment changed during read".to_string()))?;
+            let buf = out.get_mut(at..at + len).ok_or_else(|| {
+                LogError::CorruptRecord("segment changed during read".to_string())
+            })?;
             seg.read_exact_at(buf, start)?;
             at += len;
         }
@@ -108,7 +116,11 @@ impl Log {
 /// Walks the records of the batch at `batch_offset` for the first one stamped
 /// `timestamp`. Only uncompressed CreateTime batches can be walked without decoding;
 /// for the others the batch's base offset stands in (Kafka decompresses here).
-fn exact_offset_of_max(seg: &Segment, batch_offset: i64, timestamp: i64) -> Result<Option<i64>, LogError> {
+fn exact_offset_of_max(
+    seg: &Segment,
+    batch_offset: i64,
+    timestamp: i64,
+) -> Result<Option<i64>, LogError> {
     let Some((pos, h)) = seg.find_batch(batch_offset)? else {
         return Ok(None);
     };
@@ -132,10 +144,15 @@ mod tests {
     fn filled() -> (tempfile::TempDir, Log, usize) {
         let dir = tempfile::tempdir().unwrap();
         let len = simple_batch(0, 3, 40).len();
-        let config = LogConfig { segment_bytes: 3 * len as u64, index_interval_bytes: 1, ..LogConfig::default() };
+        let config = LogConfig {
+            segment_bytes: 3 * len as u64,
+            index_interval_bytes: 1,
+            ..LogConfig::default()
+        };
         let mut log = Log::open(dir.path(), config, 0).unwrap();
         for i in 0..10 {
-            log.append_as_leader(&mut simple_batch(100 * i, 3, 40), 0, 100 * i).unwrap();
+            log.append_as_leader(&mut simple_batch(100 * i, 3, 40), 0, 100 * i)
+                .unwrap();
         }
         assert_eq!(log.segment_count(), 4);
         (dir, log, len)
@@ -145,18 +162,49 @@ mod tests {
     fn read_returns_whole_batches_within_limits() {
         let (_dir, log, len) = filled();
         let r = log.read(4, usize::MAX, i64::MAX, false).unwrap();
-        assert_eq!(batch_offsets(&r)[0], (3, 5), "a read inside a batch starts at that batch");
+        assert_eq!(
+            batch_offsets(&r)[0],
+            (3, 5),
+            "a read inside a batch starts at that batch"
+        );
         assert_eq!(batch_offsets(&r).len(), 9, "reads cross segments");
-        assert_eq!(batch_offsets(&log.read(0, 2 * len + 5, i64::MAX, false).unwrap()).len(), 2);
+        assert_eq!(
+            batch_offsets(&log.read(0, 2 * len + 5, i64::MAX, false).unwrap()).len(),
+            2
+        );
         assert!(log.read(0, len - 1, i64::MAX, false).unwrap().is_empty());
         let one = log.read(0, len - 1, i64::MAX, true).unwrap();
-        assert_eq!(batch_offsets(&one), vec![(0, 2)], "KIP-74: first batch even if too big");
-        assert_eq!(batch_offsets(&log.read(0, 0, i64::MAX, true).unwrap()).len(), 1);
-        assert_eq!(batch_offsets(&log.read(0, usize::MAX, 7, false).unwrap()).len(), 3, "max_offset 7 stops before base 9");
+        assert_eq!(
+            batch_offsets(&one),
+            vec![(0, 2)],
+            "KIP-74: first batch even if too big"
+        );
+        assert_eq!(
+            batch_offsets(&log.read(0, 0, i64::MAX, true).unwrap()).len(),
+            1
+        );
+        assert_eq!(
+            batch_offsets(&log.read(0, usize::MAX, 7, false).unwrap()).len(),
+            3,
+            "max_offset 7 stops before base 9"
+        );
         assert!(log.read(7, usize::MAX, 6, true).unwrap().is_empty());
-        assert!(log.read(30, usize::MAX, i64::MAX, true).unwrap().is_empty(), "LEO reads are empty");
-        assert!(matches!(log.read(31, 10, i64::MAX, true), Err(LogError::OffsetOutOfRange { offset: 31, log_end_offset: 30, .. })));
-        assert!(matches!(log.read(-1, 10, i64::MAX, true), Err(LogError::OffsetOutOfRange { .. })));
+        assert!(
+            log.read(30, usize::MAX, i64::MAX, true).unwrap().is_empty(),
+            "LEO reads are empty"
+        );
+        assert!(matches!(
+            log.read(31, 10, i64::MAX, true),
+            Err(LogError::OffsetOutOfRange {
+                offset: 31,
+                log_end_offset: 30,
+                ..
+            })
+        ));
+        assert!(matches!(
+            log.read(-1, 10, i64::MAX, true),
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
     }
 
     #[test]
@@ -169,7 +217,11 @@ mod tests {
         assert_eq!(log.offset_for_timestamp(903).unwrap(), None);
         assert_eq!(log.max_timestamp_offset(), Some((29, 902)));
         log.delete_records_before(16).unwrap();
-        assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((16, 502)), "never below the log start");
+        assert_eq!(
+            log.offset_for_timestamp(0).unwrap(),
+            Some((16, 502)),
+            "never below the log start"
+        );
     }
 
     #[test]
@@ -179,11 +231,17 @@ mod tests {
         assert_eq!(log.max_timestamp_offset(), None);
         let recs: Vec<TestRecord> = [5, 90, 7, 90]
             .iter()
-            .map(|&d| TestRecord { timestamp_delta: d, ..TestRecord::value(b"x") })
+            .map(|&d| TestRecord {
+                timestamp_delta: d,
+                ..TestRecord::value(b"x")
+            })
             .collect();
-        log.append_as_leader(&mut simple_batch(0, 2, 1), 0, 0).unwrap();
-        log.append_as_leader(&mut encode_batch(0, 1_000, &recs, 0), 0, 0).unwrap();
-        log.append_as_leader(&mut simple_batch(1_050, 2, 1), 0, 0).unwrap();
+        log.append_as_leader(&mut simple_batch(0, 2, 1), 0, 0)
+            .unwrap();
+        log.append_as_leader(&mut encode_batch(0, 1_000, &recs, 0), 0, 0)
+            .unwrap();
+        log.append_as_leader(&mut simple_batch(1_050, 2, 1), 0, 0)
+            .unwrap();
         assert_eq!(log.max_timestamp_offset(), Some((3, 1_090)));
     }
 }

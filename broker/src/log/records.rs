@@ -18,7 +18,11 @@ pub struct RecordsSummary {
 
 /// Walks uncompressed records, checking each one's framing, that offset deltas count up
 /// from 0, and that exactly `count` records exactly fill the buffer.
-pub(crate) fn walk_records(records: &[u8], count: i32, base_ts: i64) -> Result<RecordsSummary, LogError> {
+pub(crate) fn walk_records(
+    records: &[u8],
+    count: i32,
+    base_ts: i64,
+) -> Result<RecordsSummary, LogError> {
     let mut pos = 0usize;
     let mut seen: i32 = 0;
     let mut summary = RecordsSummary {
@@ -27,7 +31,10 @@ pub(crate) fn walk_records(records: &[u8], count: i32, base_ts: i64) -> Result<R
     };
     while pos < records.len() {
         if seen >= count {
-            return Err(invalid(seen, "extra bytes after the declared number of records"));
+            return Err(invalid(
+                seen,
+                "extra bytes after the declared number of records",
+            ));
         }
         let len = read_varint(records, &mut pos, 5).map_err(|e| invalid(seen, e))?;
         let body = usize::try_from(len)
@@ -36,13 +43,19 @@ pub(crate) fn walk_records(records: &[u8], count: i32, base_ts: i64) -> Result<R
             .ok_or_else(|| {
                 invalid(
                     seen,
-                    &format!("length {len} overruns the {} bytes left", records.len() - pos),
+                    &format!(
+                        "length {len} overruns the {} bytes left",
+                        records.len() - pos
+                    ),
                 )
             })?;
         pos += body.len();
         let (ts_delta, offset_delta) = parse_record_body(body).map_err(|e| invalid(seen, e))?;
         if offset_delta != seen as i64 {
-            return Err(invalid(seen, &format!("offset delta {offset_delta}, expected {seen}")));
+            return Err(invalid(
+                seen,
+                &format!("offset delta {offset_delta}, expected {seen}"),
+            ));
         }
         let ts = base_ts.saturating_add(ts_delta);
         if ts > summary.max_timestamp {

@@ -38,7 +38,9 @@ impl Log {
     /// segments were deleted.
     pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize, LogError> {
         self.observe_clock(now_ms);
-        if self.active.size() > 0 && self.active.roll_age_ms(now_ms, now_ms) > self.config.segment_ms {
+        if self.active.size() > 0
+            && self.active.roll_age_ms(now_ms, now_ms) > self.config.segment_ms
+        {
             self.roll(now_ms)?;
         }
         // Leftovers of DeleteRecords interrupted between checkpoint and file deletion.
@@ -47,8 +49,10 @@ impl Log {
 
         let retention_ms = self.config.retention_ms;
         if retention_ms >= 0 {
-            let expired = |seg: &Segment| now_ms.saturating_sub(seg.retention_timestamp()) > retention_ms;
-            if self.active.size() > 0 && expired(&self.active) && self.sealed.values().all(expired) {
+            let expired =
+                |seg: &Segment| now_ms.saturating_sub(seg.retention_timestamp()) > retention_ms;
+            if self.active.size() > 0 && expired(&self.active) && self.sealed.values().all(expired)
+            {
                 self.roll(now_ms)?;
             }
             deleted += self.delete_oldest_while(expired)?;
@@ -70,7 +74,10 @@ impl Log {
     }
 
     /// Deletes sealed segments from the oldest while `pred` holds; the active one stays.
-    fn delete_oldest_while(&mut self, mut pred: impl FnMut(&Segment) -> bool) -> Result<usize, LogError> {
+    fn delete_oldest_while(
+        &mut self,
+        mut pred: impl FnMut(&Segment) -> bool,
+    ) -> Result<usize, LogError> {
         let mut deleted = 0;
         while let Some(entry) = self.sealed.first_entry() {
             if !pred(entry.get()) {
@@ -91,7 +98,9 @@ impl Log {
     /// epoch cache and recovery point follow. No-op at or past the LEO.
     pub fn truncate_to(&mut self, offset: i64) -> Result<(), LogError> {
         if offset < 0 {
-            return Err(LogError::InvalidOffset(format!("cannot truncate to negative offset {offset}")));
+            return Err(LogError::InvalidOffset(format!(
+                "cannot truncate to negative offset {offset}"
+            )));
         }
         if offset >= self.log_end_offset() {
             return Ok(());
@@ -113,7 +122,9 @@ impl Log {
         let durable = self.recovery_point;
         self.lower_recovery_point(containing)?;
         while self.active.base_offset() > offset {
-            let Some((_, previous)) = self.sealed.pop_last() else { break };
+            let Some((_, previous)) = self.sealed.pop_last() else {
+                break;
+            };
             mem::replace(&mut self.active, previous).delete_files()?;
         }
         let leo = self.active.truncate_to(offset)?;
@@ -135,7 +146,9 @@ impl Log {
     /// fetch offset fell below the leader's log start).
     pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<(), LogError> {
         if !(0..=MAX_BASE_OFFSET).contains(&offset) {
-            return Err(LogError::InvalidOffset(format!("cannot restart the log at offset {offset}")));
+            return Err(LogError::InvalidOffset(format!(
+                "cannot restart the log at offset {offset}"
+            )));
         }
         self.mark_dirty()?;
         if self.epoch_cache.clear() {
@@ -166,9 +179,18 @@ mod tests {
     /// 1000i..1000i+2 and offsets 3i..3i+2.
     fn one_batch_segments(n: i64, config: LogConfig) -> (tempfile::TempDir, Log) {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = Log::open(dir.path(), LogConfig { segment_bytes: 1, ..config }, 0).unwrap();
+        let mut log = Log::open(
+            dir.path(),
+            LogConfig {
+                segment_bytes: 1,
+                ..config
+            },
+            0,
+        )
+        .unwrap();
         for i in 0..n {
-            log.append_as_leader(&mut simple_batch(1_000 * i, 3, 20), 0, 1_000 * i).unwrap();
+            log.append_as_leader(&mut simple_batch(1_000 * i, 3, 20), 0, 1_000 * i)
+                .unwrap();
         }
         assert_eq!(log.segment_count() as i64, n);
         (dir, log)
@@ -176,16 +198,37 @@ mod tests {
 
     #[test]
     fn retention_by_time_deletes_old_segments() {
-        let (_dir, mut log) = one_batch_segments(5, LogConfig { retention_ms: 2_500, ..LogConfig::default() });
+        let (_dir, mut log) = one_batch_segments(
+            5,
+            LogConfig {
+                retention_ms: 2_500,
+                ..LogConfig::default()
+            },
+        );
         // Segment i's largest timestamp is 1000i + 2; at 4_000 those up to i = 1 are > 2_500 ms old.
         assert_eq!(log.enforce_retention(4_000).unwrap(), 2);
         assert_eq!(log.log_start_offset(), 6);
-        assert!(matches!(log.read(0, 100, i64::MAX, true), Err(LogError::OffsetOutOfRange { .. })));
-        assert_eq!(batch_offsets(&log.read(6, usize::MAX, i64::MAX, true).unwrap())[0], (6, 8));
+        assert!(matches!(
+            log.read(0, 100, i64::MAX, true),
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        assert_eq!(
+            batch_offsets(&log.read(6, usize::MAX, i64::MAX, true).unwrap())[0],
+            (6, 8)
+        );
         // Far in the future everything expired: the active segment is rolled and goes too.
         assert_eq!(log.enforce_retention(100_000).unwrap(), 3);
-        assert_eq!((log.log_start_offset(), log.log_end_offset(), log.segment_count()), (15, 15, 1));
-        let info = log.append_as_leader(&mut simple_batch(100_000, 1, 1), 0, 100_000).unwrap();
+        assert_eq!(
+            (
+                log.log_start_offset(),
+                log.log_end_offset(),
+                log.segment_count()
+            ),
+            (15, 15, 1)
+        );
+        let info = log
+            .append_as_leader(&mut simple_batch(100_000, 1, 1), 0, 100_000)
+            .unwrap();
         assert_eq!(info.first_offset, 15);
     }
 
@@ -193,8 +236,15 @@ mod tests {
     fn retention_by_size_keeps_the_newest() {
         let (_dir, mut log) = one_batch_segments(5, LogConfig::default());
         let seg = log.size_bytes() / 5;
-        log.set_config(LogConfig { retention_bytes: (2 * seg + 1) as i64, ..log.config().clone() });
-        assert_eq!(log.enforce_retention(5_000).unwrap(), 2, "deletes while still over the limit");
+        log.set_config(LogConfig {
+            retention_bytes: (2 * seg + 1) as i64,
+            ..log.config().clone()
+        });
+        assert_eq!(
+            log.enforce_retention(5_000).unwrap(),
+            2,
+            "deletes while still over the limit"
+        );
         assert_eq!(log.log_start_offset(), 6);
         assert_eq!(log.size_bytes(), 3 * seg);
     }
@@ -202,8 +252,17 @@ mod tests {
     #[test]
     fn segment_ms_rolls_an_idle_active_segment() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = Log::open(dir.path(), LogConfig { segment_ms: 100, ..LogConfig::default() }, 0).unwrap();
-        log.append_as_leader(&mut simple_batch(10, 1, 1), 0, 10).unwrap();
+        let mut log = Log::open(
+            dir.path(),
+            LogConfig {
+                segment_ms: 100,
+                ..LogConfig::default()
+            },
+            0,
+        )
+        .unwrap();
+        log.append_as_leader(&mut simple_batch(10, 1, 1), 0, 10)
+            .unwrap();
         assert_eq!(log.enforce_retention(110).unwrap(), 0);
         assert_eq!(log.segment_count(), 1);
         log.enforce_retention(111).unwrap();
@@ -217,11 +276,23 @@ mod tests {
         assert_eq!(log.delete_records_before(4).unwrap(), 4);
         assert_eq!(log.segment_count(), 3);
         assert_eq!(log.delete_records_before(2).unwrap(), 4, "never backwards");
-        assert_eq!(batch_offsets(&log.read(4, usize::MAX, i64::MAX, true).unwrap())[0], (3, 5));
-        assert!(matches!(log.delete_records_before(13), Err(LogError::OffsetOutOfRange { .. })));
+        assert_eq!(
+            batch_offsets(&log.read(4, usize::MAX, i64::MAX, true).unwrap())[0],
+            (3, 5)
+        );
+        assert!(matches!(
+            log.delete_records_before(13),
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
         assert_eq!(log.delete_records_before(12).unwrap(), 12);
         assert_eq!(log.segment_count(), 1, "the active segment stays");
-        assert_eq!(log.leader_epoch_cache().entries(), &[EpochEntry { epoch: 0, start_offset: 12 }]);
+        assert_eq!(
+            log.leader_epoch_cache().entries(),
+            &[EpochEntry {
+                epoch: 0,
+                start_offset: 12
+            }]
+        );
         assert!(log.read(12, 100, i64::MAX, true).unwrap().is_empty());
     }
 
@@ -229,26 +300,55 @@ mod tests {
     fn truncate_at_and_inside_batches() {
         let dir = tempfile::tempdir().unwrap();
         let len = simple_batch(0, 3, 20).len() as u64;
-        let mut log = Log::open(dir.path(), LogConfig { segment_bytes: 2 * len, ..LogConfig::default() }, 0).unwrap();
+        let mut log = Log::open(
+            dir.path(),
+            LogConfig {
+                segment_bytes: 2 * len,
+                ..LogConfig::default()
+            },
+            0,
+        )
+        .unwrap();
         for (i, epoch) in [1, 1, 2, 2, 3, 3].into_iter().enumerate() {
-            log.append_as_leader(&mut simple_batch(i as i64, 3, 20), epoch, 0).unwrap();
+            log.append_as_leader(&mut simple_batch(i as i64, 3, 20), epoch, 0)
+                .unwrap();
         }
         log.flush().unwrap();
-        assert_eq!((log.log_end_offset(), log.segment_count(), log.recovery_point()), (18, 3, 18));
+        assert_eq!(
+            (
+                log.log_end_offset(),
+                log.segment_count(),
+                log.recovery_point()
+            ),
+            (18, 3, 18)
+        );
         log.truncate_to(15).unwrap();
         assert_eq!((log.log_end_offset(), log.recovery_point()), (15, 15));
         log.truncate_to(13).unwrap();
-        assert_eq!(log.log_end_offset(), 12, "13 is inside [12, 14]: that batch goes whole");
-        assert_eq!(log.segment_count(), 3, "the emptied segment stays as the active one");
+        assert_eq!(
+            log.log_end_offset(),
+            12,
+            "13 is inside [12, 14]: that batch goes whole"
+        );
+        assert_eq!(
+            log.segment_count(),
+            3,
+            "the emptied segment stays as the active one"
+        );
         assert_eq!(log.end_offset_for_epoch(2), (2, 12));
         assert_eq!(log.leader_epoch_cache().latest_epoch(), Some(2));
         log.truncate_to(7).unwrap();
         assert_eq!((log.log_end_offset(), log.segment_count()), (6, 2));
         assert_eq!(log.end_offset_for_epoch(1), (1, 6));
         assert!(log.truncate_to(100).is_ok());
-        let info = log.append_as_leader(&mut simple_batch(0, 3, 20), 4, 0).unwrap();
+        let info = log
+            .append_as_leader(&mut simple_batch(0, 3, 20), 4, 0)
+            .unwrap();
         assert_eq!(info.first_offset, 6);
-        assert_eq!(batch_offsets(&log.read(0, usize::MAX, i64::MAX, true).unwrap()), vec![(0, 2), (3, 5), (6, 8)]);
+        assert_eq!(
+            batch_offsets(&log.read(0, usize::MAX, i64::MAX, true).unwrap()),
+            vec![(0, 2), (3, 5), (6, 8)]
+        );
     }
 
     #[test]
@@ -256,13 +356,27 @@ mod tests {
         let (dir, mut log) = one_batch_segments(3, LogConfig::default());
         log.assign_epoch(2, 0).unwrap();
         log.truncate_fully_and_start_at(50).unwrap();
-        assert_eq!((log.log_start_offset(), log.log_end_offset(), log.segment_count()), (50, 50, 1));
+        assert_eq!(
+            (
+                log.log_start_offset(),
+                log.log_end_offset(),
+                log.segment_count()
+            ),
+            (50, 50, 1)
+        );
         assert!(log.leader_epoch_cache().entries().is_empty());
-        let info = log.append_as_follower(&{
-            let mut b = simple_batch(1, 2, 5);
-            crate::log::batch::RecordBatchMut::new(&mut b).unwrap().set_base_offset(50);
-            b
-        }, 1).unwrap();
+        let info = log
+            .append_as_follower(
+                &{
+                    let mut b = simple_batch(1, 2, 5);
+                    crate::log::batch::RecordBatchMut::new(&mut b)
+                        .unwrap()
+                        .set_base_offset(50);
+                    b
+                },
+                1,
+            )
+            .unwrap();
         assert_eq!(info.last_offset, 51);
         drop(log);
         let log = Log::open(dir.path(), LogConfig::default(), 0).unwrap();

@@ -1,4 +1,11 @@
-//! Test-only encoder of valid RecordBatch v2 bytes, written from the format description.
+//! Test-only helpers: an encoder of valid RecordBatch v2 bytes, written from the format
+//! description, and log fixtures shared by the recovery tests.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::batch::batches;
+use super::Log;
 
 /// One record to encode.
 #[derive(Debug, Clone)]
@@ -62,11 +69,31 @@ pub(crate) fn encode_records(records: &[TestRecord]) -> Vec<u8> {
 }
 
 /// Builds a batch around an already encoded records section.
-pub(crate) fn batch_with(base_offset: i64, base_ts: i64, count: i32, attributes: i16, records: Vec<u8>) -> Vec<u8> {
-    batch_full(base_offset, base_ts, base_ts + count as i64 - 1, count, attributes, records)
+pub(crate) fn batch_with(
+    base_offset: i64,
+    base_ts: i64,
+    count: i32,
+    attributes: i16,
+    records: Vec<u8>,
+) -> Vec<u8> {
+    batch_full(
+        base_offset,
+        base_ts,
+        base_ts + count as i64 - 1,
+        count,
+        attributes,
+        records,
+    )
 }
 
-fn batch_full(base_offset: i64, base_ts: i64, max_ts: i64, count: i32, attributes: i16, records: Vec<u8>) -> Vec<u8> {
+fn batch_full(
+    base_offset: i64,
+    base_ts: i64,
+    max_ts: i64,
+    count: i32,
+    attributes: i16,
+    records: Vec<u8>,
+) -> Vec<u8> {
     let mut b = Vec::with_capacity(61 + records.len());
     b.extend(base_offset.to_be_bytes());
     b.extend(((49 + records.len()) as i32).to_be_bytes());
@@ -88,7 +115,12 @@ fn batch_full(base_offset: i64, base_ts: i64, max_ts: i64, count: i32, attribute
 }
 
 /// Encodes an uncompressed batch of `records`.
-pub(crate) fn encode_batch(base_offset: i64, base_ts: i64, records: &[TestRecord], attributes: i16) -> Vec<u8> {
+pub(crate) fn encode_batch(
+    base_offset: i64,
+    base_ts: i64,
+    records: &[TestRecord],
+    attributes: i16,
+) -> Vec<u8> {
     let max_delta = records.iter().map(|r| r.timestamp_delta).max().unwrap_or(0);
     batch_full(
         base_offset,
@@ -107,7 +139,11 @@ pub(crate) fn simple_batch(base_ts: i64, n: usize, value_len: usize) -> Vec<u8> 
             timestamp_delta: i as i64,
             key: Some(format!("k{i}").into_bytes()),
             value: Some(vec![b'v'; value_len]),
-            headers: if i % 2 == 0 { vec![(b"h".to_vec(), None)] } else { Vec::new() },
+            headers: if i % 2 == 0 {
+                vec![(b"h".to_vec(), None)]
+            } else {
+                Vec::new()
+            },
         })
         .collect();
     encode_batch(0, base_ts, &records, 0)
@@ -115,10 +151,66 @@ pub(crate) fn simple_batch(base_ts: i64, n: usize, value_len: usize) -> Vec<u8> 
 
 /// Parses the base offsets and record counts of concatenated batches (test checks).
 pub(crate) fn batch_offsets(buf: &[u8]) -> Vec<(i64, i64)> {
-    super::batch::batches(buf)
+    batches(buf)
         .map(|b| {
             let b = b.unwrap();
             (b.header().base_offset, b.header().last_offset())
         })
         .collect()
+}
+
+/// Appends `n` batches of varying size; returns every batch's bytes as stored.
+pub(crate) fn fill(log: &mut Log, n: usize, epoch: i32) -> Vec<bytes::Bytes> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let info = log
+            .append_as_leader(
+                &mut simple_batch(i as i64 * 10, 1 + i % 4, 20 + (i * 37) % 150),
+                epoch,
+                0,
+            )
+            .unwrap();
+        out.push(log.read(info.first_offset, 1, i64::MAX, true).unwrap());
+    }
+    out
+}
+
+pub(crate) fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// (position, base offset, last offset, size) of each batch in a segment file.
+pub(crate) fn layout(path: &Path) -> Vec<(usize, i64, i64, usize)> {
+    let data = fs::read(path).unwrap();
+    let mut pos = 0;
+    batches(&data)
+        .map_while(Result::ok)
+        .map(|b| {
+            let entry = (
+                pos,
+                b.header().base_offset,
+                b.header().last_offset(),
+                b.as_bytes().len(),
+            );
+            pos += b.as_bytes().len();
+            entry
+        })
+        .collect()
+}
+
+pub(crate) fn assert_readable(log: &Log, stored: &[bytes::Bytes]) {
+    for b in stored {
+        let base = batches(b).next().unwrap().unwrap().header().base_offset;
+        assert_eq!(
+            &log.read(base, 1, i64::MAX, true).unwrap(),
+            b,
+            "batch at {base}"
+        );
+    }
 }

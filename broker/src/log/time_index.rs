@@ -35,7 +35,8 @@ impl TimeIndex {
 
     /// Adds (`timestamp`, `offset`) if the timestamp grows and the offset does not shrink.
     pub(crate) fn maybe_append(&mut self, timestamp: i64, offset: i64) -> bool {
-        let Some(Ok(relative_offset)) = offset.checked_sub(self.base_offset).map(u32::try_from) else {
+        let Some(Ok(relative_offset)) = offset.checked_sub(self.base_offset).map(u32::try_from)
+        else {
             return false;
         };
         if let Some(last) = self.entries.last() {
@@ -85,7 +86,10 @@ impl TimeIndex {
     /// Parses a `.timeindex` file; entries must increase and point below `next_offset`.
     pub(crate) fn decode(base_offset: i64, bytes: &[u8], next_offset: i64) -> Result<Self, String> {
         if !bytes.len().is_multiple_of(TIME_INDEX_ENTRY_LEN) {
-            return Err(format!("length {} is not a multiple of {TIME_INDEX_ENTRY_LEN}", bytes.len()));
+            return Err(format!(
+                "length {} is not a multiple of {TIME_INDEX_ENTRY_LEN}",
+                bytes.len()
+            ));
         }
         let mut index = TimeIndex::new(base_offset);
         for c in bytes.chunks_exact(TIME_INDEX_ENTRY_LEN) {
@@ -93,10 +97,14 @@ impl TimeIndex {
             let relative_offset = u32::from_be_bytes([c[8], c[9], c[10], c[11]]);
             let offset = base_offset + relative_offset as i64;
             if offset >= next_offset {
-                return Err(format!("entry offset {offset} at or past the segment end {next_offset}"));
+                return Err(format!(
+                    "entry offset {offset} at or past the segment end {next_offset}"
+                ));
             }
             if !index.maybe_append(timestamp, offset) {
-                return Err(format!("entry ({timestamp}, {relative_offset}) out of order"));
+                return Err(format!(
+                    "entry ({timestamp}, {relative_offset}) out of order"
+                ));
             }
         }
         Ok(index)

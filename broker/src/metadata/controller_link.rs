@@ -1,60 +1,56 @@
-//! How the broker reaches the active controller: gRPC to the configured controller
-//! addresses (over loopback in combined mode too, so there is one code path).
+//! How the broker reaches the active controller: the controller crate's retrying gRPC
+//! client (over loopback in combined mode too, so there is one code path), with a short
+//! retry policy for heartbeats and a patient one for admin requests.
 use std::time::Duration;
 
-use parking_lot::Mutex;
-use spate_proto::controller::controller_client::ControllerClient;
-use tonic::transport::{Channel, Endpoint};
+use spate_controller::{ControllerClient, RetryPolicy};
 
 use crate::error::{BrokerError, Result};
 
-/// Error code the controller answers with when it is not the active one.
-pub const NOT_CONTROLLER: i32 = 41;
-
-/// A lazily connected client to the controller quorum.
+/// Clients to the controller quorum, by purpose.
 pub struct ControllerLink {
-    addrs: Vec<String>,
-    current: Mutex<(usize, Option<ControllerClient<Channel>>)>,
+    template: Option<ControllerClient>,
+    error: String,
 }
 
 impl ControllerLink {
-    /// A link to the controllers at `addrs` (`host:port`).
+    /// A link to the controllers at `addrs` (`host:port`); connections are lazy.
     pub fn new(addrs: Vec<String>) -> Self {
-        ControllerLink { addrs, current: Mutex::new((0, None)) }
-    }
-
-    /// A client for the controller currently believed active.
-    pub fn client(&self) -> Result<ControllerClient<Channel>> {
-        let mut current = self.current.lock();
-        if let Some(client) = &current.1 {
-            return Ok(client.clone());
+        match ControllerClient::connect(addrs) {
+            Ok(client) => ControllerLink { template: Some(client), error: String::new() },
+            Err(e) => ControllerLink { template: None, error: e.to_string() },
         }
-        let addr = self
-            .addrs
-            .get(current.0 % self.addrs.len().max(1))
-            .ok_or_else(|| BrokerError::ControllerUnavailable("no controller configured".into()))?;
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| BrokerError::ControllerUnavailable(format!("bad controller address '{addr}': {e}")))?
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(30));
-        let client = ControllerClient::new(endpoint.connect_lazy())
-            .max_decoding_message_size(256 * 1024 * 1024)
-            .max_encoding_message_size(256 * 1024 * 1024);
-        current.1 = Some(client.clone());
-        Ok(client)
     }
 
-    /// Forgets the current client and moves to the next address (after an error or
-    /// NOT_CONTROLLER).
-    pub fn rotate(&self) {
-        let mut current = self.current.lock();
-        current.0 = current.0.wrapping_add(1);
-        current.1 = None;
+    fn with(&self, retry: RetryPolicy) -> Result<ControllerClient> {
+        self.template
+            .clone()
+            .map(|c| c.with_retry(retry))
+            .ok_or_else(|| BrokerError::ControllerUnavailable(self.error.clone()))
     }
 
-    /// Maps a transport error, rotating to the next controller.
-    pub fn unavailable(&self, status: tonic::Status) -> BrokerError {
-        self.rotate();
-        BrokerError::ControllerUnavailable(status.message().to_string())
+    /// For admin requests forwarded from clients: retries for up to ~10 s.
+    pub fn admin(&self) -> Result<ControllerClient> {
+        self.with(RetryPolicy {
+            attempts: 15,
+            backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(30),
+        })
     }
+
+    /// For registration, heartbeats and the metadata stream: fail fast, the caller loops.
+    pub fn lifecycle(&self) -> Result<ControllerClient> {
+        self.with(RetryPolicy {
+            attempts: 2,
+            backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(200),
+            request_timeout: Duration::from_secs(5),
+        })
+    }
+}
+
+/// The broker error for a failed controller call.
+pub fn unavailable(e: spate_controller::ControllerError) -> BrokerError {
+    BrokerError::ControllerUnavailable(e.to_string())
 }

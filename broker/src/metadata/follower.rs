@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use spate_controller::ids::NodeId;
 use spate_controller::metadata::MetadataImage;
-use spate_proto::controller::{BrokerHeartbeatRequest, RegisterBrokerRequest, WatchMetadataRequest};
+use spate_proto::controller::{BrokerHeartbeatRequest, RegisterBrokerRequest};
 use spate_proto::metadata::Endpoint;
 use tokio::sync::watch;
 
@@ -53,14 +53,9 @@ async fn register(state: &BrokerState, incarnation: &str) -> Result<i64, String>
         }],
         rack: state.config.rack.clone().unwrap_or_default(),
     };
-    let mut client = state.controller.client().map_err(|e| e.to_string())?;
-    let response = client
-        .register_broker(request)
-        .await
-        .map_err(|s| state.controller.unavailable(s).to_string())?
-        .into_inner();
+    let mut client = state.controller.lifecycle().map_err(|e| e.to_string())?;
+    let response = client.register_broker(request).await.map_err(|e| e.to_string())?;
     if response.error_code != 0 {
-        state.controller.rotate();
         return Err(format!("error {}: {}", response.error_code, response.error_message));
     }
     Ok(response.broker_epoch)
@@ -89,23 +84,15 @@ async fn heartbeat_loop(state: Arc<BrokerState>) {
             want_fence: false,
             want_shutdown: false,
         };
-        let Ok(mut client) = state.controller.client() else { continue };
+        let Ok(mut client) = state.controller.lifecycle() else { continue };
         match client.broker_heartbeat(request).await {
-            Ok(response) => {
-                let response = response.into_inner();
-                // STALE_BROKER_EPOCH (77) or an unknown broker: register again.
-                if response.error_code == 77 || response.error_code == 69 {
-                    tracing::warn!(code = response.error_code, "controller rejected our heartbeat; re-registering");
-                    return;
-                }
-                if response.error_code == 41 {
-                    state.controller.rotate();
-                }
+            // STALE_BROKER_EPOCH (77) or an unknown broker (69): register again.
+            Ok(response) if response.error_code == 77 || response.error_code == 69 => {
+                tracing::warn!(code = response.error_code, "controller rejected our heartbeat; re-registering");
+                return;
             }
-            Err(status) => {
-                tracing::debug!(error = %status, "heartbeat failed");
-                state.controller.rotate();
-            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
         }
     }
 }
@@ -114,20 +101,14 @@ async fn heartbeat_loop(state: Arc<BrokerState>) {
 async fn follow(state: Arc<BrokerState>) {
     let mut image = (*state.metadata.image()).clone();
     loop {
-        let request = WatchMetadataRequest { from_offset: image.offset() };
-        let stream = match state.controller.client() {
-            Ok(mut client) => client.watch_metadata(request).await,
-            Err(e) => {
-                tracing::warn!(error = %e, "no controller to follow");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
+        let stream = match state.controller.lifecycle() {
+            Ok(mut client) => client.watch_metadata(image.offset()).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
         };
         let mut stream = match stream {
-            Ok(s) => s.into_inner(),
-            Err(status) => {
-                tracing::warn!(error = %status, "cannot follow metadata; retrying");
-                state.controller.rotate();
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot follow metadata; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
@@ -138,7 +119,6 @@ async fn follow(state: Arc<BrokerState>) {
                 Ok(None) => break,
                 Err(status) => {
                     tracing::warn!(error = %status, "metadata stream broke; reconnecting");
-                    state.controller.rotate();
                     break;
                 }
             };

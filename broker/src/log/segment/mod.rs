@@ -3,23 +3,22 @@
 //!
 //! Writes go through `write_all_at` (pwrite) and reads through `read_exact_at` (pread),
 //! so the file has no cursor and can be read through `&self` while another thread holds
-//! an `Arc<File>` to fsync it.
+//! an `Arc<File>` to fsync it. `load.rs` opens existing segments (trust or recover).
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
 
-use tracing::warn;
+use crate::log::batch::BatchHeader;
+use crate::log::checkpoint::write_replace;
+use crate::log::error::LogError;
+use crate::log::index::OffsetIndex;
+use crate::log::scanner::HeaderScanner;
+use crate::log::time_index::TimeIndex;
 
-use super::batch::{BatchHeader, RecordBatchView};
-use super::checkpoint::write_replace;
-use super::error::LogError;
-use super::index::OffsetIndex;
-use super::scanner::HeaderScanner;
-use super::time_index::TimeIndex;
+mod load;
 
 /// Extension of segment data files.
 pub(crate) const LOG_EXT: &str = "log";
@@ -100,85 +99,12 @@ impl Segment {
         Ok(seg)
     }
 
-    /// Opens an existing segment. Returns it and whether recovery cut bytes off its end.
-    /// `on_batch` sees every batch validated by a `Recover` scan.
-    pub(crate) fn open(
-        dir: &Path,
-        base_offset: i64,
-        mode: LoadMode,
-        interval: u32,
-        now_ms: i64,
-        on_batch: &mut dyn FnMut(&BatchHeader),
-    ) -> Result<(Segment, bool), LogError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(dir.join(file_name(base_offset, LOG_EXT)))?;
-        let meta = file.metadata()?;
-        let mut seg = Segment::empty(dir, base_offset, Arc::new(file), now_ms);
-        seg.size = meta.len();
-        if let Some(ms) = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .and_then(|d| i64::try_from(d.as_millis()).ok())
-        {
-            seg.last_modified_ms = ms;
-        }
-        if mode == LoadMode::Trusted && seg.load_trusted()? {
-            return Ok((seg, false));
-        }
-        let truncated = seg.recover(interval, on_batch)?;
-        Ok((seg, truncated))
-    }
-
-    /// Loads index files and scans the tail; `false` when anything does not add up.
-    fn load_trusted(&mut self) -> io::Result<bool> {
-        let dir = self.dir.clone();
-        let read = |ext: &str| match fs::read(dir.join(file_name(self.base_offset, ext))) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        };
-        let (Some(index), Some(time_index)) = (read(INDEX_EXT)?, read(TIME_INDEX_EXT)?) else {
-            warn!(segment = self.base_offset, "index files missing; rebuilding");
-            return Ok(false);
-        };
-        let decoded = OffsetIndex::decode(self.base_offset, &index, self.size).and_then(|i| {
-            TimeIndex::decode(self.base_offset, &time_index, i64::MAX).map(|t| (i, t))
-        });
-        match decoded {
-            Ok((i, t)) => (self.index, self.time_index) = (i, t),
-            Err(reason) => {
-                warn!(segment = self.base_offset, %reason, "index files unusable; rebuilding");
-                return Ok(false);
-            }
-        }
-        let tail = HeaderScanner::new(&self.file, 0, self.size)
-            .next_header()
-            .map(|first| self.first_batch_timestamp = first.map_or(-1, |(_, h)| h.max_timestamp))
-            .and_then(|()| self.rebuild_tail_state());
-        match tail {
-            Ok(()) => {}
-            Err(LogError::Io(e)) => return Err(e),
-            Err(e) => {
-                warn!(segment = self.base_offset, error = %e, "segment does not match its index; recovering");
-                return Ok(false);
-            }
-        }
-        if self.time_index.last().is_some_and(|(_, o)| o >= self.next_offset) {
-            warn!(segment = self.base_offset, "time index points past the segment end; rebuilding");
-            return Ok(false);
-        }
-        self.indexes_on_disk = true;
-        Ok(true)
-    }
-
     /// Re-derives end offset, max timestamp and index spacing from the last index entry
     /// on, relying on the time index's last entry for everything before it.
     fn rebuild_tail_state(&mut self) -> Result<(), LogError> {
         let (indexed_offset, start) = self.index.last().unwrap_or((self.base_offset, 0));
-        (self.max_timestamp, self.offset_of_max_timestamp) = self.time_index.last().unwrap_or((-1, -1));
+        (self.max_timestamp, self.offset_of_max_timestamp) =
+            self.time_index.last().unwrap_or((-1, -1));
         self.next_offset = self.base_offset;
         self.bytes_since_index = self.size - start;
         let mut scanner = HeaderScanner::new(&self.file, start, self.size);
@@ -196,7 +122,8 @@ impl Segment {
                 )));
             }
             if h.max_timestamp > self.max_timestamp {
-                (self.max_timestamp, self.offset_of_max_timestamp) = (h.max_timestamp, h.base_offset);
+                (self.max_timestamp, self.offset_of_max_timestamp) =
+                    (h.max_timestamp, h.base_offset);
             }
             expected = h.last_offset().saturating_add(1);
             self.next_offset = expected;
@@ -210,49 +137,6 @@ impl Segment {
     /// Whether a batch's offsets fit this segment's u32 relative offsets.
     fn fits(&self, h: &BatchHeader) -> bool {
         h.base_offset >= self.base_offset && h.last_offset() - self.base_offset <= u32::MAX as i64
-    }
-
-    /// Scans every batch with its CRC, rebuilding the indexes; cuts the file at the first
-    /// torn, garbled or out-of-order batch. Returns whether it cut anything.
-    fn recover(&mut self, interval: u32, on_batch: &mut dyn FnMut(&BatchHeader)) -> Result<bool, LogError> {
-        let file = Arc::clone(&self.file);
-        let file_len = file.metadata()?.len();
-        let now = self.created_ms;
-        *self = Segment {
-            last_modified_ms: self.last_modified_ms,
-            ..Segment::empty(&self.dir, self.base_offset, Arc::clone(&file), now)
-        };
-        let mut scanner = HeaderScanner::new(&file, 0, file_len);
-        let mut buf = Vec::new();
-        let valid_end = loop {
-            let at = scanner.position();
-            let (pos, h) = match scanner.next_header() {
-                Ok(Some(found)) => found,
-                Ok(None) => break at,
-                Err(LogError::Io(e)) => return Err(e.into()),
-                Err(e) => {
-                    warn!(segment = self.base_offset, position = at, error = %e, "truncating torn or garbled tail");
-                    break at;
-                }
-            };
-            if h.base_offset < self.next_offset || !self.fits(&h) {
-                warn!(segment = self.base_offset, position = pos, base_offset = h.base_offset,
-                    expected = self.next_offset, "truncating at out-of-order batch");
-                break pos;
-            }
-            buf.resize(h.size(), 0);
-            file.read_exact_at(&mut buf, pos)?;
-            if let Err(e) = RecordBatchView::new(&buf).and_then(|v| v.validate_crc()) {
-                warn!(segment = self.base_offset, position = pos, error = %e, "truncating at invalid batch");
-                break pos;
-            }
-            self.track(&h, pos, interval);
-            on_batch(&h);
-        };
-        if valid_end < file_len {
-            file.set_len(valid_end)?;
-        }
-        Ok(valid_end < file_len)
     }
 
     /// Advances the in-memory state over a batch written at `pos`.
@@ -338,7 +222,11 @@ impl Segment {
         if self.indexes_on_disk {
             return Ok(());
         }
-        write_replace(&self.dir, &file_name(self.base_offset, INDEX_EXT), &self.index.encode())?;
+        write_replace(
+            &self.dir,
+            &file_name(self.base_offset, INDEX_EXT),
+            &self.index.encode(),
+        )?;
         write_replace(
             &self.dir,
             &file_name(self.base_offset, TIME_INDEX_EXT),
@@ -412,7 +300,9 @@ impl Segment {
 
     /// Time index lookup: where a scan for `timestamp` may start.
     pub(crate) fn time_lookup(&self, timestamp: i64) -> i64 {
-        self.time_index.lookup_before(timestamp).unwrap_or(self.base_offset)
+        self.time_index
+            .lookup_before(timestamp)
+            .unwrap_or(self.base_offset)
     }
 
     /// Offset index lookup: (offset, position) at or before `offset`.
@@ -468,7 +358,9 @@ mod tests {
         let mut offset = first_offset;
         for i in 0..n {
             let mut b = simple_batch(1_000 + i as i64, 3, 100);
-            crate::log::batch::RecordBatchMut::new(&mut b).unwrap().set_base_offset(offset);
+            crate::log::batch::RecordBatchMut::new(&mut b)
+                .unwrap()
+                .set_base_offset(offset);
             let h = *batches(&b).next().unwrap().unwrap().header();
             out.push((offset, seg.size()));
             seg.append(&b, &[(0, h)], 500, 0).unwrap();
@@ -501,16 +393,34 @@ mod tests {
         append_batches(&mut seg, 0, 20);
         seg.seal();
         seg.write_indexes().unwrap();
-        let (index, time_index, max) = (seg.index.clone(), seg.time_index.clone(), seg.max_timestamp());
+        let (index, time_index, max) = (
+            seg.index.clone(),
+            seg.time_index.clone(),
+            seg.max_timestamp(),
+        );
         drop(seg);
-        let (mut seg, cut) = Segment::open(dir.path(), 0, LoadMode::Trusted, 500, 0, &mut |_| {}).unwrap();
+        let (mut seg, cut) =
+            Segment::open(dir.path(), 0, LoadMode::Trusted, 500, 0, &mut |_| {}).unwrap();
         assert!(!cut);
         assert!(seg.indexes_on_disk, "trusted load must not rebuild");
-        assert_eq!((&seg.index, &seg.time_index, seg.max_timestamp(), seg.next_offset()), (&index, &time_index, max, 60));
+        assert_eq!(
+            (
+                &seg.index,
+                &seg.time_index,
+                seg.max_timestamp(),
+                seg.next_offset()
+            ),
+            (&index, &time_index, max, 60)
+        );
 
-        assert_eq!(seg.truncate_to(31).unwrap(), 30, "offset 31 is inside the batch [30, 32]");
+        assert_eq!(
+            seg.truncate_to(31).unwrap(),
+            30,
+            "offset 31 is inside the batch [30, 32]"
+        );
         assert_eq!(seg.max_timestamp(), 1_011);
-        let (recovered, _) = Segment::open(dir.path(), 0, LoadMode::Recover, 500, 0, &mut |_| {}).unwrap();
+        let (recovered, _) =
+            Segment::open(dir.path(), 0, LoadMode::Recover, 500, 0, &mut |_| {}).unwrap();
         assert_eq!(recovered.next_offset(), 30);
         assert_eq!(recovered.index, seg.index);
     }
