@@ -31,18 +31,25 @@ def only_broker_id(bootstrap: str) -> int:
     return next(iter(md.brokers))
 
 
+# Note: an AdminClient must stay referenced until its futures resolve; a temporary one
+# gets destroyed and fails them with _DESTROY.
+
+
 def describe_topic_configs(bootstrap: str, topic: str) -> dict[str, ConfigEntry]:
+    a = admin(bootstrap)
     res = ConfigResource(ResourceType.TOPIC, topic)
-    return admin(bootstrap).describe_configs([res])[res].result(timeout=30)
+    return a.describe_configs([res])[res].result(timeout=30)
 
 
 def alter_incremental(bootstrap: str, topic: str, *entries: ConfigEntry) -> None:
+    a = admin(bootstrap)
     res = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=list(entries))
-    admin(bootstrap).incremental_alter_configs([res])[res].result(timeout=30)
+    a.incremental_alter_configs([res])[res].result(timeout=30)
 
 
 def create_error_code(bootstrap: str, new_topic: NewTopic, **kwargs) -> int | None:
-    fut = admin(bootstrap).create_topics([new_topic], operation_timeout=30, **kwargs)
+    a = admin(bootstrap)
+    fut = a.create_topics([new_topic], operation_timeout=30, **kwargs)
     try:
         fut[new_topic.topic].result(timeout=30)
     except KafkaException as e:
@@ -155,8 +162,9 @@ def test_describe_configs_every_entry_has_value_and_source(broker, topic):
 
 def test_describe_broker_configs(broker):
     bid = only_broker_id(broker.bootstrap)
+    a = admin(broker.bootstrap)
     res = ConfigResource(ResourceType.BROKER, str(bid))
-    configs = admin(broker.bootstrap).describe_configs([res])[res].result(timeout=30)
+    configs = a.describe_configs([res])[res].result(timeout=30)
     for key in ["num.partitions", "default.replication.factor", "auto.create.topics.enable",
                 "log.retention.hours", "message.max.bytes"]:
         assert key in configs, f"broker DescribeConfigs lacks {key}; got {sorted(configs)}"

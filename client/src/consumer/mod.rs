@@ -178,7 +178,7 @@ impl Consumer {
         let conn = self.cluster.connection(node).await?;
         let version = conn.api_version(ApiKey::Fetch)?;
         let req = fetch::build_request(&self.config, asked);
-        let timeout = self.cluster.config().request_timeout + self.config.max_wait;
+        let timeout = self.cluster.config().request_timeout.saturating_add(self.config.max_wait);
         let resp = conn.request_with_timeout(version, &req, timeout).await?;
         fetch::split_response(resp, asked)
     }

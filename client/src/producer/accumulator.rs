@@ -183,7 +183,8 @@ impl Accumulator {
             for (index, queue) in queues.partitions.iter_mut().enumerate() {
                 expire(queue, now, limits.delivery_timeout, &mut out.expired);
                 let Some(front) = queue.front() else { continue };
-                let linger_end = front.created + limits.linger;
+                // A linger too large for the clock never expires rather than overflowing.
+                let linger_end = front.created.checked_add(limits.linger).unwrap_or(far_future(now));
                 if let Some(at) = front.retry_at.filter(|at| *at > now) {
                     wake_at(&mut out.next_wake, at);
                     continue;
@@ -242,11 +243,16 @@ impl Accumulator {
 
 /// Moves batches whose delivery timeout passed (and that are not in flight) to `expired`.
 fn expire(queue: &mut VecDeque<ProducerBatch>, now: Instant, timeout: Duration, expired: &mut Vec<ProducerBatch>) {
-    while queue.front().is_some_and(|b| b.created + timeout <= now) {
+    while queue.front().is_some_and(|b| b.created.checked_add(timeout).is_some_and(|end| end <= now)) {
         if let Some(b) = queue.pop_front() {
             expired.push(b);
         }
     }
+}
+
+/// A wake-up time far enough away to mean "never" (about a year).
+fn far_future(now: Instant) -> Instant {
+    now.checked_add(Duration::from_secs(365 * 24 * 3600)).unwrap_or(now)
 }
 
 fn wake_at(slot: &mut Option<Instant>, at: Instant) {

@@ -102,7 +102,7 @@ async fn send_request(inner: Arc<Inner>, node: NodeId, mut batches: Vec<Producer
                 if e.needs_metadata_refresh() && !refresh.iter().any(|t| **t == *batch.tp.topic) {
                     refresh.push(batch.tp.topic.to_string());
                 }
-                batch.retry_at = Some(acked_at + inner.config.client.backoff(batch.attempts));
+                batch.retry_at = acked_at.checked_add(inner.config.client.backoff(batch.attempts));
                 batch.attempts += 1;
                 retry.push(batch);
             }
@@ -155,7 +155,7 @@ async fn produce(inner: &Inner, node: NodeId, batches: &mut [ProducerBatch]) -> 
         return Ok(None);
     }
     // The broker may hold an acks=all request for its timeout; wait a little longer than that.
-    let wait = inner.config.client.request_timeout.max(inner.config.produce_timeout + Duration::from_secs(5));
+    let wait = inner.config.client.request_timeout.max(inner.config.produce_timeout.saturating_add(Duration::from_secs(5)));
     Ok(Some(conn.request_with_timeout(version, &req, wait).await?))
 }
 
