@@ -32,14 +32,23 @@ pub struct Cluster {
 
 /// Splits `host:port[,host:port]`, checking every entry has a numeric port.
 pub fn parse_bootstrap(s: &str) -> Result<Vec<String>> {
-    let addrs: Vec<String> = s.split(',').map(str::trim).filter(|a| !a.is_empty()).map(String::from).collect();
+    let addrs: Vec<String> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(String::from)
+        .collect();
     if addrs.is_empty() {
-        return Err(Error::InvalidArgument(format!("bootstrap '{s}' names no broker (expected host:port[,host:port])")));
+        return Err(Error::InvalidArgument(format!(
+            "bootstrap '{s}' names no broker (expected host:port[,host:port])"
+        )));
     }
     for a in &addrs {
         let port = a.rsplit_once(':').map(|(_, p)| p.parse::<u16>());
         if !matches!(port, Some(Ok(_))) {
-            return Err(Error::InvalidArgument(format!("bootstrap entry '{a}' is not host:port")));
+            return Err(Error::InvalidArgument(format!(
+                "bootstrap entry '{a}' is not host:port"
+            )));
         }
     }
     Ok(addrs)
@@ -113,13 +122,20 @@ impl Cluster {
         Err(last_err.unwrap_or_else(|| Error::NoBrokers(self.bootstrap.join(","))))
     }
 
-    async fn metadata_from(&self, conn: &Connection, topics: Option<&[String]>) -> Result<Metadata> {
+    async fn metadata_from(
+        &self,
+        conn: &Connection,
+        topics: Option<&[String]>,
+    ) -> Result<Metadata> {
         let version = conn.api_version(ApiKey::Metadata)?;
         let mut req = MetadataRequest::default();
         req.topics = topics.map(|names| {
             names
                 .iter()
-                .map(|n| MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(n.clone())))))
+                .map(|n| {
+                    MetadataRequestTopic::default()
+                        .with_name(Some(TopicName(StrBytes::from_string(n.clone()))))
+                })
                 .collect()
         });
         if version >= 4 {
@@ -140,7 +156,11 @@ impl Cluster {
             return Ok(c.clone());
         }
         let addr = self.metadata().broker_addr(node).ok_or_else(|| {
-            Error::kafka(kafka_protocol::ResponseError::BrokerNotAvailable, None, format!("broker {node} is not in metadata"))
+            Error::kafka(
+                kafka_protocol::ResponseError::BrokerNotAvailable,
+                None,
+                format!("broker {node} is not in metadata"),
+            )
         })?;
         let conn = Arc::new(Connection::connect(&addr, &self.config).await?);
         *guard = Some(conn.clone());
@@ -198,16 +218,22 @@ impl Cluster {
     /// The leader of a partition, refreshing metadata (bounded, with backoff) until known.
     pub async fn leader(&self, topic: &str, partition: i32) -> Result<NodeId> {
         let topics = [topic.to_string()];
-        self.cached_or_refresh(&topics, |m| m.leader(topic, partition)).await
+        self.cached_or_refresh(&topics, |m| m.leader(topic, partition))
+            .await
     }
 
     /// The partition count of a topic, refreshing metadata (bounded, with backoff) until known.
     pub async fn partition_count(&self, topic: &str) -> Result<usize> {
         let topics = [topic.to_string()];
-        self.cached_or_refresh(&topics, |m| m.partition_count(topic)).await
+        self.cached_or_refresh(&topics, |m| m.partition_count(topic))
+            .await
     }
 
-    async fn cached_or_refresh<T>(&self, topics: &[String], look: impl Fn(&Metadata) -> Result<T>) -> Result<T> {
+    async fn cached_or_refresh<T>(
+        &self,
+        topics: &[String],
+        look: impl Fn(&Metadata) -> Result<T>,
+    ) -> Result<T> {
         if let Ok(v) = look(&self.metadata()) {
             return Ok(v);
         }
@@ -286,8 +312,14 @@ mod tests {
 
     #[test]
     fn bootstrap_parsing() {
-        assert_eq!(parse_bootstrap("a:1, b:2,").ok(), Some(vec!["a:1".to_string(), "b:2".to_string()]));
-        assert_eq!(parse_bootstrap("[::1]:9092").ok(), Some(vec!["[::1]:9092".to_string()]));
+        assert_eq!(
+            parse_bootstrap("a:1, b:2,").ok(),
+            Some(vec!["a:1".to_string(), "b:2".to_string()])
+        );
+        assert_eq!(
+            parse_bootstrap("[::1]:9092").ok(),
+            Some(vec!["[::1]:9092".to_string()])
+        );
         assert!(parse_bootstrap("").is_err());
         assert!(parse_bootstrap("host").is_err());
         assert!(parse_bootstrap("host:port").is_err());

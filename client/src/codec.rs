@@ -21,14 +21,18 @@ pub fn encode_request<R: Request>(
     header.correlation_id = correlation_id;
     header.client_id = Some(client_id.clone());
     let header_version = R::header_version(version);
-    let header_size = header.compute_size(header_version).map_err(Error::protocol)?;
+    let header_size = header
+        .compute_size(header_version)
+        .map_err(Error::protocol)?;
     let body_size = req.compute_size(version).map_err(Error::protocol)?;
     let size = header_size + body_size;
     let size_i32 = i32::try_from(size)
         .map_err(|_| Error::InvalidArgument(format!("request of {size} bytes is too large")))?;
     let mut buf = BytesMut::with_capacity(4 + size);
     buf.put_i32(size_i32);
-    header.encode(&mut buf, header_version).map_err(Error::protocol)?;
+    header
+        .encode(&mut buf, header_version)
+        .map_err(Error::protocol)?;
     req.encode(&mut buf, version).map_err(Error::protocol)?;
     Ok(buf.freeze())
 }
@@ -50,8 +54,12 @@ pub fn strip_response_header<R: Request>(frame: &mut Bytes, version: i16) -> Res
 pub fn decode_response<R: Request>(mut frame: Bytes, version: i16) -> Result<R::Response> {
     strip_response_header::<R>(&mut frame, version)?;
     // Trailing bytes are tolerated: a newer broker may append tagged fields we skip.
-    R::Response::decode(&mut frame, version)
-        .map_err(|e| Error::protocol(format!("cannot decode {} v{version} response: {e}", api_name(R::KEY))))
+    R::Response::decode(&mut frame, version).map_err(|e| {
+        Error::protocol(format!(
+            "cannot decode {} v{version} response: {e}",
+            api_name(R::KEY)
+        ))
+    })
 }
 
 /// The API's name for messages, e.g. `Produce`.
@@ -74,7 +82,8 @@ mod tests {
         let size = i32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
         assert_eq!(size, frame.len() - 4);
         let mut body = frame.slice(4..);
-        let header = kafka_protocol::protocol::decode_request_header_from_buffer(&mut body).unwrap();
+        let header =
+            kafka_protocol::protocol::decode_request_header_from_buffer(&mut body).unwrap();
         assert_eq!(header.correlation_id, 77);
         assert_eq!(header.request_api_version, 12);
         assert_eq!(MetadataRequest::decode(&mut body, 12).unwrap(), req);

@@ -49,7 +49,9 @@ impl ClientConfig {
     /// The backoff before retry number `attempt` (0-based): exponential, capped.
     pub fn backoff(&self, attempt: u32) -> Duration {
         let factor = 1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX);
-        self.retry_backoff.saturating_mul(factor).min(self.retry_backoff_max)
+        self.retry_backoff
+            .saturating_mul(factor)
+            .min(self.retry_backoff_max)
     }
 }
 

@@ -103,10 +103,17 @@ impl Connection {
         let (tx, rx) = mpsc::unbounded_channel();
         let (shutdown, _) = watch::channel(false);
         let shared = Arc::new(Shared {
-            state: Mutex::new(InFlight { queue: VecDeque::new(), closed: false }),
+            state: Mutex::new(InFlight {
+                queue: VecDeque::new(),
+                closed: false,
+            }),
             shutdown,
         });
-        tokio::spawn(write_loop(BufWriter::with_capacity(64 * 1024, write), rx, shared.clone()));
+        tokio::spawn(write_loop(
+            BufWriter::with_capacity(64 * 1024, write),
+            rx,
+            shared.clone(),
+        ));
         tokio::spawn(read_loop(
             BufReader::with_capacity(64 * 1024, read),
             shared.clone(),
@@ -146,16 +153,19 @@ impl Connection {
 
     /// The version to use for `api`: the highest both sides support.
     pub fn api_version(&self, api: ApiKey) -> Result<i16> {
-        self.versions.pick(api).map_err(|detail| Error::UnsupportedVersion {
-            api: format!("{api:?}"),
-            addr: self.addr.clone(),
-            detail,
-        })
+        self.versions
+            .pick(api)
+            .map_err(|detail| Error::UnsupportedVersion {
+                api: format!("{api:?}"),
+                addr: self.addr.clone(),
+                detail,
+            })
     }
 
     /// Sends a request at `version` and waits for its response (request timeout).
     pub async fn request<R: Request>(&self, version: i16, req: &R) -> Result<R::Response> {
-        self.request_with_timeout(version, req, self.request_timeout).await
+        self.request_with_timeout(version, req, self.request_timeout)
+            .await
     }
 
     /// Like [`Connection::request`] with an explicit timeout (Fetch adds its max wait).
@@ -171,29 +181,55 @@ impl Connection {
 
     /// Sends a request the broker will not answer (Produce with acks=0); returns once written.
     pub async fn send_oneway<R: Request>(&self, version: i16, req: &R) -> Result<()> {
-        let _permit = self.permits.acquire().await.map_err(|_| self.closed_error())?;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| self.closed_error())?;
         let correlation_id = self.next_correlation();
         let frame = codec::encode_request(req, version, correlation_id, &self.client_id)?;
         let (tx, rx) = oneshot::channel();
         self.outgoing
-            .send(Outgoing { frame, correlation_id, reply: Reply::Written(tx) })
+            .send(Outgoing {
+                frame,
+                correlation_id,
+                reply: Reply::Written(tx),
+            })
             .map_err(|_| self.closed_error())?;
         self.await_reply(R::KEY, rx, self.request_timeout).await
     }
 
     /// Sends and returns the response frame with its header still on.
-    async fn request_raw<R: Request>(&self, version: i16, req: &R, timeout: Duration) -> Result<Bytes> {
-        let _permit = self.permits.acquire().await.map_err(|_| self.closed_error())?;
+    async fn request_raw<R: Request>(
+        &self,
+        version: i16,
+        req: &R,
+        timeout: Duration,
+    ) -> Result<Bytes> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| self.closed_error())?;
         let correlation_id = self.next_correlation();
         let frame = codec::encode_request(req, version, correlation_id, &self.client_id)?;
         let (tx, rx) = oneshot::channel();
         self.outgoing
-            .send(Outgoing { frame, correlation_id, reply: Reply::Response(tx) })
+            .send(Outgoing {
+                frame,
+                correlation_id,
+                reply: Reply::Response(tx),
+            })
             .map_err(|_| self.closed_error())?;
         self.await_reply(R::KEY, rx, timeout).await
     }
 
-    async fn await_reply<T>(&self, api: i16, rx: oneshot::Receiver<T>, timeout: Duration) -> Result<T> {
+    async fn await_reply<T>(
+        &self,
+        api: i16,
+        rx: oneshot::Receiver<T>,
+        timeout: Duration,
+    ) -> Result<T> {
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(_)) => Err(self.closed_error()),
@@ -227,18 +263,31 @@ impl Connection {
         let req = ApiVersionsRequest::default()
             .with_client_software_name(StrBytes::from_static_str("spate-client"))
             .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
-        let mut frame = self.request_raw(version, &req, self.request_timeout).await?;
+        let mut frame = self
+            .request_raw(version, &req, self.request_timeout)
+            .await?;
         codec::strip_response_header::<ApiVersionsRequest>(&mut frame, version)?;
         let error_code = frame.get(..2).map(|b| i16::from_be_bytes([b[0], b[1]]));
-        let body_version = if error_code == Some(UNSUPPORTED_VERSION) { 0 } else { version };
-        let resp = ApiVersionsResponse::decode(&mut frame, body_version)
-            .map_err(|e| Error::protocol(format!("cannot decode ApiVersions from {}: {e}", self.addr)))?;
+        let body_version = if error_code == Some(UNSUPPORTED_VERSION) {
+            0
+        } else {
+            version
+        };
+        let resp = ApiVersionsResponse::decode(&mut frame, body_version).map_err(|e| {
+            Error::protocol(format!("cannot decode ApiVersions from {}: {e}", self.addr))
+        })?;
         if resp.error_code != 0 && resp.error_code != UNSUPPORTED_VERSION {
-            return Err(Error::from_code(resp.error_code, None, format!("ApiVersions to {}", self.addr))
-                .unwrap_or_else(|| Error::protocol("ApiVersions failed")));
+            return Err(Error::from_code(
+                resp.error_code,
+                None,
+                format!("ApiVersions to {}", self.addr),
+            )
+            .unwrap_or_else(|| Error::protocol("ApiVersions failed")));
         }
         Ok(VersionTable::negotiate(
-            resp.api_keys.iter().map(|k| (k.api_key, k.min_version, k.max_version)),
+            resp.api_keys
+                .iter()
+                .map(|k| (k.api_key, k.min_version, k.max_version)),
         ))
     }
 }
@@ -287,11 +336,19 @@ async fn write_loop(
 }
 
 /// Records a request as in flight before its bytes go out; false once the connection closed.
-fn register(shared: &Shared, correlation_id: i32, reply: Reply, written: &mut Vec<oneshot::Sender<()>>) -> bool {
+fn register(
+    shared: &Shared,
+    correlation_id: i32,
+    reply: Reply,
+    written: &mut Vec<oneshot::Sender<()>>,
+) -> bool {
     match reply {
         Reply::Response(reply) => match shared.state.lock() {
             Ok(mut s) if !s.closed => {
-                s.queue.push_back(Pending { correlation_id, reply });
+                s.queue.push_back(Pending {
+                    correlation_id,
+                    reply,
+                });
                 true
             }
             _ => false,
@@ -303,7 +360,12 @@ fn register(shared: &Shared, correlation_id: i32, reply: Reply, written: &mut Ve
     }
 }
 
-async fn read_loop(mut reader: BufReader<OwnedReadHalf>, shared: Arc<Shared>, max_size: usize, addr: String) {
+async fn read_loop(
+    mut reader: BufReader<OwnedReadHalf>,
+    shared: Arc<Shared>,
+    max_size: usize,
+    addr: String,
+) {
     let mut shutdown = shared.shutdown.subscribe();
     loop {
         let frame = tokio::select! {
@@ -319,7 +381,9 @@ async fn read_loop(mut reader: BufReader<OwnedReadHalf>, shared: Arc<Shared>, ma
                 break;
             }
         };
-        let Some(correlation_id) = codec::correlation_id(&frame) else { break };
+        let Some(correlation_id) = codec::correlation_id(&frame) else {
+            break;
+        };
         let pending = match shared.state.lock() {
             Ok(mut s) => s.queue.pop_front(),
             Err(_) => None,
@@ -343,19 +407,28 @@ async fn read_loop(mut reader: BufReader<OwnedReadHalf>, shared: Arc<Shared>, ma
 async fn read_frame(reader: &mut BufReader<OwnedReadHalf>, max_size: usize) -> Result<Bytes> {
     let size = match reader.read_i32().await {
         Ok(s) => s,
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(Error::ConnectionClosed(String::new())),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return Err(Error::ConnectionClosed(String::new()))
+        }
         Err(e) => return Err(Error::io("", e)),
     };
     if size < 4 || size as usize > max_size {
-        return Err(Error::protocol(format!("response frame size {size} outside 4..={max_size}")));
+        return Err(Error::protocol(format!(
+            "response frame size {size} outside 4..={max_size}"
+        )));
     }
     let size = size as usize;
     let mut buf = BytesMut::with_capacity(size);
     while buf.len() < size {
         let want = size - buf.len();
-        let n = reader.read_buf(&mut (&mut buf).limit(want)).await.map_err(|e| Error::io("", e))?;
+        let n = reader
+            .read_buf(&mut (&mut buf).limit(want))
+            .await
+            .map_err(|e| Error::io("", e))?;
         if n == 0 {
-            return Err(Error::protocol("connection closed in the middle of a frame"));
+            return Err(Error::protocol(
+                "connection closed in the middle of a frame",
+            ));
         }
     }
     Ok(buf.freeze())

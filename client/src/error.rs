@@ -64,11 +64,19 @@ pub enum Error {
 impl Error {
     /// A Kafka error code with the broker's message and what we were doing.
     pub fn kafka(code: ResponseError, message: Option<String>, context: impl Into<String>) -> Self {
-        Error::Kafka(KafkaError { code, message, context: context.into() })
+        Error::Kafka(KafkaError {
+            code,
+            message,
+            context: context.into(),
+        })
     }
 
     /// Builds the error for a non-zero code; `None` for 0 (success).
-    pub fn from_code(code: i16, message: Option<String>, context: impl Into<String>) -> Option<Self> {
+    pub fn from_code(
+        code: i16,
+        message: Option<String>,
+        context: impl Into<String>,
+    ) -> Option<Self> {
         ResponseError::try_from_code(code).map(|code| Self::kafka(code, message, context))
     }
 
@@ -109,7 +117,10 @@ impl Error {
     }
 
     pub(crate) fn io(addr: &str, source: std::io::Error) -> Self {
-        Error::Io { addr: addr.to_string(), source: Arc::new(source) }
+        Error::Io {
+            addr: addr.to_string(),
+            source: Arc::new(source),
+        }
     }
 
     pub(crate) fn protocol(what: impl std::fmt::Display) -> Self {
@@ -130,7 +141,13 @@ pub struct KafkaError {
 
 impl std::fmt::Display for KafkaError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {} ({})", self.context, code_name(self.code), self.code.code())?;
+        write!(
+            f,
+            "{}: {} ({})",
+            self.context,
+            code_name(self.code),
+            self.code.code()
+        )?;
         match &self.message {
             Some(m) if !m.is_empty() => write!(f, ": {m}"),
             _ => Ok(()),
@@ -165,9 +182,18 @@ mod tests {
 
     #[test]
     fn code_names_match_kafka_spelling() {
-        assert_eq!(code_name(ResponseError::NotLeaderOrFollower), "NOT_LEADER_OR_FOLLOWER");
-        assert_eq!(code_name(ResponseError::UnknownTopicOrPartition), "UNKNOWN_TOPIC_OR_PARTITION");
-        assert_eq!(code_name(ResponseError::InvalidReplicationFactor), "INVALID_REPLICATION_FACTOR");
+        assert_eq!(
+            code_name(ResponseError::NotLeaderOrFollower),
+            "NOT_LEADER_OR_FOLLOWER"
+        );
+        assert_eq!(
+            code_name(ResponseError::UnknownTopicOrPartition),
+            "UNKNOWN_TOPIC_OR_PARTITION"
+        );
+        assert_eq!(
+            code_name(ResponseError::InvalidReplicationFactor),
+            "INVALID_REPLICATION_FACTOR"
+        );
         assert_eq!(code_name(ResponseError::Unknown(999)), "UNKNOWN_CODE_999");
     }
 
@@ -175,7 +201,10 @@ mod tests {
     fn display_carries_code_message_and_context() {
         let e = Error::from_code(38, Some("RF 3 > 1 brokers".into()), "create topic 't'");
         let text = e.map(|e| e.to_string()).unwrap_or_default();
-        assert_eq!(text, "create topic 't': INVALID_REPLICATION_FACTOR (38): RF 3 > 1 brokers");
+        assert_eq!(
+            text,
+            "create topic 't': INVALID_REPLICATION_FACTOR (38): RF 3 > 1 brokers"
+        );
         assert!(Error::from_code(0, None, "x").is_none());
     }
 }

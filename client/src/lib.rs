@@ -30,8 +30,8 @@ pub use cluster::Cluster;
 pub use config::{ClientConfig, ConsumerConfig, OffsetReset, ProducerConfig, StartOffset};
 pub use consumer::{Consumer, ConsumerRecord};
 pub use error::{Error, KafkaError, Result};
-pub use producer::{DeliveryFuture, Producer, RecordMetadata};
 /// The protocol crate this client is built on, for callers that need its types.
 pub use kafka_protocol;
 pub use kafka_protocol::ResponseError;
+pub use producer::{DeliveryFuture, Producer, RecordMetadata};
 pub use types::{Acks, Compression, Header, LeaderEpoch, NodeId, TopicPartition};

@@ -101,7 +101,9 @@ impl Metadata {
             .collect();
         let mut topics = HashMap::new();
         for t in &resp.topics {
-            let Some(name) = t.name.as_ref().map(|n| n.0.to_string()) else { continue };
+            let Some(name) = t.name.as_ref().map(|n| n.0.to_string()) else {
+                continue;
+            };
             let mut partitions: Vec<PartitionInfo> = t
                 .partitions
                 .iter()
@@ -147,7 +149,12 @@ impl Metadata {
                 topics
             }
         };
-        Metadata { cluster_id: newer.cluster_id, controller: newer.controller, brokers: newer.brokers, topics }
+        Metadata {
+            cluster_id: newer.cluster_id,
+            controller: newer.controller,
+            brokers: newer.brokers,
+            topics,
+        }
     }
 
     /// The topic, or the error that explains why it cannot be used.
@@ -155,7 +162,11 @@ impl Metadata {
         let t = self.topics.get(name).ok_or_else(|| unknown_topic(name))?;
         match t.error {
             None => Ok(t),
-            Some(code) => Err(Error::kafka(code, None, format!("metadata for topic '{name}'"))),
+            Some(code) => Err(Error::kafka(
+                code,
+                None,
+                format!("metadata for topic '{name}'"),
+            )),
         }
     }
 
@@ -164,7 +175,11 @@ impl Metadata {
         let t = self.topic(name)?;
         if t.partitions.is_empty() {
             // Seen right after creation, before the partitions reach this broker.
-            return Err(Error::kafka(ResponseError::LeaderNotAvailable, None, format!("topic '{name}' has no partitions yet")));
+            return Err(Error::kafka(
+                ResponseError::LeaderNotAvailable,
+                None,
+                format!("topic '{name}' has no partitions yet"),
+            ));
         }
         Ok(t.partitions.len())
     }
@@ -181,7 +196,10 @@ impl Metadata {
                 Error::kafka(
                     ResponseError::UnknownTopicOrPartition,
                     None,
-                    format!("topic '{topic}' has {} partitions; partition {partition} does not exist", t.partitions.len()),
+                    format!(
+                        "topic '{topic}' has {} partitions; partition {partition} does not exist",
+                        t.partitions.len()
+                    ),
                 )
             })?;
         match p.leader {
@@ -201,7 +219,11 @@ impl Metadata {
 }
 
 fn unknown_topic(name: &str) -> Error {
-    Error::kafka(ResponseError::UnknownTopicOrPartition, None, format!("topic '{name}'"))
+    Error::kafka(
+        ResponseError::UnknownTopicOrPartition,
+        None,
+        format!("topic '{name}'"),
+    )
 }
 
 #[cfg(test)]
@@ -255,11 +277,20 @@ mod tests {
         assert_eq!(m.leader("orders", 1).ok(), Some(NodeId(2)));
         let no_leader = m.leader("orders", 2).err().and_then(|e| e.kafka_code());
         assert_eq!(no_leader, Some(ResponseError::LeaderNotAvailable));
-        let out_of_range = m.leader("orders", 7).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(out_of_range.contains("has 3 partitions; partition 7 does not exist"), "{out_of_range}");
+        let out_of_range = m
+            .leader("orders", 7)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            out_of_range.contains("has 3 partitions; partition 7 does not exist"),
+            "{out_of_range}"
+        );
         let gone = m.partition_count("gone").err().and_then(|e| e.kafka_code());
         assert_eq!(gone, Some(ResponseError::UnknownTopicOrPartition));
-        assert!(m.leader("nope", 0).is_err_and(|e| e.needs_metadata_refresh()));
+        assert!(m
+            .leader("nope", 0)
+            .is_err_and(|e| e.needs_metadata_refresh()));
     }
 
     #[test]
@@ -268,7 +299,10 @@ mod tests {
         let mut newer = response();
         newer.topics.truncate(1);
         newer.topics[0].partitions.truncate(1);
-        let merged = old.merge(Metadata::from_response(&newer), Some(&["orders".to_string()]));
+        let merged = old.merge(
+            Metadata::from_response(&newer),
+            Some(&["orders".to_string()]),
+        );
         assert_eq!(merged.partition_count("orders").ok(), Some(1));
         assert!(merged.topics.contains_key("gone"));
         let all = old.merge(Metadata::from_response(&newer), None);

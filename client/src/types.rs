@@ -31,7 +31,10 @@ pub struct TopicPartition {
 impl TopicPartition {
     /// Makes a topic-partition.
     pub fn new(topic: impl Into<Arc<str>>, partition: i32) -> Self {
-        Self { topic: topic.into(), partition }
+        Self {
+            topic: topic.into(),
+            partition,
+        }
     }
 }
 
@@ -79,7 +82,9 @@ impl std::str::FromStr for Compression {
             "snappy" => Ok(Compression::Snappy),
             "lz4" => Ok(Compression::Lz4),
             "zstd" => Ok(Compression::Zstd),
-            other => Err(format!("unknown compression '{other}' (none, gzip, snappy, lz4, zstd)")),
+            other => Err(format!(
+                "unknown compression '{other}' (none, gzip, snappy, lz4, zstd)"
+            )),
         }
     }
 }

@@ -38,8 +38,10 @@ impl VersionTable {
     /// Intersects the broker's advertised ranges with [`SUPPORTED`], keeping the highest
     /// common version of each API.
     pub fn negotiate(broker: impl IntoIterator<Item = (i16, i16, i16)>) -> Self {
-        let broker: HashMap<i16, (i16, i16)> =
-            broker.into_iter().map(|(key, min, max)| (key, (min, max))).collect();
+        let broker: HashMap<i16, (i16, i16)> = broker
+            .into_iter()
+            .map(|(key, min, max)| (key, (min, max)))
+            .collect();
         let mut chosen = HashMap::new();
         for &(api, our_min, our_max) in SUPPORTED {
             if let Some(&(their_min, their_max)) = broker.get(&(api as i16)) {
@@ -57,7 +59,10 @@ impl VersionTable {
         if let Some(v) = self.chosen.get(&(api as i16)) {
             return Ok(*v);
         }
-        let ours = SUPPORTED.iter().find(|(a, _, _)| *a == api).map(|(_, lo, hi)| (*lo, *hi));
+        let ours = SUPPORTED
+            .iter()
+            .find(|(a, _, _)| *a == api)
+            .map(|(_, lo, hi)| (*lo, *hi));
         let theirs = self.broker.get(&(api as i16)).copied();
         Err(format!(
             "client speaks {}, broker advertises {}",
@@ -90,8 +95,12 @@ mod tests {
     #[test]
     fn disjoint_or_missing_ranges_have_no_version() {
         let t = VersionTable::negotiate([(0, 0, 2), (1, 4, 12)]);
-        assert!(t.pick(ApiKey::Produce).is_err_and(|e| e.contains("v0..=v2")));
-        assert!(t.pick(ApiKey::CreateTopics).is_err_and(|e| e.contains("nothing")));
+        assert!(t
+            .pick(ApiKey::Produce)
+            .is_err_and(|e| e.contains("v0..=v2")));
+        assert!(t
+            .pick(ApiKey::CreateTopics)
+            .is_err_and(|e| e.contains("nothing")));
         assert_eq!(t.pick(ApiKey::Fetch), Ok(12));
     }
 }

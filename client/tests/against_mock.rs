@@ -21,7 +21,12 @@ fn producer_config(addr: &str) -> ProducerConfig {
     c
 }
 
-async fn consume_all(addr: &str, topic: &str, start: StartOffset, want: usize) -> Vec<ConsumerRecord> {
+async fn consume_all(
+    addr: &str,
+    topic: &str,
+    start: StartOffset,
+    want: usize,
+) -> Vec<ConsumerRecord> {
     let mut config = ConsumerConfig::new(addr);
     config.max_wait = Duration::from_millis(20);
     let mut consumer = Consumer::connect(config).await.unwrap();
@@ -39,47 +44,113 @@ async fn consume_all(addr: &str, topic: &str, start: StartOffset, want: usize) -
 #[tokio::test]
 async fn admin_topic_lifecycle() {
     let broker = MockBroker::start().await;
-    let admin = Admin::connect(ClientConfig::new(&broker.addr)).await.unwrap();
-    admin.create_topic(NewTopic::new("orders", 3, 1).config("cleanup.policy", "compact")).await.unwrap();
+    let admin = Admin::connect(ClientConfig::new(&broker.addr))
+        .await
+        .unwrap();
+    admin
+        .create_topic(NewTopic::new("orders", 3, 1).config("cleanup.policy", "compact"))
+        .await
+        .unwrap();
 
-    let dup = admin.create_topic(NewTopic::new("orders", 3, 1)).await.unwrap_err();
+    let dup = admin
+        .create_topic(NewTopic::new("orders", 3, 1))
+        .await
+        .unwrap_err();
     assert_eq!(dup.kafka_code(), Some(ResponseError::TopicAlreadyExists));
     assert!(dup.to_string().contains("TOPIC_ALREADY_EXISTS"), "{dup}");
-    assert!(dup.to_string().contains("already exists"), "broker message kept: {dup}");
-    let rf = admin.create_topic(NewTopic::new("x", 1, 3)).await.unwrap_err();
-    assert_eq!(rf.kafka_code(), Some(ResponseError::InvalidReplicationFactor));
-    admin.create_topics(&[NewTopic::new("dry", 1, 1)], true).await.unwrap()[0].1.as_ref().unwrap();
+    assert!(
+        dup.to_string().contains("already exists"),
+        "broker message kept: {dup}"
+    );
+    let rf = admin
+        .create_topic(NewTopic::new("x", 1, 3))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        rf.kafka_code(),
+        Some(ResponseError::InvalidReplicationFactor)
+    );
+    admin
+        .create_topics(&[NewTopic::new("dry", 1, 1)], true)
+        .await
+        .unwrap()[0]
+        .1
+        .as_ref()
+        .unwrap();
 
-    assert_eq!(admin.list_topics(false).await.unwrap(), vec!["orders".to_string()]);
+    assert_eq!(
+        admin.list_topics(false).await.unwrap(),
+        vec!["orders".to_string()]
+    );
     let d = admin.describe_topic("orders").await.unwrap();
     assert_eq!(d.partitions.len(), 3);
-    assert!(d.partitions.iter().all(|p| p.leader == Some(NodeId(1)) && p.isr == vec![NodeId(1)]));
+    assert!(d
+        .partitions
+        .iter()
+        .all(|p| p.leader == Some(NodeId(1)) && p.isr == vec![NodeId(1)]));
     let missing = admin.describe_topic("nope").await.unwrap_err();
-    assert_eq!(missing.kafka_code(), Some(ResponseError::UnknownTopicOrPartition));
+    assert_eq!(
+        missing.kafka_code(),
+        Some(ResponseError::UnknownTopicOrPartition)
+    );
 
     let configs = admin.describe_topic_configs("orders").await.unwrap();
     let policy = configs.iter().find(|c| c.name == "cleanup.policy").unwrap();
-    assert_eq!((policy.value.as_deref(), policy.source), (Some("compact"), ConfigSource::DynamicTopic));
+    assert_eq!(
+        (policy.value.as_deref(), policy.source),
+        (Some("compact"), ConfigSource::DynamicTopic)
+    );
     let res = ConfigResource::Topic("orders".into());
-    admin.incremental_alter_configs(&res, &[AlterConfigOp::set("retention.ms", "1000"), AlterConfigOp::delete("cleanup.policy")], false).await.unwrap();
+    admin
+        .incremental_alter_configs(
+            &res,
+            &[
+                AlterConfigOp::set("retention.ms", "1000"),
+                AlterConfigOp::delete("cleanup.policy"),
+            ],
+            false,
+        )
+        .await
+        .unwrap();
     let configs = admin.describe_topic_configs("orders").await.unwrap();
-    assert!(configs.iter().any(|c| c.name == "retention.ms" && c.value.as_deref() == Some("1000")));
+    assert!(configs
+        .iter()
+        .any(|c| c.name == "retention.ms" && c.value.as_deref() == Some("1000")));
     assert!(!configs.iter().any(|c| c.name == "cleanup.policy"));
 
     admin.create_partitions("orders", 5, false).await.unwrap();
-    assert_eq!(admin.describe_topic("orders").await.unwrap().partitions.len(), 5);
-    let shrink = admin.create_partitions("orders", 2, false).await.unwrap_err();
+    assert_eq!(
+        admin
+            .describe_topic("orders")
+            .await
+            .unwrap()
+            .partitions
+            .len(),
+        5
+    );
+    let shrink = admin
+        .create_partitions("orders", 2, false)
+        .await
+        .unwrap_err();
     assert_eq!(shrink.kafka_code(), Some(ResponseError::InvalidPartitions));
 
     let cluster = admin.describe_cluster().await.unwrap();
     assert_eq!(cluster.controller, Some(NodeId(1)));
+    assert_eq!(cluster.cluster_id.as_deref(), Some("mock-cluster"));
+    assert_eq!(cluster.brokers.len(), 1);
     admin.delete_topic("orders").await.unwrap();
     assert!(admin.list_topics(false).await.unwrap().is_empty());
 }
 
 #[tokio::test]
 async fn produce_then_consume_every_compression() {
-    for compression in [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
+    for compression in [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ] {
         let broker = MockBroker::start().await;
         broker.create_topic("t", 4);
         let mut config = producer_config(&broker.addr);
@@ -89,19 +160,38 @@ async fn produce_then_consume_every_compression() {
         for i in 0..500u32 {
             let key = (i % 3 != 0).then(|| Bytes::from(format!("key-{}", i % 7)));
             let headers = vec![("n".to_string(), Some(Bytes::from(i.to_string())))];
-            futs.push((key.clone(), producer.send("t", None, key, Some(Bytes::from(format!("value-{i}"))), headers).await.unwrap()));
+            futs.push((
+                key.clone(),
+                producer
+                    .send(
+                        "t",
+                        None,
+                        key,
+                        Some(Bytes::from(format!("value-{i}"))),
+                        headers,
+                    )
+                    .await
+                    .unwrap(),
+            ));
         }
         let mut per_partition: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
         for (key, f) in futs {
             let m = f.await.unwrap();
             if let Some(k) = key {
-                assert_eq!(m.partition, partition_for_key(&k, 4), "keyed records follow murmur2");
+                assert_eq!(
+                    m.partition,
+                    partition_for_key(&k, 4),
+                    "keyed records follow murmur2"
+                );
             }
             per_partition.entry(m.partition).or_default().push(m.offset);
         }
         for offsets in per_partition.values() {
             let expected: Vec<i64> = (0..offsets.len() as i64).collect();
-            assert_eq!(offsets, &expected, "{compression:?}: offsets dense and in send order");
+            assert_eq!(
+                offsets, &expected,
+                "{compression:?}: offsets dense and in send order"
+            );
         }
         producer.close().await.unwrap();
 
@@ -131,7 +221,18 @@ async fn consumer_start_positions_skip_inside_batches() {
     let producer = Producer::connect(config).await.unwrap();
     let mut futs = Vec::new();
     for i in 0..20 {
-        futs.push(producer.send("t", Some(0), None, Some(Bytes::from(format!("{i}"))), Vec::new()).await.unwrap());
+        futs.push(
+            producer
+                .send(
+                    "t",
+                    Some(0),
+                    None,
+                    Some(Bytes::from(format!("{i}"))),
+                    Vec::new(),
+                )
+                .await
+                .unwrap(),
+        );
     }
     for f in futs {
         f.await.unwrap();
@@ -139,23 +240,47 @@ async fn consumer_start_positions_skip_inside_batches() {
     // All 20 went out as one batch: a fetch at 7 returns it whole, the consumer skips 0..7.
     assert_eq!(broker.state.lock().unwrap().topics["t"][0].batches.len(), 1);
     let from_7 = consume_all(&broker.addr, "t", StartOffset::Offset(7), 13).await;
-    assert_eq!(from_7.iter().map(|r| r.offset).collect::<Vec<_>>(), (7..20).collect::<Vec<i64>>());
+    assert_eq!(
+        from_7.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        (7..20).collect::<Vec<i64>>()
+    );
 
     let mut config = ConsumerConfig::new(&broker.addr);
     config.max_wait = Duration::from_millis(10);
     let mut latest = Consumer::connect(config).await.unwrap();
     let tp = TopicPartition::new("t", 0);
-    latest.assign(std::slice::from_ref(&tp), StartOffset::Latest).await.unwrap();
+    latest
+        .assign(std::slice::from_ref(&tp), StartOffset::Latest)
+        .await
+        .unwrap();
     assert_eq!(latest.position(&tp), Some(20));
     assert!(latest.poll().await.unwrap().is_empty());
-    producer.send_and_wait("t", Some(0), None, Some(Bytes::from_static(b"new")), Vec::new()).await.unwrap();
+    producer
+        .send_and_wait(
+            "t",
+            Some(0),
+            None,
+            Some(Bytes::from_static(b"new")),
+            Vec::new(),
+        )
+        .await
+        .unwrap();
     let got = latest.poll().await.unwrap();
     assert_eq!((got.len(), got[0].offset), (1, 20));
     assert_eq!(latest.high_watermark(&tp), Some(21));
 
     // Timestamp lookup: everything was produced after t=0; far future gives the end.
-    let admin = Admin::connect(ClientConfig::new(&broker.addr)).await.unwrap();
-    let r = admin.list_offsets(&[(tp.clone(), OffsetSpec::Timestamp(0)), (tp.clone(), OffsetSpec::Earliest), (tp.clone(), OffsetSpec::Latest)]).await.unwrap();
+    let admin = Admin::connect(ClientConfig::new(&broker.addr))
+        .await
+        .unwrap();
+    let r = admin
+        .list_offsets(&[
+            (tp.clone(), OffsetSpec::Timestamp(0)),
+            (tp.clone(), OffsetSpec::Earliest),
+            (tp.clone(), OffsetSpec::Latest),
+        ])
+        .await
+        .unwrap();
     let offsets: Vec<i64> = r.into_iter().map(|(_, o)| o.unwrap().offset).collect();
     assert_eq!(offsets, vec![0, 0, 21]);
 
@@ -173,33 +298,84 @@ async fn acks_zero_and_retry_after_not_leader() {
     let mut config = producer_config(&broker.addr);
     config.acks = Acks::None;
     let fire_and_forget = Producer::connect(config).await.unwrap();
-    let m = fire_and_forget.send_and_wait("t", Some(1), None, Some(Bytes::from_static(b"x")), Vec::new()).await.unwrap();
+    let m = fire_and_forget
+        .send_and_wait(
+            "t",
+            Some(1),
+            None,
+            Some(Bytes::from_static(b"x")),
+            Vec::new(),
+        )
+        .await
+        .unwrap();
     assert_eq!((m.partition, m.offset), (1, -1));
     fire_and_forget.close().await.unwrap();
     assert_eq!(broker.state.lock().unwrap().topics["t"][1].next_offset, 1);
 
     broker.state.lock().unwrap().produce_errors = vec![6, 6];
-    let producer = Producer::connect(producer_config(&broker.addr)).await.unwrap();
-    let m = producer.send_and_wait("t", Some(0), None, Some(Bytes::from_static(b"y")), Vec::new()).await.unwrap();
+    let producer = Producer::connect(producer_config(&broker.addr))
+        .await
+        .unwrap();
+    let m = producer
+        .send_and_wait(
+            "t",
+            Some(0),
+            None,
+            Some(Bytes::from_static(b"y")),
+            Vec::new(),
+        )
+        .await
+        .unwrap();
     assert_eq!((m.partition, m.offset), (0, 0));
-    assert_eq!(broker.state.lock().unwrap().produce_requests, 4, "1 acks=0 + 2 refused + 1 accepted");
+    assert_eq!(
+        broker.state.lock().unwrap().produce_requests,
+        4,
+        "1 acks=0 + 2 refused + 1 accepted"
+    );
 
     broker.state.lock().unwrap().produce_errors = vec![10];
-    let err = producer.send_and_wait("t", Some(0), None, Some(Bytes::from_static(b"z")), Vec::new()).await.unwrap_err();
-    assert_eq!(err.kafka_code(), Some(ResponseError::MessageTooLarge), "not retriable: fails at once");
-    let bad = producer.send("t", Some(9), None, None, Vec::new()).await.err().unwrap();
-    assert!(bad.to_string().contains("has 2 partitions; partition 9 does not exist"), "{bad}");
+    let err = producer
+        .send_and_wait(
+            "t",
+            Some(0),
+            None,
+            Some(Bytes::from_static(b"z")),
+            Vec::new(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.kafka_code(),
+        Some(ResponseError::MessageTooLarge),
+        "not retriable: fails at once"
+    );
+    let bad = producer
+        .send("t", Some(9), None, None, Vec::new())
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        bad.to_string()
+            .contains("has 2 partitions; partition 9 does not exist"),
+        "{bad}"
+    );
 }
 
 #[tokio::test]
 async fn pipelined_requests_on_one_connection() {
     let broker = MockBroker::start().await;
     broker.create_topic("t", 8);
-    let cluster = Cluster::connect(ClientConfig::new(&broker.addr)).await.unwrap();
+    let cluster = Cluster::connect(ClientConfig::new(&broker.addr))
+        .await
+        .unwrap();
     let admin = Admin::with_cluster(cluster.clone());
     let calls = (0..64).map(|i| {
         let admin = admin.clone();
-        async move { admin.list_offsets(&[(TopicPartition::new("t", i % 8), OffsetSpec::Latest)]).await }
+        async move {
+            admin
+                .list_offsets(&[(TopicPartition::new("t", i % 8), OffsetSpec::Latest)])
+                .await
+        }
     });
     for r in futures::future::join_all(calls).await {
         assert_eq!(r.unwrap()[0].1.as_ref().unwrap().offset, 0);
@@ -223,13 +399,39 @@ async fn timeouts_and_garbage_fail_cleanly() {
     assert!(err.to_string().contains("timed out after 200 ms"), "{err}");
     assert!(conn.is_closed(), "a timed-out connection is dropped");
     broker.state.lock().unwrap().stall = false;
-    assert_eq!(admin.describe_topic("t").await.unwrap().partitions.len(), 1, "reconnects");
+    assert_eq!(
+        admin.describe_topic("t").await.unwrap().partitions.len(),
+        1,
+        "reconnects"
+    );
 
     broker.state.lock().unwrap().garbage = true;
     let conn = admin.cluster().connection(NodeId(1)).await.unwrap();
-    let r = admin.list_offsets(&[(TopicPartition::new("t", 0), OffsetSpec::Latest)]).await.unwrap();
+    let r = admin
+        .list_offsets(&[(TopicPartition::new("t", 0), OffsetSpec::Latest)])
+        .await
+        .unwrap();
     assert!(r[0].1.is_ok(), "recovered after the garbage response");
-    assert!(conn.is_closed(), "the connection that got garbage was closed");
+    assert!(
+        conn.is_closed(),
+        "the connection that got garbage was closed"
+    );
+}
+
+#[tokio::test]
+async fn api_versions_falls_back_for_old_brokers() {
+    use kafka_protocol::messages::ApiKey;
+    let broker = MockBroker::start().await;
+    broker.create_topic("t", 1);
+    broker.state.lock().unwrap().api_versions_v0_only = true;
+    let admin = Admin::connect(ClientConfig::new(&broker.addr)).await.unwrap();
+    let conn = admin.cluster().connection(NodeId(1)).await.unwrap();
+    assert_eq!(conn.api_version(ApiKey::Fetch).unwrap(), 12);
+    assert_eq!(conn.api_version(ApiKey::ApiVersions).unwrap(), 0);
+    assert!(conn.api_version(ApiKey::DescribeCluster).is_err());
+    // Without DescribeCluster the cluster view comes from Metadata.
+    let cluster = admin.describe_cluster().await.unwrap();
+    assert_eq!((cluster.brokers.len(), cluster.controller), (1, Some(NodeId(1))));
 }
 
 #[tokio::test]
@@ -265,11 +467,18 @@ async fn throughput_smoke() {
         }
     });
     for _ in 0..n {
-        let f = producer.send("t", None, None, Some(payload.clone()), Vec::new()).await.unwrap();
+        let f = producer
+            .send("t", None, None, Some(payload.clone()), Vec::new())
+            .await
+            .unwrap();
         tx.send(f).await.unwrap();
     }
     drop(tx);
     acker.await.unwrap();
     let secs = start.elapsed().as_secs_f64();
-    println!("{n} records in {secs:.2}s: {:.0} records/s, {:.1} MiB/s", n as f64 / secs, n as f64 * 1024.0 / secs / 1048576.0);
+    println!(
+        "{n} records in {secs:.2}s: {:.0} records/s, {:.1} MiB/s",
+        n as f64 / secs,
+        n as f64 * 1024.0 / secs / 1048576.0
+    );
 }

@@ -60,7 +60,11 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot reach the cluster at {}", args.conn.bootstrap))?;
     match args.partition {
-        Some(p) => consumer.assign(&[TopicPartition::new(args.topic.as_str(), p)], args.from).await?,
+        Some(p) => {
+            consumer
+                .assign(&[TopicPartition::new(args.topic.as_str(), p)], args.from)
+                .await?
+        }
         None => {
             consumer.assign_topic(&args.topic, args.from).await?;
         }
@@ -80,7 +84,10 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         }
         last_record = Instant::now();
         let mut out = std::io::BufWriter::new(stdout.lock());
-        for r in records.iter().take(usize::try_from(limit - printed).unwrap_or(usize::MAX)) {
+        for r in records
+            .iter()
+            .take(usize::try_from(limit - printed).unwrap_or(usize::MAX))
+        {
             if let Err(e) = write_record(&mut out, r, args.format, &args.key_separator) {
                 if is_broken_pipe(&e) {
                     return Ok(());
@@ -99,7 +106,12 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_record(out: &mut impl Write, r: &ConsumerRecord, format: Format, sep: &str) -> std::io::Result<()> {
+fn write_record(
+    out: &mut impl Write,
+    r: &ConsumerRecord,
+    format: Format,
+    sep: &str,
+) -> std::io::Result<()> {
     match format {
         Format::Value => {
             out.write_all(r.value.as_deref().unwrap_or_default())?;
@@ -124,7 +136,11 @@ fn to_json(r: &ConsumerRecord) -> serde_json::Value {
         Some(b) => serde_json::Value::String(String::from_utf8_lossy(b).into_owned()),
         None => serde_json::Value::Null,
     };
-    let headers: serde_json::Map<String, serde_json::Value> = r.headers.iter().map(|(k, v)| (k.clone(), text(v))).collect();
+    let headers: serde_json::Map<String, serde_json::Value> = r
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), text(v)))
+        .collect();
     serde_json::json!({
         "topic": &*r.topic,
         "partition": r.partition,

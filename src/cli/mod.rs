@@ -15,7 +15,12 @@ use spate_client::{Acks, ClientConfig, Compression, StartOffset};
 #[derive(clap::Args, Debug, Clone)]
 pub struct Conn {
     /// Kafka bootstrap servers, host:port[,host:port].
-    #[arg(long, env = "SPATE_BOOTSTRAP", default_value = "127.0.0.1:9092", global = true)]
+    #[arg(
+        long,
+        env = "SPATE_BOOTSTRAP",
+        default_value = "127.0.0.1:9092",
+        global = true
+    )]
     pub bootstrap: String,
 }
 
@@ -84,7 +89,10 @@ mod tests {
         assert_eq!(parse_start("beginning"), Ok(StartOffset::Earliest));
         assert_eq!(parse_start("end"), Ok(StartOffset::Latest));
         assert_eq!(parse_start("offset:42"), Ok(StartOffset::Offset(42)));
-        assert_eq!(parse_start("timestamp:1700000000000"), Ok(StartOffset::Timestamp(1_700_000_000_000)));
+        assert_eq!(
+            parse_start("timestamp:1700000000000"),
+            Ok(StartOffset::Timestamp(1_700_000_000_000))
+        );
         assert!(parse_start("offset:x").is_err());
         assert!(parse_start("middle").is_err());
         assert_eq!(parse_acks("all"), Ok(Acks::All));

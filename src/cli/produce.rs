@@ -79,7 +79,11 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
     let producer = Producer::connect(config)
         .await
         .with_context(|| format!("cannot reach the cluster at {}", args.conn.bootstrap))?;
-    let headers: Vec<Header> = args.headers.iter().map(|(k, v)| (k.clone(), Some(Bytes::from(v.clone())))).collect();
+    let headers: Vec<Header> = args
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), Some(Bytes::from(v.clone()))))
+        .collect();
     let started = Instant::now();
     let mut tally = Tally::default();
     let mut pending: VecDeque<DeliveryFuture> = VecDeque::new();
@@ -95,7 +99,16 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
             }
         };
         tally.bytes += (key.as_ref().map_or(0, Bytes::len) + value.len()) as u64;
-        match producer.send(&args.topic, args.partition, key, Some(value), headers.clone()).await {
+        match producer
+            .send(
+                &args.topic,
+                args.partition,
+                key,
+                Some(value),
+                headers.clone(),
+            )
+            .await
+        {
             Ok(fut) => pending.push_back(fut),
             Err(e) => tally.fail(e.to_string()),
         }
@@ -124,9 +137,12 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
 fn split(line: &str, separator: Option<&str>) -> Option<(Option<Bytes>, Bytes)> {
     match separator {
         None => Some((None, Bytes::copy_from_slice(line.as_bytes()))),
-        Some(sep) => line
-            .split_once(sep)
-            .map(|(k, v)| (Some(Bytes::copy_from_slice(k.as_bytes())), Bytes::copy_from_slice(v.as_bytes()))),
+        Some(sep) => line.split_once(sep).map(|(k, v)| {
+            (
+                Some(Bytes::copy_from_slice(k.as_bytes())),
+                Bytes::copy_from_slice(v.as_bytes()),
+            )
+        }),
     }
 }
 

@@ -87,8 +87,19 @@ pub async fn run(args: TopicArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot reach the cluster at {}", args.conn.bootstrap))?;
     match args.cmd {
-        TopicCmd::Create { name, partitions, replication_factor, configs, validate_only } => {
-            let topic = NewTopic { name: name.clone(), num_partitions: partitions, replication_factor, configs };
+        TopicCmd::Create {
+            name,
+            partitions,
+            replication_factor,
+            configs,
+            validate_only,
+        } => {
+            let topic = NewTopic {
+                name: name.clone(),
+                num_partitions: partitions,
+                replication_factor,
+                configs,
+            };
             for (_, r) in admin.create_topics(&[topic], validate_only).await? {
                 r?;
             }
@@ -108,12 +119,20 @@ pub async fn run(args: TopicArgs) -> anyhow::Result<()> {
             admin.delete_topic(&name).await?;
             println!("Deleted topic '{name}'.");
         }
-        TopicCmd::AlterConfig { name, set, delete, append, subtract } => {
+        TopicCmd::AlterConfig {
+            name,
+            set,
+            delete,
+            append,
+            subtract,
+        } => {
             let ops = alter_ops(set, delete, append, subtract);
             if ops.is_empty() {
                 anyhow::bail!("nothing to change: give --set, --delete, --append or --subtract");
             }
-            admin.incremental_alter_configs(&ConfigResource::Topic(name.clone()), &ops, false).await?;
+            admin
+                .incremental_alter_configs(&ConfigResource::Topic(name.clone()), &ops, false)
+                .await?;
             println!("Updated {} config(s) of topic '{name}'.", ops.len());
         }
         TopicCmd::AddPartitions { name, total } => {
@@ -130,7 +149,13 @@ fn alter_ops(
     append: Vec<(String, String)>,
     subtract: Vec<(String, String)>,
 ) -> Vec<AlterConfigOp> {
-    let with = |op: AlterOpType| move |(name, value): (String, String)| AlterConfigOp { name, op, value: Some(value) };
+    let with = |op: AlterOpType| {
+        move |(name, value): (String, String)| AlterConfigOp {
+            name,
+            op,
+            value: Some(value),
+        }
+    };
     set.into_iter()
         .map(with(AlterOpType::Set))
         .chain(delete.into_iter().map(AlterConfigOp::delete))
@@ -159,7 +184,11 @@ async fn describe(admin: &Admin, name: &str, all_configs: bool) -> anyhow::Resul
     );
     for p in &topic.partitions {
         let leader = p.leader.map_or("none".to_string(), |l| l.to_string());
-        let offline = if p.offline_replicas.is_empty() { String::new() } else { format!("\tOffline: {}", ids(&p.offline_replicas)) };
+        let offline = if p.offline_replicas.is_empty() {
+            String::new()
+        } else {
+            format!("\tOffline: {}", ids(&p.offline_replicas))
+        };
         println!(
             "\tTopic: {}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}{}",
             topic.name,
@@ -173,7 +202,11 @@ async fn describe(admin: &Admin, name: &str, all_configs: bool) -> anyhow::Resul
     if all_configs {
         println!("Configs:");
         for c in &configs {
-            let value = if c.sensitive { "<hidden>" } else { c.value.as_deref().unwrap_or("null") };
+            let value = if c.sensitive {
+                "<hidden>"
+            } else {
+                c.value.as_deref().unwrap_or("null")
+            };
             println!("\t{}={}\t({})", c.name, value, c.source);
         }
     }
@@ -181,7 +214,11 @@ async fn describe(admin: &Admin, name: &str, all_configs: bool) -> anyhow::Resul
 }
 
 fn ids(nodes: &[NodeId]) -> String {
-    nodes.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",")
+    nodes
+        .iter()
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[cfg(test)]
@@ -197,7 +234,15 @@ mod tests {
             vec![("d".into(), "y".into())],
         );
         let kinds: Vec<AlterOpType> = ops.iter().map(|o| o.op).collect();
-        assert_eq!(kinds, vec![AlterOpType::Set, AlterOpType::Delete, AlterOpType::Append, AlterOpType::Subtract]);
+        assert_eq!(
+            kinds,
+            vec![
+                AlterOpType::Set,
+                AlterOpType::Delete,
+                AlterOpType::Append,
+                AlterOpType::Subtract
+            ]
+        );
         assert_eq!(ops[1].value, None);
     }
 }

@@ -35,10 +35,18 @@ def only_broker_id(bootstrap: str) -> int:
 # gets destroyed and fails them with _DESTROY.
 
 
+def with_enum_sources(configs: dict[str, ConfigEntry]) -> dict[str, ConfigEntry]:
+    """confluent-kafka hands ConfigEntry.source over as a bare int; make it the enum so
+    comparisons with ConfigSource members mean something."""
+    for e in configs.values():
+        e.source = ConfigSource(e.source)
+    return configs
+
+
 def describe_topic_configs(bootstrap: str, topic: str) -> dict[str, ConfigEntry]:
     a = admin(bootstrap)
     res = ConfigResource(ResourceType.TOPIC, topic)
-    return a.describe_configs([res])[res].result(timeout=30)
+    return with_enum_sources(a.describe_configs([res])[res].result(timeout=30))
 
 
 def alter_incremental(bootstrap: str, topic: str, *entries: ConfigEntry) -> None:
@@ -164,9 +172,9 @@ def test_describe_broker_configs(broker):
     bid = only_broker_id(broker.bootstrap)
     a = admin(broker.bootstrap)
     res = ConfigResource(ResourceType.BROKER, str(bid))
-    configs = a.describe_configs([res])[res].result(timeout=30)
+    configs = with_enum_sources(a.describe_configs([res])[res].result(timeout=30))
     for key in ["num.partitions", "default.replication.factor", "auto.create.topics.enable",
-                "log.retention.hours", "message.max.bytes"]:
+                "log.retention.ms", "message.max.bytes"]:
         assert key in configs, f"broker DescribeConfigs lacks {key}; got {sorted(configs)}"
     assert configs["num.partitions"].value == "1"
     assert configs["default.replication.factor"].value == "1"

@@ -3,7 +3,9 @@
 use std::fmt;
 
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
-use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
 use kafka_protocol::messages::{ApiKey, DescribeConfigsRequest, IncrementalAlterConfigsRequest};
 use kafka_protocol::protocol::StrBytes;
 
@@ -128,21 +130,35 @@ pub struct AlterConfigOp {
 impl AlterConfigOp {
     /// `name = value`.
     pub fn set(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Self { name: name.into(), op: AlterOpType::Set, value: Some(value.into()) }
+        Self {
+            name: name.into(),
+            op: AlterOpType::Set,
+            value: Some(value.into()),
+        }
     }
 
     /// Remove the override of `name`.
     pub fn delete(name: impl Into<String>) -> Self {
-        Self { name: name.into(), op: AlterOpType::Delete, value: None }
+        Self {
+            name: name.into(),
+            op: AlterOpType::Delete,
+            value: None,
+        }
     }
 }
 
 impl Admin {
     /// Configs of each resource (all keys).
-    pub async fn describe_configs(&self, resources: &[ConfigResource]) -> Result<Vec<(ConfigResource, Result<Vec<ConfigEntry>>)>> {
+    pub async fn describe_configs(
+        &self,
+        resources: &[ConfigResource],
+    ) -> Result<Vec<(ConfigResource, Result<Vec<ConfigEntry>>)>> {
         let mut out = Vec::with_capacity(resources.len());
         for res in resources {
-            let r = self.cluster.with_retries(None, || self.describe_one(res)).await;
+            let r = self
+                .cluster
+                .with_retries(None, || self.describe_one(res))
+                .await;
             out.push((res.clone(), r));
         }
         Ok(out)
@@ -151,20 +167,32 @@ impl Admin {
     /// Configs of one topic.
     pub async fn describe_topic_configs(&self, topic: &str) -> Result<Vec<ConfigEntry>> {
         let res = ConfigResource::Topic(topic.to_string());
-        self.cluster.with_retries(None, || self.describe_one(&res)).await
+        self.cluster
+            .with_retries(None, || self.describe_one(&res))
+            .await
     }
 
     async fn describe_one(&self, res: &ConfigResource) -> Result<Vec<ConfigEntry>> {
         let conn = self.connection_for(res).await?;
         let version = conn.api_version(ApiKey::DescribeConfigs)?;
         let (kind, name) = res.wire();
-        let req = DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
-            .with_resource_type(kind)
-            .with_resource_name(StrBytes::from_string(name))
-            .with_configuration_keys(None)]);
+        let req = DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(kind)
+                .with_resource_name(StrBytes::from_string(name))
+                .with_configuration_keys(None),
+        ]);
         let resp = conn.request(version, &req).await?;
-        let result = resp.results.into_iter().next().ok_or_else(|| Error::protocol("DescribeConfigs response is empty"))?;
-        outcome(result.error_code, result.error_message.as_ref(), format!("describe configs of {res}"))?;
+        let result = resp
+            .results
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::protocol("DescribeConfigs response is empty"))?;
+        outcome(
+            result.error_code,
+            result.error_message.as_ref(),
+            format!("describe configs of {res}"),
+        )?;
         let mut entries: Vec<ConfigEntry> = result
             .configs
             .into_iter()
@@ -181,7 +209,12 @@ impl Admin {
     }
 
     /// Applies SET / DELETE / APPEND / SUBTRACT operations to one resource's configs.
-    pub async fn incremental_alter_configs(&self, res: &ConfigResource, ops: &[AlterConfigOp], validate_only: bool) -> Result<()> {
+    pub async fn incremental_alter_configs(
+        &self,
+        res: &ConfigResource,
+        ops: &[AlterConfigOp],
+        validate_only: bool,
+    ) -> Result<()> {
         let label = res.to_string();
         self.cluster
             .with_retries(None, || async {
@@ -212,7 +245,11 @@ impl Admin {
                 let r = resp.responses.first();
                 let result = match r {
                     None => Err(Error::protocol("IncrementalAlterConfigs response is empty")),
-                    Some(r) => outcome(r.error_code, r.error_message.as_ref(), format!("alter configs of {label}")),
+                    Some(r) => outcome(
+                        r.error_code,
+                        r.error_message.as_ref(),
+                        format!("alter configs of {label}"),
+                    ),
                 };
                 not_controller_is_retriable(vec![(label.clone(), result)])
             })

@@ -46,7 +46,9 @@ impl Admin {
     /// Connects to the cluster. Metadata lookups never auto-create topics.
     pub async fn connect(mut config: ClientConfig) -> Result<Admin> {
         config.allow_auto_topic_creation = false;
-        Ok(Admin { cluster: Cluster::connect(config).await? })
+        Ok(Admin {
+            cluster: Cluster::connect(config).await?,
+        })
     }
 
     /// An admin client over an existing cluster handle.
@@ -60,12 +62,18 @@ impl Admin {
     }
 
     /// Offsets per partition: earliest, latest, max-timestamp or by timestamp.
-    pub async fn list_offsets(&self, specs: &[(TopicPartition, OffsetSpec)]) -> Result<PartitionResults<ListedOffset>> {
+    pub async fn list_offsets(
+        &self,
+        specs: &[(TopicPartition, OffsetSpec)],
+    ) -> Result<PartitionResults<ListedOffset>> {
         offsets::list_offsets(&self.cluster, specs, 0).await
     }
 
     /// Deletes records below the given offsets; returns each partition's new low watermark.
-    pub async fn delete_records(&self, items: &[(TopicPartition, i64)]) -> Result<PartitionResults<i64>> {
+    pub async fn delete_records(
+        &self,
+        items: &[(TopicPartition, i64)],
+    ) -> Result<PartitionResults<i64>> {
         offsets::delete_records(&self.cluster, items).await
     }
 
@@ -82,8 +90,14 @@ impl Admin {
                         brokers: meta.brokers.values().cloned().collect(),
                     });
                 };
-                let resp = conn.request(version, &DescribeClusterRequest::default()).await?;
-                if let Some(e) = Error::from_code(resp.error_code, resp.error_message.map(|m| m.to_string()), "describe cluster") {
+                let resp = conn
+                    .request(version, &DescribeClusterRequest::default())
+                    .await?;
+                if let Some(e) = Error::from_code(
+                    resp.error_code,
+                    resp.error_message.map(|m| m.to_string()),
+                    "describe cluster",
+                ) {
                     return Err(e);
                 }
                 Ok(ClusterDescription {

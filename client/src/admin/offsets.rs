@@ -3,9 +3,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::{ApiKey, BrokerId, DeleteRecordsRequest, ListOffsetsRequest, TopicName};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, DeleteRecordsRequest, ListOffsetsRequest, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::cluster::Cluster;
@@ -54,7 +58,10 @@ pub type PartitionResults<T> = Vec<(TopicPartition, Result<T>)>;
 async fn by_leader<T: Copy>(
     cluster: &Cluster,
     items: &[(TopicPartition, T)],
-) -> (BTreeMap<NodeId, Vec<(TopicPartition, T)>>, PartitionResults<T>) {
+) -> (
+    BTreeMap<NodeId, Vec<(TopicPartition, T)>>,
+    PartitionResults<T>,
+) {
     let mut groups: BTreeMap<NodeId, Vec<(TopicPartition, T)>> = BTreeMap::new();
     let mut failed = Vec::new();
     for (tp, item) in items {
@@ -87,7 +94,8 @@ pub async fn list_offsets(
                 round.push(i);
             }
         }
-        let items: Vec<(TopicPartition, usize)> = round.iter().map(|&i| (specs[i].0.clone(), i)).collect();
+        let items: Vec<(TopicPartition, usize)> =
+            round.iter().map(|&i| (specs[i].0.clone(), i)).collect();
         let (groups, failed) = by_leader(cluster, &items).await;
         for (tp, r) in failed {
             if let (Err(e), Some(i)) = (r, items.iter().find(|(t, _)| *t == tp).map(|(_, i)| *i)) {
@@ -96,17 +104,24 @@ pub async fn list_offsets(
         }
         let mut retry = Vec::new();
         for (node, group) in groups {
-            let asked: Vec<(TopicPartition, OffsetSpec)> = group.iter().map(|(tp, i)| (tp.clone(), specs[*i].1)).collect();
+            let asked: Vec<(TopicPartition, OffsetSpec)> = group
+                .iter()
+                .map(|(tp, i)| (tp.clone(), specs[*i].1))
+                .collect();
             match list_offsets_on(cluster, node, &asked, isolation_level).await {
                 Ok(answers) => {
                     for ((_, r), (_, i)) in answers.into_iter().zip(group.iter()) {
                         match r {
-                            Err(e) if e.is_retriable() && attempt < cluster.config().retries => retry.push(*i),
+                            Err(e) if e.is_retriable() && attempt < cluster.config().retries => {
+                                retry.push(*i)
+                            }
                             r => results[*i] = Some(r),
                         }
                     }
                 }
-                Err(e) if e.is_retriable() && attempt < cluster.config().retries => retry.extend(group.iter().map(|(_, i)| *i)),
+                Err(e) if e.is_retriable() && attempt < cluster.config().retries => {
+                    retry.extend(group.iter().map(|(_, i)| *i))
+                }
                 Err(e) => {
                     for (_, i) in &group {
                         results[*i] = Some(Err(e.clone()));
@@ -116,7 +131,10 @@ pub async fn list_offsets(
         }
         if !retry.is_empty() {
             tokio::time::sleep(cluster.config().backoff(attempt)).await;
-            let topics: Vec<String> = retry.iter().map(|&i| specs[i].0.topic.to_string()).collect();
+            let topics: Vec<String> = retry
+                .iter()
+                .map(|&i| specs[i].0.topic.to_string())
+                .collect();
             let _ = cluster.refresh(Some(&topics)).await;
             attempt += 1;
         }
@@ -126,7 +144,12 @@ pub async fn list_offsets(
     Ok(specs
         .iter()
         .zip(results)
-        .map(|((tp, _), r)| (tp.clone(), r.unwrap_or_else(|| Err(Error::protocol("no ListOffsets result")))))
+        .map(|((tp, _), r)| {
+            (
+                tp.clone(),
+                r.unwrap_or_else(|| Err(Error::protocol("no ListOffsets result"))),
+            )
+        })
         .collect())
 }
 
@@ -140,19 +163,28 @@ async fn list_offsets_on(
     let version = conn.api_version(ApiKey::ListOffsets)?;
     let mut topics: Vec<ListOffsetsTopic> = Vec::new();
     for (tp, spec) in items {
-        let p = ListOffsetsPartition::default().with_partition_index(tp.partition).with_timestamp(spec.wire());
+        let p = ListOffsetsPartition::default()
+            .with_partition_index(tp.partition)
+            .with_timestamp(spec.wire());
         match topics.iter_mut().find(|t| t.name.0.as_str() == &*tp.topic) {
             Some(t) => t.partitions.push(p),
-            None => topics.push(ListOffsetsTopic::default().with_name(topic_name(&tp.topic)).with_partitions(vec![p])),
+            None => topics.push(
+                ListOffsetsTopic::default()
+                    .with_name(topic_name(&tp.topic))
+                    .with_partitions(vec![p]),
+            ),
         }
     }
     // replica_id -1 marks a consumer; the default (0) would claim to be broker 0.
-    let mut req = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(topics);
+    let mut req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(topics);
     if version >= 2 {
         req.isolation_level = isolation_level;
     }
     if version >= 10 {
-        req.timeout_ms = i32::try_from(cluster.config().request_timeout.as_millis()).unwrap_or(i32::MAX);
+        req.timeout_ms =
+            i32::try_from(cluster.config().request_timeout.as_millis()).unwrap_or(i32::MAX);
     }
     let resp = conn.request(version, &req).await?;
     Ok(items
@@ -165,11 +197,19 @@ async fn list_offsets_on(
                 .flat_map(|t| t.partitions.iter())
                 .find(|p| p.partition_index == tp.partition);
             let r = match found {
-                None => Err(Error::protocol(format!("ListOffsets response has no entry for {tp}"))),
-                Some(p) => match Error::from_code(p.error_code, None, format!("list offsets of {tp}")) {
-                    Some(e) => Err(e),
-                    None => Ok(ListedOffset { offset: p.offset, timestamp: p.timestamp, leader_epoch: p.leader_epoch }),
-                },
+                None => Err(Error::protocol(format!(
+                    "ListOffsets response has no entry for {tp}"
+                ))),
+                Some(p) => {
+                    match Error::from_code(p.error_code, None, format!("list offsets of {tp}")) {
+                        Some(e) => Err(e),
+                        None => Ok(ListedOffset {
+                            offset: p.offset,
+                            timestamp: p.timestamp,
+                            leader_epoch: p.leader_epoch,
+                        }),
+                    }
+                }
             };
             (tp.clone(), r)
         })
@@ -178,22 +218,34 @@ async fn list_offsets_on(
 
 /// Runs DeleteRecords (delete everything below `offset`) on each partition's leader; the
 /// result is the new low watermark.
-pub async fn delete_records(cluster: &Arc<Cluster>, items: &[(TopicPartition, i64)]) -> Result<PartitionResults<i64>> {
+pub async fn delete_records(
+    cluster: &Arc<Cluster>,
+    items: &[(TopicPartition, i64)],
+) -> Result<PartitionResults<i64>> {
     let (groups, mut out) = by_leader(cluster, items).await;
-    let timeout_ms = i32::try_from(cluster.config().request_timeout.as_millis()).unwrap_or(i32::MAX);
+    let timeout_ms =
+        i32::try_from(cluster.config().request_timeout.as_millis()).unwrap_or(i32::MAX);
     for (node, group) in groups {
         let answered = async {
             let conn = cluster.connection(node).await?;
             let version = conn.api_version(ApiKey::DeleteRecords)?;
             let mut topics: Vec<DeleteRecordsTopic> = Vec::new();
             for (tp, offset) in &group {
-                let p = DeleteRecordsPartition::default().with_partition_index(tp.partition).with_offset(*offset);
+                let p = DeleteRecordsPartition::default()
+                    .with_partition_index(tp.partition)
+                    .with_offset(*offset);
                 match topics.iter_mut().find(|t| t.name.0.as_str() == &*tp.topic) {
                     Some(t) => t.partitions.push(p),
-                    None => topics.push(DeleteRecordsTopic::default().with_name(topic_name(&tp.topic)).with_partitions(vec![p])),
+                    None => topics.push(
+                        DeleteRecordsTopic::default()
+                            .with_name(topic_name(&tp.topic))
+                            .with_partitions(vec![p]),
+                    ),
                 }
             }
-            let req = DeleteRecordsRequest::default().with_topics(topics).with_timeout_ms(timeout_ms);
+            let req = DeleteRecordsRequest::default()
+                .with_topics(topics)
+                .with_timeout_ms(timeout_ms);
             conn.request(version, &req).await
         }
         .await;
@@ -208,8 +260,14 @@ pub async fn delete_records(cluster: &Arc<Cluster>, items: &[(TopicPartition, i6
                         .flat_map(|t| t.partitions.iter())
                         .find(|p| p.partition_index == tp.partition);
                     match found {
-                        None => Err(Error::protocol(format!("DeleteRecords response has no entry for {tp}"))),
-                        Some(p) => match Error::from_code(p.error_code, None, format!("delete records of {tp}")) {
+                        None => Err(Error::protocol(format!(
+                            "DeleteRecords response has no entry for {tp}"
+                        ))),
+                        Some(p) => match Error::from_code(
+                            p.error_code,
+                            None,
+                            format!("delete records of {tp}"),
+                        ) {
                             Some(e) => Err(e),
                             None => Ok(p.low_watermark),
                         },

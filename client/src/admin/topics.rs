@@ -4,7 +4,9 @@
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
-use kafka_protocol::messages::{ApiKey, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest};
+use kafka_protocol::messages::{
+    ApiKey, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
+};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
@@ -30,7 +32,12 @@ pub struct NewTopic {
 impl NewTopic {
     /// A topic with explicit partitions and replication factor and no configs.
     pub fn new(name: impl Into<String>, num_partitions: i32, replication_factor: i16) -> Self {
-        Self { name: name.into(), num_partitions, replication_factor, configs: Vec::new() }
+        Self {
+            name: name.into(),
+            num_partitions,
+            replication_factor,
+            configs: Vec::new(),
+        }
     }
 
     /// Adds a topic config.
@@ -58,7 +65,11 @@ pub type TopicResults<T> = Vec<(String, Result<T>)>;
 
 impl Admin {
     /// Creates topics (or only validates the request with `validate_only`).
-    pub async fn create_topics(&self, topics: &[NewTopic], validate_only: bool) -> Result<TopicResults<()>> {
+    pub async fn create_topics(
+        &self,
+        topics: &[NewTopic],
+        validate_only: bool,
+    ) -> Result<TopicResults<()>> {
         let timeout_ms = self.timeout_ms();
         self.cluster
             .with_retries(None, || async {
@@ -93,8 +104,15 @@ impl Admin {
                     .map(|t| {
                         let r = resp.topics.iter().find(|r| r.name.0.as_str() == t.name);
                         let outcome = match r {
-                            None => Err(Error::protocol(format!("CreateTopics response has no entry for '{}'", t.name))),
-                            Some(r) => outcome(r.error_code, r.error_message.as_ref(), format!("create topic '{}'", t.name)),
+                            None => Err(Error::protocol(format!(
+                                "CreateTopics response has no entry for '{}'",
+                                t.name
+                            ))),
+                            Some(r) => outcome(
+                                r.error_code,
+                                r.error_message.as_ref(),
+                                format!("create topic '{}'", t.name),
+                            ),
                         };
                         (t.name.clone(), outcome)
                     })
@@ -106,7 +124,10 @@ impl Admin {
 
     /// Creates one topic.
     pub async fn create_topic(&self, topic: NewTopic) -> Result<()> {
-        single(self.create_topics(std::slice::from_ref(&topic), false).await?)
+        single(
+            self.create_topics(std::slice::from_ref(&topic), false)
+                .await?,
+        )
     }
 
     /// Deletes topics by name.
@@ -118,7 +139,10 @@ impl Admin {
                 let version = conn.api_version(ApiKey::DeleteTopics)?;
                 let mut req = DeleteTopicsRequest::default().with_timeout_ms(timeout_ms);
                 if version >= 6 {
-                    req.topics = names.iter().map(|n| DeleteTopicState::default().with_name(Some(topic_name(n)))).collect();
+                    req.topics = names
+                        .iter()
+                        .map(|n| DeleteTopicState::default().with_name(Some(topic_name(n))))
+                        .collect();
                 } else {
                     req.topic_names = names.iter().map(|n| topic_name(n)).collect();
                 }
@@ -126,10 +150,19 @@ impl Admin {
                 let results = names
                     .iter()
                     .map(|n| {
-                        let r = resp.responses.iter().find(|r| r.name.as_ref().is_some_and(|x| x.0.as_str() == *n));
+                        let r = resp
+                            .responses
+                            .iter()
+                            .find(|r| r.name.as_ref().is_some_and(|x| x.0.as_str() == *n));
                         let outcome = match r {
-                            None => Err(Error::protocol(format!("DeleteTopics response has no entry for '{n}'"))),
-                            Some(r) => outcome(r.error_code, r.error_message.as_ref(), format!("delete topic '{n}'")),
+                            None => Err(Error::protocol(format!(
+                                "DeleteTopics response has no entry for '{n}'"
+                            ))),
+                            Some(r) => outcome(
+                                r.error_code,
+                                r.error_message.as_ref(),
+                                format!("delete topic '{n}'"),
+                            ),
                         };
                         (n.to_string(), outcome)
                     })
@@ -145,14 +178,21 @@ impl Admin {
     }
 
     /// Raises a topic's partition count to `total`.
-    pub async fn create_partitions(&self, topic: &str, total: i32, validate_only: bool) -> Result<()> {
+    pub async fn create_partitions(
+        &self,
+        topic: &str,
+        total: i32,
+        validate_only: bool,
+    ) -> Result<()> {
         let timeout_ms = self.timeout_ms();
         self.cluster
             .with_retries(None, || async {
                 let conn = self.cluster.controller_connection().await?;
                 let version = conn.api_version(ApiKey::CreatePartitions)?;
                 let req = CreatePartitionsRequest::default()
-                    .with_topics(vec![CreatePartitionsTopic::default().with_name(topic_name(topic)).with_count(total)])
+                    .with_topics(vec![CreatePartitionsTopic::default()
+                        .with_name(topic_name(topic))
+                        .with_count(total)])
                     .with_timeout_ms(timeout_ms)
                     .with_validate_only(validate_only);
                 let resp = conn.request(version, &req).await?;
@@ -160,8 +200,14 @@ impl Admin {
                 let results = vec![(
                     topic.to_string(),
                     match r {
-                        None => Err(Error::protocol(format!("CreatePartitions response has no entry for '{topic}'"))),
-                        Some(r) => outcome(r.error_code, r.error_message.as_ref(), format!("create partitions of '{topic}'")),
+                        None => Err(Error::protocol(format!(
+                            "CreatePartitions response has no entry for '{topic}'"
+                        ))),
+                        Some(r) => outcome(
+                            r.error_code,
+                            r.error_message.as_ref(),
+                            format!("create partitions of '{topic}'"),
+                        ),
                     },
                 )];
                 not_controller_is_retriable(results)
@@ -172,7 +218,10 @@ impl Admin {
 
     /// Names of all topics, sorted; internal ones only if asked.
     pub async fn list_topics(&self, include_internal: bool) -> Result<Vec<String>> {
-        let meta = self.cluster.with_retries(None, || self.cluster.refresh(None)).await?;
+        let meta = self
+            .cluster
+            .with_retries(None, || self.cluster.refresh(None))
+            .await?;
         let mut names: Vec<String> = meta
             .topics
             .values()
@@ -186,7 +235,10 @@ impl Admin {
     /// Partitions, leaders, replicas and ISR of each topic.
     pub async fn describe_topics(&self, names: &[&str]) -> Result<TopicResults<TopicDescription>> {
         let wanted: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let meta = self.cluster.with_retries(Some(&wanted), || self.cluster.refresh(Some(&wanted))).await?;
+        let meta = self
+            .cluster
+            .with_retries(Some(&wanted), || self.cluster.refresh(Some(&wanted)))
+            .await?;
         Ok(names
             .iter()
             .map(|n| {
@@ -233,5 +285,8 @@ pub(crate) fn not_controller_is_retriable<T>(results: TopicResults<T>) -> Result
 
 /// The only result of a one-item call.
 pub(crate) fn single<T>(results: TopicResults<T>) -> Result<T> {
-    results.into_iter().next().map_or_else(|| Err(Error::protocol("empty response")), |(_, r)| r)
+    results
+        .into_iter()
+        .next()
+        .map_or_else(|| Err(Error::protocol("empty response")), |(_, r)| r)
 }

@@ -87,22 +87,37 @@ impl BatchHeader {
         let _producer_epoch = b.get_i16();
         let _base_sequence = b.get_i32();
         let record_count = b.get_i32();
-        Some(Self { base_offset, last_offset_delta, max_timestamp, attributes, record_count })
+        Some(Self {
+            base_offset,
+            last_offset_delta,
+            max_timestamp,
+            attributes,
+            record_count,
+        })
     }
 }
 
 /// Decodes one partition's `records` bytes, keeping records at or above `fetch_offset`.
-pub fn decode_records(topic: &Arc<str>, partition: i32, mut data: Bytes, fetch_offset: i64) -> Result<Decoded> {
+pub fn decode_records(
+    topic: &Arc<str>,
+    partition: i32,
+    mut data: Bytes,
+    fetch_offset: i64,
+) -> Result<Decoded> {
     let mut out = Decoded::default();
     let had_data = !data.is_empty();
     while data.len() >= 12 {
         let len = i32::from_be_bytes([data[8], data[9], data[10], data[11]]);
         let Ok(len) = usize::try_from(len) else {
-            return Err(Error::protocol(format!("{topic}-{partition}: negative batch length {len}")));
+            return Err(Error::protocol(format!(
+                "{topic}-{partition}: negative batch length {len}"
+            )));
         };
         let total = 12 + len;
         if total < HEADER_LEN {
-            return Err(Error::protocol(format!("{topic}-{partition}: batch length {len} is below the v2 header size")));
+            return Err(Error::protocol(format!(
+                "{topic}-{partition}: batch length {len} is below the v2 header size"
+            )));
         }
         if data.len() < total {
             break; // a truncated last batch: fetched again next time
@@ -110,10 +125,17 @@ pub fn decode_records(topic: &Arc<str>, partition: i32, mut data: Bytes, fetch_o
         let mut batch = data.split_to(total);
         let magic = batch[16];
         if magic != 2 {
-            return Err(Error::protocol(format!("{topic}-{partition}: record batch magic {magic} is not supported (v2 only)")));
+            return Err(Error::protocol(format!(
+                "{topic}-{partition}: record batch magic {magic} is not supported (v2 only)"
+            )));
         }
-        let Some(h) = BatchHeader::parse(&batch) else { break };
-        let next = h.base_offset.saturating_add(i64::from(h.last_offset_delta)).saturating_add(1);
+        let Some(h) = BatchHeader::parse(&batch) else {
+            break;
+        };
+        let next = h
+            .base_offset
+            .saturating_add(i64::from(h.last_offset_delta))
+            .saturating_add(1);
         out.next_offset = Some(out.next_offset.map_or(next, |n: i64| n.max(next)));
         let control = h.attributes & 0x20 != 0;
         if next <= fetch_offset || control {
@@ -123,7 +145,12 @@ pub fn decode_records(topic: &Arc<str>, partition: i32, mut data: Bytes, fetch_o
         let count = usize::try_from(h.record_count).unwrap_or(usize::MAX);
         let guard = move |buf: &mut Bytes, c: Compression| decompress_checked(buf, c, count);
         let set = RecordBatchDecoder::decode_with_custom_compression(&mut batch, Some(guard))
-            .map_err(|e| Error::protocol(format!("{topic}-{partition}: bad record batch at offset {}: {e}", h.base_offset)))?;
+            .map_err(|e| {
+                Error::protocol(format!(
+                    "{topic}-{partition}: bad record batch at offset {}: {e}",
+                    h.base_offset
+                ))
+            })?;
         out.records.reserve(set.records.len());
         for r in set.records {
             if r.offset < fetch_offset {
@@ -134,11 +161,23 @@ pub fn decode_records(topic: &Arc<str>, partition: i32, mut data: Bytes, fetch_o
                 partition,
                 offset: r.offset,
                 // Kafka's rule: on LogAppendTime batches every record has the batch's time.
-                timestamp: if log_append { h.max_timestamp } else { r.timestamp },
-                timestamp_kind: if log_append { TimestampKind::LogAppendTime } else { TimestampKind::CreateTime },
+                timestamp: if log_append {
+                    h.max_timestamp
+                } else {
+                    r.timestamp
+                },
+                timestamp_kind: if log_append {
+                    TimestampKind::LogAppendTime
+                } else {
+                    TimestampKind::CreateTime
+                },
                 key: r.key,
                 value: r.value,
-                headers: r.headers.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+                headers: r
+                    .headers
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect(),
             });
         }
     }
@@ -148,7 +187,11 @@ pub fn decode_records(topic: &Arc<str>, partition: i32, mut data: Bytes, fetch_o
 
 /// Decompresses the record bytes and refuses a record count the bytes cannot hold, before
 /// the decoder reserves memory for that many records.
-fn decompress_checked(buf: &mut Bytes, compression: Compression, count: usize) -> anyhow::Result<Bytes> {
+fn decompress_checked(
+    buf: &mut Bytes,
+    compression: Compression,
+    count: usize,
+) -> anyhow::Result<Bytes> {
     let take = |b: &mut Bytes| -> anyhow::Result<Bytes> { Ok(std::mem::take(b)) };
     let plain = match compression {
         Compression::None => <cmpr::None as Decompressor<Bytes>>::decompress(buf, take)?,
@@ -176,7 +219,13 @@ mod tests {
         let mut b = ProducerBatch::new(TopicPartition::new("t", 0), 0, Instant::now());
         for i in 0..n {
             let headers = vec![("h".to_string(), Some(Bytes::from(format!("{i}"))))];
-            let _f = b.push(Some(Bytes::from(format!("k{i}"))), Some(Bytes::from(format!("v{i}"))), headers, 500 + i as i64, 10);
+            let _f = b.push(
+                Some(Bytes::from(format!("k{i}"))),
+                Some(Bytes::from(format!("v{i}"))),
+                headers,
+                500 + i as i64,
+                10,
+            );
         }
         let encoded = b.encode(compression).unwrap();
         // The broker assigns the base offset; the CRC does not cover it.
@@ -198,7 +247,10 @@ mod tests {
             assert_eq!(d.records[2].key.as_deref(), Some(&b"k2"[..]));
             assert_eq!(d.records[2].value.as_deref(), Some(&b"v2"[..]));
             assert_eq!(d.records[2].timestamp, 502);
-            assert_eq!(d.records[2].headers, vec![("h".to_string(), Some(Bytes::from_static(b"2")))]);
+            assert_eq!(
+                d.records[2].headers,
+                vec![("h".to_string(), Some(Bytes::from_static(b"2")))]
+            );
             assert_eq!(d.next_offset, Some(14));
         }
     }
@@ -223,7 +275,11 @@ mod tests {
         let d = decode_records(&topic(), 0, b.slice(..b.len() - 1), 0).unwrap();
         assert!(d.records.is_empty());
         assert!(d.only_partial);
-        assert!(!decode_records(&topic(), 0, Bytes::new(), 0).unwrap().only_partial);
+        assert!(
+            !decode_records(&topic(), 0, Bytes::new(), 0)
+                .unwrap()
+                .only_partial
+        );
     }
 
     #[test]
@@ -235,7 +291,10 @@ mod tests {
         let crc = crc32c::crc32c(&v[21..]);
         v[17..21].copy_from_slice(&crc.to_be_bytes());
         let d = decode_records(&topic(), 0, v.freeze(), 0).unwrap();
-        assert!(d.records.iter().all(|r| r.timestamp == 9_999 && r.timestamp_kind == TimestampKind::LogAppendTime));
+        assert!(d
+            .records
+            .iter()
+            .all(|r| r.timestamp == 9_999 && r.timestamp_kind == TimestampKind::LogAppendTime));
     }
 
     #[test]
@@ -265,7 +324,9 @@ mod tests {
         for len in 0..300usize {
             let bytes: Vec<u8> = (0..len)
                 .map(|_| {
-                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     (seed >> 33) as u8
                 })
                 .collect();

@@ -23,7 +23,10 @@ pub struct PartitionFetch {
 }
 
 /// A full (session-less) Fetch for `partitions` at their positions.
-pub fn build_request(config: &ConsumerConfig, partitions: &[(TopicPartition, i64)]) -> FetchRequest {
+pub fn build_request(
+    config: &ConsumerConfig,
+    partitions: &[(TopicPartition, i64)],
+) -> FetchRequest {
     let mut topics: Vec<FetchTopic> = Vec::new();
     for (tp, offset) in partitions {
         let p = FetchPartition::default()
@@ -32,7 +35,11 @@ pub fn build_request(config: &ConsumerConfig, partitions: &[(TopicPartition, i64
             .with_partition_max_bytes(config.partition_max_bytes);
         match topics.iter_mut().find(|t| t.topic.0.as_str() == &*tp.topic) {
             Some(t) => t.partitions.push(p),
-            None => topics.push(FetchTopic::default().with_topic(topic_name(&tp.topic)).with_partitions(vec![p])),
+            None => topics.push(
+                FetchTopic::default()
+                    .with_topic(topic_name(&tp.topic))
+                    .with_partitions(vec![p]),
+            ),
         }
     }
     let mut req = FetchRequest::default()
@@ -48,7 +55,10 @@ pub fn build_request(config: &ConsumerConfig, partitions: &[(TopicPartition, i64
 }
 
 /// Splits a response into the partitions that were asked for, in request order.
-pub fn split_response(resp: FetchResponse, asked: &[(TopicPartition, i64)]) -> Result<Vec<PartitionFetch>> {
+pub fn split_response(
+    resp: FetchResponse,
+    asked: &[(TopicPartition, i64)],
+) -> Result<Vec<PartitionFetch>> {
     if let Some(e) = Error::from_code(resp.error_code, None, "fetch") {
         return Err(e);
     }
@@ -62,7 +72,12 @@ pub fn split_response(resp: FetchResponse, asked: &[(TopicPartition, i64)]) -> R
             .find(|p| p.partition_index == tp.partition);
         // A partition the broker left out simply had nothing (or was throttled): no error.
         let fetch = match found {
-            None => PartitionFetch { tp: tp.clone(), error: None, high_watermark: -1, records: Bytes::new() },
+            None => PartitionFetch {
+                tp: tp.clone(),
+                error: None,
+                high_watermark: -1,
+                records: Bytes::new(),
+            },
             Some(p) => PartitionFetch {
                 tp: tp.clone(),
                 error: Error::from_code(p.error_code, None, format!("fetch {tp}")),
@@ -84,7 +99,11 @@ mod tests {
     #[test]
     fn request_groups_topics_and_encodes_at_v12() {
         let config = ConsumerConfig::new("x:1");
-        let asked = vec![(TopicPartition::new("a", 0), 5), (TopicPartition::new("b", 1), 7), (TopicPartition::new("a", 2), 9)];
+        let asked = vec![
+            (TopicPartition::new("a", 0), 5),
+            (TopicPartition::new("b", 1), 7),
+            (TopicPartition::new("a", 2), 9),
+        ];
         let req = build_request(&config, &asked);
         assert_eq!(req.topics.len(), 2);
         assert_eq!(req.topics[0].partitions.len(), 2);
@@ -99,16 +118,30 @@ mod tests {
 
     #[test]
     fn response_split_by_partition_with_errors() {
-        let asked = vec![(TopicPartition::new("a", 0), 0), (TopicPartition::new("a", 1), 0), (TopicPartition::new("a", 2), 0)];
+        let asked = vec![
+            (TopicPartition::new("a", 0), 0),
+            (TopicPartition::new("a", 1), 0),
+            (TopicPartition::new("a", 2), 0),
+        ];
         let mut resp = FetchResponse::default();
-        resp.responses = vec![FetchableTopicResponse::default().with_topic(topic_name("a")).with_partitions(vec![
-            PartitionData::default().with_partition_index(1).with_error_code(6),
-            PartitionData::default().with_partition_index(0).with_high_watermark(42).with_records(Some(Bytes::from_static(b"xy"))),
-        ])];
+        resp.responses = vec![FetchableTopicResponse::default()
+            .with_topic(topic_name("a"))
+            .with_partitions(vec![
+                PartitionData::default()
+                    .with_partition_index(1)
+                    .with_error_code(6),
+                PartitionData::default()
+                    .with_partition_index(0)
+                    .with_high_watermark(42)
+                    .with_records(Some(Bytes::from_static(b"xy"))),
+            ])];
         let parts = split_response(resp, &asked).unwrap();
         assert_eq!(parts[0].high_watermark, 42);
         assert_eq!(&parts[0].records[..], b"xy");
-        assert!(parts[1].error.as_ref().is_some_and(|e| e.needs_metadata_refresh()));
+        assert!(parts[1]
+            .error
+            .as_ref()
+            .is_some_and(|e| e.needs_metadata_refresh()));
         assert!(parts[2].error.is_none() && parts[2].records.is_empty());
         let mut bad = FetchResponse::default();
         bad.error_code = 71;

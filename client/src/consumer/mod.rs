@@ -40,7 +40,13 @@ impl Consumer {
 
     /// A consumer over an existing cluster handle.
     pub fn with_cluster(cluster: Arc<Cluster>, config: ConsumerConfig) -> Consumer {
-        Consumer { cluster, config, positions: BTreeMap::new(), high_watermarks: HashMap::new(), failures: 0 }
+        Consumer {
+            cluster,
+            config,
+            positions: BTreeMap::new(),
+            high_watermarks: HashMap::new(),
+            failures: 0,
+        }
     }
 
     /// The cluster handle.
@@ -49,17 +55,30 @@ impl Consumer {
     }
 
     /// Adds partitions, each starting at `start` (resolved now with ListOffsets).
-    pub async fn assign(&mut self, partitions: &[TopicPartition], start: StartOffset) -> Result<()> {
+    pub async fn assign(
+        &mut self,
+        partitions: &[TopicPartition],
+        start: StartOffset,
+    ) -> Result<()> {
         let resolved = self.resolve(partitions, start).await?;
         self.positions.extend(resolved);
         Ok(())
     }
 
     /// Assigns every partition of `topic`; returns them.
-    pub async fn assign_topic(&mut self, topic: &str, start: StartOffset) -> Result<Vec<TopicPartition>> {
+    pub async fn assign_topic(
+        &mut self,
+        topic: &str,
+        start: StartOffset,
+    ) -> Result<Vec<TopicPartition>> {
         let n = self.cluster.partition_count(topic).await?;
         let name: Arc<str> = Arc::from(topic);
-        let tps: Vec<TopicPartition> = (0..n as i32).map(|p| TopicPartition { topic: name.clone(), partition: p }).collect();
+        let tps: Vec<TopicPartition> = (0..n as i32)
+            .map(|p| TopicPartition {
+                topic: name.clone(),
+                partition: p,
+            })
+            .collect();
         self.assign(&tps, start).await?;
         Ok(tps)
     }
@@ -98,7 +117,18 @@ impl Consumer {
         if self.positions.is_empty() {
             return Err(Error::InvalidArgument("no partitions assigned".into()));
         }
-        let meta = self.cluster.metadata();
+        let mut meta = self.cluster.metadata();
+        if self
+            .positions
+            .keys()
+            .any(|tp| meta.leader(&tp.topic, tp.partition).is_err())
+        {
+            // First poll after assign, or a leader moved: look it up before fetching rather
+            // than spend this poll on nothing.
+            if let Ok(fresh) = self.cluster.refresh(Some(&self.topics())).await {
+                meta = fresh;
+            }
+        }
         let mut groups: BTreeMap<NodeId, Vec<(TopicPartition, i64)>> = BTreeMap::new();
         let mut stale: Option<Error> = None;
         for (tp, offset) in &self.positions {
@@ -125,7 +155,10 @@ impl Consumer {
                 Err(e) => return Err(e),
             };
             for part in parts {
-                let asked_at = asked.iter().find(|(tp, _)| *tp == part.tp).map_or(0, |(_, o)| *o);
+                let asked_at = asked
+                    .iter()
+                    .find(|(tp, _)| *tp == part.tp)
+                    .map_or(0, |(_, o)| *o);
                 match part.error {
                     None => {}
                     Some(e) if e.kafka_code() == Some(ResponseError::OffsetOutOfRange) => {
@@ -138,15 +171,23 @@ impl Consumer {
                     }
                     Some(e) => return Err(e),
                 }
-                self.high_watermarks.insert(part.tp.clone(), part.high_watermark);
-                let decoded = decode::decode_records(&part.tp.topic, part.tp.partition, part.records, asked_at)?;
+                self.high_watermarks
+                    .insert(part.tp.clone(), part.high_watermark);
+                let decoded = decode::decode_records(
+                    &part.tp.topic,
+                    part.tp.partition,
+                    part.records,
+                    asked_at,
+                )?;
                 if decoded.only_partial {
                     return Err(Error::protocol(format!(
                         "{}: the batch at offset {asked_at} is larger than partition_max_bytes {} and the broker sent it cut short",
                         part.tp, self.config.partition_max_bytes
                     )));
                 }
-                if let (Some(next), Some(pos)) = (decoded.next_offset, self.positions.get_mut(&part.tp)) {
+                if let (Some(next), Some(pos)) =
+                    (decoded.next_offset, self.positions.get_mut(&part.tp))
+                {
                     // Only move forward, and only if nobody seeked meanwhile.
                     if *pos == asked_at && next > *pos {
                         *pos = next;
@@ -174,11 +215,19 @@ impl Consumer {
         Ok(records)
     }
 
-    async fn fetch_from(&self, node: NodeId, asked: &[(TopicPartition, i64)]) -> Result<Vec<fetch::PartitionFetch>> {
+    async fn fetch_from(
+        &self,
+        node: NodeId,
+        asked: &[(TopicPartition, i64)],
+    ) -> Result<Vec<fetch::PartitionFetch>> {
         let conn = self.cluster.connection(node).await?;
         let version = conn.api_version(ApiKey::Fetch)?;
         let req = fetch::build_request(&self.config, asked);
-        let timeout = self.cluster.config().request_timeout.saturating_add(self.config.max_wait);
+        let timeout = self
+            .cluster
+            .config()
+            .request_timeout
+            .saturating_add(self.config.max_wait);
         let resp = conn.request_with_timeout(version, &req, timeout).await?;
         fetch::split_response(resp, asked)
     }
@@ -196,14 +245,21 @@ impl Consumer {
     }
 
     /// Turns a start position into offsets with ListOffsets.
-    async fn resolve(&self, partitions: &[TopicPartition], start: StartOffset) -> Result<Vec<(TopicPartition, i64)>> {
+    async fn resolve(
+        &self,
+        partitions: &[TopicPartition],
+        start: StartOffset,
+    ) -> Result<Vec<(TopicPartition, i64)>> {
         let spec = match start {
-            StartOffset::Offset(o) => return Ok(partitions.iter().map(|tp| (tp.clone(), o)).collect()),
+            StartOffset::Offset(o) => {
+                return Ok(partitions.iter().map(|tp| (tp.clone(), o)).collect())
+            }
             StartOffset::Earliest => OffsetSpec::Earliest,
             StartOffset::Latest => OffsetSpec::Latest,
             StartOffset::Timestamp(t) => OffsetSpec::Timestamp(t),
         };
-        let specs: Vec<(TopicPartition, OffsetSpec)> = partitions.iter().map(|tp| (tp.clone(), spec)).collect();
+        let specs: Vec<(TopicPartition, OffsetSpec)> =
+            partitions.iter().map(|tp| (tp.clone(), spec)).collect();
         let listed = list_offsets(&self.cluster, &specs, self.config.isolation_level).await?;
         let mut out = Vec::with_capacity(listed.len());
         let mut no_match = Vec::new();
@@ -217,7 +273,10 @@ impl Consumer {
             }
         }
         if !no_match.is_empty() {
-            let specs: Vec<_> = no_match.iter().map(|tp| (tp.clone(), OffsetSpec::Latest)).collect();
+            let specs: Vec<_> = no_match
+                .iter()
+                .map(|tp| (tp.clone(), OffsetSpec::Latest))
+                .collect();
             for (tp, r) in list_offsets(&self.cluster, &specs, self.config.isolation_level).await? {
                 out.push((tp, r?.offset));
             }
@@ -226,7 +285,11 @@ impl Consumer {
     }
 
     fn topics(&self) -> Vec<String> {
-        let mut t: Vec<String> = self.positions.keys().map(|tp| tp.topic.to_string()).collect();
+        let mut t: Vec<String> = self
+            .positions
+            .keys()
+            .map(|tp| tp.topic.to_string())
+            .collect();
         t.dedup();
         t
     }

@@ -68,7 +68,12 @@ pub struct Appended {
 impl Accumulator {
     /// An empty accumulator.
     pub fn new(limits: Limits) -> Self {
-        Self { limits, topics: HashMap::new(), next_seq: 0, batches: 0 }
+        Self {
+            limits,
+            topics: HashMap::new(),
+            next_seq: 0,
+            batches: 0,
+        }
     }
 
     /// Number of unsent batches (in flight ones not counted).
@@ -89,7 +94,8 @@ impl Accumulator {
     /// The partition for a record without key (sticky per topic).
     pub fn sticky_partition(&mut self, topic: &str, num_partitions: usize, size: usize) -> i32 {
         let batch_size = self.limits.batch_size;
-        self.topic_mut(topic).map_or(0, |q| q.sticky.next(num_partitions, batch_size, size))
+        self.topic_mut(topic)
+            .map_or(0, |q| q.sticky.next(num_partitions, batch_size, size))
     }
 
     /// Appends a record to the partition's open batch, opening one if needed.
@@ -108,7 +114,11 @@ impl Accumulator {
         let batch_size = self.limits.batch_size;
         let seq = self.next_seq;
         let Some(queues) = self.topic_mut(topic) else {
-            return Appended { future: dead_future(topic, partition, now), wake_sender: false, opened: false };
+            return Appended {
+                future: dead_future(topic, partition, now),
+                wake_sender: false,
+                opened: false,
+            };
         };
         let name = queues.name.clone();
         let index = usize::try_from(partition).unwrap_or(0);
@@ -127,13 +137,24 @@ impl Accumulator {
         };
         let mut opened = false;
         if needs_new {
-            queue.push_back(ProducerBatch::new(TopicPartition { topic: name, partition }, seq, now));
+            queue.push_back(ProducerBatch::new(
+                TopicPartition {
+                    topic: name,
+                    partition,
+                },
+                seq,
+                now,
+            ));
             opened = true;
             wake_sender = true;
         }
         let Some(batch) = queue.back_mut() else {
             // Unreachable: a batch was just ensured; fail safe rather than panic.
-            return Appended { future: dead_future(topic, partition, now), wake_sender: false, opened: false };
+            return Appended {
+                future: dead_future(topic, partition, now),
+                wake_sender: false,
+                opened: false,
+            };
         };
         let future = batch.push(key, value, headers, timestamp, size);
         if batch.bytes >= batch_size {
@@ -144,7 +165,11 @@ impl Accumulator {
             self.next_seq += 1;
             self.batches += 1;
         }
-        Appended { future, wake_sender, opened }
+        Appended {
+            future,
+            wake_sender,
+            opened,
+        }
     }
 
     /// Puts a batch back for a retry, in creation order among the partition's batches.
@@ -153,7 +178,9 @@ impl Accumulator {
     pub fn reenqueue(&mut self, batch: ProducerBatch) -> Option<ProducerBatch> {
         let topic = batch.tp.topic.clone();
         let index = usize::try_from(batch.tp.partition).unwrap_or(0);
-        let Some(queues) = self.topic_mut(&topic) else { return Some(batch) };
+        let Some(queues) = self.topic_mut(&topic) else {
+            return Some(batch);
+        };
         if queues.partitions.len() <= index {
             queues.partitions.resize_with(index + 1, VecDeque::new);
         }
@@ -184,7 +211,10 @@ impl Accumulator {
                 expire(queue, now, limits.delivery_timeout, &mut out.expired);
                 let Some(front) = queue.front() else { continue };
                 // A linger too large for the clock never expires rather than overflowing.
-                let linger_end = front.created.checked_add(limits.linger).unwrap_or(far_future(now));
+                let linger_end = front
+                    .created
+                    .checked_add(limits.linger)
+                    .unwrap_or(far_future(now));
                 if let Some(at) = front.retry_at.filter(|at| *at > now) {
                     wake_at(&mut out.next_wake, at);
                     continue;
@@ -205,7 +235,11 @@ impl Accumulator {
                     continue;
                 }
                 let size = front.bytes;
-                let fits = |i: &usize| sizes.get(*i).is_some_and(|used| used + size <= limits.max_request_size);
+                let fits = |i: &usize| {
+                    sizes
+                        .get(*i)
+                        .is_some_and(|used| used + size <= limits.max_request_size)
+                };
                 let i = match open.get(&leader).copied().filter(fits) {
                     Some(i) => i,
                     None if reserve(leader) => {
@@ -219,8 +253,13 @@ impl Accumulator {
                         continue;
                     }
                 };
-                let (Some(request), Some(used)) = (out.requests.get_mut(i), sizes.get_mut(i)) else { continue };
-                let Some(batch) = queue.pop_front() else { continue };
+                let (Some(request), Some(used)) = (out.requests.get_mut(i), sizes.get_mut(i))
+                else {
+                    continue;
+                };
+                let Some(batch) = queue.pop_front() else {
+                    continue;
+                };
                 *used += size;
                 request.1.push(batch);
                 self.batches -= 1;
@@ -234,7 +273,11 @@ impl Accumulator {
         // Look up by &str first: allocating the Arc'd name once per topic, not per record.
         if !self.topics.contains_key(topic) {
             let name: Arc<str> = Arc::from(topic);
-            let queues = TopicQueues { name: name.clone(), partitions: Vec::new(), sticky: Sticky::default() };
+            let queues = TopicQueues {
+                name: name.clone(),
+                partitions: Vec::new(),
+                sticky: Sticky::default(),
+            };
             self.topics.insert(name, queues);
         }
         self.topics.get_mut(topic)
@@ -242,8 +285,16 @@ impl Accumulator {
 }
 
 /// Moves batches whose delivery timeout passed (and that are not in flight) to `expired`.
-fn expire(queue: &mut VecDeque<ProducerBatch>, now: Instant, timeout: Duration, expired: &mut Vec<ProducerBatch>) {
-    while queue.front().is_some_and(|b| b.created.checked_add(timeout).is_some_and(|end| end <= now)) {
+fn expire(
+    queue: &mut VecDeque<ProducerBatch>,
+    now: Instant,
+    timeout: Duration,
+    expired: &mut Vec<ProducerBatch>,
+) {
+    while queue
+        .front()
+        .is_some_and(|b| b.created.checked_add(timeout).is_some_and(|end| end <= now))
+    {
         if let Some(b) = queue.pop_front() {
             expired.push(b);
         }
@@ -252,7 +303,8 @@ fn expire(queue: &mut VecDeque<ProducerBatch>, now: Instant, timeout: Duration, 
 
 /// A wake-up time far enough away to mean "never" (about a year).
 fn far_future(now: Instant) -> Instant {
-    now.checked_add(Duration::from_secs(365 * 24 * 3600)).unwrap_or(now)
+    now.checked_add(Duration::from_secs(365 * 24 * 3600))
+        .unwrap_or(now)
 }
 
 fn wake_at(slot: &mut Option<Instant>, at: Instant) {
@@ -282,7 +334,16 @@ mod tests {
     }
 
     fn add(a: &mut Accumulator, topic: &str, p: i32, size: usize, now: Instant) -> Appended {
-        a.append(topic, p, None, Some(Bytes::from(vec![0u8; 4])), Vec::new(), 0, size, now)
+        a.append(
+            topic,
+            p,
+            None,
+            Some(Bytes::from(vec![0u8; 4])),
+            Vec::new(),
+            0,
+            size,
+            now,
+        )
     }
 
     fn leaders(_: &str, p: i32) -> Option<NodeId> {
@@ -293,7 +354,10 @@ mod tests {
     fn linger_holds_a_batch_until_it_expires() {
         let t0 = Instant::now();
         let mut a = acc(1000, 10, 10_000);
-        assert!(add(&mut a, "t", 0, 100, t0).wake_sender, "a new batch wakes the sender");
+        assert!(
+            add(&mut a, "t", 0, 100, t0).wake_sender,
+            "a new batch wakes the sender"
+        );
         assert!(!add(&mut a, "t", 0, 100, t0).wake_sender);
         let d = a.drain(t0 + 5 * MS, false, leaders, |_| true);
         assert!(d.requests.is_empty());
@@ -315,7 +379,11 @@ mod tests {
         assert_eq!(a.len(), 2);
         let d = a.drain(t0, false, leaders, |_| true);
         assert_eq!(d.requests.len(), 1);
-        assert_eq!(d.requests[0].1.len(), 1, "one batch per partition per request");
+        assert_eq!(
+            d.requests[0].1.len(),
+            1,
+            "one batch per partition per request"
+        );
         assert_eq!(d.requests[0].1[0].record_count(), 2);
         assert_eq!(a.len(), 1);
         // flush forces the partly filled one out.
@@ -340,9 +408,23 @@ mod tests {
             *s -= 1;
             true
         });
-        let for_0: Vec<usize> = d.requests.iter().filter(|(n, _)| *n == NodeId(0)).map(|(_, b)| b.len()).collect();
-        let for_1: Vec<usize> = d.requests.iter().filter(|(n, _)| *n == NodeId(1)).map(|(_, b)| b.len()).collect();
-        assert_eq!(for_0, vec![1], "only one slot for leader 0 and ~261-byte batches");
+        let for_0: Vec<usize> = d
+            .requests
+            .iter()
+            .filter(|(n, _)| *n == NodeId(0))
+            .map(|(_, b)| b.len())
+            .collect();
+        let for_1: Vec<usize> = d
+            .requests
+            .iter()
+            .filter(|(n, _)| *n == NodeId(1))
+            .map(|(_, b)| b.len())
+            .collect();
+        assert_eq!(
+            for_0,
+            vec![1],
+            "only one slot for leader 0 and ~261-byte batches"
+        );
         assert_eq!(for_1.iter().sum::<usize>(), 3);
         assert!(for_1.iter().all(|n| *n == 1));
         assert_eq!(a.len(), 2);
@@ -365,8 +447,18 @@ mod tests {
         for _ in 0..3 {
             add(&mut a, "t", 0, 100, t0);
         }
-        let first = a.drain(t0, false, leaders, |_| true).requests.remove(0).1.remove(0);
-        let second = a.drain(t0, false, leaders, |_| true).requests.remove(0).1.remove(0);
+        let first = a
+            .drain(t0, false, leaders, |_| true)
+            .requests
+            .remove(0)
+            .1
+            .remove(0);
+        let second = a
+            .drain(t0, false, leaders, |_| true)
+            .requests
+            .remove(0)
+            .1
+            .remove(0);
         assert!(first.seq < second.seq);
         let mut second = second;
         second.retry_at = Some(t0 + 50 * MS);
@@ -375,9 +467,17 @@ mod tests {
         let d = a.drain(t0, false, leaders, |_| true);
         assert_eq!(d.requests[0].1[0].seq, 0, "the oldest batch goes first");
         let d = a.drain(t0, false, leaders, |_| true);
-        assert!(d.requests.is_empty(), "the retried batch waits for its backoff");
+        assert!(
+            d.requests.is_empty(),
+            "the retried batch waits for its backoff"
+        );
         assert_eq!(d.next_wake, Some(t0 + 50 * MS));
-        assert_eq!(a.drain(t0 + 50 * MS, false, leaders, |_| true).requests.len(), 1);
+        assert_eq!(
+            a.drain(t0 + 50 * MS, false, leaders, |_| true)
+                .requests
+                .len(),
+            1
+        );
     }
 
     #[test]

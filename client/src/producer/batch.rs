@@ -11,8 +11,8 @@ use futures::future::{FutureExt, Shared};
 use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
-    Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH,
-    NO_PRODUCER_ID,
+    Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType, NO_PARTITION_LEADER_EPOCH,
+    NO_PRODUCER_EPOCH, NO_PRODUCER_ID,
 };
 use tokio::sync::oneshot;
 
@@ -88,7 +88,14 @@ impl ProducerBatch {
     }
 
     /// Adds a record and returns the future for it.
-    pub fn push(&mut self, key: Option<Bytes>, value: Option<Bytes>, headers: Vec<Header>, timestamp: i64, size: usize) -> DeliveryFuture {
+    pub fn push(
+        &mut self,
+        key: Option<Bytes>,
+        value: Option<Bytes>,
+        headers: Vec<Header>,
+        timestamp: i64,
+        size: usize,
+    ) -> DeliveryFuture {
         let index = self.record_count as i32;
         self.records.push(Record {
             transactional: false,
@@ -106,11 +113,19 @@ impl ProducerBatch {
             timestamp,
             key,
             value,
-            headers: headers.into_iter().map(|(k, v)| (StrBytes::from_string(k), v)).collect::<IndexMap<_, _>>(),
+            headers: headers
+                .into_iter()
+                .map(|(k, v)| (StrBytes::from_string(k), v))
+                .collect::<IndexMap<_, _>>(),
         });
         self.record_count += 1;
         self.bytes += size;
-        DeliveryFuture { shared: self.shared.clone(), partition: self.tp.partition, index, timestamp }
+        DeliveryFuture {
+            shared: self.shared.clone(),
+            partition: self.tp.partition,
+            index,
+            timestamp,
+        }
     }
 
     /// Number of records.
@@ -124,7 +139,10 @@ impl ProducerBatch {
             return Ok(b.clone());
         }
         let mut buf = BytesMut::with_capacity(self.bytes + 16);
-        let options = RecordEncodeOptions { version: 2, compression: compression.to_protocol() };
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: compression.to_protocol(),
+        };
         RecordBatchEncoder::encode(&mut buf, self.records.iter(), &options)
             .map_err(|e| Error::protocol(format!("cannot encode batch for {}: {e}", self.tp)))?;
         let bytes = buf.freeze();
@@ -185,8 +203,16 @@ impl Future for DeliveryFuture {
             Poll::Ready(Ok(Err(e))) => Poll::Ready(Err(e)),
             Poll::Ready(Ok(Ok(ack))) => Poll::Ready(Ok(RecordMetadata {
                 partition: this.partition,
-                offset: if ack.base_offset < 0 { -1 } else { ack.base_offset + i64::from(this.index) },
-                timestamp: if ack.log_append_time >= 0 { ack.log_append_time } else { this.timestamp },
+                offset: if ack.base_offset < 0 {
+                    -1
+                } else {
+                    ack.base_offset + i64::from(this.index)
+                },
+                timestamp: if ack.log_append_time >= 0 {
+                    ack.log_append_time
+                } else {
+                    this.timestamp
+                },
                 acked_at: ack.acked_at,
             })),
         }
@@ -195,8 +221,10 @@ impl Future for DeliveryFuture {
 
 /// Size estimate of one record for batching and buffer accounting.
 pub fn record_size(key: Option<&Bytes>, value: Option<&Bytes>, headers: &[Header]) -> usize {
-    let header_bytes: usize =
-        headers.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, Bytes::len) + 10).sum();
+    let header_bytes: usize = headers
+        .iter()
+        .map(|(k, v)| k.len() + v.as_ref().map_or(0, Bytes::len) + 10)
+        .sum();
     RECORD_OVERHEAD + key.map_or(0, Bytes::len) + value.map_or(0, Bytes::len) + header_bytes
 }
 
@@ -210,8 +238,18 @@ mod tests {
         let futs = (0..n)
             .map(|i| {
                 let key = (i % 2 == 0).then(|| Bytes::from(format!("k{i}")));
-                let headers = if i == 1 { vec![("h".to_string(), Some(Bytes::from_static(b"v")))] } else { Vec::new() };
-                b.push(key, Some(Bytes::from(vec![b'x'; i])), headers, 1_000 + i as i64, 30)
+                let headers = if i == 1 {
+                    vec![("h".to_string(), Some(Bytes::from_static(b"v")))]
+                } else {
+                    Vec::new()
+                };
+                b.push(
+                    key,
+                    Some(Bytes::from(vec![b'x'; i])),
+                    headers,
+                    1_000 + i as i64,
+                    30,
+                )
             })
             .collect();
         (b, futs)
@@ -219,11 +257,21 @@ mod tests {
 
     #[test]
     fn encodes_one_batch_that_decodes_back() {
-        for compression in [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
+        for compression in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
             let (mut b, _futs) = batch_with(5);
             let mut bytes = b.encode(compression).unwrap();
             let sets = RecordBatchDecoder::decode_all(&mut bytes).unwrap();
-            assert_eq!(sets.len(), 1, "{compression:?}: must be exactly one batch (Produce allows one per partition)");
+            assert_eq!(
+                sets.len(),
+                1,
+                "{compression:?}: must be exactly one batch (Produce allows one per partition)"
+            );
             let recs = &sets[0].records;
             assert_eq!(recs.len(), 5);
             for (i, r) in recs.iter().enumerate() {
@@ -234,9 +282,15 @@ mod tests {
                 assert_eq!(r.sequence, -1 + i as i32);
                 assert_eq!(r.producer_id, -1);
             }
-            assert_eq!(recs[1].headers.get("h".as_bytes()), Some(&Some(Bytes::from_static(b"v"))));
+            assert_eq!(
+                recs[1].headers.get("h".as_bytes()),
+                Some(&Some(Bytes::from_static(b"v")))
+            );
             // Encoding twice gives the same bytes (retries resend them).
-            assert_eq!(b.encode(compression).unwrap().len(), b.encoded.as_ref().unwrap().len());
+            assert_eq!(
+                b.encode(compression).unwrap().len(),
+                b.encoded.as_ref().unwrap().len()
+            );
         }
     }
 
@@ -244,7 +298,11 @@ mod tests {
     async fn futures_get_offsets_from_base() {
         let (mut b, futs) = batch_with(3);
         let now = Instant::now();
-        b.complete(Ok(BatchAck { base_offset: 100, log_append_time: -1, acked_at: now }));
+        b.complete(Ok(BatchAck {
+            base_offset: 100,
+            log_append_time: -1,
+            acked_at: now,
+        }));
         let mut offsets = Vec::new();
         for f in futs {
             let m = f.await.unwrap();
@@ -272,10 +330,16 @@ mod tests {
     #[test]
     fn room_and_sizes() {
         let mut b = ProducerBatch::new(TopicPartition::new("t", 0), 0, Instant::now());
-        assert!(b.has_room(10_000, 100), "an empty batch takes an oversized record");
+        assert!(
+            b.has_room(10_000, 100),
+            "an empty batch takes an oversized record"
+        );
         let _f = b.push(None, Some(Bytes::from_static(b"abc")), Vec::new(), 0, 40);
         assert!(b.has_room(40, BATCH_HEADER + 80));
         assert!(!b.has_room(41, BATCH_HEADER + 80));
-        assert_eq!(record_size(None, Some(&Bytes::from_static(b"abc")), &[]), RECORD_OVERHEAD + 3);
+        assert_eq!(
+            record_size(None, Some(&Bytes::from_static(b"abc")), &[]),
+            RECORD_OVERHEAD + 3
+        );
     }
 }

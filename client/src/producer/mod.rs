@@ -22,11 +22,11 @@ use tokio::task::JoinHandle;
 
 pub use batch::{DeliveryFuture, RecordMetadata};
 
-use accumulator::{Accumulator, Limits};
 use crate::cluster::Cluster;
 use crate::config::ProducerConfig;
 use crate::error::{Error, Result};
 use crate::types::{Header, NodeId};
+use accumulator::{Accumulator, Limits};
 
 /// A Kafka producer. Cheap to clone; all clones share batches and connections. Dropping the
 /// last clone lets the background sender finish pending batches and stop.
@@ -93,7 +93,12 @@ impl Producer {
         let memory = config.buffer_memory.clamp(1, u32::MAX as usize);
         let inner = Arc::new(Inner {
             cluster,
-            state: Mutex::new(State { acc: Accumulator::new(limits), in_flight: HashMap::new(), flushing: 0, closing: false }),
+            state: Mutex::new(State {
+                acc: Accumulator::new(limits),
+                in_flight: HashMap::new(),
+                flushing: 0,
+                closing: false,
+            }),
             wake: Notify::new(),
             memory: Semaphore::new(memory),
             outstanding: watch::channel(0).0,
@@ -101,7 +106,12 @@ impl Producer {
             config,
         });
         let task = tokio::spawn(sender::run(inner.clone()));
-        Producer { handle: Arc::new(Handle { inner, task: Mutex::new(Some(task)) }) }
+        Producer {
+            handle: Arc::new(Handle {
+                inner,
+                task: Mutex::new(Some(task)),
+            }),
+        }
     }
 
     /// The cluster handle (metadata, connections).
@@ -155,7 +165,16 @@ impl Producer {
                 (None, Some(k)) => partitioner::partition_for_key(k, num_partitions),
                 (None, None) => st.acc.sticky_partition(topic, num_partitions, size),
             };
-            let appended = st.acc.append(topic, partition, key, value, headers, timestamp, size, Instant::now());
+            let appended = st.acc.append(
+                topic,
+                partition,
+                key,
+                value,
+                headers,
+                timestamp,
+                size,
+                Instant::now(),
+            );
             if appended.opened {
                 // Counted under the lock: the batch cannot complete (and be subtracted)
                 // before it is counted, or flush would wait forever.
@@ -178,7 +197,9 @@ impl Producer {
         value: Option<Bytes>,
         headers: Vec<Header>,
     ) -> Result<RecordMetadata> {
-        self.send(topic, partition, key, value, headers).await?.await
+        self.send(topic, partition, key, value, headers)
+            .await?
+            .await
     }
 
     /// Sends everything buffered now and waits until every batch is acknowledged or failed.
@@ -189,7 +210,11 @@ impl Producer {
             st.flushing += 1;
         }
         inner.wake.notify_one();
-        let waited = rx.wait_for(|n| *n == 0).await.map(|_| ()).map_err(|_| Error::Closed);
+        let waited = rx
+            .wait_for(|n| *n == 0)
+            .await
+            .map(|_| ())
+            .map_err(|_| Error::Closed);
         if let Ok(mut st) = inner.state.lock() {
             st.flushing = st.flushing.saturating_sub(1);
         }
@@ -210,11 +235,16 @@ impl Producer {
 
     async fn reserve_memory(&self, size: usize) -> Result<()> {
         let memory = &self.handle.inner.memory;
-        let n = u32::try_from(size).map_err(|_| Error::InvalidArgument(format!("record of {size} bytes is too large")))?;
+        let n = u32::try_from(size)
+            .map_err(|_| Error::InvalidArgument(format!("record of {size} bytes is too large")))?;
         match memory.try_acquire_many(n) {
             // The permits go back when the batch completes (sender::finish), not on drop.
             Ok(p) => p.forget(),
-            Err(TryAcquireError::NoPermits) => memory.acquire_many(n).await.map_err(|_| Error::Closed)?.forget(),
+            Err(TryAcquireError::NoPermits) => memory
+                .acquire_many(n)
+                .await
+                .map_err(|_| Error::Closed)?
+                .forget(),
             Err(TryAcquireError::Closed) => return Err(Error::Closed),
         }
         Ok(())
@@ -223,5 +253,8 @@ impl Producer {
 
 /// Milliseconds since the Unix epoch (Kafka's timestamp unit).
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }

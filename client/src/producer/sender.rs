@@ -26,19 +26,27 @@ pub(super) async fn run(inner: Arc<Inner>) {
         let meta = inner.cluster.metadata();
         let max_in_flight = inner.config.client.max_in_flight.max(1);
         let (drained, finished, topics) = {
-            let Ok(mut guard) = inner.state.lock() else { return };
+            let Ok(mut guard) = inner.state.lock() else {
+                return;
+            };
             let st = &mut *guard;
             let force = st.flushing > 0 || st.closing;
             let in_flight = &mut st.in_flight;
-            let drained = st.acc.drain(now, force, |t, p| meta.leader(t, p).ok(), |node| {
-                let n = in_flight.entry(node).or_default();
-                let free = *n < max_in_flight;
-                if free {
-                    *n += 1;
-                }
-                free
-            });
-            let finished = st.closing && st.acc.is_empty() && st.in_flight.values().all(|n| *n == 0);
+            let drained = st.acc.drain(
+                now,
+                force,
+                |t, p| meta.leader(t, p).ok(),
+                |node| {
+                    let n = in_flight.entry(node).or_default();
+                    let free = *n < max_in_flight;
+                    if free {
+                        *n += 1;
+                    }
+                    free
+                },
+            );
+            let finished =
+                st.closing && st.acc.is_empty() && st.in_flight.values().all(|n| *n == 0);
             let stale = now.duration_since(last_refresh) >= inner.config.metadata_max_age;
             (drained, finished, stale.then(|| st.acc.topics()))
         };
@@ -85,13 +93,28 @@ async fn send_request(inner: Arc<Inner>, node: NodeId, mut batches: Vec<Producer
     for mut batch in batches {
         let outcome = match &result {
             Err(e) => Err(e.clone()),
-            Ok(None) => Ok(BatchAck { base_offset: -1, log_append_time: -1, acked_at }),
+            Ok(None) => Ok(BatchAck {
+                base_offset: -1,
+                log_append_time: -1,
+                acked_at,
+            }),
             Ok(Some(resp)) => match find_partition(resp, &batch) {
-                Some(p) => match Error::from_code(p.error_code, p.error_message.as_ref().map(|m| m.to_string()), format!("produce to {}", batch.tp)) {
-                    None => Ok(BatchAck { base_offset: p.base_offset, log_append_time: p.log_append_time_ms, acked_at }),
+                Some(p) => match Error::from_code(
+                    p.error_code,
+                    p.error_message.as_ref().map(|m| m.to_string()),
+                    format!("produce to {}", batch.tp),
+                ) {
+                    None => Ok(BatchAck {
+                        base_offset: p.base_offset,
+                        log_append_time: p.log_append_time_ms,
+                        acked_at,
+                    }),
                     Some(e) => Err(e),
                 },
-                None => Err(Error::protocol(format!("Produce response from broker {node} has no entry for {}", batch.tp))),
+                None => Err(Error::protocol(format!(
+                    "Produce response from broker {node} has no entry for {}",
+                    batch.tp
+                ))),
             },
         };
         match outcome {
@@ -129,14 +152,23 @@ async fn send_request(inner: Arc<Inner>, node: NodeId, mut batches: Vec<Producer
     inner.wake.notify_one();
 }
 
-async fn produce(inner: &Inner, node: NodeId, batches: &mut [ProducerBatch]) -> Result<Option<ProduceResponse>> {
+async fn produce(
+    inner: &Inner,
+    node: NodeId,
+    batches: &mut [ProducerBatch],
+) -> Result<Option<ProduceResponse>> {
     let conn = inner.cluster.connection(node).await?;
     let version = conn.api_version(ApiKey::Produce)?;
     let mut topic_data: Vec<TopicProduceData> = Vec::new();
     for batch in batches.iter_mut() {
         let records = batch.encode(inner.config.compression)?;
-        let data = PartitionProduceData::default().with_index(batch.tp.partition).with_records(Some(records));
-        match topic_data.iter_mut().find(|t| t.name.0.as_str() == &*batch.tp.topic) {
+        let data = PartitionProduceData::default()
+            .with_index(batch.tp.partition)
+            .with_records(Some(records));
+        match topic_data
+            .iter_mut()
+            .find(|t| t.name.0.as_str() == &*batch.tp.topic)
+        {
             Some(t) => t.partition_data.push(data),
             None => topic_data.push(
                 TopicProduceData::default()
@@ -155,11 +187,19 @@ async fn produce(inner: &Inner, node: NodeId, batches: &mut [ProducerBatch]) -> 
         return Ok(None);
     }
     // The broker may hold an acks=all request for its timeout; wait a little longer than that.
-    let wait = inner.config.client.request_timeout.max(inner.config.produce_timeout.saturating_add(Duration::from_secs(5)));
+    let wait = inner.config.client.request_timeout.max(
+        inner
+            .config
+            .produce_timeout
+            .saturating_add(Duration::from_secs(5)),
+    );
     Ok(Some(conn.request_with_timeout(version, &req, wait).await?))
 }
 
-fn find_partition<'a>(resp: &'a ProduceResponse, batch: &ProducerBatch) -> Option<&'a PartitionProduceResponse> {
+fn find_partition<'a>(
+    resp: &'a ProduceResponse,
+    batch: &ProducerBatch,
+) -> Option<&'a PartitionProduceResponse> {
     resp.responses
         .iter()
         .filter(|t| t.name.0.as_str() == &*batch.tp.topic)

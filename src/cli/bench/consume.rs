@@ -46,8 +46,12 @@ pub async fn run(args: ConsumeBench) -> anyhow::Result<()> {
     config.client.client_id = "spate-bench".into();
     config.max_bytes = args.fetch_max_bytes;
     config.partition_max_bytes = args.partition_max_bytes;
-    config.max_wait = config.max_wait.min(Duration::from_millis(args.timeout_ms.max(1)));
-    let mut consumer = Consumer::connect(config).await.context("cannot reach the cluster")?;
+    config.max_wait = config
+        .max_wait
+        .min(Duration::from_millis(args.timeout_ms.max(1)));
+    let mut consumer = Consumer::connect(config)
+        .await
+        .context("cannot reach the cluster")?;
     consumer.assign_topic(&args.topic, args.from).await?;
     let window = Arc::new(Window::default());
     let every = Duration::from_millis(args.report_interval_ms.max(100));
@@ -63,19 +67,32 @@ pub async fn run(args: ConsumeBench) -> anyhow::Result<()> {
             last_record = Instant::now();
         }
         let n = batch.len() as u64;
-        let b: u64 = batch.iter().map(|r| (r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len())) as u64).sum();
+        let b: u64 = batch
+            .iter()
+            .map(|r| {
+                (r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len()))
+                    as u64
+            })
+            .sum();
         records += n;
         bytes += b;
         window.add(n, b);
         if last_report.elapsed() >= every {
             let w = window.take();
             let (rps, mibps) = rates(w.records, w.bytes, last_report.elapsed());
-            eprintln!("{} records read, {rps:.1} records/sec ({mibps:.2} MiB/sec).", w.records);
+            eprintln!(
+                "{} records read, {rps:.1} records/sec ({mibps:.2} MiB/sec).",
+                w.records
+            );
             last_report = Instant::now();
         }
     }
     // The idle wait at the end is not reading time.
-    let elapsed = if records < args.records { last_record.duration_since(started) } else { started.elapsed() };
+    let elapsed = if records < args.records {
+        last_record.duration_since(started)
+    } else {
+        started.elapsed()
+    };
     let (rps, mibps) = rates(records, bytes, elapsed);
     if args.json {
         let v = serde_json::json!({

@@ -86,21 +86,44 @@ pub async fn run(args: ProduceBench) -> anyhow::Result<()> {
     if let Some(partitions) = args.partitions {
         ensure_topic(&args, partitions).await?;
     }
-    let payloads: Arc<Vec<Bytes>> = Arc::new((0..PAYLOADS).map(|_| random_payload(args.record_size)).collect());
+    let payloads: Arc<Vec<Bytes>> = Arc::new(
+        (0..PAYLOADS)
+            .map(|_| random_payload(args.record_size))
+            .collect(),
+    );
     let window = Arc::new(Window::default());
-    let reporter = tokio::spawn(report_progress(window.clone(), Duration::from_millis(args.report_interval_ms.max(100))));
+    let reporter = tokio::spawn(report_progress(
+        window.clone(),
+        Duration::from_millis(args.report_interval_ms.max(100)),
+    ));
     let topic: Arc<str> = Arc::from(args.topic.as_str());
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(args.producers);
     for i in 0..args.producers {
-        let share = args.records / args.producers as u64 + u64::from((i as u64) < args.records % args.producers as u64);
+        let share = args.records / args.producers as u64
+            + u64::from((i as u64) < args.records % args.producers as u64);
         let rate = (args.throughput > 0).then(|| args.throughput as f64 / args.producers as f64);
-        tasks.push(tokio::spawn(run_one(config(&args), topic.clone(), share, rate, payloads.clone(), window.clone())));
+        tasks.push(tokio::spawn(run_one(
+            config(&args),
+            topic.clone(),
+            share,
+            rate,
+            payloads.clone(),
+            window.clone(),
+        )));
     }
-    let mut total = Outcome { histogram: latency_histogram()?, acked: 0, failed: 0, first_error: None };
+    let mut total = Outcome {
+        histogram: latency_histogram()?,
+        acked: 0,
+        failed: 0,
+        first_error: None,
+    };
     for task in tasks {
         let o = task.await.context("producer task failed")??;
-        total.histogram.add(&o.histogram).context("merging latency histograms")?;
+        total
+            .histogram
+            .add(&o.histogram)
+            .context("merging latency histograms")?;
         total.acked += o.acked;
         total.failed += o.failed;
         if total.first_error.is_none() {
@@ -125,8 +148,11 @@ fn config(args: &ProduceBench) -> ProducerConfig {
     c.linger = Duration::from_millis(args.linger_ms);
     c.compression = args.compression;
     c.max_request_size = args.max_request_size.max(args.batch_size);
-    // Room for several full requests per broker so the pipeline never starves.
-    c.buffer_memory = c.buffer_memory.max(4 * args.max_in_flight.max(1) * c.max_request_size);
+    // Room for a full pipeline of requests plus one filling; more would only add queueing
+    // latency once the broker is the bottleneck.
+    c.buffer_memory = c
+        .buffer_memory
+        .max((args.max_in_flight.max(1) + 1) * c.max_request_size);
     c
 }
 
@@ -139,7 +165,9 @@ async fn run_one(
     payloads: Arc<Vec<Bytes>>,
     window: Arc<Window>,
 ) -> anyhow::Result<Outcome> {
-    let producer = Producer::connect(config).await.context("cannot reach the cluster")?;
+    let producer = Producer::connect(config)
+        .await
+        .context("cannot reach the cluster")?;
     let (tx, rx) = mpsc::channel::<(Instant, DeliveryFuture)>(ACK_QUEUE);
     let size = payloads.first().map_or(0, |p| p.len() as u64);
     let acker = tokio::spawn(collect_acks(rx, size, window));
@@ -152,7 +180,10 @@ async fn run_one(
         }
         let payload = payloads[i as usize % payloads.len()].clone();
         let sent_at = Instant::now();
-        match producer.send(&topic, None, None, Some(payload), Vec::new()).await {
+        match producer
+            .send(&topic, None, None, Some(payload), Vec::new())
+            .await
+        {
             Ok(fut) => {
                 if tx.send((sent_at, fut)).await.is_err() {
                     break;
@@ -175,8 +206,17 @@ async fn run_one(
     Ok(outcome)
 }
 
-async fn collect_acks(mut rx: mpsc::Receiver<(Instant, DeliveryFuture)>, size: u64, window: Arc<Window>) -> anyhow::Result<Outcome> {
-    let mut out = Outcome { histogram: latency_histogram()?, acked: 0, failed: 0, first_error: None };
+async fn collect_acks(
+    mut rx: mpsc::Receiver<(Instant, DeliveryFuture)>,
+    size: u64,
+    window: Arc<Window>,
+) -> anyhow::Result<Outcome> {
+    let mut out = Outcome {
+        histogram: latency_histogram()?,
+        acked: 0,
+        failed: 0,
+        first_error: None,
+    };
     while let Some((sent_at, fut)) = rx.recv().await {
         match fut.await {
             Ok(meta) => {
@@ -254,7 +294,9 @@ fn print_result(args: &ProduceBench, total: &Outcome, elapsed: Duration) {
 
 /// Creates the topic unless it exists.
 async fn ensure_topic(args: &ProduceBench, partitions: i32) -> anyhow::Result<()> {
-    let admin = Admin::connect(args.conn.client_config()).await.context("cannot reach the cluster")?;
+    let admin = Admin::connect(args.conn.client_config())
+        .await
+        .context("cannot reach the cluster")?;
     if admin.describe_topic(&args.topic).await.is_ok() {
         return Ok(());
     }
@@ -262,7 +304,9 @@ async fn ensure_topic(args: &ProduceBench, partitions: i32) -> anyhow::Result<()
     for (_, r) in admin.create_topics(&[topic], false).await? {
         match r {
             Ok(()) => {}
-            Err(e) if e.kafka_code() == Some(spate_client::kafka_protocol::ResponseError::TopicAlreadyExists) => {}
+            Err(e)
+                if e.kafka_code()
+                    == Some(spate_client::kafka_protocol::ResponseError::TopicAlreadyExists) => {}
             Err(e) => return Err(e.into()),
         }
     }
@@ -272,5 +316,8 @@ async fn ensure_topic(args: &ProduceBench, partitions: i32) -> anyhow::Result<()
 /// Random uppercase letters, like the Java tool's payload.
 fn random_payload(size: usize) -> Bytes {
     let mut rng = rand::rng();
-    (0..size).map(|_| rng.random_range(b'A'..=b'Z')).collect::<Vec<u8>>().into()
+    (0..size)
+        .map(|_| rng.random_range(b'A'..=b'Z'))
+        .collect::<Vec<u8>>()
+        .into()
 }

@@ -47,8 +47,17 @@ impl Window {
         let bytes = self.bytes.swap(0, Ordering::Relaxed);
         let sum = self.latency_sum_us.swap(0, Ordering::Relaxed);
         let max = self.latency_max_us.swap(0, Ordering::Relaxed);
-        let avg_ms = if records == 0 { 0.0 } else { sum as f64 / records as f64 / 1000.0 };
-        WindowSnapshot { records, bytes, avg_ms, max_ms: max as f64 / 1000.0 }
+        let avg_ms = if records == 0 {
+            0.0
+        } else {
+            sum as f64 / records as f64 / 1000.0
+        };
+        WindowSnapshot {
+            records,
+            bytes,
+            avg_ms,
+            max_ms: max as f64 / 1000.0,
+        }
     }
 }
 
@@ -100,7 +109,10 @@ pub fn summarize(h: &Histogram<u64>) -> LatencySummary {
 /// Records per second and MiB per second over `elapsed`.
 pub fn rates(records: u64, bytes: u64, elapsed: Duration) -> (f64, f64) {
     let secs = elapsed.as_secs_f64().max(1e-9);
-    (records as f64 / secs, bytes as f64 / (1024.0 * 1024.0) / secs)
+    (
+        records as f64 / secs,
+        bytes as f64 / (1024.0 * 1024.0) / secs,
+    )
 }
 
 #[cfg(test)]
