@@ -24,6 +24,11 @@ pub struct BrokerConfig {
     pub cluster_id: String,
     /// Create unknown topics on Metadata requests that allow it.
     pub auto_create_topics: bool,
+    /// `num.partitions`: partitions of topics created without a count (applied by the
+    /// controller; reported here).
+    pub num_partitions: i32,
+    /// `default.replication.factor`: likewise.
+    pub default_replication_factor: i32,
     /// Largest request frame accepted; larger ones close the connection before allocation.
     pub max_request_bytes: usize,
     /// How often retention and interval flushes run.
@@ -46,6 +51,8 @@ impl BrokerConfig {
             controller_addrs: Vec::new(),
             cluster_id: String::new(),
             auto_create_topics: true,
+            num_partitions: 1,
+            default_replication_factor: 1,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             log_maintenance_interval: Duration::from_millis(500),
             fetch_session_slots: 1000,

@@ -94,6 +94,8 @@ impl Node {
         broker_config.controller_addrs = vec![controller_addr.to_string()];
         broker_config.cluster_id = cluster_id;
         broker_config.auto_create_topics = config.auto_create_topics;
+        broker_config.num_partitions = config.num_partitions;
+        broker_config.default_replication_factor = 1;
         let broker = Broker::start(broker_config, kafka_listener).await.context("cannot start the broker")?;
         if !broker.wait_ready(Duration::from_secs(30)).await {
             bail!("broker did not become ready within 30 s (registered and unfenced with the controller)");

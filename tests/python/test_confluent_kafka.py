@@ -18,6 +18,12 @@ from confluent_kafka.admin import (AlterConfigOpType, ConfigEntry, ConfigResourc
 from helpers import (admin, assert_all_delivered, consume_partitions, consumer, create_topic,
                      kafka_error_code, produce_and_wait, producer, wait_for_topic)
 
+# Not built yet (consumer groups and the idempotent producer are the groups/idempotence
+# issue). strict=True: once the feature lands these pass, and the marker must go.
+GROUPS = pytest.mark.xfail(strict=True, reason="consumer groups are not implemented yet")
+IDEMPOTENCE = pytest.mark.xfail(strict=True, reason="the idempotent producer is not implemented yet")
+
+
 DEFAULTISH_SOURCES = {ConfigSource.DEFAULT_CONFIG, ConfigSource.STATIC_BROKER_CONFIG,
                       ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG}
 KNOWN_TOPIC_CONFIGS = ["cleanup.policy", "compression.type", "max.message.bytes",
@@ -299,6 +305,7 @@ def test_produce_consume_every_codec(broker, topic, codec):
             assert rec.timestamp()[0] == confluent_kafka.TIMESTAMP_CREATE_TIME, where
 
 
+@IDEMPOTENCE
 def test_idempotent_producer(broker, topic):
     create_topic(broker.bootstrap, topic, partitions=2)
     p = producer(broker.bootstrap, **{"enable.idempotence": True, "acks": "all"})
@@ -495,6 +502,7 @@ def test_delete_records_moves_log_start_offset(broker, topic):
 # --- consumer groups --------------------------------------------------------------------
 
 
+@GROUPS
 def test_commit_metadata_roundtrip(broker, topic):
     create_topic(broker.bootstrap, topic)
     group = f"g-{uuid.uuid4().hex[:8]}"
@@ -507,6 +515,7 @@ def test_commit_metadata_roundtrip(broker, topic):
         c.close()
 
 
+@GROUPS
 def test_subscribe_consume_commit_resume(broker, topic):
     create_topic(broker.bootstrap, topic, partitions=2)
     p = producer(broker.bootstrap, acks="all")

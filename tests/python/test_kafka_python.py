@@ -15,6 +15,12 @@ from kafka import codec as kcodec
 from kafka import errors as kerrors
 from kafka.admin import ConfigResource, KafkaAdminClient
 
+# Not built yet (consumer groups and the idempotent producer are the groups/idempotence
+# issue). strict=True: once the feature lands these pass, and the marker must go.
+GROUPS = pytest.mark.xfail(strict=True, reason="consumer groups are not implemented yet")
+IDEMPOTENCE = pytest.mark.xfail(strict=True, reason="the idempotent producer is not implemented yet")
+
+
 CODECS = {None: lambda: True, "gzip": kcodec.has_gzip, "snappy": kcodec.has_snappy,
           "lz4": kcodec.has_lz4, "zstd": kcodec.has_zstd}
 
@@ -179,6 +185,7 @@ def test_offsets_apis(broker, kadmin, topic):
         c.close()
 
 
+@IDEMPOTENCE
 def test_default_producer_is_idempotent(broker, kadmin, topic):
     """KafkaProducer's defaults (enable_idempotence=True, acks=all) work: this needs
     InitProducerId and per-partition sequence checks on the broker."""
@@ -199,6 +206,7 @@ def test_default_producer_is_idempotent(broker, kadmin, topic):
     assert sorted(r.value for r in recs) == sorted(f"d{i}".encode() for i in range(40))
 
 
+@GROUPS
 def test_group_consume_and_commit(broker, kadmin, topic):
     create(kadmin, topic, partitions=2)
     p = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", enable_idempotence=False)

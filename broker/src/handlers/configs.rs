@@ -118,6 +118,13 @@ fn broker_entries(state: &BrokerState) -> Vec<Entry> {
             "Addresses clients are given.",
         ),
         ("auto.create.topics.enable", c.auto_create_topics.to_string(), ConfigKind::Boolean, "Create unknown topics on Metadata requests."),
+        ("num.partitions", c.num_partitions.to_string(), ConfigKind::Int, "Partitions of topics created without a count."),
+        (
+            "default.replication.factor",
+            c.default_replication_factor.to_string(),
+            ConfigKind::Int,
+            "Replication factor of topics created without one.",
+        ),
         ("socket.request.max.bytes", c.max_request_bytes.to_string(), ConfigKind::Int, "Largest request frame accepted."),
     ];
     let mut entries: Vec<Entry> = statics

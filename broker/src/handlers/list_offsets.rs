@@ -3,6 +3,7 @@
 //! batch's max timestamp is at or after a time.
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use kafka_protocol::records::RecordBatchDecoder;
 
 use super::leader_partition;
 use crate::error::Result;
@@ -53,17 +54,38 @@ fn lookup(part: &Partition, query: i64) -> Result<(i64, i64)> {
     match query {
         LATEST => Ok((hw, -1)),
         EARLIEST => Ok((part.log_start_offset(), -1)),
-        MAX_TIMESTAMP => Ok(part
-            .with_log(|log| log.max_timestamp_offset())
-            .filter(|(offset, _)| *offset < hw)
-            .unwrap_or((-1, -1))),
+        MAX_TIMESTAMP => {
+            let Some((offset, ts)) = part.with_log(|log| log.max_timestamp_offset()) else {
+                return Ok((-1, -1));
+            };
+            // The log knows the batch; the record with the largest timestamp (the first
+            // of equals, as Kafka) is found inside it.
+            let found = refine_in_batch(part, offset, hw, |t| t >= ts).unwrap_or((offset, ts));
+            Ok(if found.0 < hw { found } else { (-1, -1) })
+        }
         ts if ts >= 0 => {
-            let found = part.with_log(|log| log.offset_for_timestamp(ts))?;
+            let Some((offset, batch_max)) = part.with_log(|log| log.offset_for_timestamp(ts))? else {
+                return Ok((-1, -1));
+            };
+            // The first *record* at or after `ts` may sit inside the batch.
+            let found = refine_in_batch(part, offset, hw, |t| t >= ts).unwrap_or((offset, batch_max));
             // Consumers must not learn of offsets above the high watermark.
-            Ok(found.filter(|(offset, _)| *offset < hw).unwrap_or((-1, -1)))
+            Ok(if found.0 < hw { found } else { (-1, -1) })
         }
         other => Err(crate::error::BrokerError::InvalidRequest(format!(
             "ListOffsets timestamp {other} is not a time nor one of -1, -2, -3"
         ))),
     }
+}
+
+/// Within the batch holding `offset`, the first record whose timestamp satisfies
+/// `wanted`, as (offset, timestamp). Decompresses the batch: ListOffsets is rare enough.
+fn refine_in_batch(part: &Partition, offset: i64, hw: i64, wanted: impl Fn(i64) -> bool) -> Option<(i64, i64)> {
+    let mut bytes = part.with_log(|log| log.read(offset, 1, hw, true)).ok()?;
+    let set = RecordBatchDecoder::decode(&mut bytes).ok()?;
+    set.records
+        .iter()
+        .filter(|r| r.offset >= offset)
+        .find(|r| wanted(r.timestamp))
+        .map(|r| (r.offset, r.timestamp))
 }
