@@ -17,7 +17,7 @@ use tokio::sync::{watch, Notify};
 pub use settings::PartitionSettings;
 
 use crate::error::{BrokerError, Result};
-use crate::log::{AppendInfo, Log, LogConfig};
+use crate::log::{AppendInfo, Log, LogConfig, LogError};
 
 /// A topic name and partition index.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -178,7 +178,17 @@ impl Partition {
         let mut buf = records.to_vec();
         let (info, sync) = {
             let mut log = self.log.lock();
-            let info = log.append_as_leader(&mut buf, state.leader_epoch, now_ms)?;
+            let info = match log.append_as_leader(&mut buf, state.leader_epoch, now_ms) {
+                Ok(info) => info,
+                Err(LogError::Io(e)) => {
+                    // A write error (disk full, I/O error) leaves the tail unknown: take the
+                    // partition offline here rather than acknowledge on a broken log.
+                    drop(log);
+                    self.fail(format!("append failed: {e}"));
+                    return Err(LogError::Io(e).into());
+                }
+                Err(e) => return Err(e.into()),
+            };
             (info, self.settings.lock().sync_before_ack)
         };
         if sync {
