@@ -78,7 +78,12 @@ impl Broker {
             tokio::spawn(listener::run(listener, state.clone(), shutdown_rx)),
         ];
         tracing::info!(node_id = state.config.node_id, addr = %local_addr, "broker listening");
-        Ok(Broker { state, local_addr, shutdown, tasks })
+        Ok(Broker {
+            state,
+            local_addr,
+            shutdown,
+            tasks,
+        })
     }
 
     /// Address the Kafka listener is bound to.
@@ -105,7 +110,9 @@ impl Broker {
         let image = self
             .state
             .metadata
-            .wait_until(timeout, |i| i.broker(NodeId(node)).is_some_and(|b| !b.fenced))
+            .wait_until(timeout, |i| {
+                i.broker(NodeId(node)).is_some_and(|b| !b.fenced)
+            })
             .await;
         image.broker(NodeId(node)).is_some_and(|b| !b.fenced)
     }

@@ -61,7 +61,10 @@ pub struct FetchSessionCache {
 impl FetchSessionCache {
     /// A cache holding up to `slots` sessions (0 disables sessions).
     pub fn new(slots: usize) -> Self {
-        FetchSessionCache { slots, inner: Mutex::new((0, HashMap::new())) }
+        FetchSessionCache {
+            slots,
+            inner: Mutex::new((0, HashMap::new())),
+        }
     }
 
     /// Resolves a request: `session_id`/`epoch` as sent, `requested` the partitions in the
@@ -86,7 +89,10 @@ impl FetchSessionCache {
                 return Ok(full(0, requested));
             }
             if sessions.len() >= self.slots {
-                let oldest = sessions.iter().min_by_key(|(_, s)| s.last_used).map(|(id, _)| *id);
+                let oldest = sessions
+                    .iter()
+                    .min_by_key(|(_, s)| s.last_used)
+                    .map(|(id, _)| *id);
                 if let Some(id) = oldest {
                     sessions.remove(&id);
                 }
@@ -101,10 +107,19 @@ impl FetchSessionCache {
                 .iter()
                 .map(|(tp, t)| (tp.clone(), (t.clone(), None)))
                 .collect();
-            sessions.insert(id, Session { next_epoch: 1, partitions, last_used: Instant::now() });
+            sessions.insert(
+                id,
+                Session {
+                    next_epoch: 1,
+                    partitions,
+                    last_used: Instant::now(),
+                },
+            );
             return Ok(full(id, requested));
         }
-        let session = sessions.get_mut(&session_id).ok_or(FETCH_SESSION_ID_NOT_FOUND)?;
+        let session = sessions
+            .get_mut(&session_id)
+            .ok_or(FETCH_SESSION_ID_NOT_FOUND)?;
         if session.next_epoch != epoch {
             return Err(INVALID_FETCH_SESSION_EPOCH);
         }
@@ -126,7 +141,11 @@ impl FetchSessionCache {
             .iter()
             .map(|(tp, (t, last))| (tp.clone(), t.clone(), last.clone()))
             .collect();
-        Ok(Resolved { session_id, incremental: true, targets })
+        Ok(Resolved {
+            session_id,
+            incremental: true,
+            targets,
+        })
     }
 
     /// Records what was sent for each partition of a session.
@@ -158,17 +177,26 @@ mod tests {
     use super::*;
 
     fn tp(p: i32) -> TopicPartition {
-        TopicPartition { topic: "t".into(), partition: p }
+        TopicPartition {
+            topic: "t".into(),
+            partition: p,
+        }
     }
 
     fn target(offset: i64) -> FetchTarget {
-        FetchTarget { fetch_offset: offset, max_bytes: 1024, current_leader_epoch: -1 }
+        FetchTarget {
+            fetch_offset: offset,
+            max_bytes: 1024,
+            current_leader_epoch: -1,
+        }
     }
 
     #[test]
     fn sessionless_fetch_gets_no_session() {
         let cache = FetchSessionCache::new(10);
-        let r = cache.resolve(0, -1, vec![(tp(0), target(0))], vec![]).unwrap();
+        let r = cache
+            .resolve(0, -1, vec![(tp(0), target(0))], vec![])
+            .unwrap();
         assert_eq!(r.session_id, 0);
         assert!(!r.incremental);
     }
@@ -181,7 +209,9 @@ mod tests {
             .unwrap();
         let id = r.session_id;
         assert!(id > 0);
-        let r = cache.resolve(id, 1, vec![(tp(0), target(3))], vec![]).unwrap();
+        let r = cache
+            .resolve(id, 1, vec![(tp(0), target(3))], vec![])
+            .unwrap();
         assert!(r.incremental);
         assert_eq!(r.targets.len(), 2);
         assert_eq!(r.targets[0].1.fetch_offset, 3);
@@ -193,9 +223,18 @@ mod tests {
     #[test]
     fn wrong_epoch_and_unknown_session_are_errors() {
         let cache = FetchSessionCache::new(10);
-        let id = cache.resolve(0, 0, vec![(tp(0), target(0))], vec![]).unwrap().session_id;
-        assert_eq!(cache.resolve(id, 5, vec![], vec![]).unwrap_err(), INVALID_FETCH_SESSION_EPOCH);
-        assert_eq!(cache.resolve(id + 100, 1, vec![], vec![]).unwrap_err(), FETCH_SESSION_ID_NOT_FOUND);
+        let id = cache
+            .resolve(0, 0, vec![(tp(0), target(0))], vec![])
+            .unwrap()
+            .session_id;
+        assert_eq!(
+            cache.resolve(id, 5, vec![], vec![]).unwrap_err(),
+            INVALID_FETCH_SESSION_EPOCH
+        );
+        assert_eq!(
+            cache.resolve(id + 100, 1, vec![], vec![]).unwrap_err(),
+            FETCH_SESSION_ID_NOT_FOUND
+        );
     }
 
     #[test]
@@ -205,7 +244,10 @@ mod tests {
         let b = cache.resolve(0, 0, vec![], vec![]).unwrap().session_id;
         assert!(cache.resolve(b, 1, vec![], vec![]).is_ok());
         let _c = cache.resolve(0, 0, vec![], vec![]).unwrap().session_id;
-        assert_eq!(cache.resolve(a, 1, vec![], vec![]).unwrap_err(), FETCH_SESSION_ID_NOT_FOUND);
+        assert_eq!(
+            cache.resolve(a, 1, vec![], vec![]).unwrap_err(),
+            FETCH_SESSION_ID_NOT_FOUND
+        );
         assert!(cache.resolve(b, 2, vec![], vec![]).is_ok());
     }
 }

@@ -61,14 +61,22 @@ impl Node {
     /// Starts controller then broker, and waits until the broker is registered and unfenced.
     pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
         if config.num_partitions < 1 {
-            bail!("num.partitions must be at least 1, got {}", config.num_partitions);
+            bail!(
+                "num.partitions must be at least 1, got {}",
+                config.num_partitions
+            );
         }
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
         let cluster_id = meta_properties(&config.data_dir, config.node_id)?;
-        let controller_listener = TcpListener::bind(config.controller_addr).await.with_context(|| {
-            format!("cannot listen on controller address {} (is another spate running?)", config.controller_addr)
-        })?;
+        let controller_listener = TcpListener::bind(config.controller_addr)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on controller address {} (is another spate running?)",
+                    config.controller_addr
+                )
+            })?;
         let controller_addr = controller_listener.local_addr()?;
         let controller_config = ControllerConfig {
             node_id: config.node_id as u64,
@@ -90,17 +98,26 @@ impl Node {
             .with_context(|| format!("cannot listen on Kafka address {}", config.kafka_addr))?;
         let kafka_addr = kafka_listener.local_addr()?;
         let mut broker_config = BrokerConfig::new(config.node_id, &config.data_dir);
-        broker_config.advertised_host = config.advertised_host.unwrap_or_else(|| kafka_addr.ip().to_string());
+        broker_config.advertised_host = config
+            .advertised_host
+            .unwrap_or_else(|| kafka_addr.ip().to_string());
         broker_config.controller_addrs = vec![controller_addr.to_string()];
         broker_config.cluster_id = cluster_id;
         broker_config.auto_create_topics = config.auto_create_topics;
         broker_config.num_partitions = config.num_partitions;
         broker_config.default_replication_factor = 1;
-        let broker = Broker::start(broker_config, kafka_listener).await.context("cannot start the broker")?;
+        let broker = Broker::start(broker_config, kafka_listener)
+            .await
+            .context("cannot start the broker")?;
         if !broker.wait_ready(Duration::from_secs(30)).await {
             bail!("broker did not become ready within 30 s (registered and unfenced with the controller)");
         }
-        Ok(Node { broker, controller, kafka_addr, controller_addr })
+        Ok(Node {
+            broker,
+            controller,
+            kafka_addr,
+            controller_addr,
+        })
     }
 
     /// Clean shutdown: broker first (flushes logs), then controller.
@@ -122,9 +139,13 @@ pub fn meta_properties(dir: &Path, node_id: i32) -> anyhow::Result<String> {
                 .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
                 .map(|v| v.trim().to_string())
         };
-        let stored_node = get("node.id").with_context(|| format!("{} has no node.id", path.display()))?;
+        let stored_node =
+            get("node.id").with_context(|| format!("{} has no node.id", path.display()))?;
         if stored_node != node_id.to_string() {
-            bail!("{} belongs to node {stored_node}, not node {node_id}", path.display());
+            bail!(
+                "{} belongs to node {stored_node}, not node {node_id}",
+                path.display()
+            );
         }
         return get("cluster.id").with_context(|| format!("{} has no cluster.id", path.display()));
     }
@@ -142,5 +163,7 @@ fn random_cluster_id() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut rng = rand::rng();
-    (0..22).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+    (0..22)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
 }

@@ -24,12 +24,19 @@ pub struct ReplicaManager {
 impl ReplicaManager {
     /// A manager keeping partition logs under `log_dir`.
     pub fn new(node_id: i32, log_dir: PathBuf) -> Self {
-        ReplicaManager { node_id, log_dir, partitions: RwLock::new(HashMap::new()) }
+        ReplicaManager {
+            node_id,
+            log_dir,
+            partitions: RwLock::new(HashMap::new()),
+        }
     }
 
     /// The local replica of `topic`/`partition`, if hosted here.
     pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
-        let tp = TopicPartition { topic: topic.to_string(), partition };
+        let tp = TopicPartition {
+            topic: topic.to_string(),
+            partition,
+        };
         self.partitions.read().get(&tp).cloned()
     }
 
@@ -45,7 +52,10 @@ impl ReplicaManager {
         for topic in image.topics().values() {
             for (index, p) in &topic.partitions {
                 if p.replicas.iter().any(|r| r.0 == self.node_id) {
-                    let tp = TopicPartition { topic: topic.name.clone(), partition: *index };
+                    let tp = TopicPartition {
+                        topic: topic.name.clone(),
+                        partition: *index,
+                    };
                     let is_leader = p.leader.is_some_and(|l| l.0 == self.node_id);
                     wanted.insert(tp, (*topic.id.0.as_bytes(), is_leader, p.leader_epoch.0));
                 }
@@ -72,7 +82,10 @@ impl ReplicaManager {
             let existing = self.partitions.read().get(&tp).cloned();
             let partition = match existing {
                 Some(p) => {
-                    p.update_config(topic_config::log_config(&configs), PartitionSettings::from_configs(&configs));
+                    p.update_config(
+                        topic_config::log_config(&configs),
+                        PartitionSettings::from_configs(&configs),
+                    );
                     p
                 }
                 None => match self.open_partition(&tp, topic_id, &configs, now_ms) {
@@ -115,7 +128,9 @@ impl ReplicaManager {
             PartitionSettings::from_configs(configs),
             now_ms,
         )?;
-        self.partitions.write().insert(tp.clone(), partition.clone());
+        self.partitions
+            .write()
+            .insert(tp.clone(), partition.clone());
         tracing::info!(partition = %tp, leo = partition.log_end_offset(), "opened partition log");
         Ok(partition)
     }
@@ -127,15 +142,23 @@ impl ReplicaManager {
     /// Deletes partition directories on disk that no topic in `image` owns (topics
     /// deleted while this broker was down). Call once a full image is known.
     pub fn remove_orphans(&self, image: &MetadataImage) {
-        let Ok(entries) = std::fs::read_dir(&self.log_dir) else { return };
-        let hosted: Vec<PathBuf> =
-            self.partitions.read().keys().map(|tp| self.partition_dir(tp)).collect();
+        let Ok(entries) = std::fs::read_dir(&self.log_dir) else {
+            return;
+        };
+        let hosted: Vec<PathBuf> = self
+            .partitions
+            .read()
+            .keys()
+            .map(|tp| self.partition_dir(tp))
+            .collect();
         for entry in entries.flatten() {
             let path = entry.path();
             if !path.is_dir() || hosted.contains(&path) {
                 continue;
             }
-            let Some(id) = read_topic_id(&path) else { continue };
+            let Some(id) = read_topic_id(&path) else {
+                continue;
+            };
             let owned = image.topics().values().any(|t| *t.id.0.as_bytes() == id);
             if !owned {
                 tracing::info!(dir = %path.display(), "removing log of a deleted topic");
@@ -165,7 +188,9 @@ impl ReplicaManager {
 fn read_topic_id(dir: &Path) -> Option<[u8; 16]> {
     let text = std::fs::read_to_string(dir.join(PARTITION_METADATA)).ok()?;
     let hex = text.lines().find_map(|l| l.strip_prefix("topic_id: "))?;
-    uuid::Uuid::parse_str(hex.trim()).ok().map(|u| *u.as_bytes())
+    uuid::Uuid::parse_str(hex.trim())
+        .ok()
+        .map(|u| *u.as_bytes())
 }
 
 fn write_topic_id(dir: &Path, id: [u8; 16]) -> std::io::Result<()> {

@@ -31,19 +31,25 @@ pub fn is_override(image: &MetadataImage, topic: &str, name: &str) -> bool {
 /// The log settings of a topic's effective configs.
 pub fn log_config(configs: &BTreeMap<String, String>) -> LogConfig {
     let d = LogConfig::default();
-    let long = |k: &str, default: i64| configs.get(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(default);
+    let long = |k: &str, default: i64| {
+        configs
+            .get(k)
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(default)
+    };
     LogConfig {
         segment_bytes: long("segment.bytes", d.segment_bytes as i64).max(1) as u64,
         segment_ms: long("segment.ms", d.segment_ms),
         retention_ms: long("retention.ms", d.retention_ms),
         retention_bytes: long("retention.bytes", d.retention_bytes),
-        index_interval_bytes: long("index.interval.bytes", d.index_interval_bytes as i64).clamp(1, u32::MAX as i64) as u32,
-        max_message_bytes: long("max.message.bytes", d.max_message_bytes as i64).clamp(0, u32::MAX as i64) as u32,
+        index_interval_bytes: long("index.interval.bytes", d.index_interval_bytes as i64)
+            .clamp(1, u32::MAX as i64) as u32,
+        max_message_bytes: long("max.message.bytes", d.max_message_bytes as i64)
+            .clamp(0, u32::MAX as i64) as u32,
         timestamp_type: match configs.get("message.timestamp.type").map(String::as_str) {
             Some("LogAppendTime") => TimestampType::LogAppendTime,
             _ => TimestampType::CreateTime,
         },
-        ..d
     }
 }
 
@@ -56,7 +62,10 @@ mod tests {
         let mut c = BTreeMap::new();
         c.insert("segment.bytes".to_string(), "1024".to_string());
         c.insert("retention.ms".to_string(), "-1".to_string());
-        c.insert("message.timestamp.type".to_string(), "LogAppendTime".to_string());
+        c.insert(
+            "message.timestamp.type".to_string(),
+            "LogAppendTime".to_string(),
+        );
         let lc = log_config(&c);
         assert_eq!(lc.segment_bytes, 1024);
         assert_eq!(lc.retention_ms, -1);

@@ -424,14 +424,19 @@ async fn api_versions_falls_back_for_old_brokers() {
     let broker = MockBroker::start().await;
     broker.create_topic("t", 1);
     broker.state.lock().unwrap().api_versions_v0_only = true;
-    let admin = Admin::connect(ClientConfig::new(&broker.addr)).await.unwrap();
+    let admin = Admin::connect(ClientConfig::new(&broker.addr))
+        .await
+        .unwrap();
     let conn = admin.cluster().connection(NodeId(1)).await.unwrap();
     assert_eq!(conn.api_version(ApiKey::Fetch).unwrap(), 12);
     assert_eq!(conn.api_version(ApiKey::ApiVersions).unwrap(), 0);
     assert!(conn.api_version(ApiKey::DescribeCluster).is_err());
     // Without DescribeCluster the cluster view comes from Metadata.
     let cluster = admin.describe_cluster().await.unwrap();
-    assert_eq!((cluster.brokers.len(), cluster.controller), (1, Some(NodeId(1))));
+    assert_eq!(
+        (cluster.brokers.len(), cluster.controller),
+        (1, Some(NodeId(1)))
+    );
 }
 
 #[tokio::test]

@@ -34,7 +34,11 @@ impl TestNode {
     pub async fn start_in(data_dir: &Path) -> anyhow::Result<TestNode> {
         let config = NodeConfig::ephemeral(data_dir);
         let node = Node::start(config.clone()).await?;
-        Ok(TestNode { node: Some(node), config, _dir: None })
+        Ok(TestNode {
+            node: Some(node),
+            config,
+            _dir: None,
+        })
     }
 
     /// The Kafka bootstrap address.
@@ -44,7 +48,10 @@ impl TestNode {
 
     /// The bound Kafka address.
     pub fn kafka_addr(&self) -> SocketAddr {
-        self.node.as_ref().map(|n| n.kafka_addr).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))
+        self.node
+            .as_ref()
+            .map(|n| n.kafka_addr)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
     /// The data directory.
@@ -78,7 +85,10 @@ pub struct RawConnection {
 impl RawConnection {
     /// Connects to `addr`.
     pub async fn connect(addr: SocketAddr) -> anyhow::Result<RawConnection> {
-        Ok(RawConnection { stream: TcpStream::connect(addr).await?, correlation_id: 0 })
+        Ok(RawConnection {
+            stream: TcpStream::connect(addr).await?,
+            correlation_id: 0,
+        })
     }
 
     /// Writes raw bytes (no framing added).
@@ -109,8 +119,11 @@ impl RawConnection {
         self.stream.write_all(&buf).await?;
         let mut frame = self.read_frame().await?;
         let header = ResponseHeader::decode(&mut frame, key.response_header_version(version))?;
-        anyhow::ensure!(header.correlation_id == self.correlation_id, "correlation id mismatch");
-        Ok(Resp::decode(&mut frame, version)?)
+        anyhow::ensure!(
+            header.correlation_id == self.correlation_id,
+            "correlation id mismatch"
+        );
+        Resp::decode(&mut frame, version)
     }
 
     /// Reads one response frame (after the size prefix).
@@ -126,7 +139,11 @@ impl RawConnection {
     pub async fn is_closed_by_peer(&mut self) -> bool {
         let mut byte = [0u8; 1];
         matches!(
-            tokio::time::timeout(std::time::Duration::from_secs(5), self.stream.read(&mut byte)).await,
+            tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                self.stream.read(&mut byte)
+            )
+            .await,
             Ok(Ok(0)) | Ok(Err(_))
         )
     }
@@ -138,9 +155,14 @@ pub fn leading_i16(mut b: Bytes) -> i16 {
 }
 
 /// Encodes one uncompressed RecordBatch v2 of `values` (keys `k<i>`), for raw produce tests.
-pub fn encode_batch(values: &[&[u8]], compression: kafka_protocol::records::Compression) -> anyhow::Result<Bytes> {
+pub fn encode_batch(
+    values: &[&[u8]],
+    compression: kafka_protocol::records::Compression,
+) -> anyhow::Result<Bytes> {
     use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
     let records: Vec<Record> = values
         .iter()
         .enumerate()
@@ -161,6 +183,13 @@ pub fn encode_batch(values: &[&[u8]], compression: kafka_protocol::records::Comp
         })
         .collect();
     let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, records.iter(), &RecordEncodeOptions { version: 2, compression })?;
+    RecordBatchEncoder::encode(
+        &mut buf,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )?;
     Ok(buf.freeze())
 }

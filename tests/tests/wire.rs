@@ -15,40 +15,61 @@ fn topic(name: &str) -> TopicName {
 }
 
 async fn create_topic(conn: &mut RawConnection, name: &str, partitions: i32) {
-    let req = CreateTopicsRequest::default().with_timeout_ms(10_000).with_topics(vec![
-        kafka_protocol::messages::create_topics_request::CreatableTopic::default()
-            .with_name(topic(name))
-            .with_num_partitions(partitions)
-            .with_replication_factor(1),
-    ]);
+    let req = CreateTopicsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![
+            kafka_protocol::messages::create_topics_request::CreatableTopic::default()
+                .with_name(topic(name))
+                .with_num_partitions(partitions)
+                .with_replication_factor(1),
+        ]);
     let resp: CreateTopicsResponse = conn.request(ApiKey::CreateTopics, 7, &req).await.unwrap();
-    assert_eq!(resp.topics[0].error_code, 0, "{:?}", resp.topics[0].error_message);
+    assert_eq!(
+        resp.topics[0].error_code, 0,
+        "{:?}",
+        resp.topics[0].error_message
+    );
 }
 
-async fn produce(conn: &mut RawConnection, name: &str, partition: i32, batch: Bytes, acks: i16) -> (i16, i64) {
-    let req = ProduceRequest::default().with_acks(acks).with_timeout_ms(10_000).with_topic_data(vec![
-        TopicProduceData::default()
+async fn produce(
+    conn: &mut RawConnection,
+    name: &str,
+    partition: i32,
+    batch: Bytes,
+    acks: i16,
+) -> (i16, i64) {
+    let req = ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
             .with_name(topic(name))
-            .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(batch))]),
-    ]);
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(batch))])]);
     let resp: ProduceResponse = conn.request(ApiKey::Produce, 9, &req).await.unwrap();
     let p = &resp.responses[0].partition_responses[0];
     (p.error_code, p.base_offset)
 }
 
-async fn fetch(conn: &mut RawConnection, name: &str, partition: i32, offset: i64, max_wait_ms: i32) -> (i16, i64, Vec<Bytes>) {
+async fn fetch(
+    conn: &mut RawConnection,
+    name: &str,
+    partition: i32,
+    offset: i64,
+    max_wait_ms: i32,
+) -> (i16, i64, Vec<Bytes>) {
     let req = FetchRequest::default()
         .with_max_wait_ms(max_wait_ms)
         .with_min_bytes(1)
         .with_max_bytes(50 * 1024 * 1024)
         .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default().with_topic(topic(name)).with_partitions(vec![
-            FetchPartition::default()
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic(name))
+            .with_partitions(vec![FetchPartition::default()
                 .with_partition(partition)
                 .with_fetch_offset(offset)
                 .with_partition_max_bytes(1024 * 1024)
-                .with_current_leader_epoch(-1),
-        ])]);
+                .with_current_leader_epoch(-1)])]);
     let resp: FetchResponse = conn.request(ApiKey::Fetch, 12, &req).await.unwrap();
     let p = &resp.responses[0].partitions[0];
     let mut values = Vec::new();
@@ -69,10 +90,16 @@ async fn fetch(conn: &mut RawConnection, name: &str, partition: i32, offset: i64
 async fn api_versions_advertises_exactly_what_is_implemented() {
     let node = TestNode::start().await.unwrap();
     let mut conn = RawConnection::connect(node.kafka_addr()).await.unwrap();
-    let resp: ApiVersionsResponse = conn.request(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).await.unwrap();
+    let resp: ApiVersionsResponse = conn
+        .request(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await
+        .unwrap();
     assert_eq!(resp.error_code, 0);
-    let advertised: Vec<(i16, i16, i16)> =
-        resp.api_keys.iter().map(|k| (k.api_key, k.min_version, k.max_version)).collect();
+    let advertised: Vec<(i16, i16, i16)> = resp
+        .api_keys
+        .iter()
+        .map(|k| (k.api_key, k.min_version, k.max_version))
+        .collect();
     let expected: Vec<(i16, i16, i16)> = spate_broker::server::api_versions::SUPPORTED
         .iter()
         .map(|(k, a, b)| (*k as i16, *a, *b))
@@ -88,10 +115,25 @@ async fn produce_fetch_round_trip_survives_restart() {
     create_topic(&mut conn, "orders", 2).await;
     let mut expected = Vec::new();
     for round in 0..20 {
-        let values: Vec<Vec<u8>> = (0..5).map(|i| format!("r{round}-v{i}").into_bytes()).collect();
+        let values: Vec<Vec<u8>> = (0..5)
+            .map(|i| format!("r{round}-v{i}").into_bytes())
+            .collect();
         let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
-        let compression = [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd][round % 5];
-        let (code, base) = produce(&mut conn, "orders", 1, encode_batch(&refs, compression).unwrap(), -1).await;
+        let compression = [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ][round % 5];
+        let (code, base) = produce(
+            &mut conn,
+            "orders",
+            1,
+            encode_batch(&refs, compression).unwrap(),
+            -1,
+        )
+        .await;
         assert_eq!(code, 0);
         assert_eq!(base, (round * 5) as i64);
         expected.extend(values);
@@ -114,7 +156,14 @@ async fn produce_fetch_round_trip_survives_restart() {
     assert_eq!(hw, 100);
     assert_eq!(values[0].to_vec(), expected[42]);
     // Offsets continue where they were.
-    let (code, base) = produce(&mut conn, "orders", 1, encode_batch(&[b"after"], Compression::None).unwrap(), 1).await;
+    let (code, base) = produce(
+        &mut conn,
+        "orders",
+        1,
+        encode_batch(&[b"after"], Compression::None).unwrap(),
+        1,
+    )
+    .await;
     assert_eq!((code, base), (0, 100));
     node.stop().await;
 }
@@ -131,9 +180,19 @@ async fn long_poll_fetch_returns_when_data_arrives() {
     });
     // The fetch is parked (nothing to read); producing must release it long before 20 s.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let (code, _) = produce(&mut admin, "poll", 0, encode_batch(&[b"wake"], Compression::None).unwrap(), 1).await;
+    let (code, _) = produce(
+        &mut admin,
+        "poll",
+        0,
+        encode_batch(&[b"wake"], Compression::None).unwrap(),
+        1,
+    )
+    .await;
     assert_eq!(code, 0);
-    let (code, hw, values) = tokio::time::timeout(Duration::from_secs(10), waiter).await.unwrap().unwrap();
+    let (code, hw, values) = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((code, hw), (0, 1));
     assert_eq!(values, vec![Bytes::from_static(b"wake")]);
     node.stop().await;
@@ -145,13 +204,27 @@ async fn errors_for_unknown_partitions_and_bad_batches() {
     let mut conn = RawConnection::connect(node.kafka_addr()).await.unwrap();
     create_topic(&mut conn, "errs", 1).await;
     let batch = encode_batch(&[b"x"], Compression::None).unwrap();
-    assert_eq!(produce(&mut conn, "errs", 5, batch.clone(), 1).await.0, 3, "UNKNOWN_TOPIC_OR_PARTITION");
+    assert_eq!(
+        produce(&mut conn, "errs", 5, batch.clone(), 1).await.0,
+        3,
+        "UNKNOWN_TOPIC_OR_PARTITION"
+    );
     assert_eq!(produce(&mut conn, "nope", 0, batch.clone(), 1).await.0, 3);
     let mut corrupt = batch.to_vec();
     let last = corrupt.len() - 1;
     corrupt[last] ^= 0xff;
-    assert_eq!(produce(&mut conn, "errs", 0, Bytes::from(corrupt), 1).await.0, 2, "CORRUPT_MESSAGE");
-    assert_eq!(produce(&mut conn, "errs", 0, batch, 7).await.0, 21, "INVALID_REQUIRED_ACKS");
+    assert_eq!(
+        produce(&mut conn, "errs", 0, Bytes::from(corrupt), 1)
+            .await
+            .0,
+        2,
+        "CORRUPT_MESSAGE"
+    );
+    assert_eq!(
+        produce(&mut conn, "errs", 0, batch, 7).await.0,
+        21,
+        "INVALID_REQUIRED_ACKS"
+    );
     // Nothing was appended by the failures.
     let (code, hw, _) = fetch(&mut conn, "errs", 0, 0, 0).await;
     assert_eq!((code, hw), (0, 0));
@@ -163,12 +236,16 @@ async fn garbage_closes_only_that_connection() {
     let node = TestNode::start().await.unwrap();
     let addr = node.kafka_addr();
     let cases: Vec<Vec<u8>> = vec![
-        (-5i32).to_be_bytes().to_vec(),                    // negative size
-        i32::MAX.to_be_bytes().to_vec(),                   // huge size
+        (-5i32).to_be_bytes().to_vec(),  // negative size
+        i32::MAX.to_be_bytes().to_vec(), // huge size
         [&8i32.to_be_bytes()[..], &[0xff, 0x7f, 0, 0, 0, 0, 0, 1]].concat(), // unknown API key
-        [&8i32.to_be_bytes()[..], &[0, 0, 0, 99, 0, 0, 0, 1]].concat(),       // Produce v99
-        [&100i32.to_be_bytes()[..], &[0, 3, 0, 1]].concat(),                  // truncated
-        [&12i32.to_be_bytes()[..], &[0, 3, 0, 1, 0, 0, 0, 1, 0xff, 0xff, 0x7f, 0xff]].concat(), // Metadata, bad body
+        [&8i32.to_be_bytes()[..], &[0, 0, 0, 99, 0, 0, 0, 1]].concat(), // Produce v99
+        [&100i32.to_be_bytes()[..], &[0, 3, 0, 1]].concat(), // truncated
+        [
+            &12i32.to_be_bytes()[..],
+            &[0, 3, 0, 1, 0, 0, 0, 1, 0xff, 0xff, 0x7f, 0xff],
+        ]
+        .concat(), // Metadata, bad body
     ];
     for case in cases {
         let mut bad = RawConnection::connect(addr).await.unwrap();
@@ -177,11 +254,17 @@ async fn garbage_closes_only_that_connection() {
             // Truncated: the client gives up and closes; nothing to observe but survival.
             drop(bad);
         } else {
-            assert!(bad.is_closed_by_peer().await, "connection should be closed for {case:?}");
+            assert!(
+                bad.is_closed_by_peer().await,
+                "connection should be closed for {case:?}"
+            );
         }
         // Another client is still served.
         let mut good = RawConnection::connect(addr).await.unwrap();
-        let resp: ApiVersionsResponse = good.request(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).await.unwrap();
+        let resp: ApiVersionsResponse = good
+            .request(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+            .await
+            .unwrap();
         assert_eq!(resp.error_code, 0);
     }
     node.stop().await;
@@ -205,6 +288,9 @@ async fn unsupported_api_versions_version_gets_v0_error_with_ranges() {
     assert_eq!(resp.get_i32(), 42);
     assert_eq!(resp.get_i16(), 35, "UNSUPPORTED_VERSION");
     let count = resp.get_i32();
-    assert_eq!(count as usize, spate_broker::server::api_versions::SUPPORTED.len());
+    assert_eq!(
+        count as usize,
+        spate_broker::server::api_versions::SUPPORTED.len()
+    );
     node.stop().await;
 }

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
     CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
@@ -31,9 +33,15 @@ pub fn valid_topic_name(name: &str) -> std::result::Result<(), String> {
         return Err(format!("topic name cannot be '{name}'"));
     }
     if name.len() > 249 {
-        return Err(format!("topic name is {} characters long; the limit is 249", name.len()));
+        return Err(format!(
+            "topic name is {} characters long; the limit is 249",
+            name.len()
+        ));
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
         return Err(format!("topic name '{name}' contains '{c}'; allowed are ASCII letters, digits, '.', '_' and '-'"));
     }
     Ok(())
@@ -100,13 +108,18 @@ pub async fn create_topics(ctx: &RequestContext, req: CreateTopicsRequest) -> Cr
                 replication_factor: t.replication_factor as i32,
                 assignments: assignments
                     .iter()
-                    .map(|a| ReplicaList { ids: a.broker_ids.iter().map(|b| b.0).collect() })
+                    .map(|a| ReplicaList {
+                        ids: a.broker_ids.iter().map(|b| b.0).collect(),
+                    })
                     .collect(),
                 configs: configs.into_iter().collect(),
             }
         })
         .collect();
-    let pb_req = pb::CreateTopicsRequest { topics, validate_only };
+    let pb_req = pb::CreateTopicsRequest {
+        topics,
+        validate_only,
+    };
     let result = controller_call(state, |mut c| async move { c.create_topics(pb_req).await }).await;
     let results = match result {
         Ok(resp) => {
@@ -146,7 +159,11 @@ pub async fn create_topics(ctx: &RequestContext, req: CreateTopicsRequest) -> Cr
     CreateTopicsResponse::default().with_topics(results)
 }
 
-fn topic_result(t: pb::CreatableTopicResult, overrides: &HashMap<String, String>, version: i16) -> CreatableTopicResult {
+fn topic_result(
+    t: pb::CreatableTopicResult,
+    overrides: &HashMap<String, String>,
+    version: i16,
+) -> CreatableTopicResult {
     let ok = t.error_code == 0;
     // Configs are part of the response from v5 on.
     let configs = (ok && version >= 5).then(|| {
@@ -177,7 +194,9 @@ fn topic_result(t: pb::CreatableTopicResult, overrides: &HashMap<String, String>
 }
 
 fn uuid_from(bytes: &[u8]) -> uuid::Uuid {
-    <[u8; 16]>::try_from(bytes).map(uuid::Uuid::from_bytes).unwrap_or_default()
+    <[u8; 16]>::try_from(bytes)
+        .map(uuid::Uuid::from_bytes)
+        .unwrap_or_default()
 }
 
 /// DeleteTopics (by name, or by id from v6).
@@ -187,30 +206,50 @@ pub async fn delete_topics(ctx: &RequestContext, req: DeleteTopicsRequest) -> De
     // (name as asked, id as asked, resolved name)
     let mut asked: Vec<(Option<String>, uuid::Uuid, Option<String>)> = Vec::new();
     for name in &req.topic_names {
-        asked.push((Some(name.0.to_string()), uuid::Uuid::nil(), Some(name.0.to_string())));
+        asked.push((
+            Some(name.0.to_string()),
+            uuid::Uuid::nil(),
+            Some(name.0.to_string()),
+        ));
     }
     for t in &req.topics {
         match &t.name {
-            Some(name) => asked.push((Some(name.0.to_string()), uuid::Uuid::nil(), Some(name.0.to_string()))),
+            Some(name) => asked.push((
+                Some(name.0.to_string()),
+                uuid::Uuid::nil(),
+                Some(name.0.to_string()),
+            )),
             None => {
-                let resolved = image.topic(spate_controller::ids::TopicId(t.topic_id)).map(|x| x.name.clone());
+                let resolved = image
+                    .topic(spate_controller::ids::TopicId(t.topic_id))
+                    .map(|x| x.name.clone());
                 asked.push((None, t.topic_id, resolved));
             }
         }
     }
     let names: Vec<String> = asked.iter().filter_map(|a| a.2.clone()).collect();
-    let pb_req = pb::DeleteTopicsRequest { names: names.clone() };
+    let pb_req = pb::DeleteTopicsRequest {
+        names: names.clone(),
+    };
     let result = controller_call(state, |mut c| async move { c.delete_topics(pb_req).await }).await;
     let by_name: HashMap<String, (i16, String)> = match &result {
         Ok(resp) => resp
             .topics
             .iter()
-            .map(|t| (t.name.clone(), (t.error_code as i16, t.error_message.clone())))
+            .map(|t| {
+                (
+                    t.name.clone(),
+                    (t.error_code as i16, t.error_message.clone()),
+                )
+            })
             .collect(),
         Err(_) => HashMap::new(),
     };
     if result.is_ok() {
-        let deleted: Vec<&String> = names.iter().filter(|n| by_name.get(*n).is_some_and(|r| r.0 == 0)).collect();
+        let deleted: Vec<&String> = names
+            .iter()
+            .filter(|n| by_name.get(*n).is_some_and(|r| r.0 == 0))
+            .collect();
         state
             .metadata
             .wait_until(settle_timeout(req.timeout_ms), |img| {
@@ -223,7 +262,10 @@ pub async fn delete_topics(ctx: &RequestContext, req: DeleteTopicsRequest) -> De
         .map(|(name, id, resolved)| {
             let (code, msg) = match (&result, &resolved) {
                 (Err(e), _) => (e.code(), e.to_string()),
-                (Ok(_), None) => (ResponseError::UnknownTopicId.code(), format!("no topic with id {id}")),
+                (Ok(_), None) => (
+                    ResponseError::UnknownTopicId.code(),
+                    format!("no topic with id {id}"),
+                ),
                 (Ok(_), Some(n)) => by_name.get(n).cloned().unwrap_or((
                     ResponseError::UnknownServerError.code(),
                     "controller gave no result".to_string(),
@@ -240,7 +282,10 @@ pub async fn delete_topics(ctx: &RequestContext, req: DeleteTopicsRequest) -> De
 }
 
 /// CreatePartitions.
-pub async fn create_partitions(ctx: &RequestContext, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+pub async fn create_partitions(
+    ctx: &RequestContext,
+    req: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
     let state = &ctx.state;
     let mut results = Vec::new();
     let mut forward = Vec::new();
@@ -255,26 +300,42 @@ pub async fn create_partitions(ctx: &RequestContext, req: CreatePartitionsReques
                     ))),
             );
         } else {
-            forward.push(pb::PartitionCountChange { name: t.name.0.to_string(), count: t.count });
+            forward.push(pb::PartitionCountChange {
+                name: t.name.0.to_string(),
+                count: t.count,
+            });
         }
     }
     if !forward.is_empty() {
-        let pb_req = pb::CreatePartitionsRequest { topics: forward.clone(), validate_only: req.validate_only };
-        match controller_call(state, |mut c| async move { c.create_partitions(pb_req).await }).await
+        let pb_req = pb::CreatePartitionsRequest {
+            topics: forward.clone(),
+            validate_only: req.validate_only,
+        };
+        match controller_call(
+            state,
+            |mut c| async move { c.create_partitions(pb_req).await },
+        )
+        .await
         {
             Ok(resp) => {
                 let grown: Vec<(String, i32)> = resp
                     .topics
                     .iter()
                     .filter(|t| t.error_code == 0)
-                    .filter_map(|t| forward.iter().find(|f| f.name == t.name).map(|f| (f.name.clone(), f.count)))
+                    .filter_map(|t| {
+                        forward
+                            .iter()
+                            .find(|f| f.name == t.name)
+                            .map(|f| (f.name.clone(), f.count))
+                    })
                     .collect();
                 if !req.validate_only {
                     state
                         .metadata
                         .wait_until(settle_timeout(req.timeout_ms), |img| {
                             grown.iter().all(|(n, c)| {
-                                img.topic_by_name(n).is_some_and(|t| t.partitions.len() as i32 >= *c)
+                                img.topic_by_name(n)
+                                    .is_some_and(|t| t.partitions.len() as i32 >= *c)
                             })
                         })
                         .await;
@@ -284,7 +345,9 @@ pub async fn create_partitions(ctx: &RequestContext, req: CreatePartitionsReques
                         CreatePartitionsTopicResult::default()
                             .with_name(TopicName(str_bytes(t.name)))
                             .with_error_code(t.error_code as i16)
-                            .with_error_message((!t.error_message.is_empty()).then(|| str_bytes(t.error_message))),
+                            .with_error_message(
+                                (!t.error_message.is_empty()).then(|| str_bytes(t.error_message)),
+                            ),
                     );
                 }
             }

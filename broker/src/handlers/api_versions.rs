@@ -19,7 +19,9 @@ fn api_keys() -> Vec<ApiVersion> {
 
 /// The normal response.
 pub fn handle() -> ApiVersionsResponse {
-    ApiVersionsResponse::default().with_error_code(0).with_api_keys(api_keys())
+    ApiVersionsResponse::default()
+        .with_error_code(0)
+        .with_api_keys(api_keys())
 }
 
 /// The v0 response to an ApiVersions version we do not support (KIP-511).

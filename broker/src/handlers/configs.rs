@@ -94,7 +94,11 @@ fn topic_entries(state: &BrokerState, topic: &str) -> Option<Vec<Entry>> {
                 Entry {
                     name: def.name.to_string(),
                     value,
-                    source: if dynamic { SOURCE_DYNAMIC_TOPIC } else { SOURCE_DEFAULT },
+                    source: if dynamic {
+                        SOURCE_DYNAMIC_TOPIC
+                    } else {
+                        SOURCE_DEFAULT
+                    },
                     read_only: false,
                     kind: config_type(def.kind),
                     doc: def.doc.to_string(),
@@ -108,24 +112,57 @@ fn topic_entries(state: &BrokerState, topic: &str) -> Option<Vec<Entry>> {
 fn broker_entries(state: &BrokerState) -> Vec<Entry> {
     let c = &state.config;
     let statics = [
-        ("node.id", c.node_id.to_string(), ConfigKind::Int, "This node's id."),
-        ("broker.id", c.node_id.to_string(), ConfigKind::Int, "Same as node.id."),
-        ("log.dirs", c.log_dir().display().to_string(), ConfigKind::String, "Where partition logs are stored."),
+        (
+            "node.id",
+            c.node_id.to_string(),
+            ConfigKind::Int,
+            "This node's id.",
+        ),
+        (
+            "broker.id",
+            c.node_id.to_string(),
+            ConfigKind::Int,
+            "Same as node.id.",
+        ),
+        (
+            "log.dirs",
+            c.log_dir().display().to_string(),
+            ConfigKind::String,
+            "Where partition logs are stored.",
+        ),
         (
             "advertised.listeners",
-            format!("PLAINTEXT://{}:{}", c.advertised_host, state.advertised_port),
+            format!(
+                "PLAINTEXT://{}:{}",
+                c.advertised_host, state.advertised_port
+            ),
             ConfigKind::List,
             "Addresses clients are given.",
         ),
-        ("auto.create.topics.enable", c.auto_create_topics.to_string(), ConfigKind::Boolean, "Create unknown topics on Metadata requests."),
-        ("num.partitions", c.num_partitions.to_string(), ConfigKind::Int, "Partitions of topics created without a count."),
+        (
+            "auto.create.topics.enable",
+            c.auto_create_topics.to_string(),
+            ConfigKind::Boolean,
+            "Create unknown topics on Metadata requests.",
+        ),
+        (
+            "num.partitions",
+            c.num_partitions.to_string(),
+            ConfigKind::Int,
+            "Partitions of topics created without a count.",
+        ),
         (
             "default.replication.factor",
             c.default_replication_factor.to_string(),
             ConfigKind::Int,
             "Replication factor of topics created without one.",
         ),
-        ("socket.request.max.bytes", c.max_request_bytes.to_string(), ConfigKind::Int, "Largest request frame accepted."),
+        (
+            "socket.request.max.bytes",
+            c.max_request_bytes.to_string(),
+            ConfigKind::Int,
+            "Largest request frame accepted.",
+        ),
     ];
     let mut entries: Vec<Entry> = statics
         .into_iter()
@@ -165,7 +202,9 @@ fn broker_name(topic_key: &str) -> String {
         "segment.index.bytes" => "log.index.size.max.bytes".into(),
         "delete.retention.ms" => "log.cleaner.delete.retention.ms".into(),
         "file.delete.delay.ms" => "log.segment.delete.delay.ms".into(),
-        "min.insync.replicas" | "unclean.leader.election.enable" | "compression.type" => topic_key.into(),
+        "min.insync.replicas" | "unclean.leader.election.enable" | "compression.type" => {
+            topic_key.into()
+        }
         other => format!("log.{other}"),
     }
 }
@@ -184,17 +223,26 @@ pub fn describe(ctx: &RequestContext, req: DescribeConfigsRequest) -> DescribeCo
                     ResponseError::UnknownTopicOrPartition,
                     format!("topic '{name}' does not exist"),
                 )),
-                BROKER if name.is_empty() || name == state.config.node_id.to_string() => Ok(broker_entries(state)),
-                BROKER => Err((ResponseError::InvalidRequest, format!("this is broker {}, not '{name}'", state.config.node_id))),
-                other => Err((ResponseError::InvalidRequest, format!("config resource type {other} is not supported"))),
+                BROKER if name.is_empty() || name == state.config.node_id.to_string() => {
+                    Ok(broker_entries(state))
+                }
+                BROKER => Err((
+                    ResponseError::InvalidRequest,
+                    format!("this is broker {}, not '{name}'", state.config.node_id),
+                )),
+                other => Err((
+                    ResponseError::InvalidRequest,
+                    format!("config resource type {other} is not supported"),
+                )),
             };
             let base = DescribeConfigsResult::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
             match entries {
                 Ok(entries) => {
-                    let keys: Option<Vec<String>> =
-                        r.configuration_keys.map(|ks| ks.iter().map(StrBytes::to_string).collect());
+                    let keys: Option<Vec<String>> = r
+                        .configuration_keys
+                        .map(|ks| ks.iter().map(StrBytes::to_string).collect());
                     let configs = entries
                         .into_iter()
                         .filter(|e| keys.as_ref().is_none_or(|ks| ks.contains(&e.name)))
@@ -202,7 +250,9 @@ pub fn describe(ctx: &RequestContext, req: DescribeConfigsRequest) -> DescribeCo
                         .collect();
                     base.with_error_code(0).with_configs(configs)
                 }
-                Err((err, msg)) => base.with_error_code(err.code()).with_error_message(Some(str_bytes(msg))),
+                Err((err, msg)) => base
+                    .with_error_code(err.code())
+                    .with_error_message(Some(str_bytes(msg))),
             }
         })
         .collect();
@@ -236,14 +286,22 @@ pub async fn incremental_alter(
                 .collect(),
         })
         .collect();
-    let pb_req = pb::AlterConfigsRequest { resources, validate_only: req.validate_only };
+    let pb_req = pb::AlterConfigsRequest {
+        resources,
+        validate_only: req.validate_only,
+    };
     let before = state.metadata.image().offset();
-    let outcome = super::admin::controller_call(state, |mut c| async move { c.alter_configs(pb_req).await }).await;
+    let outcome =
+        super::admin::controller_call(state, |mut c| async move { c.alter_configs(pb_req).await })
+            .await;
     if let Ok(resp) = &outcome {
         if !req.validate_only && resp.resources.iter().any(|r| r.error_code == 0) {
             // Answer once our image has moved past the change, so a DescribeConfigs sent
             // here next already sees it.
-            state.metadata.wait_until(Duration::from_secs(5), |i| i.offset() > before).await;
+            state
+                .metadata
+                .wait_until(Duration::from_secs(5), |i| i.offset() > before)
+                .await;
         }
     }
     let responses = match outcome {
@@ -253,8 +311,16 @@ pub async fn incremental_alter(
             .map(|r| {
                 AlterConfigsResourceResponse::default()
                     .with_error_code(r.error_code as i16)
-                    .with_error_message((!r.error_message.is_empty()).then(|| str_bytes(r.error_message)))
-                    .with_resource_type(if r.resource_type == ConfigResourceType::ConfigResourceBroker as i32 { BROKER } else { TOPIC })
+                    .with_error_message(
+                        (!r.error_message.is_empty()).then(|| str_bytes(r.error_message)),
+                    )
+                    .with_resource_type(
+                        if r.resource_type == ConfigResourceType::ConfigResourceBroker as i32 {
+                            BROKER
+                        } else {
+                            TOPIC
+                        },
+                    )
                     .with_resource_name(str_bytes(r.resource_name))
             })
             .collect(),

@@ -37,7 +37,8 @@ impl Answer {
         self.error != 0
             || !self.records.is_empty()
             || self.last_sent_before.as_ref().is_none_or(|l| {
-                l.high_watermark != self.high_watermark || l.log_start_offset != self.log_start_offset
+                l.high_watermark != self.high_watermark
+                    || l.log_start_offset != self.log_start_offset
             })
     }
 }
@@ -56,7 +57,10 @@ async fn fetch(state: Arc<BrokerState>, req: FetchRequest) -> FetchResponse {
             let topic = t.topic.0.to_string();
             t.partitions.iter().map(move |p| {
                 (
-                    TopicPartition { topic: topic.clone(), partition: p.partition },
+                    TopicPartition {
+                        topic: topic.clone(),
+                        partition: p.partition,
+                    },
                     FetchTarget {
                         fetch_offset: p.fetch_offset,
                         max_bytes: p.partition_max_bytes,
@@ -71,24 +75,44 @@ async fn fetch(state: Arc<BrokerState>, req: FetchRequest) -> FetchResponse {
         .iter()
         .flat_map(|t| {
             let topic = t.topic.0.to_string();
-            t.partitions.iter().map(move |p| TopicPartition { topic: topic.clone(), partition: *p })
+            t.partitions.iter().map(move |p| TopicPartition {
+                topic: topic.clone(),
+                partition: *p,
+            })
         })
         .collect();
-    let resolved = match state.fetch_sessions.resolve(req.session_id, req.session_epoch, requested, forgotten) {
-        Ok(r) => r,
-        Err(code) => return FetchResponse::default().with_error_code(code).with_session_id(0),
-    };
+    let resolved =
+        match state
+            .fetch_sessions
+            .resolve(req.session_id, req.session_epoch, requested, forgotten)
+        {
+            Ok(r) => r,
+            Err(code) => {
+                return FetchResponse::default()
+                    .with_error_code(code)
+                    .with_session_id(0)
+            }
+        };
     let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = tokio::time::Instant::now() + max_wait;
     let min_bytes = req.min_bytes.max(0) as usize;
-    let max_bytes = if req.max_bytes <= 0 { i32::MAX as usize } else { req.max_bytes as usize };
+    let max_bytes = if req.max_bytes <= 0 {
+        i32::MAX as usize
+    } else {
+        req.max_bytes as usize
+    };
     let answers = loop {
         // Subscribe before reading, so an append between the read and the wait still
         // wakes us.
         let mut watchers: Vec<watch::Receiver<Progress>> = resolved
             .targets
             .iter()
-            .filter_map(|(tp, _, _)| state.replicas.get(&tp.topic, tp.partition).map(|p| p.subscribe()))
+            .filter_map(|(tp, _, _)| {
+                state
+                    .replicas
+                    .get(&tp.topic, tp.partition)
+                    .map(|p| p.subscribe())
+            })
             .collect();
         let answers = read_all(&state, &resolved.targets, max_bytes);
         let bytes: usize = answers.iter().map(|a| a.records.len()).sum();
@@ -111,7 +135,13 @@ async fn fetch(state: Arc<BrokerState>, req: FetchRequest) -> FetchResponse {
         if resolved.incremental && !a.has_news() {
             continue;
         }
-        sent.push((a.tp.clone(), LastSent { high_watermark: a.high_watermark, log_start_offset: a.log_start_offset }));
+        sent.push((
+            a.tp.clone(),
+            LastSent {
+                high_watermark: a.high_watermark,
+                log_start_offset: a.log_start_offset,
+            },
+        ));
         let data = PartitionData::default()
             .with_partition_index(a.tp.partition)
             .with_error_code(a.error)
@@ -130,7 +160,10 @@ async fn fetch(state: Arc<BrokerState>, req: FetchRequest) -> FetchResponse {
         }
     }
     state.fetch_sessions.record_sent(session_id, sent);
-    FetchResponse::default().with_error_code(0).with_session_id(session_id).with_responses(topics)
+    FetchResponse::default()
+        .with_error_code(0)
+        .with_session_id(session_id)
+        .with_responses(topics)
 }
 
 /// Reads every target once within the response budget.

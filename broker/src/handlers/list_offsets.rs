@@ -1,7 +1,9 @@
 //! ListOffsets: earliest (log start), latest (high watermark; the LSO equals it while
 //! there are no transactions), max timestamp (KIP-734), or the first offset whose
 //! batch's max timestamp is at or after a time.
-use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::records::RecordBatchDecoder;
 
@@ -25,12 +27,14 @@ pub fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffsetsRespo
                 .partitions
                 .into_iter()
                 .map(|p| {
-                    let result = leader_partition(&ctx.state, &name, p.partition_index).and_then(|part| {
-                        let state = part.check_leader_epoch(p.current_leader_epoch)?;
-                        let (offset, timestamp) = lookup(&part, p.timestamp)?;
-                        Ok((offset, timestamp, state.leader_epoch))
-                    });
-                    let base = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+                    let result =
+                        leader_partition(&ctx.state, &name, p.partition_index).and_then(|part| {
+                            let state = part.check_leader_epoch(p.current_leader_epoch)?;
+                            let (offset, timestamp) = lookup(&part, p.timestamp)?;
+                            Ok((offset, timestamp, state.leader_epoch))
+                        });
+                    let base = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index);
                     match result {
                         Ok((offset, timestamp, epoch)) => base
                             .with_error_code(0)
@@ -38,11 +42,16 @@ pub fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffsetsRespo
                             .with_timestamp(timestamp)
                             // The field exists from v4 on; setting it earlier fails to encode.
                             .with_leader_epoch(if ctx.api_version >= 4 { epoch } else { -1 }),
-                        Err(e) => base.with_error_code(e.code()).with_offset(-1).with_timestamp(-1),
+                        Err(e) => base
+                            .with_error_code(e.code())
+                            .with_offset(-1)
+                            .with_timestamp(-1),
                     }
                 })
                 .collect();
-            ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(partitions)
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
         })
         .collect();
     ListOffsetsResponse::default().with_topics(topics)
@@ -64,11 +73,13 @@ fn lookup(part: &Partition, query: i64) -> Result<(i64, i64)> {
             Ok(if found.0 < hw { found } else { (-1, -1) })
         }
         ts if ts >= 0 => {
-            let Some((offset, batch_max)) = part.with_log(|log| log.offset_for_timestamp(ts))? else {
+            let Some((offset, batch_max)) = part.with_log(|log| log.offset_for_timestamp(ts))?
+            else {
                 return Ok((-1, -1));
             };
             // The first *record* at or after `ts` may sit inside the batch.
-            let found = refine_in_batch(part, offset, hw, |t| t >= ts).unwrap_or((offset, batch_max));
+            let found =
+                refine_in_batch(part, offset, hw, |t| t >= ts).unwrap_or((offset, batch_max));
             // Consumers must not learn of offsets above the high watermark.
             Ok(if found.0 < hw { found } else { (-1, -1) })
         }
@@ -80,7 +91,12 @@ fn lookup(part: &Partition, query: i64) -> Result<(i64, i64)> {
 
 /// Within the batch holding `offset`, the first record whose timestamp satisfies
 /// `wanted`, as (offset, timestamp). Decompresses the batch: ListOffsets is rare enough.
-fn refine_in_batch(part: &Partition, offset: i64, hw: i64, wanted: impl Fn(i64) -> bool) -> Option<(i64, i64)> {
+fn refine_in_batch(
+    part: &Partition,
+    offset: i64,
+    hw: i64,
+    wanted: impl Fn(i64) -> bool,
+) -> Option<(i64, i64)> {
     let mut bytes = part.with_log(|log| log.read(offset, 1, hw, true)).ok()?;
     let set = RecordBatchDecoder::decode(&mut bytes).ok()?;
     set.records

@@ -33,7 +33,8 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
         Some(list) if list.is_empty() && ctx.api_version == 0 => None,
         other => other,
     };
-    let allow_auto = state.config.auto_create_topics && (ctx.api_version < 4 || req.allow_auto_topic_creation);
+    let allow_auto =
+        state.config.auto_create_topics && (ctx.api_version < 4 || req.allow_auto_topic_creation);
     if let (Some(names), true) = (&requested, allow_auto) {
         let missing: Vec<String> = names
             .iter()
@@ -47,13 +48,19 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
             image = state
                 .metadata
                 .wait_until(Duration::from_secs(5), |img| {
-                    missing.iter().all(|n| img.topic_by_name(n).is_some_and(has_all_leaders))
+                    missing
+                        .iter()
+                        .all(|n| img.topic_by_name(n).is_some_and(has_all_leaders))
                 })
                 .await;
         }
     }
     let topics = match requested {
-        None => image.topics().values().map(|t| topic_entry(t, &image)).collect(),
+        None => image
+            .topics()
+            .values()
+            .map(|t| topic_entry(t, &image))
+            .collect(),
         Some(names) => names
             .iter()
             .map(|name| match image.topic_by_name(name) {
@@ -107,7 +114,12 @@ pub fn controller_id(state: &BrokerState, image: &MetadataImage) -> i32 {
     if image.broker(NodeId(me)).is_some_and(|b| !b.fenced) {
         return me;
     }
-    image.brokers().values().find(|b| !b.fenced).map(|b| b.id.0).unwrap_or(-1)
+    image
+        .brokers()
+        .values()
+        .find(|b| !b.fenced)
+        .map(|b| b.id.0)
+        .unwrap_or(-1)
 }
 
 fn topic_entry(t: &TopicImage, image: &MetadataImage) -> MetadataResponseTopic {
@@ -121,7 +133,11 @@ fn topic_entry(t: &TopicImage, image: &MetadataImage) -> MetadataResponseTopic {
                 .filter(|r| image.broker(**r).is_none_or(|b| b.fenced))
                 .map(|r| BrokerId(r.0))
                 .collect();
-            let error = if p.leader.is_none() { ResponseError::LeaderNotAvailable.code() } else { 0 };
+            let error = if p.leader.is_none() {
+                ResponseError::LeaderNotAvailable.code()
+            } else {
+                0
+            };
             MetadataResponsePartition::default()
                 .with_error_code(error)
                 .with_partition_index(*index)

@@ -20,10 +20,16 @@ use crate::error::{BrokerError, Result};
 use crate::partition::Partition;
 
 /// The local leader replica of `topic`/`partition`, or the Kafka error explaining why not.
-pub fn leader_partition(state: &BrokerState, topic: &str, partition: i32) -> Result<Arc<Partition>> {
+pub fn leader_partition(
+    state: &BrokerState,
+    topic: &str,
+    partition: i32,
+) -> Result<Arc<Partition>> {
     let image = state.metadata.image();
     let Some(t) = image.topic_by_name(topic) else {
-        return Err(BrokerError::UnknownTopicOrPartition(format!("topic '{topic}' does not exist")));
+        return Err(BrokerError::UnknownTopicOrPartition(format!(
+            "topic '{topic}' does not exist"
+        )));
     };
     let Some(p) = t.partitions.get(&partition) else {
         return Err(BrokerError::UnknownTopicOrPartition(format!(
@@ -32,7 +38,9 @@ pub fn leader_partition(state: &BrokerState, topic: &str, partition: i32) -> Res
         )));
     };
     if p.leader.is_none() {
-        return Err(BrokerError::LeaderNotAvailable(format!("{topic}-{partition} has no leader")));
+        return Err(BrokerError::LeaderNotAvailable(format!(
+            "{topic}-{partition} has no leader"
+        )));
     }
     if p.leader.map(|l| l.0) != Some(state.config.node_id) {
         return Err(BrokerError::NotLeaderOrFollower(format!(
@@ -41,7 +49,9 @@ pub fn leader_partition(state: &BrokerState, topic: &str, partition: i32) -> Res
         )));
     }
     let local = state.replicas.get(topic, partition).ok_or_else(|| {
-        BrokerError::NotLeaderOrFollower(format!("{topic}-{partition} is not open on this broker yet"))
+        BrokerError::NotLeaderOrFollower(format!(
+            "{topic}-{partition} is not open on this broker yet"
+        ))
     })?;
     if !local.leader_state().is_leader {
         return Err(BrokerError::NotLeaderOrFollower(format!(

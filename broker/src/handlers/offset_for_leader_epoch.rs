@@ -9,7 +9,10 @@ use super::leader_partition;
 use crate::server::dispatch::RequestContext;
 
 /// Answers from the leader's epoch cache.
-pub fn handle(ctx: &RequestContext, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
+pub fn handle(
+    ctx: &RequestContext,
+    req: OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
     let topics = req
         .topics
         .into_iter()
@@ -19,8 +22,8 @@ pub fn handle(ctx: &RequestContext, req: OffsetForLeaderEpochRequest) -> OffsetF
                 .partitions
                 .into_iter()
                 .map(|p| {
-                    let result = leader_partition(&ctx.state, &name, p.partition)
-                        .and_then(|part| {
+                    let result =
+                        leader_partition(&ctx.state, &name, p.partition).and_then(|part| {
                             part.check_leader_epoch(p.current_leader_epoch)?;
                             Ok(part.with_log(|log| log.end_offset_for_epoch(p.leader_epoch)))
                         });
@@ -38,7 +41,9 @@ pub fn handle(ctx: &RequestContext, req: OffsetForLeaderEpochRequest) -> OffsetF
                     }
                 })
                 .collect();
-            OffsetForLeaderTopicResult::default().with_topic(t.topic).with_partitions(partitions)
+            OffsetForLeaderTopicResult::default()
+                .with_topic(t.topic)
+                .with_partitions(partitions)
         })
         .collect();
     OffsetForLeaderEpochResponse::default().with_topics(topics)

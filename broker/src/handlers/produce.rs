@@ -27,13 +27,17 @@ pub fn handle(ctx: &RequestContext, req: ProduceRequest) -> Option<PendingRespon
     let acks = req.acks;
     let now = now_ms();
     let valid_acks = matches!(acks, -1..=1);
-    let mut topics: Vec<(TopicName, Vec<(i32, Appended)>)> = Vec::with_capacity(req.topic_data.len());
+    let mut topics: Vec<(TopicName, Vec<(i32, Appended)>)> =
+        Vec::with_capacity(req.topic_data.len());
     for topic in req.topic_data {
         let name = topic.name.0.to_string();
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for p in topic.partition_data {
             let outcome = if !valid_acks {
-                Appended::Failed(ResponseError::InvalidRequiredAcks.code(), format!("acks must be -1, 0 or 1, got {acks}"))
+                Appended::Failed(
+                    ResponseError::InvalidRequiredAcks.code(),
+                    format!("acks must be -1, 0 or 1, got {acks}"),
+                )
             } else if req.transactional_id.is_some() {
                 Appended::Failed(
                     ResponseError::TransactionalIdAuthorizationFailed.code(),
@@ -71,13 +75,24 @@ pub fn handle(ctx: &RequestContext, req: ProduceRequest) -> Option<PendingRespon
                 };
                 results.push(partition_response(index, result, version));
             }
-            responses.push(TopicProduceResponse::default().with_name(name).with_partition_responses(results));
+            responses.push(
+                TopicProduceResponse::default()
+                    .with_name(name)
+                    .with_partition_responses(results),
+            );
         }
         ProduceResponse::default().with_responses(responses)
     }))
 }
 
-fn append(ctx: &RequestContext, topic: &str, partition: i32, records: Option<&[u8]>, acks: i16, now: i64) -> Appended {
+fn append(
+    ctx: &RequestContext,
+    topic: &str,
+    partition: i32,
+    records: Option<&[u8]>,
+    acks: i16,
+    now: i64,
+) -> Appended {
     let result = (|| {
         let p = leader_partition(&ctx.state, topic, partition)?;
         let Some(records) = records.filter(|r| !r.is_empty()) else {

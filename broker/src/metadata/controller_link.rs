@@ -17,8 +17,14 @@ impl ControllerLink {
     /// A link to the controllers at `addrs` (`host:port`); connections are lazy.
     pub fn new(addrs: Vec<String>) -> Self {
         match ControllerClient::connect(addrs) {
-            Ok(client) => ControllerLink { template: Some(client), error: String::new() },
-            Err(e) => ControllerLink { template: None, error: e.to_string() },
+            Ok(client) => ControllerLink {
+                template: Some(client),
+                error: String::new(),
+            },
+            Err(e) => ControllerLink {
+                template: None,
+                error: e.to_string(),
+            },
         }
     }
 

@@ -54,9 +54,15 @@ async fn register(state: &BrokerState, incarnation: &str) -> Result<i64, String>
         rack: state.config.rack.clone().unwrap_or_default(),
     };
     let mut client = state.controller.lifecycle().map_err(|e| e.to_string())?;
-    let response = client.register_broker(request).await.map_err(|e| e.to_string())?;
+    let response = client
+        .register_broker(request)
+        .await
+        .map_err(|e| e.to_string())?;
     if response.error_code != 0 {
-        return Err(format!("error {}: {}", response.error_code, response.error_message));
+        return Err(format!(
+            "error {}: {}",
+            response.error_code, response.error_message
+        ));
     }
     Ok(response.broker_epoch)
 }
@@ -73,7 +79,8 @@ async fn heartbeat_loop(state: Arc<BrokerState>) {
             .broker(NodeId(state.config.node_id))
             .is_none_or(|b| b.fenced);
         if fenced {
-            let _ = tokio::time::timeout(state.config.heartbeat_interval, image_changes.changed()).await;
+            let _ = tokio::time::timeout(state.config.heartbeat_interval, image_changes.changed())
+                .await;
         } else {
             tokio::time::sleep(state.config.heartbeat_interval).await;
         }
@@ -84,11 +91,16 @@ async fn heartbeat_loop(state: Arc<BrokerState>) {
             want_fence: false,
             want_shutdown: false,
         };
-        let Ok(mut client) = state.controller.lifecycle() else { continue };
+        let Ok(mut client) = state.controller.lifecycle() else {
+            continue;
+        };
         match client.broker_heartbeat(request).await {
             // STALE_BROKER_EPOCH (77) or an unknown broker (69): register again.
             Ok(response) if response.error_code == 77 || response.error_code == 69 => {
-                tracing::warn!(code = response.error_code, "controller rejected our heartbeat; re-registering");
+                tracing::warn!(
+                    code = response.error_code,
+                    "controller rejected our heartbeat; re-registering"
+                );
                 return;
             }
             Ok(_) => {}
@@ -102,7 +114,10 @@ async fn follow(state: Arc<BrokerState>) {
     let mut image = (*state.metadata.image()).clone();
     loop {
         let stream = match state.controller.lifecycle() {
-            Ok(mut client) => client.watch_metadata(image.offset()).await.map_err(|e| e.to_string()),
+            Ok(mut client) => client
+                .watch_metadata(image.offset())
+                .await
+                .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         let mut stream = match stream {

@@ -91,7 +91,10 @@ impl Partition {
             tp,
             topic_id,
             log: Mutex::new(log),
-            leader: Mutex::new(LeaderState { is_leader: false, leader_epoch: -1 }),
+            leader: Mutex::new(LeaderState {
+                is_leader: false,
+                leader_epoch: -1,
+            }),
             settings: Mutex::new(settings),
             progress,
             flush_wanted: Notify::new(),
@@ -117,7 +120,10 @@ impl Partition {
                 log.assign_epoch(leader_epoch, leo)?;
             }
         }
-        *leader = LeaderState { is_leader, leader_epoch };
+        *leader = LeaderState {
+            is_leader,
+            leader_epoch,
+        };
         Ok(())
     }
 
@@ -166,7 +172,10 @@ impl Partition {
 
     fn ensure_online(&self) -> Result<()> {
         match &self.progress.borrow().failed {
-            Some(reason) => Err(BrokerError::StorageOffline(format!("{}: {reason}", self.tp))),
+            Some(reason) => Err(BrokerError::StorageOffline(format!(
+                "{}: {reason}",
+                self.tp
+            ))),
             None => Ok(()),
         }
     }
@@ -224,7 +233,10 @@ impl Partition {
             .await
             .map_err(|_| BrokerError::StorageOffline(format!("{} closed", self.tp)))?;
         match &p.failed {
-            Some(reason) => Err(BrokerError::StorageOffline(format!("{}: {reason}", self.tp))),
+            Some(reason) => Err(BrokerError::StorageOffline(format!(
+                "{}: {reason}",
+                self.tp
+            ))),
             None => Ok(()),
         }
     }
@@ -237,7 +249,10 @@ impl Partition {
             .await
             .map_err(|_| BrokerError::StorageOffline(format!("{} closed", self.tp)))?;
         match &p.failed {
-            Some(reason) => Err(BrokerError::StorageOffline(format!("{}: {reason}", self.tp))),
+            Some(reason) => Err(BrokerError::StorageOffline(format!(
+                "{}: {reason}",
+                self.tp
+            ))),
             None => Ok(()),
         }
     }

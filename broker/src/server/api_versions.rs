@@ -45,7 +45,10 @@ mod tests {
     fn advertised_ranges_are_decodable() {
         for (key, min, max) in SUPPORTED {
             let crate_range = key.valid_versions();
-            assert!(*min >= crate_range.min && *max <= crate_range.max, "{key:?}");
+            assert!(
+                *min >= crate_range.min && *max <= crate_range.max,
+                "{key:?}"
+            );
             assert!(min <= max);
         }
         assert!(is_supported(ApiKey::ApiVersions, 3));

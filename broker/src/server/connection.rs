@@ -45,12 +45,20 @@ pub struct Connection {
 impl Connection {
     /// Wraps an accepted socket.
     pub fn new(stream: TcpStream, peer: SocketAddr, state: Arc<BrokerState>) -> Self {
-        Connection { stream, peer, state }
+        Connection {
+            stream,
+            peer,
+            state,
+        }
     }
 
     /// Serves the connection until the peer closes it, it misbehaves, or shutdown.
     pub async fn serve(self, mut shutdown: watch::Receiver<bool>) {
-        let Connection { stream, peer, state } = self;
+        let Connection {
+            stream,
+            peer,
+            state,
+        } = self;
         let (read_half, write_half) = stream.into_split();
         let (tx, rx) = mpsc::channel::<PendingResponse>(MAX_IN_FLIGHT);
         let writer = tokio::spawn(write_responses(write_half, rx, peer));
@@ -99,7 +107,10 @@ async fn read_frame(
         Err(e) => return Err(e.into()),
     };
     if size < 0 || size as usize > max {
-        return Err(FrameError::BadSize { size: size as i64, max });
+        return Err(FrameError::BadSize {
+            size: size as i64,
+            max,
+        });
     }
     let size = size as usize;
     // Grow with the bytes that actually arrive, so a peer announcing a large frame and

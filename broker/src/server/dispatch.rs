@@ -11,9 +11,9 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::future::BoxFuture;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
-    FetchRequest, IncrementalAlterConfigsRequest, ListOffsetsRequest, MetadataRequest,
+    ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteRecordsRequest,
+    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, FetchRequest,
+    IncrementalAlterConfigsRequest, ListOffsetsRequest, MetadataRequest,
     OffsetForLeaderEpochRequest, ProduceRequest, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
@@ -154,8 +154,8 @@ pub enum Decoded {
         correlation_id: i32,
         /// Client id from the header.
         client_id: String,
-        /// The body.
-        request: Request,
+        /// The body (boxed: request structs are large, the other variant tiny).
+        request: Box<Request>,
     },
     /// ApiVersions in a version we do not implement: answered in v0 (KIP-511).
     UnsupportedApiVersions {
@@ -181,7 +181,11 @@ pub fn decode_frame(mut frame: Bytes) -> Result<Decoded, DispatchError> {
         let range = api_versions::supported_range(key)
             .map(|(a, b)| format!("{a}..={b}"))
             .unwrap_or_else(|| "none".to_string());
-        return Err(DispatchError::UnsupportedVersion { key, version, range });
+        return Err(DispatchError::UnsupportedVersion {
+            key,
+            version,
+            range,
+        });
     }
     let malformed = |reason: anyhow::Error| DispatchError::Malformed {
         key,
@@ -205,7 +209,9 @@ pub fn decode_frame(mut frame: Bytes) -> Result<Decoded, DispatchError> {
         ApiKey::DeleteTopics => decode!(DeleteTopics, DeleteTopicsRequest),
         ApiKey::CreatePartitions => decode!(CreatePartitions, CreatePartitionsRequest),
         ApiKey::DescribeConfigs => decode!(DescribeConfigs, DescribeConfigsRequest),
-        ApiKey::IncrementalAlterConfigs => decode!(IncrementalAlterConfigs, IncrementalAlterConfigsRequest),
+        ApiKey::IncrementalAlterConfigs => {
+            decode!(IncrementalAlterConfigs, IncrementalAlterConfigsRequest)
+        }
         ApiKey::DescribeCluster => decode!(DescribeCluster, DescribeClusterRequest),
         ApiKey::DeleteRecords => decode!(DeleteRecords, DeleteRecordsRequest),
         ApiKey::OffsetForLeaderEpoch => decode!(OffsetForLeaderEpoch, OffsetForLeaderEpochRequest),
@@ -216,8 +222,12 @@ pub fn decode_frame(mut frame: Bytes) -> Result<Decoded, DispatchError> {
         key,
         version,
         correlation_id,
-        client_id: header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default(),
-        request,
+        client_id: header
+            .client_id
+            .as_ref()
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
+        request: Box::new(request),
     })
 }
 
@@ -232,9 +242,13 @@ pub async fn dispatch(
             let outcome = encode_frame(ApiKey::ApiVersions, 0, correlation_id, &body);
             return Ok(Some(Box::pin(async move { outcome })));
         }
-        Decoded::Request { key, version, correlation_id, client_id, request } => {
-            (key, version, correlation_id, client_id, request)
-        }
+        Decoded::Request {
+            key,
+            version,
+            correlation_id,
+            client_id,
+            request,
+        } => (key, version, correlation_id, client_id, request),
     };
     let ctx = RequestContext {
         state: state.clone(),
@@ -244,7 +258,7 @@ pub async fn dispatch(
         client_id,
     };
     let span = tracing::debug_span!("request", api = ?key, version, correlation_id, client = %ctx.client_id);
-    Ok(route(ctx, request).instrument(span).await)
+    Ok(route(ctx, *request).instrument(span).await)
 }
 
 /// Runs the handler of a decoded request.
@@ -255,8 +269,12 @@ async fn route(ctx: RequestContext, request: Request) -> Option<PendingResponse>
         Request::Produce(req) => handlers::produce::handle(&ctx, req),
         Request::Fetch(req) => Some(handlers::fetch::handle(&ctx, req)),
         Request::ListOffsets(req) => Some(ctx.ready(&handlers::list_offsets::handle(&ctx, req))),
-        Request::CreateTopics(req) => Some(ctx.ready(&handlers::admin::create_topics(&ctx, req).await)),
-        Request::DeleteTopics(req) => Some(ctx.ready(&handlers::admin::delete_topics(&ctx, req).await)),
+        Request::CreateTopics(req) => {
+            Some(ctx.ready(&handlers::admin::create_topics(&ctx, req).await))
+        }
+        Request::DeleteTopics(req) => {
+            Some(ctx.ready(&handlers::admin::delete_topics(&ctx, req).await))
+        }
         Request::CreatePartitions(req) => {
             Some(ctx.ready(&handlers::admin::create_partitions(&ctx, req).await))
         }
@@ -265,7 +283,9 @@ async fn route(ctx: RequestContext, request: Request) -> Option<PendingResponse>
             Some(ctx.ready(&handlers::configs::incremental_alter(&ctx, req).await))
         }
         Request::DescribeCluster(req) => Some(ctx.ready(&handlers::cluster::describe(&ctx, req))),
-        Request::DeleteRecords(req) => Some(ctx.ready(&handlers::delete_records::handle(&ctx, req))),
+        Request::DeleteRecords(req) => {
+            Some(ctx.ready(&handlers::delete_records::handle(&ctx, req)))
+        }
         Request::OffsetForLeaderEpoch(req) => {
             Some(ctx.ready(&handlers::offset_for_leader_epoch::handle(&ctx, req)))
         }
@@ -287,7 +307,10 @@ mod tests {
 
     #[test]
     fn unknown_api_and_version_are_errors() {
-        assert!(matches!(decode_frame(Bytes::from(header(999, 0))), Err(DispatchError::UnknownApi(999))));
+        assert!(matches!(
+            decode_frame(Bytes::from(header(999, 0))),
+            Err(DispatchError::UnknownApi(999))
+        ));
         // JoinGroup exists in Kafka but not here (yet).
         assert!(matches!(
             decode_frame(Bytes::from(header(ApiKey::JoinGroup as i16, 0))),
@@ -301,7 +324,10 @@ mod tests {
             decode_frame(Bytes::from(header(ApiKey::ApiVersions as i16, 99))),
             Ok(Decoded::UnsupportedApiVersions { correlation_id: 7 })
         ));
-        assert!(matches!(decode_frame(Bytes::from_static(b"abc")), Err(DispatchError::TooShort(3))));
+        assert!(matches!(
+            decode_frame(Bytes::from_static(b"abc")),
+            Err(DispatchError::TooShort(3))
+        ));
     }
 
     /// An 8-byte body claiming 2^31-1 topics must be refused, not allocated.
@@ -310,14 +336,20 @@ mod tests {
         let mut frame = header(ApiKey::Metadata as i16, 1);
         frame.extend_from_slice(&(-1i16).to_be_bytes()); // null client id
         frame.extend_from_slice(&i32::MAX.to_be_bytes());
-        assert!(matches!(decode_frame(Bytes::from(frame)), Err(DispatchError::Malformed { .. })));
+        assert!(matches!(
+            decode_frame(Bytes::from(frame)),
+            Err(DispatchError::Malformed { .. })
+        ));
         let mut frame = header(ApiKey::Produce as i16, 3);
         frame.extend_from_slice(&(-1i16).to_be_bytes());
         frame.extend_from_slice(&(-1i16).to_be_bytes()); // null transactional id
         frame.extend_from_slice(&1i16.to_be_bytes());
         frame.extend_from_slice(&1000i32.to_be_bytes());
         frame.extend_from_slice(&i32::MAX.to_be_bytes());
-        assert!(matches!(decode_frame(Bytes::from(frame)), Err(DispatchError::Malformed { .. })));
+        assert!(matches!(
+            decode_frame(Bytes::from(frame)),
+            Err(DispatchError::Malformed { .. })
+        ));
     }
 
     proptest! {

@@ -8,7 +8,11 @@ use super::connection::Connection;
 use crate::broker::BrokerState;
 
 /// Accept loop; returns when `shutdown` turns true.
-pub async fn run(listener: TcpListener, state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    listener: TcpListener,
+    state: Arc<BrokerState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
