@@ -24,27 +24,9 @@ use crate::error::Result;
 use crate::metadata::controller_link::unavailable;
 use crate::server::dispatch::RequestContext;
 
-/// Kafka's topic name rules: `[a-zA-Z0-9._-]`, at most 249 characters, not `.` or `..`.
+/// Kafka's topic name rules (the controller's check, so both sides agree).
 pub fn valid_topic_name(name: &str) -> std::result::Result<(), String> {
-    if name.is_empty() {
-        return Err("topic name is empty".into());
-    }
-    if name == "." || name == ".." {
-        return Err(format!("topic name cannot be '{name}'"));
-    }
-    if name.len() > 249 {
-        return Err(format!(
-            "topic name is {} characters long; the limit is 249",
-            name.len()
-        ));
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
-        return Err(format!("topic name '{name}' contains '{c}'; allowed are ASCII letters, digits, '.', '_' and '-'"));
-    }
-    Ok(())
+    spate_controller::decisions::topics::validate_topic_name(name).map_err(|e| e.to_string())
 }
 
 /// One admin call on the active controller (the client retries and follows leadership).

@@ -9,19 +9,13 @@ use crate::server::dispatch::RequestContext;
 pub fn describe(ctx: &RequestContext, _req: DescribeClusterRequest) -> DescribeClusterResponse {
     let state = &ctx.state;
     let image = state.metadata.image();
-    let brokers = image
-        .brokers()
-        .values()
-        .filter(|b| !b.fenced)
-        .filter_map(|b| {
-            let ep = b.endpoints.first()?;
-            Some(
-                DescribeClusterBroker::default()
-                    .with_broker_id(BrokerId(b.id.0))
-                    .with_host(str_bytes(ep.host.clone()))
-                    .with_port(ep.port)
-                    .with_rack(b.rack.clone().filter(|r| !r.is_empty()).map(str_bytes)),
-            )
+    let brokers = super::metadata::live_brokers(&image)
+        .map(|(id, host, port, rack)| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(id))
+                .with_host(str_bytes(host))
+                .with_port(port)
+                .with_rack(rack.map(str_bytes))
         })
         .collect();
     DescribeClusterResponse::default()

@@ -88,21 +88,22 @@ fn has_all_leaders(t: &TopicImage) -> bool {
     !t.partitions.is_empty() && t.partitions.values().all(|p| p.leader.is_some())
 }
 
-/// Unfenced brokers with their advertised endpoint.
+/// Unfenced brokers with their advertised endpoint: (id, host, port, rack).
+pub fn live_brokers(image: &MetadataImage) -> impl Iterator<Item = (i32, String, i32, Option<String>)> + '_ {
+    image.brokers().values().filter(|b| !b.fenced).filter_map(|b| {
+        let ep = b.endpoints.first()?;
+        Some((b.id.0, ep.host.clone(), ep.port, b.rack.clone().filter(|r| !r.is_empty())))
+    })
+}
+
 fn brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
-    image
-        .brokers()
-        .values()
-        .filter(|b| !b.fenced)
-        .filter_map(|b| {
-            let ep = b.endpoints.first()?;
-            Some(
-                MetadataResponseBroker::default()
-                    .with_node_id(BrokerId(b.id.0))
-                    .with_host(str_bytes(ep.host.clone()))
-                    .with_port(ep.port)
-                    .with_rack(b.rack.clone().filter(|r| !r.is_empty()).map(str_bytes)),
-            )
+    live_brokers(image)
+        .map(|(id, host, port, rack)| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(id))
+                .with_host(str_bytes(host))
+                .with_port(port)
+                .with_rack(rack.map(str_bytes))
         })
         .collect()
 }

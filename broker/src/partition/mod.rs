@@ -227,32 +227,23 @@ impl Partition {
 
     /// Resolves once every offset below `end` is fsynced.
     pub async fn wait_durable(&self, end: i64) -> Result<()> {
-        let mut rx = self.progress.subscribe();
-        let p = rx
-            .wait_for(|p| p.durable >= end || p.failed.is_some())
-            .await
-            .map_err(|_| BrokerError::StorageOffline(format!("{} closed", self.tp)))?;
-        match &p.failed {
-            Some(reason) => Err(BrokerError::StorageOffline(format!(
-                "{}: {reason}",
-                self.tp
-            ))),
-            None => Ok(()),
-        }
+        self.wait_for(|p| p.durable >= end).await
     }
 
     /// Resolves once the high watermark reaches `end`.
     pub async fn wait_high_watermark(&self, end: i64) -> Result<()> {
+        self.wait_for(|p| p.high_watermark >= end).await
+    }
+
+    /// Resolves once `reached` holds, or with an error once the partition fails.
+    async fn wait_for(&self, reached: impl Fn(&Progress) -> bool) -> Result<()> {
         let mut rx = self.progress.subscribe();
         let p = rx
-            .wait_for(|p| p.high_watermark >= end || p.failed.is_some())
+            .wait_for(|p| reached(p) || p.failed.is_some())
             .await
             .map_err(|_| BrokerError::StorageOffline(format!("{} closed", self.tp)))?;
         match &p.failed {
-            Some(reason) => Err(BrokerError::StorageOffline(format!(
-                "{}: {reason}",
-                self.tp
-            ))),
+            Some(reason) => Err(BrokerError::StorageOffline(format!("{}: {reason}", self.tp))),
             None => Ok(()),
         }
     }
