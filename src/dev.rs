@@ -37,34 +37,25 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     crate::logging::init(&args.log_format, "info,openraft=warn,sled=warn");
     let started = Instant::now();
     let node = Node::start(NodeConfig {
-        node_id: 1,
         data_dir: args.data_dir.clone(),
         kafka_addr: args.kafka_addr,
         controller_addr: args.controller_addr,
         advertised_host: args.advertised_host,
         num_partitions: args.num_partitions,
         auto_create_topics: !args.no_auto_create_topics,
+        ..NodeConfig::ephemeral(&args.data_dir)
     })
     .await?;
+    let show = |a: Option<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
     println!(
         "spate dev ready: kafka={} controller={} data={} ({} ms)",
-        node.kafka_addr,
-        node.controller_addr,
+        show(node.kafka_addr),
+        show(node.controller_addr),
         args.data_dir.display(),
         started.elapsed().as_millis()
     );
-    wait_for_signal().await?;
+    crate::wait_for_shutdown_signal().await?;
     tracing::info!("shutting down");
     node.shutdown().await;
-    Ok(())
-}
-
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r?,
-        _ = term.recv() => {}
-    }
     Ok(())
 }

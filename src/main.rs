@@ -1,10 +1,13 @@
 //! `spate`: the one binary. It only wires the crates together: `dev` runs a single-node
-//! cluster (controller + broker in one process), the other subcommands are the CLI.
+//! cluster (controller + broker in one process), `server` runs a node from a configuration
+//! file, the other subcommands are the CLI.
 #![forbid(unsafe_code)]
 
 mod cli;
+mod config;
 mod dev;
 mod logging;
+mod server;
 
 use clap::{Parser, Subcommand};
 
@@ -20,6 +23,8 @@ struct Cli {
 enum Command {
     /// Run a single-node cluster (controller + broker) with embedded defaults.
     Dev(dev::DevArgs),
+    /// Run a node from a configuration file, SPATE_* variables and flags.
+    Server(server::ServerArgs),
     /// Create, list, describe, delete topics and alter their configs.
     Topic(cli::topic::TopicArgs),
     /// Produce records read from stdin, one per line.
@@ -38,10 +43,22 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Dev(args) => dev::run(args).await,
+            Command::Server(args) => server::run(args).await,
             Command::Topic(args) => cli::topic::run(args).await,
             Command::Produce(args) => cli::produce::run(args).await,
             Command::Consume(args) => cli::consume::run(args).await,
             Command::Bench(args) => cli::bench::run(args).await,
         }
     })
+}
+
+/// Waits for SIGINT or SIGTERM, the signals that ask `dev` and `server` to stop cleanly.
+async fn wait_for_shutdown_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
 }

@@ -11,7 +11,24 @@ use tokio::net::TcpListener;
 
 use crate::{Broker, BrokerConfig};
 
-/// What a single combined node needs.
+/// Which parts of Spate a node runs (Kafka's `process.roles`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    /// Member of the controller quorum.
+    pub controller: bool,
+    /// Serves Kafka clients and hosts partitions.
+    pub broker: bool,
+}
+
+impl Roles {
+    /// Both roles ("combined"), as `spate dev` and small clusters run.
+    pub const COMBINED: Roles = Roles {
+        controller: true,
+        broker: true,
+    };
+}
+
+/// What a node needs. Start from [`NodeConfig::ephemeral`] and override fields.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     /// Node id (controller and broker share it).
@@ -24,14 +41,34 @@ pub struct NodeConfig {
     pub controller_addr: SocketAddr,
     /// Host advertised to clients (default: the Kafka listener's IP).
     pub advertised_host: Option<String>,
+    /// Port advertised to clients (default: the bound Kafka port).
+    pub advertised_port: Option<u16>,
     /// Default partition count for new topics.
     pub num_partitions: i32,
+    /// Default replication factor for new topics.
+    pub default_replication_factor: i32,
     /// Auto-create topics on Metadata.
     pub auto_create_topics: bool,
+    /// Roles this node runs.
+    pub roles: Roles,
+    /// The controller quorum as (node id, "host:port"); empty means this node alone. The
+    /// local entry may be empty or use port 0: the bound controller address is used.
+    pub voters: Vec<(u64, String)>,
+    /// Rack of this broker.
+    pub rack: Option<String>,
+    /// Controller: fence a broker after this long without a heartbeat.
+    pub session_timeout: Duration,
+    /// Broker: heartbeat interval.
+    pub heartbeat_interval: Duration,
+    /// Largest request frame.
+    pub max_request_bytes: usize,
+    /// How long [`Node::start`] waits for the broker to be registered and unfenced
+    /// (`None`: do not wait, e.g. while the rest of a cluster is still starting).
+    pub wait_ready: Option<Duration>,
 }
 
 impl NodeConfig {
-    /// A node on 127.0.0.1 with free ports, storing data in `data_dir`.
+    /// A combined node on 127.0.0.1 with free ports, storing data in `data_dir`.
     pub fn ephemeral(data_dir: impl Into<PathBuf>) -> Self {
         NodeConfig {
             node_id: 1,
@@ -39,26 +76,36 @@ impl NodeConfig {
             kafka_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             controller_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             advertised_host: None,
+            advertised_port: None,
             num_partitions: 1,
+            default_replication_factor: 1,
             auto_create_topics: true,
+            roles: Roles::COMBINED,
+            voters: Vec::new(),
+            rack: None,
+            session_timeout: Duration::from_secs(9),
+            heartbeat_interval: Duration::from_secs(1),
+            max_request_bytes: crate::config::DEFAULT_MAX_REQUEST_BYTES,
+            wait_ready: Some(Duration::from_secs(30)),
         }
     }
 }
 
-/// A running combined node.
+/// A running node.
 pub struct Node {
-    /// The broker.
-    pub broker: Broker,
-    /// The controller.
-    pub controller: ControllerHandle,
-    /// Bound Kafka address.
-    pub kafka_addr: SocketAddr,
-    /// Bound controller address.
-    pub controller_addr: SocketAddr,
+    /// The broker, when this node has the broker role.
+    pub broker: Option<Broker>,
+    /// The controller, when this node has the controller role.
+    pub controller: Option<ControllerHandle>,
+    /// Bound Kafka address (broker role).
+    pub kafka_addr: Option<SocketAddr>,
+    /// Bound controller address (controller role).
+    pub controller_addr: Option<SocketAddr>,
 }
 
 impl Node {
-    /// Starts controller then broker, and waits until the broker is registered and unfenced.
+    /// Starts the controller (if that role is set) and then the broker (if set); with
+    /// `wait_ready`, waits until the broker is registered and unfenced.
     pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
         if config.num_partitions < 1 {
             bail!(
@@ -66,51 +113,113 @@ impl Node {
                 config.num_partitions
             );
         }
+        if !config.roles.controller && !config.roles.broker {
+            bail!("process.roles is empty: a node must be a controller, a broker or both");
+        }
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
         let cluster_id = meta_properties(&config.data_dir, config.node_id)?;
-        let controller_listener = TcpListener::bind(config.controller_addr)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot listen on controller address {} (is another spate running?)",
-                    config.controller_addr
-                )
-            })?;
-        let controller_addr = controller_listener.local_addr()?;
-        let controller_config = ControllerConfig {
-            node_id: config.node_id as u64,
-            data_dir: config.data_dir.clone(),
-            voters: vec![(config.node_id as u64, controller_addr.to_string())],
-            default_num_partitions: config.num_partitions,
-            default_replication_factor: 1,
-            ..ControllerConfig::default()
-        };
-        let controller = controller::start(controller_config, controller_listener)
-            .await
-            .context("cannot start the controller")?;
-        controller
-            .wait_for_leader(Duration::from_secs(30))
-            .await
-            .context("the controller quorum elected no leader within 30 s")?;
-        let kafka_listener = TcpListener::bind(config.kafka_addr)
-            .await
-            .with_context(|| format!("cannot listen on Kafka address {}", config.kafka_addr))?;
-        let kafka_addr = kafka_listener.local_addr()?;
-        let mut broker_config = BrokerConfig::new(config.node_id, &config.data_dir);
-        broker_config.advertised_host = config
-            .advertised_host
-            .unwrap_or_else(|| kafka_addr.ip().to_string());
-        broker_config.controller_addrs = vec![controller_addr.to_string()];
-        broker_config.cluster_id = cluster_id;
-        broker_config.auto_create_topics = config.auto_create_topics;
-        broker_config.num_partitions = config.num_partitions;
-        broker_config.default_replication_factor = 1;
-        let broker = Broker::start(broker_config, kafka_listener)
-            .await
-            .context("cannot start the broker")?;
-        if !broker.wait_ready(Duration::from_secs(30)).await {
-            bail!("broker did not become ready within 30 s (registered and unfenced with the controller)");
+
+        let mut controller = None;
+        let mut controller_addr = None;
+        if config.roles.controller {
+            let listener = TcpListener::bind(config.controller_addr)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot listen on controller address {} (is another spate running?)",
+                        config.controller_addr
+                    )
+                })?;
+            let bound = listener.local_addr()?;
+            let me = config.node_id as u64;
+            let mut voters = config.voters.clone();
+            if voters.is_empty() {
+                voters.push((me, bound.to_string()));
+            }
+            for (id, addr) in voters.iter_mut() {
+                if *id == me && (addr.is_empty() || addr.ends_with(":0")) {
+                    *addr = bound.to_string();
+                }
+            }
+            let controller_config = ControllerConfig {
+                node_id: me,
+                data_dir: config.data_dir.clone(),
+                voters,
+                session_timeout: config.session_timeout,
+                heartbeat_interval: config.heartbeat_interval,
+                default_num_partitions: config.num_partitions,
+                default_replication_factor: config.default_replication_factor,
+                ..ControllerConfig::default()
+            };
+            let handle = controller::start(controller_config, listener)
+                .await
+                .context("cannot start the controller")?;
+            if config.voters.len() <= 1 {
+                // Alone in the quorum, we elect ourselves at once: wait for it, so the broker's
+                // first registration succeeds instead of backing off.
+                handle
+                    .wait_for_leader(Duration::from_secs(30))
+                    .await
+                    .context("the one-voter controller elected no leader within 30 s")?;
+            }
+            controller_addr = Some(bound);
+            controller = Some(handle);
+        }
+
+        let mut broker = None;
+        let mut kafka_addr = None;
+        if config.roles.broker {
+            let kafka_listener = TcpListener::bind(config.kafka_addr)
+                .await
+                .with_context(|| format!("cannot listen on Kafka address {}", config.kafka_addr))?;
+            let bound = kafka_listener.local_addr()?;
+            let mut broker_config = BrokerConfig::new(config.node_id, &config.data_dir);
+            broker_config.advertised_host = config
+                .advertised_host
+                .clone()
+                .unwrap_or_else(|| bound.ip().to_string());
+            broker_config.advertised_port = config.advertised_port.unwrap_or(0);
+            broker_config.controller_addrs = if config.voters.is_empty() {
+                controller_addr.iter().map(|a| a.to_string()).collect()
+            } else {
+                config
+                    .voters
+                    .iter()
+                    .map(|(id, addr)| match controller_addr {
+                        Some(local)
+                            if *id == config.node_id as u64
+                                && (addr.is_empty() || addr.ends_with(":0")) =>
+                        {
+                            local.to_string()
+                        }
+                        _ => addr.clone(),
+                    })
+                    .collect()
+            };
+            if broker_config.controller_addrs.is_empty() {
+                bail!("controller.quorum.voters is empty: a broker needs controllers to register with");
+            }
+            broker_config.cluster_id = cluster_id;
+            broker_config.auto_create_topics = config.auto_create_topics;
+            broker_config.num_partitions = config.num_partitions;
+            broker_config.default_replication_factor = config.default_replication_factor;
+            broker_config.rack = config.rack.clone();
+            broker_config.heartbeat_interval = config.heartbeat_interval;
+            broker_config.max_request_bytes = config.max_request_bytes;
+            let started = Broker::start(broker_config, kafka_listener)
+                .await
+                .context("cannot start the broker")?;
+            if let Some(timeout) = config.wait_ready {
+                if !started.wait_ready(timeout).await {
+                    bail!(
+                        "broker did not become ready within {} s (registered and unfenced with the controller)",
+                        timeout.as_secs()
+                    );
+                }
+            }
+            kafka_addr = Some(bound);
+            broker = Some(started);
         }
         Ok(Node {
             broker,
@@ -122,9 +231,13 @@ impl Node {
 
     /// Clean shutdown: broker first (flushes logs), then controller.
     pub async fn shutdown(self) {
-        self.broker.shutdown().await;
-        if let Err(e) = self.controller.shutdown().await {
-            tracing::warn!(error = %e, "controller did not shut down cleanly");
+        if let Some(broker) = self.broker {
+            broker.shutdown().await;
+        }
+        if let Some(controller) = self.controller {
+            if let Err(e) = controller.shutdown().await {
+                tracing::warn!(error = %e, "controller did not shut down cleanly");
+            }
         }
     }
 }

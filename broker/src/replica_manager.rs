@@ -48,7 +48,7 @@ impl ReplicaManager {
     /// Brings the hosted partitions in line with `image` (blocking file I/O: call from a
     /// blocking context or accept the short stall on the metadata task).
     pub fn apply_image(&self, image: &MetadataImage, now_ms: i64) {
-        let mut wanted: HashMap<TopicPartition, ([u8; 16], bool, i32)> = HashMap::new();
+        let mut wanted: HashMap<TopicPartition, ([u8; 16], bool, i32, usize)> = HashMap::new();
         for topic in image.topics().values() {
             for (index, p) in &topic.partitions {
                 if p.replicas.iter().any(|r| r.0 == self.node_id) {
@@ -57,7 +57,15 @@ impl ReplicaManager {
                         partition: *index,
                     };
                     let is_leader = p.leader.is_some_and(|l| l.0 == self.node_id);
-                    wanted.insert(tp, (*topic.id.0.as_bytes(), is_leader, p.leader_epoch.0));
+                    wanted.insert(
+                        tp,
+                        (
+                            *topic.id.0.as_bytes(),
+                            is_leader,
+                            p.leader_epoch.0,
+                            p.isr.len(),
+                        ),
+                    );
                 }
             }
         }
@@ -66,7 +74,11 @@ impl ReplicaManager {
             .partitions
             .read()
             .iter()
-            .filter(|(tp, p)| wanted.get(*tp).is_none_or(|(id, _, _)| *id != p.topic_id))
+            .filter(|(tp, p)| {
+                wanted
+                    .get(*tp)
+                    .is_none_or(|(id, _, _, _)| *id != p.topic_id)
+            })
             .map(|(tp, p)| (tp.clone(), p.clone()))
             .collect();
         for (tp, partition) in stale {
@@ -77,7 +89,7 @@ impl ReplicaManager {
             remove_dir(&self.partition_dir(&tp));
             tracing::info!(partition = %tp, "removed partition log");
         }
-        for (tp, (topic_id, is_leader, leader_epoch)) in wanted {
+        for (tp, (topic_id, is_leader, leader_epoch, isr_size)) in wanted {
             let configs = topic_config::effective(image, &tp.topic);
             let existing = self.partitions.read().get(&tp).cloned();
             let partition = match existing {
@@ -96,7 +108,7 @@ impl ReplicaManager {
                     }
                 },
             };
-            if let Err(e) = partition.set_leader_state(is_leader, leader_epoch) {
+            if let Err(e) = partition.set_leader_state(is_leader, leader_epoch, isr_size) {
                 partition.fail(format!("cannot record leader epoch: {e}"));
             }
         }

@@ -50,7 +50,7 @@ impl TestNode {
     pub fn kafka_addr(&self) -> SocketAddr {
         self.node
             .as_ref()
-            .map(|n| n.kafka_addr)
+            .and_then(|n| n.kafka_addr)
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 

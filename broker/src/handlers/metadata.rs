@@ -89,11 +89,22 @@ fn has_all_leaders(t: &TopicImage) -> bool {
 }
 
 /// Unfenced brokers with their advertised endpoint: (id, host, port, rack).
-pub fn live_brokers(image: &MetadataImage) -> impl Iterator<Item = (i32, String, i32, Option<String>)> + '_ {
-    image.brokers().values().filter(|b| !b.fenced).filter_map(|b| {
-        let ep = b.endpoints.first()?;
-        Some((b.id.0, ep.host.clone(), ep.port, b.rack.clone().filter(|r| !r.is_empty())))
-    })
+pub fn live_brokers(
+    image: &MetadataImage,
+) -> impl Iterator<Item = (i32, String, i32, Option<String>)> + '_ {
+    image
+        .brokers()
+        .values()
+        .filter(|b| !b.fenced)
+        .filter_map(|b| {
+            let ep = b.endpoints.first()?;
+            Some((
+                b.id.0,
+                ep.host.clone(),
+                ep.port,
+                b.rack.clone().filter(|r| !r.is_empty()),
+            ))
+        })
 }
 
 fn brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {

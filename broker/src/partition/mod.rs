@@ -52,6 +52,8 @@ pub struct LeaderState {
     pub is_leader: bool,
     /// Current leader epoch.
     pub leader_epoch: i32,
+    /// Members of the ISR, the leader included.
+    pub isr_size: usize,
 }
 
 /// A partition replica hosted by this broker.
@@ -94,6 +96,7 @@ impl Partition {
             leader: Mutex::new(LeaderState {
                 is_leader: false,
                 leader_epoch: -1,
+                isr_size: 1,
             }),
             settings: Mutex::new(settings),
             progress,
@@ -110,7 +113,12 @@ impl Partition {
     }
 
     /// Applies leadership from the metadata image; a new leader epoch starts at our LEO.
-    pub fn set_leader_state(&self, is_leader: bool, leader_epoch: i32) -> Result<()> {
+    pub fn set_leader_state(
+        &self,
+        is_leader: bool,
+        leader_epoch: i32,
+        isr_size: usize,
+    ) -> Result<()> {
         let mut leader = self.leader.lock();
         if is_leader && leader_epoch > leader.leader_epoch {
             let mut log = self.log.lock();
@@ -123,7 +131,11 @@ impl Partition {
         *leader = LeaderState {
             is_leader,
             leader_epoch,
+            isr_size,
         };
+        drop(leader);
+        // The ISR may have changed what the high watermark can be.
+        self.advance_high_watermark();
         Ok(())
     }
 
@@ -210,8 +222,13 @@ impl Partition {
 
     /// Recomputes the high watermark. With one replica it is the LEO, or the durable
     /// offset when acknowledgements wait for fsync (so no consumer ever reads data a
-    /// crash could take back).
+    /// crash could take back). With other ISR members it cannot move here: followers do
+    /// not fetch yet (replication is future work), so nothing is known to be on them, and
+    /// acks=all waits — as Kafka does while followers lag and the ISR has not shrunk.
     fn advance_high_watermark(&self) {
+        if self.leader_state().isr_size > 1 {
+            return;
+        }
         let leo = self.log.lock().log_end_offset();
         let sync = self.settings.lock().sync_before_ack;
         self.progress.send_if_modified(|p| {
@@ -243,7 +260,10 @@ impl Partition {
             .await
             .map_err(|_| BrokerError::StorageOffline(format!("{} closed", self.tp)))?;
         match &p.failed {
-            Some(reason) => Err(BrokerError::StorageOffline(format!("{}: {reason}", self.tp))),
+            Some(reason) => Err(BrokerError::StorageOffline(format!(
+                "{}: {reason}",
+                self.tp
+            ))),
             None => Ok(()),
         }
     }

@@ -1,0 +1,856 @@
+//! Server configuration for `spate server`: a TOML file, overridden by `SPATE_*`
+//! environment variables, overridden by command-line flags (flag > env > file > default).
+//!
+//! Keys carry Kafka's names where Kafka has one (`node.id`, `listeners`, ...); the full
+//! list, with defaults and meaning, is in `docs/configuration.md`. Everything after reading
+//! the file is one pure function, [`resolve`], so every rule is tested without I/O.
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use spate_controller::ids::NodeId;
+
+/// A key's default: a value parsed like any other, or none (required, optional or derived).
+#[derive(Clone, Copy)]
+enum Default {
+    Value(&'static str),
+    Required,
+    None,
+}
+
+/// Every key `spate server` knows, in documentation order.
+const KEYS: &[(&str, Default)] = &[
+    ("node.id", Default::Required),
+    ("process.roles", Default::Value("broker,controller")),
+    ("listeners", Default::Value("PLAINTEXT://127.0.0.1:9092")),
+    ("advertised.listeners", Default::None),
+    ("controller.listener", Default::Value("127.0.0.1:9093")),
+    ("controller.quorum.voters", Default::Required),
+    ("log.dirs", Default::Value("./spate-data")),
+    ("broker.rack", Default::None),
+    ("num.partitions", Default::Value("1")),
+    ("default.replication.factor", Default::Value("1")),
+    ("auto.create.topics.enable", Default::Value("true")),
+    ("broker.session.timeout.ms", Default::Value("9000")),
+    ("broker.heartbeat.interval.ms", Default::Value("1000")),
+    ("socket.request.max.bytes", Default::Value("104857600")),
+    ("admin.listener", Default::Value("127.0.0.1:9095")),
+];
+
+/// Other names for a key: `data.dir` is Spate's (and `spate dev`'s) name for `log.dirs`.
+const ALIASES: &[(&str, &str)] = &[("data.dir", "log.dirs")];
+
+/// The key a name stands for, if it is a key or an alias of one.
+fn canonical(name: &str) -> Option<&'static str> {
+    KEYS.iter()
+        .map(|(k, _)| *k)
+        .find(|k| *k == name)
+        .or_else(|| ALIASES.iter().find(|(a, _)| *a == name).map(|(_, k)| *k))
+}
+
+/// Every accepted name: keys and aliases.
+fn all_names() -> impl Iterator<Item = &'static str> {
+    KEYS.iter()
+        .map(|(k, _)| *k)
+        .chain(ALIASES.iter().map(|(a, _)| *a))
+}
+
+/// The environment variable for a key: `node.id` -> `SPATE_NODE_ID`.
+pub fn env_var(key: &str) -> String {
+    format!("SPATE_{}", key.to_ascii_uppercase().replace('.', "_"))
+}
+
+/// The command-line flag for a key: `node.id` -> `--node-id`.
+pub fn flag(key: &str) -> String {
+    format!("--{}", key.replace('.', "-"))
+}
+
+/// Where a value came from; shown in the start-up log and in error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The built-in default.
+    Default,
+    /// Computed from other keys (`advertised.listeners` from `listeners`).
+    Derived,
+    /// The configuration file.
+    File(PathBuf),
+    /// An environment variable.
+    Env(String),
+    /// A command-line flag.
+    Flag(String),
+}
+
+impl Source {
+    /// " (from X)" for values a user set, nothing for defaults.
+    fn note(&self) -> String {
+        match self {
+            Source::Default | Source::Derived => String::new(),
+            other => format!(" (from {other})"),
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::Derived => f.write_str("derived"),
+            Source::File(p) => write!(f, "{}", p.display()),
+            Source::Env(v) | Source::Flag(v) => f.write_str(v),
+        }
+    }
+}
+
+/// Why a configuration was refused; each message names the key, the value and what is
+/// expected.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {}: {source}", .path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not TOML.
+    #[error("{}: not valid TOML: {message}", .path.display())]
+    Syntax { path: PathBuf, message: String },
+    /// A key in the file that Spate does not know (a typo must not pass unnoticed).
+    #[error("{}: unknown key '{key}'{hint}", .path.display())]
+    UnknownKey {
+        path: PathBuf,
+        key: String,
+        hint: String,
+    },
+    /// A required key has no value anywhere.
+    #[error("{key} is required: set it in the config file, as {} or with {}", env_var(key), flag(key))]
+    Missing { key: &'static str },
+    /// A value that does not parse or is out of range.
+    #[error("{key}: '{value}' {problem}{}", .origin.note())]
+    Invalid {
+        key: &'static str,
+        value: String,
+        problem: String,
+        origin: Source,
+    },
+    /// Values that contradict each other.
+    #[error("{key}: {message}")]
+    Conflict { key: &'static str, message: String },
+}
+
+/// The roles a node plays (`process.roles`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    /// Serves Kafka clients and hosts partitions.
+    pub broker: bool,
+    /// Is a voter of the controller quorum.
+    pub controller: bool,
+}
+
+impl fmt::Display for Roles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = [(self.broker, "broker"), (self.controller, "controller")]
+            .into_iter()
+            .filter_map(|(on, name)| on.then_some(name))
+            .collect();
+        f.write_str(&names.join(","))
+    }
+}
+
+/// A host name or IP and a port, as advertised to others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    /// Host name or IP address (IPv6 without brackets).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// A member of the controller quorum (`ID@HOST:PORT`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Voter {
+    /// The voter's node id.
+    pub id: NodeId,
+    /// Its controller listener, as other nodes reach it.
+    pub addr: HostPort,
+}
+
+impl fmt::Display for Voter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.id.0, self.addr)
+    }
+}
+
+/// A validated server configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// `node.id`.
+    pub node_id: NodeId,
+    /// `process.roles`.
+    pub roles: Roles,
+    /// `listeners`: where the Kafka protocol is served.
+    pub listener: SocketAddr,
+    /// `advertised.listeners`: what clients are told to connect to.
+    pub advertised_listener: HostPort,
+    /// `controller.listener`: where the controller's gRPC service binds.
+    pub controller_listener: SocketAddr,
+    /// `controller.quorum.voters`.
+    pub voters: Vec<Voter>,
+    /// `log.dirs` / `data.dir`.
+    pub data_dir: PathBuf,
+    /// `broker.rack`.
+    pub rack: Option<String>,
+    /// `num.partitions`.
+    pub num_partitions: i32,
+    /// `default.replication.factor`.
+    pub default_replication_factor: i16,
+    /// `auto.create.topics.enable`.
+    pub auto_create_topics: bool,
+    /// `broker.session.timeout.ms`.
+    pub session_timeout: Duration,
+    /// `broker.heartbeat.interval.ms`.
+    pub heartbeat_interval: Duration,
+    /// `socket.request.max.bytes`.
+    pub socket_request_max_bytes: i32,
+    /// `admin.listener`: reserved for the HTTP admin endpoint.
+    pub admin_listener: SocketAddr,
+    /// Where each key's value came from.
+    pub sources: BTreeMap<&'static str, Source>,
+}
+
+impl ServerConfig {
+    /// Reads the file (if any) and resolves it with the environment and the flags.
+    pub fn load(
+        path: Option<&Path>,
+        env: &BTreeMap<String, String>,
+        flags: &ConfigFlags,
+    ) -> Result<ServerConfig, ConfigError> {
+        let text = match path {
+            Some(p) => Some(std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.to_path_buf(),
+                source,
+            })?),
+            None => None,
+        };
+        let file = path.zip(text.as_deref());
+        resolve(file, env, flags)
+    }
+
+    /// The effective value of every key and where it came from, for the start-up log.
+    pub fn effective(&self) -> Vec<(&'static str, String, Source)> {
+        let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "(unset)".to_string());
+        let voters: Vec<String> = self.voters.iter().map(Voter::to_string).collect();
+        let values = [
+            self.node_id.0.to_string(),
+            self.roles.to_string(),
+            format!("PLAINTEXT://{}", self.listener),
+            format!("PLAINTEXT://{}", self.advertised_listener),
+            self.controller_listener.to_string(),
+            voters.join(","),
+            self.data_dir.display().to_string(),
+            opt(&self.rack),
+            self.num_partitions.to_string(),
+            self.default_replication_factor.to_string(),
+            self.auto_create_topics.to_string(),
+            self.session_timeout.as_millis().to_string(),
+            self.heartbeat_interval.as_millis().to_string(),
+            self.socket_request_max_bytes.to_string(),
+            self.admin_listener.to_string(),
+        ];
+        KEYS.iter()
+            .zip(values)
+            .map(|((key, _), value)| {
+                let source = self.sources.get(key).cloned().unwrap_or(Source::Default);
+                (*key, value, source)
+            })
+            .collect()
+    }
+}
+
+/// The `SPATE_*` variables of this process (non-Unicode ones are skipped).
+pub fn spate_env() -> BTreeMap<String, String> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| k.starts_with("SPATE_"))
+        .collect()
+}
+
+/// One flag per key (kebab-case of the key); values are checked by [`resolve`] so that a
+/// bad flag gets the same message as a bad file entry.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct ConfigFlags {
+    /// node.id: this node's id (>= 0).
+    #[arg(long, value_name = "ID")]
+    pub node_id: Option<String>,
+    /// process.roles: broker, controller or broker,controller.
+    #[arg(long, value_name = "ROLES")]
+    pub process_roles: Option<String>,
+    /// listeners: Kafka listener, e.g. PLAINTEXT://0.0.0.0:9092.
+    #[arg(long, value_name = "LISTENER")]
+    pub listeners: Option<String>,
+    /// advertised.listeners: address given to clients, e.g. PLAINTEXT://kafka-0:9092.
+    #[arg(long, value_name = "LISTENER")]
+    pub advertised_listeners: Option<String>,
+    /// controller.listener: controller gRPC bind address, HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub controller_listener: Option<String>,
+    /// controller.quorum.voters: ID@HOST:PORT[,ID@HOST:PORT...].
+    #[arg(long, value_name = "VOTERS")]
+    pub controller_quorum_voters: Option<String>,
+    /// log.dirs: data directory (same as --data-dir).
+    #[arg(long, value_name = "DIR")]
+    pub log_dirs: Option<String>,
+    /// data.dir: data directory (same as --log-dirs).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<String>,
+    /// broker.rack: rack or zone of this broker.
+    #[arg(long, value_name = "RACK")]
+    pub broker_rack: Option<String>,
+    /// num.partitions: partitions of topics created without a count.
+    #[arg(long, value_name = "N")]
+    pub num_partitions: Option<String>,
+    /// default.replication.factor: replicas of topics created without one.
+    #[arg(long, value_name = "N")]
+    pub default_replication_factor: Option<String>,
+    /// auto.create.topics.enable: create unknown topics on Metadata (true|false).
+    #[arg(long, value_name = "BOOL")]
+    pub auto_create_topics_enable: Option<String>,
+    /// broker.session.timeout.ms: a broker silent this long is fenced.
+    #[arg(long, value_name = "MS")]
+    pub broker_session_timeout_ms: Option<String>,
+    /// broker.heartbeat.interval.ms: how often a broker heartbeats.
+    #[arg(long, value_name = "MS")]
+    pub broker_heartbeat_interval_ms: Option<String>,
+    /// socket.request.max.bytes: largest request frame accepted.
+    #[arg(long, value_name = "BYTES")]
+    pub socket_request_max_bytes: Option<String>,
+    /// admin.listener: HTTP admin bind address, HOST:PORT (reserved).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub admin_listener: Option<String>,
+}
+
+impl ConfigFlags {
+    /// The flags given, by key name.
+    fn given(&self) -> Vec<(&'static str, &String)> {
+        let all = [
+            ("node.id", &self.node_id),
+            ("process.roles", &self.process_roles),
+            ("listeners", &self.listeners),
+            ("advertised.listeners", &self.advertised_listeners),
+            ("controller.listener", &self.controller_listener),
+            ("controller.quorum.voters", &self.controller_quorum_voters),
+            ("log.dirs", &self.log_dirs),
+            ("data.dir", &self.data_dir),
+            ("broker.rack", &self.broker_rack),
+            ("num.partitions", &self.num_partitions),
+            ("default.replication.factor", &self.default_replication_factor),
+            ("auto.create.topics.enable", &self.auto_create_topics_enable),
+            ("broker.session.timeout.ms", &self.broker_session_timeout_ms),
+            ("broker.heartbeat.interval.ms", &self.broker_heartbeat_interval_ms),
+            ("socket.request.max.bytes", &self.socket_request_max_bytes),
+            ("admin.listener", &self.admin_listener),
+        ];
+        all.into_iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+            .collect()
+    }
+}
+
+/// A raw value and where it came from.
+#[derive(Debug, Clone)]
+struct Setting {
+    value: String,
+    origin: Source,
+}
+
+/// Merges the file (path and text), the environment and the flags, then validates.
+/// Pure: the caller does the reading.
+pub fn resolve(
+    file: Option<(&Path, &str)>,
+    env: &BTreeMap<String, String>,
+    flags: &ConfigFlags,
+) -> Result<ServerConfig, ConfigError> {
+    let mut merged = BTreeMap::new();
+    if let Some((path, text)) = file {
+        overlay(&mut merged, file_layer(path, text)?)?;
+    }
+    let env_layer = all_names()
+        .filter_map(|name| {
+            let var = env_var(name);
+            let value = env.get(&var)?.clone();
+            Some((name, value, Source::Env(var)))
+        })
+        .collect();
+    overlay(&mut merged, env_layer)?;
+    let flag_layer = flags
+        .given()
+        .into_iter()
+        .map(|(name, v)| (name, v.clone(), Source::Flag(flag(name))))
+        .collect();
+    overlay(&mut merged, flag_layer)?;
+    for (key, default) in KEYS {
+        if let Default::Value(v) = default {
+            merged.entry(*key).or_insert_with(|| Setting {
+                value: v.to_string(),
+                origin: Source::Default,
+            });
+        }
+    }
+    validate(merged)
+}
+
+/// Lays one source's values over the lower ones; a key and its alias set to different
+/// values in the same source is a contradiction.
+fn overlay(
+    merged: &mut BTreeMap<&'static str, Setting>,
+    layer: Vec<(&'static str, String, Source)>,
+) -> Result<(), ConfigError> {
+    let mut seen: BTreeMap<&'static str, (&'static str, String)> = BTreeMap::new();
+    for (name, value, origin) in layer {
+        let key = canonical(name).expect("layers hold known names");
+        if let Some((other, prev)) = seen.get(key) {
+            if *prev != value {
+                return Err(ConfigError::Conflict {
+                    key,
+                    message: format!(
+                        "{other} = '{prev}' and {name} = '{value}' name the same setting{}; set one",
+                        origin.note()
+                    ),
+                });
+            }
+        }
+        seen.insert(key, (name, value.clone()));
+        merged.insert(key, Setting { value, origin });
+    }
+    Ok(())
+}
+
+/// The file's keys, flattened: `node.id = 1` (a TOML dotted key), `"node.id" = 1` and
+/// `[node] id = 1` all mean `node.id`. Arrays become comma lists.
+fn file_layer(path: &Path, text: &str) -> Result<Vec<(&'static str, String, Source)>, ConfigError> {
+    let table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let mut flat = Vec::new();
+    flatten("", &table, &mut flat);
+    let mut layer = Vec::new();
+    for (name, value) in flat {
+        let Some(canon) = canonical(&name) else {
+            return Err(ConfigError::UnknownKey {
+                path: path.to_path_buf(),
+                hint: hint(&name),
+                key: name,
+            });
+        };
+        let origin = Source::File(path.to_path_buf());
+        let text = scalar(value).ok_or_else(|| ConfigError::Invalid {
+            key: canon,
+            value: value.to_string(),
+            problem: "is not a value or a list of values".to_string(),
+            origin: origin.clone(),
+        })?;
+        // Keep the alias as written, so a clash with its key can be reported by name.
+        let name = all_names().find(|n| *n == name).unwrap_or(canon);
+        layer.push((name, text, origin));
+    }
+    Ok(layer)
+}
+
+fn flatten<'a>(prefix: &str, table: &'a toml::Table, out: &mut Vec<(String, &'a toml::Value)>) {
+    for (k, v) in table {
+        let name = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            toml::Value::Table(t) => flatten(&name, t, out),
+            other => out.push((name, other)),
+        }
+    }
+}
+
+/// A TOML value as the text a flag would carry; `None` for tables and nested arrays.
+fn scalar(v: &toml::Value) -> Option<String> {
+    Some(match v {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        toml::Value::Datetime(d) => d.to_string(),
+        toml::Value::Array(items) => {
+            let parts: Option<Vec<String>> = items
+                .iter()
+                .map(|i| match i {
+                    toml::Value::Array(_) | toml::Value::Table(_) => None,
+                    other => scalar(other),
+                })
+                .collect();
+            parts?.join(",")
+        }
+        toml::Value::Table(_) => return None,
+    })
+}
+
+/// " (did you mean 'node.id'?)" for a near miss such as `node_id` or `node.idd`.
+fn hint(name: &str) -> String {
+    let normalized = name.replace(['_', '-'], ".").to_ascii_lowercase();
+    all_names()
+        .map(|k| (edit_distance(&normalized, k), k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| format!(" (did you mean '{k}'?)"))
+        .unwrap_or_default()
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (diag + usize::from(ca != *cb)).min(row[j] + 1).min(row[j + 1] + 1);
+            diag = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+/// Parses one key's raw value with `parse`, which returns the problem in words.
+fn field<T>(
+    settings: &BTreeMap<&'static str, Setting>,
+    key: &'static str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Option<T>, ConfigError> {
+    let Some(s) = settings.get(key) else {
+        return Ok(None);
+    };
+    parse(s.value.trim()).map(Some).map_err(|problem| ConfigError::Invalid {
+        key,
+        value: s.value.clone(),
+        problem,
+        origin: s.origin.clone(),
+    })
+}
+
+/// Like [`field`] for a key that always has a value (a default or required).
+fn required<T>(
+    settings: &BTreeMap<&'static str, Setting>,
+    key: &'static str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<T, ConfigError> {
+    field(settings, key, parse)?.ok_or(ConfigError::Missing { key })
+}
+
+/// Turns merged raw values into a [`ServerConfig`], checking every rule.
+fn validate(settings: BTreeMap<&'static str, Setting>) -> Result<ServerConfig, ConfigError> {
+    let node_id = required(&settings, "node.id", |s| {
+        parse_int::<i32>(s, 0, i32::MAX, "a node id (an integer >= 0)").map(NodeId)
+    })?;
+    let roles = required(&settings, "process.roles", parse_roles)?;
+    let listener = required(&settings, "listeners", parse_listener)?;
+    let controller_listener = required(&settings, "controller.listener", parse_bind)?;
+    let voters = match settings.get("controller.quorum.voters") {
+        None => return Err(ConfigError::Missing { key: "controller.quorum.voters" }),
+        Some(s) => parse_voters(s.value.trim()).map_err(|(value, problem)| ConfigError::Invalid {
+            key: "controller.quorum.voters",
+            value,
+            problem,
+            origin: s.origin.clone(),
+        })?,
+    };
+    let data_dir = required(&settings, "log.dirs", parse_dir)?;
+    let rack = field(&settings, "broker.rack", |s| match s {
+        "" => Err("is empty; leave broker.rack unset instead".to_string()),
+        s => Ok(s.to_string()),
+    })?;
+    let num_partitions = required(&settings, "num.partitions", |s| {
+        parse_int(s, 1, i32::MAX, "an integer >= 1")
+    })?;
+    let default_replication_factor = required(&settings, "default.replication.factor", |s| {
+        parse_int(s, 1, i16::MAX, "an integer from 1 to 32767")
+    })?;
+    let auto_create_topics = required(&settings, "auto.create.topics.enable", |s| match s {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err("is not true or false".to_string()),
+    })?;
+    let millis = |s: &str| {
+        parse_int(s, 1, u32::MAX, "a number of milliseconds >= 1")
+            .map(|ms| Duration::from_millis(ms.into()))
+    };
+    let session_timeout = required(&settings, "broker.session.timeout.ms", millis)?;
+    let heartbeat_interval = required(&settings, "broker.heartbeat.interval.ms", millis)?;
+    let socket_request_max_bytes = required(&settings, "socket.request.max.bytes", |s| {
+        parse_int(s, 1, i32::MAX, "a byte count from 1 to 2147483647")
+    })?;
+    let admin_listener = required(&settings, "admin.listener", parse_bind)?;
+    let multi_node = voters.len() > 1 || !roles.controller;
+    let mut sources: BTreeMap<&'static str, Source> =
+        settings.iter().map(|(k, s)| (*k, s.origin.clone())).collect();
+    let advertised_listener = match field(&settings, "advertised.listeners", parse_advertised)? {
+        Some(a) => a,
+        None => {
+            sources.insert("advertised.listeners", Source::Derived);
+            derive_advertised(listener, multi_node)?
+        }
+    };
+
+    let in_voters = voters.iter().any(|v| v.id == node_id);
+    let listed: Vec<String> = voters.iter().map(Voter::to_string).collect();
+    if roles.controller && !in_voters {
+        return Err(ConfigError::Conflict {
+            key: "controller.quorum.voters",
+            message: format!(
+                "node.id {} has the controller role but is not among the voters '{}'; add {}@HOST:PORT or drop controller from process.roles",
+                node_id.0,
+                listed.join(","),
+                node_id.0
+            ),
+        });
+    }
+    if !roles.controller && in_voters {
+        return Err(ConfigError::Conflict {
+            key: "process.roles",
+            message: format!(
+                "node.id {} is a voter in controller.quorum.voters but process.roles '{roles}' has no controller role; add controller or remove it from the voters",
+                node_id.0
+            ),
+        });
+    }
+    if heartbeat_interval >= session_timeout {
+        return Err(ConfigError::Conflict {
+            key: "broker.heartbeat.interval.ms",
+            message: format!(
+                "{} must be less than broker.session.timeout.ms ({}), or a healthy broker would be fenced between heartbeats",
+                heartbeat_interval.as_millis(),
+                session_timeout.as_millis()
+            ),
+        });
+    }
+    let mut binds = vec![("admin.listener", admin_listener)];
+    if roles.broker {
+        binds.push(("listeners", listener));
+    }
+    if roles.controller {
+        binds.push(("controller.listener", controller_listener));
+    }
+    check_port_clashes(&binds)?;
+
+    Ok(ServerConfig {
+        node_id,
+        roles,
+        listener,
+        advertised_listener,
+        controller_listener,
+        voters,
+        data_dir,
+        rack,
+        num_partitions,
+        default_replication_factor,
+        auto_create_topics,
+        session_timeout,
+        heartbeat_interval,
+        socket_request_max_bytes,
+        admin_listener,
+        sources,
+    })
+}
+
+/// Two listeners of one node cannot bind the same port (port 0 picks a free one).
+fn check_port_clashes(binds: &[(&'static str, SocketAddr)]) -> Result<(), ConfigError> {
+    for (i, (a, addr_a)) in binds.iter().enumerate() {
+        for (b, addr_b) in &binds[i + 1..] {
+            let overlap = addr_a.ip() == addr_b.ip()
+                || addr_a.ip().is_unspecified()
+                || addr_b.ip().is_unspecified();
+            if addr_a.port() != 0 && addr_a.port() == addr_b.port() && overlap {
+                return Err(ConfigError::Conflict {
+                    key: b,
+                    message: format!("{addr_b} clashes with {a} ({addr_a}); give each listener its own port"),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The advertised address when none is set: the listener, with a wildcard IP replaced by
+/// loopback — which only works when every client and peer runs on this host.
+fn derive_advertised(listener: SocketAddr, multi_node: bool) -> Result<HostPort, ConfigError> {
+    let ip = listener.ip();
+    if ip.is_unspecified() && multi_node {
+        return Err(ConfigError::Conflict {
+            key: "advertised.listeners",
+            message: format!(
+                "not set, and listeners 'PLAINTEXT://{listener}' binds every interface, so there is no one address to give clients and peers of a multi-node cluster; set advertised.listeners to PLAINTEXT://HOST:{} with the name this node is reached by",
+                listener.port()
+            ),
+        });
+    }
+    let ip = match ip {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        other => other,
+    };
+    Ok(HostPort {
+        host: ip.to_string(),
+        port: listener.port(),
+    })
+}
+
+fn parse_int<T: std::str::FromStr + PartialOrd>(
+    s: &str,
+    min: T,
+    max: T,
+    what: &str,
+) -> Result<T, String> {
+    match s.parse::<T>() {
+        Ok(v) if v >= min && v <= max => Ok(v),
+        _ => Err(format!("is not {what}")),
+    }
+}
+
+fn parse_roles(s: &str) -> Result<Roles, String> {
+    let mut roles = Roles {
+        broker: false,
+        controller: false,
+    };
+    for role in s.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+        let slot = match role {
+            "broker" => &mut roles.broker,
+            "controller" => &mut roles.controller,
+            other => {
+                return Err(format!(
+                    "has unknown role '{other}'; expected broker, controller or broker,controller"
+                ))
+            }
+        };
+        if *slot {
+            return Err(format!("lists {role} twice"));
+        }
+        *slot = true;
+    }
+    if !roles.broker && !roles.controller {
+        return Err("is empty; expected broker, controller or broker,controller".to_string());
+    }
+    Ok(roles)
+}
+
+/// `listeners`: one `PLAINTEXT://IP:PORT` (the `PLAINTEXT://` is optional).
+fn parse_listener(s: &str) -> Result<SocketAddr, String> {
+    if s.contains(',') {
+        return Err("lists more than one listener; this build serves one PLAINTEXT listener".to_string());
+    }
+    let rest = strip_plaintext(s)?;
+    parse_bind(rest)
+}
+
+/// `PLAINTEXT://x` -> `x`; other security protocols are refused.
+fn strip_plaintext(s: &str) -> Result<&str, String> {
+    match s.split_once("://") {
+        Some((name, rest)) if name.eq_ignore_ascii_case("PLAINTEXT") => Ok(rest),
+        Some((name, _)) => Err(format!(
+            "uses listener '{name}'; expected PLAINTEXT://HOST:PORT (TLS and SASL are not supported)"
+        )),
+        None => Ok(s),
+    }
+}
+
+/// A bind address: `IP:PORT`, `[IPv6]:PORT`, `localhost:PORT` or `:PORT` (all interfaces).
+fn parse_bind(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let expected = "is not IP:PORT (a listener binds an IP address; put host names in advertised.listeners)";
+    let (host, port) = s.rsplit_once(':').ok_or(expected)?;
+    let port: u16 = port.parse().map_err(|_| format!("has no valid port (0-65535): {expected}"))?;
+    match host {
+        "" => Ok(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))),
+        "localhost" => Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, port))),
+        _ => Err(expected.to_string()),
+    }
+}
+
+/// `HOST:PORT` or `[IPv6]:PORT` that another machine can dial: any host name, a port > 0.
+fn parse_host_port(s: &str) -> Option<HostPort> {
+    let (host, port) = s.rsplit_once(':')?;
+    let host = match host.strip_prefix('[') {
+        Some(h) => h.strip_suffix(']')?,
+        None if host.contains(':') => return None,
+        None => host,
+    };
+    let port: u16 = port.parse().ok().filter(|p| *p > 0)?;
+    let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':');
+    if host.is_empty() || !host.chars().all(valid) {
+        return None;
+    }
+    Some(HostPort {
+        host: host.to_string(),
+        port,
+    })
+}
+
+fn parse_advertised(s: &str) -> Result<HostPort, String> {
+    if s.contains(',') {
+        return Err("lists more than one listener; this build serves one PLAINTEXT listener".to_string());
+    }
+    let hp = parse_host_port(strip_plaintext(s)?)
+        .ok_or("is not PLAINTEXT://HOST:PORT with a port from 1 to 65535")?;
+    if hp.host.parse::<IpAddr>().is_ok_and(|ip| ip.is_unspecified()) {
+        return Err("is a wildcard address clients cannot connect to; advertise this node's host name or IP".to_string());
+    }
+    Ok(hp)
+}
+
+/// `ID@HOST:PORT[,ID@HOST:PORT...]`; on error, the offending text (the entry that does
+/// not parse, or the whole list) and the problem.
+fn parse_voters(s: &str) -> Result<Vec<Voter>, (String, String)> {
+    if s.is_empty() {
+        let problem = "is empty; expected ID@HOST:PORT[,ID@HOST:PORT...]";
+        return Err((String::new(), problem.to_string()));
+    }
+    let mut voters: Vec<Voter> = Vec::new();
+    for entry in s.split(',').map(str::trim) {
+        let bad = || {
+            let problem = "is not ID@HOST:PORT (ID >= 0, PORT 1-65535)";
+            (entry.to_string(), problem.to_string())
+        };
+        let (id, addr) = entry.split_once('@').ok_or_else(bad)?;
+        let id = parse_int::<i32>(id, 0, i32::MAX, "").map_err(|_| bad())?;
+        let addr = parse_host_port(addr).ok_or_else(bad)?;
+        if voters.iter().any(|v| v.id.0 == id) {
+            return Err((s.to_string(), format!("lists voter id {id} twice")));
+        }
+        voters.push(Voter {
+            id: NodeId(id),
+            addr,
+        });
+    }
+    Ok(voters)
+}
+
+fn parse_dir(s: &str) -> Result<PathBuf, String> {
+    let dirs: Vec<&str> = s.split(',').map(str::trim).filter(|d| !d.is_empty()).collect();
+    match dirs.as_slice() {
+        [] => Err("is empty; expected a directory path".to_string()),
+        [one] => Ok(PathBuf::from(one)),
+        _ => Err("lists more than one directory; Spate keeps all data in one directory".to_string()),
+    }
+}
+
