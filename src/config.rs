@@ -14,29 +14,29 @@ use spate_controller::ids::NodeId;
 
 /// A key's default: a value parsed like any other, or none (required, optional or derived).
 #[derive(Clone, Copy)]
-enum Default {
+enum KeyDefault {
     Value(&'static str),
     Required,
     None,
 }
 
 /// Every key `spate server` knows, in documentation order.
-const KEYS: &[(&str, Default)] = &[
-    ("node.id", Default::Required),
-    ("process.roles", Default::Value("broker,controller")),
-    ("listeners", Default::Value("PLAINTEXT://127.0.0.1:9092")),
-    ("advertised.listeners", Default::None),
-    ("controller.listener", Default::Value("127.0.0.1:9093")),
-    ("controller.quorum.voters", Default::Required),
-    ("log.dirs", Default::Value("./spate-data")),
-    ("broker.rack", Default::None),
-    ("num.partitions", Default::Value("1")),
-    ("default.replication.factor", Default::Value("1")),
-    ("auto.create.topics.enable", Default::Value("true")),
-    ("broker.session.timeout.ms", Default::Value("9000")),
-    ("broker.heartbeat.interval.ms", Default::Value("1000")),
-    ("socket.request.max.bytes", Default::Value("104857600")),
-    ("admin.listener", Default::Value("127.0.0.1:9095")),
+const KEYS: &[(&str, KeyDefault)] = &[
+    ("node.id", KeyDefault::Required),
+    ("process.roles", KeyDefault::Value("broker,controller")),
+    ("listeners", KeyDefault::Value("PLAINTEXT://127.0.0.1:9092")),
+    ("advertised.listeners", KeyDefault::None),
+    ("controller.listener", KeyDefault::Value("127.0.0.1:9093")),
+    ("controller.quorum.voters", KeyDefault::Required),
+    ("log.dirs", KeyDefault::Value("./spate-data")),
+    ("broker.rack", KeyDefault::None),
+    ("num.partitions", KeyDefault::Value("1")),
+    ("default.replication.factor", KeyDefault::Value("1")),
+    ("auto.create.topics.enable", KeyDefault::Value("true")),
+    ("broker.session.timeout.ms", KeyDefault::Value("9000")),
+    ("broker.heartbeat.interval.ms", KeyDefault::Value("1000")),
+    ("socket.request.max.bytes", KeyDefault::Value("104857600")),
+    ("admin.listener", KeyDefault::Value("127.0.0.1:9095")),
 ];
 
 /// Other names for a key: `data.dir` is Spate's (and `spate dev`'s) name for `log.dirs`.
@@ -108,11 +108,10 @@ impl fmt::Display for Source {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config file {}: {source}", .path.display())]
+    #[error("cannot read config file {}: {error}", .path.display())]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not TOML.
     #[error("{}: not valid TOML: {message}", .path.display())]
@@ -125,7 +124,11 @@ pub enum ConfigError {
         hint: String,
     },
     /// A required key has no value anywhere.
-    #[error("{key} is required: set it in the config file, as {} or with {}", env_var(key), flag(key))]
+    #[error(
+        "{key} is required: set it in the config file, as {} or with {}",
+        env_var(key),
+        flag(key)
+    )]
     Missing { key: &'static str },
     /// A value that does not parse or is out of range.
     #[error("{key}: '{value}' {problem}{}", .origin.note())]
@@ -238,10 +241,12 @@ impl ServerConfig {
         flags: &ConfigFlags,
     ) -> Result<ServerConfig, ConfigError> {
         let text = match path {
-            Some(p) => Some(std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
-                path: p.to_path_buf(),
-                source,
-            })?),
+            Some(p) => Some(
+                std::fs::read_to_string(p).map_err(|error| ConfigError::Read {
+                    path: p.to_path_buf(),
+                    error,
+                })?,
+            ),
             None => None,
         };
         let file = path.zip(text.as_deref());
@@ -355,10 +360,16 @@ impl ConfigFlags {
             ("data.dir", &self.data_dir),
             ("broker.rack", &self.broker_rack),
             ("num.partitions", &self.num_partitions),
-            ("default.replication.factor", &self.default_replication_factor),
+            (
+                "default.replication.factor",
+                &self.default_replication_factor,
+            ),
             ("auto.create.topics.enable", &self.auto_create_topics_enable),
             ("broker.session.timeout.ms", &self.broker_session_timeout_ms),
-            ("broker.heartbeat.interval.ms", &self.broker_heartbeat_interval_ms),
+            (
+                "broker.heartbeat.interval.ms",
+                &self.broker_heartbeat_interval_ms,
+            ),
             ("socket.request.max.bytes", &self.socket_request_max_bytes),
             ("admin.listener", &self.admin_listener),
         ];
@@ -367,6 +378,9 @@ impl ConfigFlags {
             .collect()
     }
 }
+
+/// One source's values: (name as given, raw value, source).
+type Layer = Vec<(&'static str, String, Source)>;
 
 /// A raw value and where it came from.
 #[derive(Debug, Clone)]
@@ -401,7 +415,7 @@ pub fn resolve(
         .collect();
     overlay(&mut merged, flag_layer)?;
     for (key, default) in KEYS {
-        if let Default::Value(v) = default {
+        if let KeyDefault::Value(v) = default {
             merged.entry(*key).or_insert_with(|| Setting {
                 value: v.to_string(),
                 origin: Source::Default,
@@ -413,10 +427,7 @@ pub fn resolve(
 
 /// Lays one source's values over the lower ones; a key and its alias set to different
 /// values in the same source is a contradiction.
-fn overlay(
-    merged: &mut BTreeMap<&'static str, Setting>,
-    layer: Vec<(&'static str, String, Source)>,
-) -> Result<(), ConfigError> {
+fn overlay(merged: &mut BTreeMap<&'static str, Setting>, layer: Layer) -> Result<(), ConfigError> {
     let mut seen: BTreeMap<&'static str, (&'static str, String)> = BTreeMap::new();
     for (name, value, origin) in layer {
         let key = canonical(name).expect("layers hold known names");
@@ -439,7 +450,7 @@ fn overlay(
 
 /// The file's keys, flattened: `node.id = 1` (a TOML dotted key), `"node.id" = 1` and
 /// `[node] id = 1` all mean `node.id`. Arrays become comma lists.
-fn file_layer(path: &Path, text: &str) -> Result<Vec<(&'static str, String, Source)>, ConfigError> {
+fn file_layer(path: &Path, text: &str) -> Result<Layer, ConfigError> {
     let table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Syntax {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -523,7 +534,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
         let mut diag = row[0];
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
-            let next = (diag + usize::from(ca != *cb)).min(row[j] + 1).min(row[j + 1] + 1);
+            let next = (diag + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
             diag = row[j + 1];
             row[j + 1] = next;
         }
@@ -540,12 +553,14 @@ fn field<T>(
     let Some(s) = settings.get(key) else {
         return Ok(None);
     };
-    parse(s.value.trim()).map(Some).map_err(|problem| ConfigError::Invalid {
-        key,
-        value: s.value.clone(),
-        problem,
-        origin: s.origin.clone(),
-    })
+    parse(s.value.trim())
+        .map(Some)
+        .map_err(|problem| ConfigError::Invalid {
+            key,
+            value: s.value.clone(),
+            problem,
+            origin: s.origin.clone(),
+        })
 }
 
 /// Like [`field`] for a key that always has a value (a default or required).
@@ -566,13 +581,19 @@ fn validate(settings: BTreeMap<&'static str, Setting>) -> Result<ServerConfig, C
     let listener = required(&settings, "listeners", parse_listener)?;
     let controller_listener = required(&settings, "controller.listener", parse_bind)?;
     let voters = match settings.get("controller.quorum.voters") {
-        None => return Err(ConfigError::Missing { key: "controller.quorum.voters" }),
-        Some(s) => parse_voters(s.value.trim()).map_err(|(value, problem)| ConfigError::Invalid {
-            key: "controller.quorum.voters",
-            value,
-            problem,
-            origin: s.origin.clone(),
-        })?,
+        None => {
+            return Err(ConfigError::Missing {
+                key: "controller.quorum.voters",
+            })
+        }
+        Some(s) => {
+            parse_voters(s.value.trim()).map_err(|(value, problem)| ConfigError::Invalid {
+                key: "controller.quorum.voters",
+                value,
+                problem,
+                origin: s.origin.clone(),
+            })?
+        }
     };
     let data_dir = required(&settings, "log.dirs", parse_dir)?;
     let rack = field(&settings, "broker.rack", |s| match s {
@@ -601,8 +622,10 @@ fn validate(settings: BTreeMap<&'static str, Setting>) -> Result<ServerConfig, C
     })?;
     let admin_listener = required(&settings, "admin.listener", parse_bind)?;
     let multi_node = voters.len() > 1 || !roles.controller;
-    let mut sources: BTreeMap<&'static str, Source> =
-        settings.iter().map(|(k, s)| (*k, s.origin.clone())).collect();
+    let mut sources: BTreeMap<&'static str, Source> = settings
+        .iter()
+        .map(|(k, s)| (*k, s.origin.clone()))
+        .collect();
     let advertised_listener = match field(&settings, "advertised.listeners", parse_advertised)? {
         Some(a) => a,
         None => {
@@ -611,6 +634,32 @@ fn validate(settings: BTreeMap<&'static str, Setting>) -> Result<ServerConfig, C
         }
     };
 
+    let config = ServerConfig {
+        node_id,
+        roles,
+        listener,
+        advertised_listener,
+        controller_listener,
+        voters,
+        data_dir,
+        rack,
+        num_partitions,
+        default_replication_factor,
+        auto_create_topics,
+        session_timeout,
+        heartbeat_interval,
+        socket_request_max_bytes,
+        admin_listener,
+        sources,
+    };
+    check_rules(&config)?;
+    Ok(config)
+}
+
+/// The rules that relate keys to each other.
+fn check_rules(c: &ServerConfig) -> Result<(), ConfigError> {
+    let (node_id, roles, voters) = (c.node_id, c.roles, &c.voters);
+    let (heartbeat_interval, session_timeout) = (c.heartbeat_interval, c.session_timeout);
     let in_voters = voters.iter().any(|v| v.id == node_id);
     let listed: Vec<String> = voters.iter().map(Voter::to_string).collect();
     if roles.controller && !in_voters {
@@ -643,33 +692,15 @@ fn validate(settings: BTreeMap<&'static str, Setting>) -> Result<ServerConfig, C
             ),
         });
     }
-    let mut binds = vec![("admin.listener", admin_listener)];
+    let mut binds = vec![("admin.listener", c.admin_listener)];
     if roles.broker {
-        binds.push(("listeners", listener));
+        binds.push(("listeners", c.listener));
     }
     if roles.controller {
-        binds.push(("controller.listener", controller_listener));
+        binds.push(("controller.listener", c.controller_listener));
     }
     check_port_clashes(&binds)?;
-
-    Ok(ServerConfig {
-        node_id,
-        roles,
-        listener,
-        advertised_listener,
-        controller_listener,
-        voters,
-        data_dir,
-        rack,
-        num_partitions,
-        default_replication_factor,
-        auto_create_topics,
-        session_timeout,
-        heartbeat_interval,
-        socket_request_max_bytes,
-        admin_listener,
-        sources,
-    })
+    Ok(())
 }
 
 /// Two listeners of one node cannot bind the same port (port 0 picks a free one).
@@ -682,7 +713,9 @@ fn check_port_clashes(binds: &[(&'static str, SocketAddr)]) -> Result<(), Config
             if addr_a.port() != 0 && addr_a.port() == addr_b.port() && overlap {
                 return Err(ConfigError::Conflict {
                     key: b,
-                    message: format!("{addr_b} clashes with {a} ({addr_a}); give each listener its own port"),
+                    message: format!(
+                        "{addr_b} clashes with {a} ({addr_a}); give each listener its own port"
+                    ),
                 });
             }
         }
@@ -755,7 +788,9 @@ fn parse_roles(s: &str) -> Result<Roles, String> {
 /// `listeners`: one `PLAINTEXT://IP:PORT` (the `PLAINTEXT://` is optional).
 fn parse_listener(s: &str) -> Result<SocketAddr, String> {
     if s.contains(',') {
-        return Err("lists more than one listener; this build serves one PLAINTEXT listener".to_string());
+        return Err(
+            "lists more than one listener; this build serves one PLAINTEXT listener".to_string(),
+        );
     }
     let rest = strip_plaintext(s)?;
     parse_bind(rest)
@@ -777,9 +812,12 @@ fn parse_bind(s: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = s.parse::<SocketAddr>() {
         return Ok(addr);
     }
-    let expected = "is not IP:PORT (a listener binds an IP address; put host names in advertised.listeners)";
+    let expected =
+        "is not IP:PORT (a listener binds an IP address; put host names in advertised.listeners)";
     let (host, port) = s.rsplit_once(':').ok_or(expected)?;
-    let port: u16 = port.parse().map_err(|_| format!("has no valid port (0-65535): {expected}"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("has no valid port (0-65535): {expected}"))?;
     match host {
         "" => Ok(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))),
         "localhost" => Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, port))),
@@ -808,11 +846,17 @@ fn parse_host_port(s: &str) -> Option<HostPort> {
 
 fn parse_advertised(s: &str) -> Result<HostPort, String> {
     if s.contains(',') {
-        return Err("lists more than one listener; this build serves one PLAINTEXT listener".to_string());
+        return Err(
+            "lists more than one listener; this build serves one PLAINTEXT listener".to_string(),
+        );
     }
     let hp = parse_host_port(strip_plaintext(s)?)
         .ok_or("is not PLAINTEXT://HOST:PORT with a port from 1 to 65535")?;
-    if hp.host.parse::<IpAddr>().is_ok_and(|ip| ip.is_unspecified()) {
+    if hp
+        .host
+        .parse::<IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified())
+    {
         return Err("is a wildcard address clients cannot connect to; advertise this node's host name or IP".to_string());
     }
     Ok(hp)
@@ -846,11 +890,440 @@ fn parse_voters(s: &str) -> Result<Vec<Voter>, (String, String)> {
 }
 
 fn parse_dir(s: &str) -> Result<PathBuf, String> {
-    let dirs: Vec<&str> = s.split(',').map(str::trim).filter(|d| !d.is_empty()).collect();
+    let dirs: Vec<&str> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
     match dirs.as_slice() {
         [] => Err("is empty; expected a directory path".to_string()),
         [one] => Ok(PathBuf::from(one)),
-        _ => Err("lists more than one directory; Spate keeps all data in one directory".to_string()),
+        _ => {
+            Err("lists more than one directory; Spate keeps all data in one directory".to_string())
+        }
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    /// Both voters-and-id keys every valid config needs.
+    const MIN: &str = "node.id = 1\ncontroller.quorum.voters = '1@localhost:9093'\n";
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        flags: ConfigFlags,
+    }
+
+    fn run(
+        file: Option<&str>,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Result<ServerConfig, ConfigError> {
+        let env: BTreeMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let argv = std::iter::once("spate").chain(args.iter().copied());
+        let flags = Cli::try_parse_from(argv).unwrap().flags;
+        resolve(file.map(|t| (Path::new("spate.toml"), t)), &env, &flags)
+    }
+
+    fn file(text: &str) -> ServerConfig {
+        run(Some(text), &[], &[]).unwrap()
+    }
+
+    fn error(text: &str) -> String {
+        run(Some(text), &[], &[]).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_fill_every_optional_key() {
+        let c = file(MIN);
+        assert_eq!(c.node_id, NodeId(1));
+        assert_eq!(
+            c.roles,
+            Roles {
+                broker: true,
+                controller: true
+            }
+        );
+        assert_eq!(c.listener, "127.0.0.1:9092".parse().unwrap());
+        assert_eq!(
+            c.advertised_listener,
+            HostPort {
+                host: "127.0.0.1".into(),
+                port: 9092
+            }
+        );
+        assert_eq!(c.controller_listener, "127.0.0.1:9093".parse().unwrap());
+        assert_eq!(
+            c.voters,
+            [Voter {
+                id: NodeId(1),
+                addr: HostPort {
+                    host: "localhost".into(),
+                    port: 9093
+                }
+            }]
+        );
+        assert_eq!(c.data_dir, PathBuf::from("./spate-data"));
+        assert_eq!(c.rack, None);
+        assert_eq!(c.num_partitions, 1);
+        assert_eq!(c.default_replication_factor, 1);
+        assert!(c.auto_create_topics);
+        assert_eq!(c.session_timeout, Duration::from_millis(9000));
+        assert_eq!(c.heartbeat_interval, Duration::from_millis(1000));
+        assert_eq!(c.socket_request_max_bytes, 104_857_600);
+        assert_eq!(c.admin_listener, "127.0.0.1:9095".parse().unwrap());
+        assert_eq!(c.sources["num.partitions"], Source::Default);
+        assert_eq!(c.sources["advertised.listeners"], Source::Derived);
+        assert_eq!(c.sources["node.id"], Source::File("spate.toml".into()));
+        assert_eq!(c.effective().len(), KEYS.len());
+    }
+
+    #[test]
+    fn dotted_quoted_and_table_keys_mean_the_same() {
+        let dotted = file(&format!(
+            "{MIN}broker.rack = 'a'\nprocess.roles = ['broker', 'controller']\n"
+        ));
+        let quoted = file(&format!(
+            "{MIN}\"broker.rack\" = 'a'\n\"process.roles\" = 'broker,controller'\n"
+        ));
+        let table = file(&format!(
+            "{MIN}[broker]\nrack = 'a'\n[process]\nroles = 'controller,broker'\n"
+        ));
+        assert_eq!(dotted.rack.as_deref(), Some("a"));
+        assert_eq!(dotted, quoted);
+        assert_eq!(dotted, table);
+    }
+
+    #[test]
+    fn precedence_is_flag_then_env_then_file_then_default() {
+        let text = format!(
+            "{MIN}num.partitions = 2\ndefault.replication.factor = 2\nbroker.rack = 'file'\n"
+        );
+        let env = [("SPATE_NUM_PARTITIONS", "3"), ("SPATE_BROKER_RACK", "env")];
+        let c = run(Some(&text), &env, &["--num-partitions", "4"]).unwrap();
+        assert_eq!(c.num_partitions, 4);
+        assert_eq!(
+            c.sources["num.partitions"],
+            Source::Flag("--num-partitions".into())
+        );
+        assert_eq!(c.rack.as_deref(), Some("env"));
+        assert_eq!(
+            c.sources["broker.rack"],
+            Source::Env("SPATE_BROKER_RACK".into())
+        );
+        assert_eq!(c.default_replication_factor, 2);
+        assert_eq!(c.socket_request_max_bytes, 104_857_600);
+        // No file at all: env and flags alone are enough.
+        let env = [
+            ("SPATE_NODE_ID", "5"),
+            ("SPATE_CONTROLLER_QUORUM_VOTERS", "5@h:9093"),
+        ];
+        let c = run(None, &env, &["--node-id", "5"]).unwrap();
+        assert_eq!(c.node_id, NodeId(5));
+    }
+
+    #[test]
+    fn data_dir_is_an_alias_of_log_dirs() {
+        assert_eq!(
+            file(&format!("{MIN}data.dir = '/d'\n")).data_dir,
+            PathBuf::from("/d")
+        );
+        let c = run(
+            Some(&format!("{MIN}log.dirs = '/file'\n")),
+            &[("SPATE_DATA_DIR", "/env")],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/env"));
+        let c = run(
+            Some(MIN),
+            &[("SPATE_DATA_DIR", "/env")],
+            &["--log-dirs", "/flag"],
+        )
+        .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/flag"));
+        let e = error(&format!("{MIN}log.dirs = '/a'\ndata.dir = '/b'\n"));
+        assert!(
+            e.starts_with("log.dirs: ") && e.contains("name the same setting"),
+            "{e}"
+        );
+        let e = error(&format!("{MIN}log.dirs = ['/a', '/b']\n"));
+        assert!(e.contains("lists more than one directory"), "{e}");
+    }
+
+    #[test]
+    fn unknown_file_key_is_an_error_naming_it() {
+        let e = error(&format!("{MIN}num.partition = 3\n"));
+        assert_eq!(
+            e,
+            "spate.toml: unknown key 'num.partition' (did you mean 'num.partitions'?)"
+        );
+        let e = error(&format!("{MIN}node_id = 1\n"));
+        assert!(
+            e.contains("unknown key 'node_id' (did you mean 'node.id'?)"),
+            "{e}"
+        );
+        let e = error(&format!("{MIN}[tls]\nenabled = true\n"));
+        assert_eq!(e, "spate.toml: unknown key 'tls.enabled'");
+    }
+
+    #[test]
+    fn bad_toml_and_non_scalar_values_are_errors() {
+        assert!(error("node.id = \n").starts_with("spate.toml: not valid TOML"));
+        let e = error(&format!("{MIN}[[listeners]]\nport = 1\n"));
+        assert!(
+            e.starts_with("listeners: ") && e.contains("is not a value"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn node_id_is_required_and_non_negative() {
+        let e = error("controller.quorum.voters = '1@h:9093'\n");
+        assert_eq!(
+            e,
+            "node.id is required: set it in the config file, as SPATE_NODE_ID or with --node-id"
+        );
+        let e = run(Some(MIN), &[("SPATE_NODE_ID", "-1")], &[])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "node.id: '-1' is not a node id (an integer >= 0) (from SPATE_NODE_ID)"
+        );
+        assert!(
+            error("node.id = 'one'\ncontroller.quorum.voters = '1@h:9093'")
+                .starts_with("node.id: 'one'")
+        );
+    }
+
+    #[test]
+    fn voters_are_required_and_parsed() {
+        let e = error("node.id = 1\n");
+        assert!(e.starts_with("controller.quorum.voters is required"), "{e}");
+        let e = error("node.id = 1\ncontroller.quorum.voters = '1@host'\n");
+        assert_eq!(
+            e,
+            "controller.quorum.voters: '1@host' is not ID@HOST:PORT (ID >= 0, PORT 1-65535) (from spate.toml)"
+        );
+        for bad in [
+            "x@h:9093",
+            "1@h:0",
+            "1@h:99999",
+            "1@:9093",
+            "1h:9093",
+            "1@h h:9093",
+            "",
+        ] {
+            let text = format!("node.id = 1\ncontroller.quorum.voters = '1@h:9093,{bad}'\n");
+            assert!(
+                error(&text).starts_with(&format!(
+                    "controller.quorum.voters: '{bad}' is not ID@HOST:PORT"
+                )),
+                "{bad}"
+            );
+        }
+        let c = file("node.id = 2\ncontroller.quorum.voters = ['1@a:9093', '2@[::1]:9093', '3@c.example:19093']\nadvertised.listeners = 'b:9092'\n");
+        let listed: Vec<String> = c.voters.iter().map(Voter::to_string).collect();
+        assert_eq!(listed, ["1@a:9093", "2@[::1]:9093", "3@c.example:19093"]);
+    }
+
+    #[test]
+    fn duplicate_voter_ids_are_an_error() {
+        let e = error("node.id = 1\ncontroller.quorum.voters = '1@a:9093,2@b:9093,1@c:9093'\n");
+        assert!(
+            e.ends_with("lists voter id 1 twice (from spate.toml)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn controller_role_and_voter_membership_must_agree() {
+        let e = error("node.id = 4\ncontroller.quorum.voters = '1@a:9093'\n");
+        assert!(e.starts_with("controller.quorum.voters: node.id 4 has the controller role but is not among the voters '1@a:9093'"), "{e}");
+        let e = error("node.id = 1\nprocess.roles = 'broker'\ncontroller.quorum.voters = '1@a:9093'\nadvertised.listeners = 'a:9092'\n");
+        assert!(e.starts_with("process.roles: node.id 1 is a voter"), "{e}");
+        let c =
+            file("node.id = 4\nprocess.roles = 'broker'\ncontroller.quorum.voters = '1@a:9093'\n");
+        assert_eq!(
+            c.roles,
+            Roles {
+                broker: true,
+                controller: false
+            }
+        );
+    }
+
+    #[test]
+    fn roles_must_be_known_distinct_and_not_empty() {
+        let with = |roles: &str| error(&format!("{MIN}process.roles = '{roles}'\n"));
+        assert!(with("").contains("is empty"));
+        assert!(with("broker,worker").contains("has unknown role 'worker'"));
+        assert!(with("controller,controller").contains("lists controller twice"));
+        let c = file(&format!("{MIN}process.roles = 'controller'\n"));
+        assert_eq!(c.roles.to_string(), "controller");
+    }
+
+    #[test]
+    fn heartbeat_must_be_shorter_than_session_timeout() {
+        let e = error(&format!("{MIN}broker.session.timeout.ms = 1000\n"));
+        assert!(e.starts_with("broker.heartbeat.interval.ms: 1000 must be less than broker.session.timeout.ms (1000)"), "{e}");
+        assert!(error(&format!("{MIN}broker.heartbeat.interval.ms = 0\n"))
+            .contains("milliseconds >= 1"));
+        let c = file(&format!(
+            "{MIN}broker.session.timeout.ms = 3000\nbroker.heartbeat.interval.ms = 500\n"
+        ));
+        assert_eq!(c.heartbeat_interval, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn listener_addresses_and_ports_must_parse() {
+        for key in ["listeners", "controller.listener", "admin.listener"] {
+            let e = error(&format!("{MIN}{key} = '127.0.0.1:70000'\n"));
+            assert!(
+                e.starts_with(&format!("{key}: '127.0.0.1:70000' has no valid port")),
+                "{e}"
+            );
+        }
+        let e = error(&format!("{MIN}listeners = 'SSL://0.0.0.0:9092'\n"));
+        assert!(e.contains("uses listener 'SSL'"), "{e}");
+        let e = error(&format!("{MIN}listeners = 'PLAINTEXT://kafka-0:9092'\n"));
+        assert!(e.contains("put host names in advertised.listeners"), "{e}");
+        let e = error(&format!(
+            "{MIN}listeners = 'PLAINTEXT://a:9092,SSL://b:9093'\n"
+        ));
+        assert!(e.contains("more than one listener"), "{e}");
+        assert_eq!(
+            file(&format!("{MIN}listeners = 'PLAINTEXT://:9092'\n")).listener,
+            "0.0.0.0:9092".parse().unwrap()
+        );
+        assert_eq!(
+            file(&format!("{MIN}listeners = 'localhost:9092'\n")).listener,
+            "127.0.0.1:9092".parse().unwrap()
+        );
+        assert_eq!(
+            file(&format!("{MIN}listeners = '[::1]:9092'\n")).listener,
+            "[::1]:9092".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn listeners_of_one_node_cannot_share_a_port() {
+        let e = error(&format!("{MIN}listeners = '0.0.0.0:9093'\n"));
+        assert!(
+            e.starts_with(
+                "controller.listener: 127.0.0.1:9093 clashes with listeners (0.0.0.0:9093)"
+            ),
+            "{e}"
+        );
+        let e = error(&format!("{MIN}admin.listener = '127.0.0.1:9092'\n"));
+        assert!(
+            e.starts_with("listeners: 127.0.0.1:9092 clashes with admin.listener"),
+            "{e}"
+        );
+        // A controller-only node does not bind the Kafka listener.
+        file("node.id = 1\nprocess.roles = 'controller'\ncontroller.quorum.voters = '1@h:9092'\ncontroller.listener = '127.0.0.1:9092'\n");
+        file(&format!(
+            "{MIN}listeners = '127.0.0.1:0'\ncontroller.listener = '127.0.0.1:0'\n"
+        ));
+    }
+
+    #[test]
+    fn advertised_listener_is_derived_or_validated() {
+        let c = file(&format!("{MIN}listeners = 'PLAINTEXT://0.0.0.0:9092'\n"));
+        assert_eq!(c.advertised_listener.to_string(), "127.0.0.1:9092");
+        let c = file(&format!("{MIN}listeners = '[::]:9092'\n"));
+        assert_eq!(c.advertised_listener.to_string(), "[::1]:9092");
+        let c = file(&format!("{MIN}listeners = '10.0.0.5:9092'\n"));
+        assert_eq!(c.advertised_listener.to_string(), "10.0.0.5:9092");
+        let three = "node.id = 1\ncontroller.quorum.voters = '1@a:9093,2@b:9093,3@c:9093'\nlisteners = '0.0.0.0:9092'\n";
+        let e = error(three);
+        assert!(e.starts_with("advertised.listeners: not set, and listeners 'PLAINTEXT://0.0.0.0:9092' binds every interface"), "{e}");
+        let c = file(&format!(
+            "{three}advertised.listeners = 'PLAINTEXT://kafka-0.spate:9092'\n"
+        ));
+        assert_eq!(
+            c.advertised_listener,
+            HostPort {
+                host: "kafka-0.spate".into(),
+                port: 9092
+            }
+        );
+        let e = error(&format!("{MIN}advertised.listeners = '0.0.0.0:9092'\n"));
+        assert!(e.contains("wildcard address"), "{e}");
+        let e = error(&format!("{MIN}advertised.listeners = 'kafka:0'\n"));
+        assert!(e.contains("is not PLAINTEXT://HOST:PORT"), "{e}");
+    }
+
+    #[test]
+    fn numbers_and_booleans_are_range_checked() {
+        assert!(error(&format!("{MIN}num.partitions = 0\n"))
+            .starts_with("num.partitions: '0' is not an integer >= 1"));
+        assert!(error(&format!("{MIN}default.replication.factor = 40000\n"))
+            .contains("from 1 to 32767"));
+        assert!(error(&format!("{MIN}socket.request.max.bytes = 0\n")).contains("byte count"));
+        assert!(error(&format!("{MIN}socket.request.max.bytes = 1.5\n")).contains("byte count"));
+        assert!(error(&format!("{MIN}auto.create.topics.enable = 'yes'\n"))
+            .contains("is not true or false"));
+        assert!(error(&format!("{MIN}broker.rack = ''\n")).contains("leave broker.rack unset"));
+        let c = run(Some(MIN), &[], &["--auto-create-topics-enable", "false"]).unwrap();
+        assert!(!c.auto_create_topics);
+    }
+
+    #[test]
+    fn every_key_and_alias_has_a_flag_and_an_env_var() {
+        let cmd = <Cli as clap::CommandFactory>::command();
+        let longs: Vec<String> = cmd
+            .get_arguments()
+            .filter_map(|a| a.get_long())
+            .map(|l| format!("--{l}"))
+            .collect();
+        for name in all_names() {
+            assert!(longs.contains(&flag(name)), "no flag for {name}");
+        }
+        assert_eq!(longs.len(), KEYS.len() + ALIASES.len());
+        assert_eq!(
+            env_var("controller.quorum.voters"),
+            "SPATE_CONTROLLER_QUORUM_VOTERS"
+        );
+        assert_eq!(ConfigFlags::default().given().len(), 0);
+        // Every env var is read.
+        for name in all_names() {
+            let e = run(Some(MIN), &[(&env_var(name), " ")], &[])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&env_var(name)), "{name}: {e}");
+        }
+    }
+
+    #[test]
+    fn examples_in_the_docs_are_valid() {
+        let doc = include_str!("../docs/configuration.md");
+        let blocks: Vec<&str> = doc
+            .split("```toml\n")
+            .skip(1)
+            .map(|b| b.split("```").next().unwrap())
+            .collect();
+        assert_eq!(blocks.len(), 2);
+        let three = file(blocks[0]);
+        assert_eq!(three.voters.len(), 3);
+        assert_eq!(three.advertised_listener.host, "kafka-1.example");
+        let env = [
+            ("SPATE_NODE_ID", "2"),
+            (
+                "SPATE_ADVERTISED_LISTENERS",
+                "PLAINTEXT://kafka-2.example:9092",
+            ),
+        ];
+        assert_eq!(run(Some(blocks[0]), &env, &[]).unwrap().node_id, NodeId(2));
+        assert_eq!(file(blocks[1]).data_dir, PathBuf::from("./spate-data"));
+    }
+}

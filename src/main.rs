@@ -24,7 +24,7 @@ enum Command {
     /// Run a single-node cluster (controller + broker) with embedded defaults.
     Dev(dev::DevArgs),
     /// Run a node from a configuration file, SPATE_* variables and flags.
-    Server(server::ServerArgs),
+    Server(Box<server::ServerArgs>),
     /// Create, list, describe, delete topics and alter their configs.
     Topic(cli::topic::TopicArgs),
     /// Produce records read from stdin, one per line.
@@ -33,6 +33,8 @@ enum Command {
     Consume(cli::consume::ConsumeArgs),
     /// Measure produce or consume throughput and latency.
     Bench(cli::bench::BenchArgs),
+    /// Inspect the cluster through its controllers (quorum, brokers, epochs).
+    Cluster(cli::cluster::ClusterArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,11 +45,12 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Dev(args) => dev::run(args).await,
-            Command::Server(args) => server::run(args).await,
+            Command::Server(args) => server::run(*args).await,
             Command::Topic(args) => cli::topic::run(args).await,
             Command::Produce(args) => cli::produce::run(args).await,
             Command::Consume(args) => cli::consume::run(args).await,
             Command::Bench(args) => cli::bench::run(args).await,
+            Command::Cluster(args) => cli::cluster::run(args).await,
         }
     })
 }

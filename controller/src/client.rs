@@ -82,6 +82,7 @@ not_controller_by_list!(AlterConfigsResponse, resources);
 not_controller_by_code!(RegisterBrokerResponse);
 not_controller_by_code!(BrokerHeartbeatResponse);
 not_controller_by_code!(AllocateProducerIdsResponse);
+not_controller_by_code!(ElectLeadersResponse);
 
 impl NotController for DescribeQuorumResponse {
     fn is_not_controller(&self) -> bool {
@@ -275,6 +276,15 @@ impl ControllerClient {
             |mut c, r| async move { c.allocate_producer_ids(r).await },
         )
         .await
+    }
+
+    /// ElectLeaders (preferred or unclean) on the active controller.
+    pub async fn elect_leaders(
+        &mut self,
+        req: ElectLeadersRequest,
+    ) -> Result<ElectLeadersResponse, ControllerError> {
+        self.call(req, |mut c, r| async move { c.elect_leaders(r).await })
+            .await
     }
 
     /// Leader, term and indexes as the answering node sees them.

@@ -20,7 +20,7 @@ use crate::decisions::TopicDefaults;
 use crate::error::ControllerError;
 use crate::metadata::MetadataImage;
 use crate::network::{raft_server, NetworkFactory};
-use crate::service::{liveness, ControllerService};
+use crate::service::{liveness, rebalance, ControllerService};
 use crate::store::{self, MetadataView};
 use crate::types::{RaftNodeId, SpateRaft};
 
@@ -70,6 +70,11 @@ pub struct ControllerConfig {
     pub default_num_partitions: i32,
     /// `default.replication.factor` for topics created without one.
     pub default_replication_factor: i32,
+    /// Kafka's `auto.leader.rebalance.enable`: periodically move leadership back to
+    /// preferred replicas.
+    pub auto_leader_rebalance: bool,
+    /// Kafka's `leader.imbalance.check.interval.seconds` (default 300 s).
+    pub leader_imbalance_check_interval: Duration,
     /// Raft timing.
     pub raft: RaftTuning,
 }
@@ -96,6 +101,8 @@ impl ControllerConfig {
             heartbeat_interval: Duration::from_secs(1),
             default_num_partitions: 1,
             default_replication_factor: 1,
+            auto_leader_rebalance: true,
+            leader_imbalance_check_interval: Duration::from_secs(300),
             raft: RaftTuning::default(),
         }
     }
@@ -136,6 +143,9 @@ impl ControllerConfig {
         if self.default_num_partitions <= 0 || self.default_replication_factor <= 0 {
             return bad("default partitions and replication factor must be positive".to_string());
         }
+        if self.auto_leader_rebalance && self.leader_imbalance_check_interval.is_zero() {
+            return bad("the leader imbalance check interval must be positive".to_string());
+        }
         Ok(())
     }
 
@@ -165,6 +175,7 @@ pub struct ControllerHandle {
     shutdown_tx: watch::Sender<bool>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     liveness: JoinHandle<()>,
+    rebalance: Option<JoinHandle<()>>,
     db: sled::Db,
 }
 
@@ -233,6 +244,14 @@ pub async fn start(
         },
     ));
     let tick = liveness::tick_for(config.session_timeout);
+    let rebalance = config.auto_leader_rebalance.then(|| {
+        let interval = config.leader_imbalance_check_interval;
+        tokio::spawn(rebalance::run(
+            service.clone(),
+            interval,
+            shutdown_rx.clone(),
+        ))
+    });
     let liveness = tokio::spawn(liveness::run(service.clone(), tick, shutdown_rx));
 
     let handle = ControllerHandle {
@@ -244,6 +263,7 @@ pub async fn start(
         shutdown_tx,
         server,
         liveness,
+        rebalance,
         db,
     };
     if let Err(e) = initialize_if_fresh(&handle.raft, &config, local_addr).await {
@@ -374,6 +394,9 @@ impl ControllerHandle {
     pub async fn shutdown(self) -> Result<(), ControllerError> {
         let _ = self.shutdown_tx.send(true);
         let _ = self.liveness.await;
+        if let Some(rebalance) = self.rebalance {
+            let _ = rebalance.await;
+        }
         let mut server = self.server;
         match tokio::time::timeout(Duration::from_secs(5), &mut server).await {
             Ok(Ok(Err(e))) => {

@@ -5,6 +5,7 @@
 //! - `bench`: producer and consumer throughput/latency runs in the spirit of Kafka's
 //!   `kafka-producer-perf-test` and `kafka-consumer-perf-test`.
 pub mod bench;
+pub mod cluster;
 pub mod consume;
 pub mod produce;
 pub mod topic;

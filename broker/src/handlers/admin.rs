@@ -39,7 +39,7 @@ where
 }
 
 /// How long to wait for our image to reflect a committed admin change.
-fn settle_timeout(timeout_ms: i32) -> Duration {
+pub(crate) fn settle_timeout(timeout_ms: i32) -> Duration {
     Duration::from_millis(timeout_ms.clamp(1000, 30_000) as u64)
 }
 

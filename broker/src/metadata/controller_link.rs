@@ -11,19 +11,24 @@ use crate::error::{BrokerError, Result};
 pub struct ControllerLink {
     template: Option<ControllerClient>,
     error: String,
+    /// How many controllers there are: a call must be able to try each of them.
+    controllers: u32,
 }
 
 impl ControllerLink {
     /// A link to the controllers at `addrs` (`host:port`); connections are lazy.
     pub fn new(addrs: Vec<String>) -> Self {
+        let controllers = addrs.len().max(1) as u32;
         match ControllerClient::connect(addrs) {
             Ok(client) => ControllerLink {
                 template: Some(client),
                 error: String::new(),
+                controllers,
             },
             Err(e) => ControllerLink {
                 template: None,
                 error: e.to_string(),
+                controllers,
             },
         }
     }
@@ -38,17 +43,18 @@ impl ControllerLink {
     /// For admin requests forwarded from clients: retries for up to ~10 s.
     pub fn admin(&self) -> Result<ControllerClient> {
         self.with(RetryPolicy {
-            attempts: 15,
+            attempts: 15.max(2 * self.controllers),
             backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(1),
             request_timeout: Duration::from_secs(30),
         })
     }
 
-    /// For registration, heartbeats and the metadata stream: fail fast, the caller loops.
+    /// For registration, heartbeats and the metadata stream: one pass over the
+    /// controllers (finding the active one), then the caller loops.
     pub fn lifecycle(&self) -> Result<ControllerClient> {
         self.with(RetryPolicy {
-            attempts: 2,
+            attempts: self.controllers + 1,
             backoff: Duration::from_millis(50),
             max_backoff: Duration::from_millis(200),
             request_timeout: Duration::from_secs(5),

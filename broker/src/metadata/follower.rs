@@ -137,6 +137,16 @@ async fn follow(state: Arc<BrokerState>) {
                     break;
                 }
             };
+            if batch.snapshot && batch.offset < image.offset() {
+                // Metadata never goes backwards here: an older snapshot (a controller that
+                // had not caught up) is ignored; the stream moves on from there.
+                tracing::warn!(
+                    snapshot = batch.offset,
+                    ours = image.offset(),
+                    "ignoring a metadata snapshot older than our image"
+                );
+                continue;
+            }
             let errors = image.apply_batch(&batch);
             if !errors.is_empty() {
                 // Our copy diverged from the controller's: start over from a snapshot.

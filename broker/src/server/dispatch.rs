@@ -12,8 +12,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures::future::BoxFuture;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteRecordsRequest,
-    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, FetchRequest,
-    IncrementalAlterConfigsRequest, ListOffsetsRequest, MetadataRequest,
+    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, ElectLeadersRequest,
+    FetchRequest, IncrementalAlterConfigsRequest, ListOffsetsRequest, MetadataRequest,
     OffsetForLeaderEpochRequest, ProduceRequest, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
@@ -139,6 +139,7 @@ pub enum Request {
     DescribeCluster(DescribeClusterRequest),
     DeleteRecords(DeleteRecordsRequest),
     OffsetForLeaderEpoch(OffsetForLeaderEpochRequest),
+    ElectLeaders(ElectLeadersRequest),
 }
 
 /// A frame after decoding.
@@ -215,6 +216,7 @@ pub fn decode_frame(mut frame: Bytes) -> Result<Decoded, DispatchError> {
         ApiKey::DescribeCluster => decode!(DescribeCluster, DescribeClusterRequest),
         ApiKey::DeleteRecords => decode!(DeleteRecords, DeleteRecordsRequest),
         ApiKey::OffsetForLeaderEpoch => decode!(OffsetForLeaderEpoch, OffsetForLeaderEpochRequest),
+        ApiKey::ElectLeaders => decode!(ElectLeaders, ElectLeadersRequest),
         // In the supported table but not routed: a bug, answered like an unknown API.
         _ => return Err(DispatchError::UnknownApi(raw_key)),
     };
@@ -288,6 +290,9 @@ async fn route(ctx: RequestContext, request: Request) -> Option<PendingResponse>
         }
         Request::OffsetForLeaderEpoch(req) => {
             Some(ctx.ready(&handlers::offset_for_leader_epoch::handle(&ctx, req)))
+        }
+        Request::ElectLeaders(req) => {
+            Some(ctx.ready(&handlers::elect_leaders::handle(&ctx, req).await))
         }
     }
 }

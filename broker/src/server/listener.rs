@@ -7,12 +7,21 @@ use tokio::sync::watch;
 use super::connection::Connection;
 use crate::broker::BrokerState;
 
-/// Accept loop; returns when `shutdown` turns true.
+/// Accept loop; returns when `shutdown` turns true. Clients are served only once the
+/// broker holds a metadata image from the controller (as Kafka brokers wait for their
+/// initial catch-up): before that it would answer "unknown topic" for topics that exist.
 pub async fn run(
     listener: TcpListener,
     state: Arc<BrokerState>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut images = state.metadata.subscribe();
+    while state.metadata.image().offset() == 0 {
+        tokio::select! {
+            changed = images.changed() => if changed.is_err() { return },
+            _ = shutdown.changed() => if *shutdown.borrow() { return },
+        }
+    }
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {

@@ -17,6 +17,7 @@ pub struct PartitionChangeBuilder<'a> {
     current: &'a PartitionImage,
     target_isr: Vec<NodeId>,
     unclean: bool,
+    preferred: bool,
 }
 
 impl<'a> PartitionChangeBuilder<'a> {
@@ -28,6 +29,7 @@ impl<'a> PartitionChangeBuilder<'a> {
             current,
             target_isr: current.isr.clone(),
             unclean: false,
+            preferred: false,
         }
     }
 
@@ -43,6 +45,13 @@ impl<'a> PartitionChangeBuilder<'a> {
         self
     }
 
+    /// Moves leadership to the preferred (first) replica when it is in the ISR and alive,
+    /// even if the current leader is fine (Kafka's `Election.PREFERRED`).
+    pub fn preferred(mut self, on: bool) -> Self {
+        self.preferred = on;
+        self
+    }
+
     /// The change record, or `None` when leader and ISR stay as they are.
     pub fn build(self, alive: impl Fn(NodeId) -> bool) -> Option<MetadataRecord> {
         let mut isr = self.target_isr;
@@ -50,7 +59,12 @@ impl<'a> PartitionChangeBuilder<'a> {
         // A live leader that stays in the ISR keeps leading: moving leadership for no
         // reason would bump the leader epoch and stall producers.
         let kept = self.current.leader.filter(|l| alive(*l) && isr.contains(l));
-        let leader = kept
+        let preferred = replicas
+            .first()
+            .copied()
+            .filter(|r| self.preferred && isr.contains(r) && alive(*r));
+        let leader = preferred
+            .or(kept)
             .or_else(|| {
                 replicas
                     .iter()
@@ -195,6 +209,25 @@ mod tests {
             .build(alive)
             .unwrap();
         assert_eq!(fields(&r), (Some(3), Some(vec![3])));
+    }
+
+    #[test]
+    fn preferred_election_overrides_a_healthy_leader_only_when_the_first_replica_can_lead() {
+        let part = p(&[1, 2, 3], &[1, 2, 3], Some(2));
+        let r = PartitionChangeBuilder::new(T, 0, &part)
+            .preferred(true)
+            .build(|_| true)
+            .unwrap();
+        assert_eq!(fields(&r), (Some(1), None));
+        // Replica 1 fenced: the live leader stays, nothing to commit.
+        assert!(PartitionChangeBuilder::new(T, 0, &part)
+            .preferred(true)
+            .build(|n| n != NodeId(1))
+            .is_none());
+        // Without the flag a healthy leader is kept.
+        assert!(PartitionChangeBuilder::new(T, 0, &part)
+            .build(|_| true)
+            .is_none());
     }
 
     #[test]

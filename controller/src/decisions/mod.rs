@@ -4,6 +4,7 @@
 
 pub mod brokers;
 pub mod configs;
+pub mod elect_leaders;
 pub mod election;
 pub mod placement;
 pub mod producer_ids;
@@ -14,6 +15,7 @@ use spate_proto::metadata::MetadataRecord;
 
 pub use brokers::{broker_heartbeat, fence_broker, register_broker};
 pub use configs::alter_configs;
+pub use elect_leaders::{elect_leaders, elect_preferred_leaders};
 pub use producer_ids::{allocate_producer_ids, PRODUCER_ID_BLOCK_SIZE};
 pub use sessions::BrokerSessions;
 pub use topics::{create_partitions, create_topics, delete_topics, validate_topic_name};

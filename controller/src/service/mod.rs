@@ -4,6 +4,7 @@
 
 mod leader;
 pub(crate) mod liveness;
+pub(crate) mod rebalance;
 mod watch;
 
 use std::sync::Arc;
@@ -257,11 +258,30 @@ impl Controller for ControllerService {
         &self,
         request: Request<WatchMetadataRequest>,
     ) -> Result<Response<Self::WatchMetadataStream>, Status> {
-        // Any voter may serve this: followers apply only committed entries too.
+        // Only the active controller serves the stream (as KRaft brokers follow the leader):
+        // a lagging voter, e.g. one that just restarted, would hand out an old image, and a
+        // broker acting on it could drop partitions that still exist. `lead` also makes
+        // sure the image holds everything committed before this term.
+        drop(
+            self.lead()
+                .await
+                .map_err(|e| Status::unavailable(e.to_string()))?,
+        );
         let from = request.into_inner().from_offset;
         let (tx, rx) = mpsc::channel(watch::WATCH_BUFFER);
         let view = self.shared.view.clone();
-        tokio::spawn(watch::forward(view, from, self.shared.shutdown.clone(), tx));
+        let me = self.shared.node_id;
+        let mut metrics = self.shared.raft.metrics();
+        let lost = async move {
+            let _ = metrics.wait_for(|m| m.current_leader != Some(me)).await;
+        };
+        tokio::spawn(watch::forward(
+            view,
+            from,
+            self.shared.shutdown.clone(),
+            lost,
+            tx,
+        ));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
@@ -282,6 +302,30 @@ impl Controller for ControllerService {
                     error_message: e.message,
                     first_producer_id: -1,
                     count: 0,
+                }
+            }
+        }))
+    }
+
+    async fn elect_leaders(
+        &self,
+        request: Request<ElectLeadersRequest>,
+    ) -> Result<Response<ElectLeadersResponse>, Status> {
+        let req = request.into_inner();
+        let res = self
+            .decide(|img, _| decisions::elect_leaders(img, &req))
+            .await;
+        Ok(Response::new(match res {
+            Ok((mut resp, offset)) => {
+                resp.metadata_offset = offset.unwrap_or(0);
+                resp
+            }
+            Err(e) => {
+                let e = e.to_api();
+                ElectLeadersResponse {
+                    error_code: e.code.code(),
+                    error_message: e.message,
+                    ..Default::default()
                 }
             }
         }))

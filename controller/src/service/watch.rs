@@ -12,14 +12,17 @@ use crate::store::MetadataView;
 /// Batches buffered per watcher between the forwarding task and gRPC.
 pub(crate) const WATCH_BUFFER: usize = 64;
 
-/// Forwards applied batches newer than `from_offset` to one watcher until it disconnects
-/// or the node shuts down.
+/// Forwards applied batches newer than `from_offset` to one watcher until it disconnects,
+/// the node shuts down, or `lost_leadership` resolves (the watcher must then find the new
+/// active controller).
 pub(crate) async fn forward(
     view: MetadataView,
     from_offset: u64,
     mut shutdown: watch::Receiver<bool>,
+    lost_leadership: impl std::future::Future<Output = ()>,
     tx: mpsc::Sender<Result<MetadataBatch, Status>>,
 ) {
+    tokio::pin!(lost_leadership);
     let (snapshot, mut events) = view.subscribe(from_offset);
     let mut last = from_offset;
     if let Some(s) = snapshot {
@@ -36,6 +39,10 @@ pub(crate) async fn forward(
                 return;
             }
             _ = tx.closed() => return,
+            _ = &mut lost_leadership => {
+                let _ = tx.send(Err(Status::unavailable("no longer the active controller; reconnect"))).await;
+                return;
+            }
             ev = events.recv() => match ev {
                 Ok(batch) => batch,
                 Err(broadcast::error::RecvError::Lagged(missed)) => {

@@ -1,0 +1,124 @@
+//! `spate cluster info`: the controller quorum (leader, term, commit index, voters) and
+//! every registered broker with its epoch and state, read from the controllers over gRPC
+//! (Kafka clients cannot see broker epochs or fencing).
+use anyhow::Context;
+use spate_controller::metadata::MetadataImage;
+use spate_controller::ControllerClient;
+
+use super::init_logging;
+
+/// Flags of `spate cluster`.
+#[derive(clap::Args, Debug)]
+pub struct ClusterArgs {
+    #[command(subcommand)]
+    cmd: ClusterCmd,
+    /// Controller addresses, host:port[,host:port].
+    #[arg(
+        long,
+        env = "SPATE_CONTROLLERS",
+        default_value = "127.0.0.1:9093",
+        global = true
+    )]
+    controllers: String,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum ClusterCmd {
+    /// Quorum state, brokers (epoch, fenced or not, endpoint) and partition health.
+    Info,
+}
+
+/// Runs `spate cluster`.
+pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
+    init_logging();
+    let addrs: Vec<String> = args
+        .controllers
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .collect();
+    let mut client = ControllerClient::connect(addrs.clone()).context("bad --controllers")?;
+    match args.cmd {
+        ClusterCmd::Info => info(&mut client, &addrs).await,
+    }
+}
+
+async fn info(client: &mut ControllerClient, addrs: &[String]) -> anyhow::Result<()> {
+    let quorum = client
+        .describe_quorum()
+        .await
+        .with_context(|| format!("cannot reach a controller at {}", addrs.join(",")))?;
+    let image = fetch_image(client).await?;
+    println!("Controller quorum");
+    let leader = if quorum.has_leader {
+        quorum.leader_id.to_string()
+    } else {
+        "none".to_string()
+    };
+    println!(
+        "  leader: {leader}  term: {}  commit index: {}  applied: {}",
+        quorum.term, quorum.commit_index, quorum.applied_index
+    );
+    for v in &quorum.voters {
+        println!(
+            "  voter {} at {} (matched index {})",
+            v.node_id, v.address, v.matched_index
+        );
+    }
+    println!("Brokers");
+    for b in image.brokers().values() {
+        let endpoint = b
+            .endpoints
+            .first()
+            .map(|e| format!("{}:{}", e.host, e.port))
+            .unwrap_or_default();
+        let state = if b.fenced { "fenced" } else { "unfenced" };
+        let rack = b
+            .rack
+            .as_deref()
+            .map(|r| format!(" rack {r}"))
+            .unwrap_or_default();
+        println!(
+            "  broker {} epoch {} {state} at {endpoint}{rack}",
+            b.id.0, b.epoch.0
+        );
+    }
+    let (mut total, mut offline, mut under) = (0, 0, 0);
+    for t in image.topics().values() {
+        for p in t.partitions.values() {
+            total += 1;
+            if p.leader.is_none() {
+                offline += 1;
+            }
+            if p.isr.len() < p.replicas.len() {
+                under += 1;
+            }
+        }
+    }
+    println!("Partitions");
+    println!(
+        "  {} topics, {total} partitions, {offline} offline, {under} under-replicated (ISR smaller than replicas)",
+        image.topics().len()
+    );
+    println!("Metadata offset: {}", image.offset());
+    Ok(())
+}
+
+/// The committed image: the first message of the metadata stream is a full snapshot.
+async fn fetch_image(client: &mut ControllerClient) -> anyhow::Result<MetadataImage> {
+    let mut stream = client
+        .watch_metadata(0)
+        .await
+        .context("cannot read the metadata log")?;
+    let batch = stream
+        .message()
+        .await
+        .context("metadata stream broke")?
+        .context("metadata stream ended before its snapshot")?;
+    let mut image = MetadataImage::default();
+    let errors = image.apply_batch(&batch);
+    anyhow::ensure!(
+        errors.is_empty(),
+        "metadata snapshot did not apply: {errors:?}"
+    );
+    Ok(image)
+}
