@@ -190,10 +190,11 @@ async fn describe(admin: &Admin, name: &str, all_configs: bool) -> anyhow::Resul
             format!("\tOffline: {}", ids(&p.offline_replicas))
         };
         println!(
-            "\tTopic: {}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}{}",
+            "\tTopic: {}\tPartition: {}\tLeader: {}\tLeaderEpoch: {}\tReplicas: {}\tIsr: {}{}",
             topic.name,
             p.partition,
             leader,
+            p.leader_epoch.0,
             ids(&p.replicas),
             ids(&p.isr),
             offline

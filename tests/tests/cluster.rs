@@ -275,3 +275,36 @@ async fn a_silent_broker_is_fenced_then_rejoins_with_a_new_epoch() {
     assert_eq!(zombie.error_code, 77, "STALE_BROKER_EPOCH");
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn separate_controller_and_broker_roles() {
+    let dir = tempfile::tempdir().unwrap();
+    let controller_port = free_port();
+    let voters = vec![(1u64, format!("127.0.0.1:{controller_port}"))];
+    let controller = Node::start(NodeConfig {
+        node_id: 1,
+        roles: spate_broker::node::Roles { controller: true, broker: false },
+        controller_addr: format!("127.0.0.1:{controller_port}").parse().unwrap(),
+        voters: voters.clone(),
+        ..NodeConfig::ephemeral(dir.path().join("controller"))
+    })
+    .await
+    .unwrap();
+    assert!(controller.broker.is_none() && controller.kafka_addr.is_none());
+    let broker = Node::start(NodeConfig {
+        node_id: 2,
+        roles: spate_broker::node::Roles { controller: false, broker: true },
+        voters,
+        ..NodeConfig::ephemeral(dir.path().join("broker"))
+    })
+    .await
+    .unwrap();
+    assert!(broker.controller.is_none());
+    // The broker-only node registered with the controller-only node and serves Kafka.
+    let image = controller.controller.as_ref().unwrap().image();
+    assert!(image.is_unfenced(NodeId(2)));
+    assert!(image.broker(NodeId(1)).is_none(), "a controller-only node is not a broker");
+    assert_eq!(create_topic(&broker, "roles", 2, 1).await, 0);
+    broker.shutdown().await;
+    controller.shutdown().await;
+}
