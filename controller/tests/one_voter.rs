@@ -126,6 +126,12 @@ async fn topic_survives_restart_and_watchers_see_snapshot_then_delta() {
         .collect();
     assert_eq!(kinds, vec![true, false, false, false]);
     assert!(broker_image.apply_batch(&delta).is_empty());
+
+    // A watcher that is already current gets an empty "caught up" batch first, not a snapshot.
+    let mut current = c.watch_metadata(delta.offset).await.unwrap();
+    let marker = next_batch(&mut current).await;
+    assert!(!marker.snapshot && marker.records.is_empty());
+    assert_eq!(marker.offset, delta.offset);
     assert_eq!(
         broker_image,
         node.image(),

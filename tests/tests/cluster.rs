@@ -283,7 +283,10 @@ async fn separate_controller_and_broker_roles() {
     let voters = vec![(1u64, format!("127.0.0.1:{controller_port}"))];
     let controller = Node::start(NodeConfig {
         node_id: 1,
-        roles: spate_broker::node::Roles { controller: true, broker: false },
+        roles: spate_broker::node::Roles {
+            controller: true,
+            broker: false,
+        },
         controller_addr: format!("127.0.0.1:{controller_port}").parse().unwrap(),
         voters: voters.clone(),
         ..NodeConfig::ephemeral(dir.path().join("controller"))
@@ -293,7 +296,10 @@ async fn separate_controller_and_broker_roles() {
     assert!(controller.broker.is_none() && controller.kafka_addr.is_none());
     let broker = Node::start(NodeConfig {
         node_id: 2,
-        roles: spate_broker::node::Roles { controller: false, broker: true },
+        roles: spate_broker::node::Roles {
+            controller: false,
+            broker: true,
+        },
         voters,
         ..NodeConfig::ephemeral(dir.path().join("broker"))
     })
@@ -303,7 +309,10 @@ async fn separate_controller_and_broker_roles() {
     // The broker-only node registered with the controller-only node and serves Kafka.
     let image = controller.controller.as_ref().unwrap().image();
     assert!(image.is_unfenced(NodeId(2)));
-    assert!(image.broker(NodeId(1)).is_none(), "a controller-only node is not a broker");
+    assert!(
+        image.broker(NodeId(1)).is_none(),
+        "a controller-only node is not a broker"
+    );
     assert_eq!(create_topic(&broker, "roles", 2, 1).await, 0);
     broker.shutdown().await;
     controller.shutdown().await;

@@ -11,7 +11,11 @@ use spate_proto::controller::{BrokerHeartbeatRequest, RegisterBrokerRequest};
 use spate_proto::metadata::Endpoint;
 use tokio::sync::watch;
 
+use super::persist;
 use crate::broker::{now_ms, BrokerState};
+
+/// How often the applied image is saved (it is cheap to refetch, so not on every batch).
+const SAVE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Runs registration, heartbeats and the metadata stream until shutdown.
 pub async fn run(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
@@ -109,9 +113,14 @@ async fn heartbeat_loop(state: Arc<BrokerState>) {
     }
 }
 
-/// Follows the metadata stream, reconnecting from our last applied offset on errors.
+/// Follows the metadata stream, reconnecting from our last applied offset on errors. The
+/// image saved by an earlier run is the starting point, but nothing acts on it until the
+/// active controller's first message confirms it (or replaces it with a snapshot).
 async fn follow(state: Arc<BrokerState>) {
-    let mut image = (*state.metadata.image()).clone();
+    let saved_dir = persist::dir(&state.config.data_dir);
+    let mut image = persist::load(&saved_dir).unwrap_or_default();
+    let mut first = true;
+    let mut last_saved = std::time::Instant::now() - SAVE_INTERVAL;
     loop {
         let stream = match state.controller.lifecycle() {
             Ok(mut client) => client
@@ -156,7 +165,10 @@ async fn follow(state: Arc<BrokerState>) {
             }
             let shared = Arc::new(image.clone());
             let replicas_state = state.clone();
-            let snapshot = batch.snapshot;
+            // The first image of this run, and every snapshot, is complete and current:
+            // partition directories it does not know are deleted topics.
+            let snapshot = batch.snapshot || first;
+            first = false;
             let applied = shared.clone();
             // Opening logs does file I/O: keep it off the async workers.
             let _ = tokio::task::spawn_blocking(move || {
@@ -166,6 +178,12 @@ async fn follow(state: Arc<BrokerState>) {
                 }
             })
             .await;
+            if last_saved.elapsed() >= SAVE_INTERVAL {
+                if let Err(e) = persist::save(&saved_dir, &shared) {
+                    tracing::warn!(error = %e, "cannot save the metadata image; a restart will fetch it anew");
+                }
+                last_saved = std::time::Instant::now();
+            }
             state.metadata.publish(shared);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

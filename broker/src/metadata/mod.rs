@@ -2,6 +2,7 @@
 //! followed as a stream ([`follower`]) and read by every handler.
 pub mod controller_link;
 pub mod follower;
+pub mod persist;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -25,11 +25,17 @@ pub(crate) async fn forward(
     tokio::pin!(lost_leadership);
     let (snapshot, mut events) = view.subscribe(from_offset);
     let mut last = from_offset;
-    if let Some(s) = snapshot {
-        last = s.offset;
-        if tx.send(Ok(s)).await.is_err() {
-            return;
-        }
+    // The first message always says where the watcher stands: a snapshot when it is
+    // behind, else an empty batch at its own offset ("you are caught up"), so a broker that
+    // restarted with a current image knows it may act on it.
+    let first = snapshot.unwrap_or(MetadataBatch {
+        offset: from_offset,
+        records: Vec::new(),
+        snapshot: false,
+    });
+    last = last.max(first.offset);
+    if tx.send(Ok(first)).await.is_err() {
+        return;
     }
     loop {
         let batch: Arc<MetadataBatch> = tokio::select! {
