@@ -12,6 +12,8 @@ pub enum ErrorCode {
     UnknownServerError = -1,
     /// The topic or partition does not exist.
     UnknownTopicOrPartition = 3,
+    /// The broker is not the partition's leader (or follower) it claims to be.
+    NotLeaderOrFollower = 6,
     /// The request timed out (e.g. no Raft quorum).
     RequestTimedOut = 7,
     /// The topic name breaks Kafka's naming rules.
@@ -30,10 +32,18 @@ pub enum ErrorCode {
     NotController = 41,
     /// The request is malformed (duplicates, conflicting fields).
     InvalidRequest = 42,
+    /// The leader epoch in the request is older than the partition's.
+    FencedLeaderEpoch = 74,
     /// The broker epoch in the request is not the broker's current one.
     StaleBrokerEpoch = 77,
+    /// No topic has this id.
+    UnknownTopicId = 100,
     /// Another live broker already registered with this id.
     DuplicateBrokerRegistration = 101,
+    /// A proposed ISR member is fenced, unregistered, or restarted since (KIP-903).
+    IneligibleReplica = 107,
+    /// The partition epoch in the request is not the current one (compare-and-set lost).
+    InvalidUpdateVersion = 108,
 }
 
 impl ErrorCode {
@@ -48,6 +58,7 @@ impl ErrorCode {
             ErrorCode::None => "NONE",
             ErrorCode::UnknownServerError => "UNKNOWN_SERVER_ERROR",
             ErrorCode::UnknownTopicOrPartition => "UNKNOWN_TOPIC_OR_PARTITION",
+            ErrorCode::NotLeaderOrFollower => "NOT_LEADER_OR_FOLLOWER",
             ErrorCode::RequestTimedOut => "REQUEST_TIMED_OUT",
             ErrorCode::InvalidTopicException => "INVALID_TOPIC_EXCEPTION",
             ErrorCode::TopicAlreadyExists => "TOPIC_ALREADY_EXISTS",
@@ -57,8 +68,12 @@ impl ErrorCode {
             ErrorCode::InvalidConfig => "INVALID_CONFIG",
             ErrorCode::NotController => "NOT_CONTROLLER",
             ErrorCode::InvalidRequest => "INVALID_REQUEST",
+            ErrorCode::FencedLeaderEpoch => "FENCED_LEADER_EPOCH",
             ErrorCode::StaleBrokerEpoch => "STALE_BROKER_EPOCH",
+            ErrorCode::UnknownTopicId => "UNKNOWN_TOPIC_ID",
             ErrorCode::DuplicateBrokerRegistration => "DUPLICATE_BROKER_REGISTRATION",
+            ErrorCode::IneligibleReplica => "INELIGIBLE_REPLICA",
+            ErrorCode::InvalidUpdateVersion => "INVALID_UPDATE_VERSION",
         }
     }
 }
@@ -200,6 +215,11 @@ mod tests {
         assert_eq!(ErrorCode::UnknownServerError.code(), -1);
         assert_eq!(ErrorCode::StaleBrokerEpoch.code(), 77);
         assert_eq!(ErrorCode::InvalidTopicException.code(), 17);
+        assert_eq!(ErrorCode::NotLeaderOrFollower.code(), 6);
+        assert_eq!(ErrorCode::FencedLeaderEpoch.code(), 74);
+        assert_eq!(ErrorCode::UnknownTopicId.code(), 100);
+        assert_eq!(ErrorCode::IneligibleReplica.code(), 107);
+        assert_eq!(ErrorCode::InvalidUpdateVersion.code(), 108);
     }
 
     #[test]

@@ -139,3 +139,20 @@ def test_three_node_cluster_survives_controller_and_broker_loss(cluster):
     wait_until(lambda: all(p.leader in others for p in partitions_of(admin2, topic).values()),
                SESSION_TIMEOUT_S + 2, f"new leaders for the partitions node {victim} led")
     assert time.monotonic() - started <= SESSION_TIMEOUT_S + 2
+
+
+def test_elect_leaders_through_a_real_client(cluster):
+    """ElectLeaders (preferred) from confluent-kafka: a partition whose preferred replica
+    already leads answers ELECTION_NOT_NEEDED; an unknown partition, UNKNOWN_TOPIC_OR_PART."""
+    from confluent_kafka import ElectionType, KafkaError, TopicPartition
+
+    bootstrap = cluster.run("up").strip().splitlines()[-1].split("=", 1)[1]
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    topic = f"elect-{uuid.uuid4().hex[:8]}"
+    admin.create_topics([NewTopic(topic, 3, 3)])[topic].result(timeout=30)
+    wait_until(lambda: len(partitions_of(admin, topic)) == 3, 30, "3 partitions")
+    result = admin.elect_leaders(ElectionType.PREFERRED,
+                                 [TopicPartition(topic, 0), TopicPartition(topic, 7)]).result(timeout=30)
+    codes = {tp.partition: (err.code() if err is not None else None) for tp, err in result.items()}
+    assert codes[0] == KafkaError.ELECTION_NOT_NEEDED, codes
+    assert codes[7] == KafkaError.UNKNOWN_TOPIC_OR_PART, codes

@@ -2,6 +2,7 @@
 //! `ControllerResult` pattern: each returns the records to commit plus the reply to send
 //! once they are committed. No I/O; time and randomness are arguments.
 
+pub mod alter_partition;
 pub mod brokers;
 pub mod configs;
 pub mod elect_leaders;
@@ -13,6 +14,7 @@ pub mod topics;
 
 use spate_proto::metadata::MetadataRecord;
 
+pub use alter_partition::alter_partition;
 pub use brokers::{broker_heartbeat, fence_broker, register_broker};
 pub use configs::alter_configs;
 pub use elect_leaders::{elect_leaders, elect_preferred_leaders};
