@@ -83,6 +83,7 @@ not_controller_by_code!(RegisterBrokerResponse);
 not_controller_by_code!(BrokerHeartbeatResponse);
 not_controller_by_code!(AllocateProducerIdsResponse);
 not_controller_by_code!(ElectLeadersResponse);
+not_controller_by_code!(AlterPartitionResponse);
 
 impl NotController for DescribeQuorumResponse {
     fn is_not_controller(&self) -> bool {
@@ -287,6 +288,17 @@ impl ControllerClient {
             .await
     }
 
+    /// AlterPartition: a partition leader's ISR change, answered once committed.
+    /// Partition-level NOT_CONTROLLER (epochs ahead of the controller) is returned to the
+    /// caller rather than retried: only the caller can tell whether to wait or rediscover.
+    pub async fn alter_partition(
+        &mut self,
+        req: AlterPartitionRequest,
+    ) -> Result<AlterPartitionResponse, ControllerError> {
+        self.call(req, |mut c, r| async move { c.alter_partition(r).await })
+            .await
+    }
+
     /// Leader, term and indexes as the answering node sees them.
     pub async fn describe_quorum(&mut self) -> Result<DescribeQuorumResponse, ControllerError> {
         self.call(DescribeQuorumRequest {}, |mut c, r| async move {
@@ -339,6 +351,12 @@ mod tests {
             ..Default::default()
         }
         .is_not_controller());
+        assert!(AlterPartitionResponse {
+            error_code: 41,
+            ..Default::default()
+        }
+        .is_not_controller());
+        assert!(!AlterPartitionResponse::default().is_not_controller());
     }
 
     #[test]

@@ -121,11 +121,25 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         "Fsync at least this often.",
     ),
     def(
+        "follower.replication.throttled.replicas",
+        "",
+        List,
+        Any,
+        "Replicas (partition:broker, or *) whose follower-side replication is throttled (accepted; throttling is not implemented).",
+    ),
+    def(
         "index.interval.bytes",
         "4096",
         Int,
         AtLeast(0),
         "Bytes between offset index entries.",
+    ),
+    def(
+        "leader.replication.throttled.replicas",
+        "",
+        List,
+        Any,
+        "Replicas (partition:broker, or *) whose leader-side replication is throttled (accepted; throttling is not implemented).",
     ),
     def(
         "max.compaction.lag.ms",
@@ -263,9 +277,25 @@ pub fn lookup(name: &str) -> Option<&'static ConfigDef> {
 /// Checks a key and value; the error is the message for `INVALID_CONFIG`.
 pub fn validate(name: &str, value: &str) -> Result<(), String> {
     match lookup(name) {
-        Some(d) => d.validate(value),
+        Some(d) => {
+            d.validate(value)?;
+            refuse_unimplemented(name, value)
+        }
         None => Err(format!("unknown topic config '{name}'")),
     }
+}
+
+/// Values Kafka accepts whose behaviour Spate does not have yet. Accepting them would
+/// silently do something else (a "compacted" topic would still lose data to retention),
+/// so they are refused with a reason.
+fn refuse_unimplemented(name: &str, value: &str) -> Result<(), String> {
+    if name == "cleanup.policy" && list_items(value).contains(&"compact") {
+        return Err(format!(
+            "cleanup.policy '{value}' is not supported yet: log compaction is not implemented; \
+             use 'delete' (retention by time and size)"
+        ));
+    }
+    Ok(())
 }
 
 /// The value in effect: the dynamic override if set, else the default. `None` for unknown keys
@@ -393,7 +423,10 @@ mod tests {
 
     #[test]
     fn enums_lists_and_booleans() {
-        assert_eq!(validate("cleanup.policy", "compact, delete"), Ok(()));
+        assert_eq!(validate("cleanup.policy", "delete"), Ok(()));
+        assert!(validate("cleanup.policy", "compact, delete")
+            .unwrap_err()
+            .contains("compaction is not implemented"));
         assert!(validate("cleanup.policy", "compact,nope").is_err());
         assert!(validate("cleanup.policy", "").is_err());
         assert_eq!(validate("compression.type", "zstd"), Ok(()));

@@ -4,6 +4,7 @@
 //! Appends happen under the log's lock; fsyncs do not (group commit, see [`flusher`]):
 //! while one fsync runs, later appends queue up and the next fsync covers them all.
 pub mod flusher;
+pub mod replica_state;
 pub mod settings;
 
 use std::path::Path;

@@ -186,7 +186,8 @@ fn validate(
             ErrorCode::InvalidRequest,
             format!(
                 "broker {requester} is not the leader (the leader is {})",
-                p.leader.map_or_else(|| "none".to_string(), |l| l.to_string())
+                p.leader
+                    .map_or_else(|| "none".to_string(), |l| l.to_string())
             ),
         );
     }
@@ -235,7 +236,12 @@ fn validate(
 /// Why `member` may not be in the ISR, if it may not (Kafka's `ineligibleReplicasForIsr`).
 /// KIP-903: a broker that restarted since the leader saw it fetch has a new epoch and may
 /// have lost unflushed data, so the epoch the leader saw must be the current one.
-fn ineligible(image: &MetadataImage, p: &PartitionImage, member: NodeId, epoch: i64) -> Option<String> {
+fn ineligible(
+    image: &MetadataImage,
+    p: &PartitionImage,
+    member: NodeId,
+    epoch: i64,
+) -> Option<String> {
     let Some(b) = image.broker(member) else {
         return Some(format!("{member} (not registered)"));
     };

@@ -331,6 +331,26 @@ impl Controller for ControllerService {
         }))
     }
 
+    async fn alter_partition(
+        &self,
+        request: Request<AlterPartitionRequest>,
+    ) -> Result<Response<AlterPartitionResponse>, Status> {
+        let req = request.into_inner();
+        Ok(Response::new(
+            match self.alter_partition_committed(&req).await {
+                Ok(resp) => resp,
+                Err(e) => {
+                    let e = e.to_api();
+                    AlterPartitionResponse {
+                        error_code: e.code.code(),
+                        error_message: e.message,
+                        ..Default::default()
+                    }
+                }
+            },
+        ))
+    }
+
     async fn describe_quorum(
         &self,
         _request: Request<DescribeQuorumRequest>,
@@ -340,6 +360,30 @@ impl Controller for ControllerService {
 }
 
 impl ControllerService {
+    /// AlterPartition through decide-then-commit. Unlike [`Self::decide`] the decision
+    /// lock is held until the reply is built, so the ISR and partition epoch it reports
+    /// are the ones this commit produced and no later decision's.
+    async fn alter_partition_committed(
+        &self,
+        req: &AlterPartitionRequest,
+    ) -> Result<AlterPartitionResponse, ControllerError> {
+        let mut st = self.lead().await?;
+        let result = self
+            .shared
+            .view
+            .with_image(|img| decisions::alter_partition(img, req));
+        let mut resp = result.response;
+        if result.records.is_empty() {
+            return Ok(resp);
+        }
+        resp.metadata_offset = self.propose(&mut st, result.records).await?;
+        self.shared
+            .view
+            .with_image(|img| decisions::alter_partition::refresh_from_image(img, &mut resp));
+        drop(st);
+        Ok(resp)
+    }
+
     /// Quorum state from openraft's metrics and the applied state.
     pub(crate) fn describe_quorum_now(&self) -> DescribeQuorumResponse {
         let rx = self.shared.raft.metrics();
