@@ -140,6 +140,17 @@ def test_three_node_cluster_survives_controller_and_broker_loss(cluster):
                SESSION_TIMEOUT_S + 2, f"new leaders for the partitions node {victim} led")
     assert time.monotonic() - started <= SESSION_TIMEOUT_S + 2
 
+    # The other verbs: status, restart, logs; `down` keeps the data unless --purge.
+    cluster.run("start", str(victim))
+    status = cluster.run("status")
+    assert all(f"node {n} running" in status for n in (1, 2, 3)), status
+    assert "Controller quorum" in status, status
+    cluster.run("restart", "1")
+    wait_until(lambda: cluster.info().count(" unfenced at ") == 3, 60, "3 unfenced brokers after restart")
+    assert "spate server ready" in cluster.run("logs", "1")
+    cluster.run("down")
+    assert (cluster.dir / "node1" / "data" / "meta.properties").exists(), "down removed data without --purge"
+
 
 def test_elect_leaders_through_a_real_client(cluster):
     """ElectLeaders (preferred) from confluent-kafka: a partition whose preferred replica
