@@ -2,69 +2,14 @@
 //! shrinks and expands the ISR with the partition epoch it knows (compare-and-set), and
 //! the controller refuses stale epochs, restarted followers (KIP-903) and non-leaders.
 
+mod common;
+
 use std::time::Duration;
 
+use common::*;
 use spate_controller::ids::NodeId;
-use spate_controller::{start, ControllerClient, ControllerConfig, ControllerHandle};
+use spate_controller::ControllerHandle;
 use spate_proto::controller::*;
-use spate_proto::metadata::ReplicaList;
-use tokio::net::TcpListener;
-
-const WAIT: Duration = Duration::from_secs(20);
-
-async fn start_node(dir: &std::path::Path) -> ControllerHandle {
-    let mut config = ControllerConfig::single(1, dir);
-    // Long sessions: these tests do not keep fake brokers heartbeating.
-    config.session_timeout = Duration::from_secs(120);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let node = start(config, listener).await.unwrap();
-    node.wait_for_leader(WAIT).await.unwrap();
-    node
-}
-
-/// Registers broker `id` and unfences it with a caught-up heartbeat; returns its epoch.
-async fn register(c: &mut ControllerClient, id: i32, incarnation: &str) -> i64 {
-    let reg = c
-        .register_broker(RegisterBrokerRequest {
-            broker_id: id,
-            incarnation_id: incarnation.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(reg.error_code, 0, "{}", reg.error_message);
-    let hb = c
-        .broker_heartbeat(BrokerHeartbeatRequest {
-            broker_id: id,
-            broker_epoch: reg.broker_epoch,
-            metadata_offset: u64::MAX / 2,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(hb.error_code, 0, "{}", hb.error_message);
-    assert!(!hb.is_fenced);
-    reg.broker_epoch
-}
-
-/// Topic "t", one partition on replicas [1, 2, 3]: broker 1 leads.
-async fn create_topic(c: &mut ControllerClient) {
-    let res = c
-        .create_topics(CreateTopicsRequest {
-            topics: vec![CreatableTopic {
-                name: "t".into(),
-                num_partitions: -1,
-                replication_factor: -1,
-                assignments: vec![ReplicaList { ids: vec![1, 2, 3] }],
-                ..Default::default()
-            }],
-            validate_only: false,
-        })
-        .await
-        .unwrap();
-    let t = &res.topics[0];
-    assert_eq!(t.error_code, 0, "{}", t.error_message);
-}
 
 /// t-0 as the controller's image holds it: (topic id, leader, ISR, leader epoch,
 /// partition epoch).
@@ -120,14 +65,11 @@ fn only(resp: &AlterPartitionResponse) -> &AlterPartitionPartitionResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_shrinks_and_expands_the_isr_with_compare_and_set() {
     let dir = tempfile::tempdir().unwrap();
-    let node = start_node(dir.path()).await;
-    let mut c = ControllerClient::connect([node.local_addr().to_string()]).unwrap();
-    let mut epochs = Vec::new();
-    for id in 1..=3 {
-        epochs.push(register(&mut c, id, &format!("inc-{id}")).await);
-    }
+    let node = start_leader(long_session_config(dir.path())).await;
+    let mut c = client(&node);
+    let epochs = add_brokers(&mut c).await;
     let (e1, e2, e3) = (epochs[0], epochs[1], epochs[2]);
-    create_topic(&mut c).await;
+    create_topic_t(&mut c).await;
     let (_, leader, isr, leader_epoch, pe0) = state(&node);
     assert_eq!((leader, isr), (Some(1), vec![1, 2, 3]));
 
@@ -163,7 +105,7 @@ async fn leader_shrinks_and_expands_the_isr_with_compare_and_set() {
 
     // Broker 3 restarts: its new registration takes it out of the ISR and gives it a new
     // epoch. An expansion naming the epoch the leader saw before is refused (KIP-903).
-    let e3_new = register(&mut c, 3, "inc-3").await;
+    let e3_new = add_broker(&mut c, 3).await;
     assert!(e3_new > e3);
     assert!(node.image().is_unfenced(NodeId(3)));
     assert_eq!(state(&node).2, vec![1, 2]);
@@ -208,24 +150,8 @@ async fn leader_shrinks_and_expands_the_isr_with_compare_and_set() {
 async fn a_node_that_is_not_the_active_controller_answers_not_controller() {
     // Node 2 of a quorum whose node 1 never starts: no leader, so no active controller.
     let dir = tempfile::tempdir().unwrap();
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let config = ControllerConfig::new(
-        2,
-        dir.path(),
-        vec![(1, dead.to_string()), (2, String::new())],
-    );
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let node = start(config, listener).await.unwrap();
-    let addr = format!("http://{}", node.local_addr());
-    let channel = tonic::transport::Channel::from_shared(addr)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut raw = controller_client::ControllerClient::new(channel);
+    let node = start_leaderless(dir.path()).await;
+    let mut raw = raw_client(&node).await;
     let resp = raw
         .alter_partition(AlterPartitionRequest::default())
         .await
@@ -233,14 +159,7 @@ async fn a_node_that_is_not_the_active_controller_answers_not_controller() {
         .into_inner();
     assert_eq!(resp.error_code, 41, "{}", resp.error_message);
     // The client library treats that as "try another controller" and runs out of them.
-    let policy = spate_controller::RetryPolicy {
-        attempts: 2,
-        backoff: Duration::from_millis(1),
-        ..Default::default()
-    };
-    let mut c = ControllerClient::connect([node.local_addr().to_string()])
-        .unwrap()
-        .with_retry(policy);
+    let mut c = client(&node).with_retry(few_retries());
     let err = c
         .alter_partition(AlterPartitionRequest::default())
         .await

@@ -1,97 +1,29 @@
 //! Preferred-leader election end to end on a one-voter controller over gRPC: the
 //! ElectLeaders RPC and the periodic rebalance move leadership back to the first replica.
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+mod common;
 
+use std::time::Duration;
+
+use common::*;
 use spate_controller::ids::{LeaderEpoch, NodeId};
 use spate_controller::metadata::records;
 use spate_controller::types::RecordBatch;
-use spate_controller::{start, ControllerClient, ControllerConfig, ControllerHandle};
+use spate_controller::{ControllerClient, ControllerHandle};
 use spate_proto::controller::*;
-use spate_proto::metadata::ReplicaList;
-use tokio::net::TcpListener;
 
-const WAIT: Duration = Duration::from_secs(20);
-
-async fn start_node(dir: &std::path::Path, rebalance_every: Option<Duration>) -> ControllerHandle {
-    let mut config = ControllerConfig::single(1, dir);
-    // Long sessions: these tests do not keep fake brokers heartbeating.
-    config.session_timeout = Duration::from_secs(120);
+/// A one-voter controller with long sessions (these tests do not keep fake brokers
+/// heartbeating) that rebalances leaders every `rebalance_every`, if given.
+async fn start_with_rebalance(
+    dir: &std::path::Path,
+    rebalance_every: Option<Duration>,
+) -> ControllerHandle {
+    let mut config = long_session_config(dir);
     config.auto_leader_rebalance = rebalance_every.is_some();
     if let Some(every) = rebalance_every {
         config.leader_imbalance_check_interval = every;
     }
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let node = start(config, listener).await.unwrap();
-    node.wait_for_leader(WAIT).await.unwrap();
-    node
-}
-
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + WAIT;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn heartbeat(c: &mut ControllerClient, id: i32, epoch: i64, want_fence: bool) {
-    let req = BrokerHeartbeatRequest {
-        broker_id: id,
-        broker_epoch: epoch,
-        metadata_offset: u64::MAX / 2,
-        want_fence,
-        ..Default::default()
-    };
-    let hb = c.broker_heartbeat(req).await.unwrap();
-    assert_eq!(hb.error_code, 0, "{}", hb.error_message);
-    assert_eq!(hb.is_fenced, want_fence);
-}
-
-/// Registers and unfences brokers 1..=3; returns their epochs.
-async fn add_brokers(c: &mut ControllerClient) -> Vec<i64> {
-    let mut epochs = Vec::new();
-    for id in 1..=3 {
-        let reg = c
-            .register_broker(RegisterBrokerRequest {
-                broker_id: id,
-                incarnation_id: format!("inc-{id}"),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        assert_eq!(reg.error_code, 0, "{}", reg.error_message);
-        heartbeat(c, id, reg.broker_epoch, false).await;
-        epochs.push(reg.broker_epoch);
-    }
-    epochs
-}
-
-/// Topic "t", one partition on replicas [1, 2, 3]: broker 1 is the preferred leader.
-async fn create_topic(c: &mut ControllerClient) {
-    let res = c
-        .create_topics(CreateTopicsRequest {
-            topics: vec![CreatableTopic {
-                name: "t".into(),
-                num_partitions: -1,
-                replication_factor: -1,
-                assignments: vec![ReplicaList { ids: vec![1, 2, 3] }],
-                ..Default::default()
-            }],
-            validate_only: false,
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        res.topics[0].error_code, 0,
-        "{}",
-        res.topics[0].error_message
-    );
+    start_leader(config).await
 }
 
 /// (leader, isr, leader epoch) of t-0.
@@ -108,10 +40,14 @@ fn state(node: &ControllerHandle) -> (Option<i32>, Vec<i32>, LeaderEpoch) {
 /// Broker 1 shuts down (controlled: leadership moves to 2 and 1 leaves the ISR) and
 /// comes back, unfenced but out of the ISR.
 async fn bounce_preferred_leader(node: &ControllerHandle, c: &mut ControllerClient, epoch1: i64) {
-    heartbeat(c, 1, epoch1, true).await;
+    let hb = heartbeat(c, 1, epoch1, true).await;
+    assert_eq!(hb.error_code, 0, "{}", hb.error_message);
+    assert!(hb.is_fenced);
     assert_eq!(state(node).0, Some(2));
     assert_eq!(state(node).1, vec![2, 3]);
-    heartbeat(c, 1, epoch1, false).await;
+    let hb = heartbeat(c, 1, epoch1, false).await;
+    assert_eq!(hb.error_code, 0, "{}", hb.error_message);
+    assert!(!hb.is_fenced);
     assert!(node.image().is_unfenced(NodeId(1)));
     assert_eq!(state(node).0, Some(2));
 }
@@ -153,10 +89,10 @@ fn codes(resp: &ElectLeadersResponse) -> Vec<(i32, i32)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn elect_leaders_moves_leadership_back_to_the_preferred_replica() {
     let dir = tempfile::tempdir().unwrap();
-    let node = start_node(dir.path(), None).await;
-    let mut c = ControllerClient::connect([node.local_addr().to_string()]).unwrap();
+    let node = start_with_rebalance(dir.path(), None).await;
+    let mut c = client(&node);
     let epochs = add_brokers(&mut c).await;
-    create_topic(&mut c).await;
+    create_topic_t(&mut c).await;
     assert_eq!(state(&node).0, Some(1));
 
     let resp = c.elect_leaders(elect_req(vec![0])).await.unwrap();
@@ -200,10 +136,10 @@ async fn elect_leaders_moves_leadership_back_to_the_preferred_replica() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn periodic_rebalance_moves_leadership_back_to_the_preferred_replica() {
     let dir = tempfile::tempdir().unwrap();
-    let node = start_node(dir.path(), Some(Duration::from_millis(200))).await;
-    let mut c = ControllerClient::connect([node.local_addr().to_string()]).unwrap();
+    let node = start_with_rebalance(dir.path(), Some(Duration::from_millis(200))).await;
+    let mut c = client(&node);
     let epochs = add_brokers(&mut c).await;
-    create_topic(&mut c).await;
+    create_topic_t(&mut c).await;
     // Out of the ISR, broker 1 stays a follower whatever the rebalance does.
     bounce_preferred_leader(&node, &mut c, epochs[0]).await;
     tokio::time::sleep(Duration::from_millis(500)).await;

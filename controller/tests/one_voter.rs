@@ -1,88 +1,15 @@
 //! End-to-end tests of a one-voter controller over real gRPC on 127.0.0.1.
 
-use std::future::Future;
-use std::path::Path;
-use std::time::{Duration, Instant};
+mod common;
 
-use spate_controller::client::RetryPolicy;
+use std::time::Duration;
+
+use common::*;
 use spate_controller::ids::NodeId;
-use spate_controller::{
-    start, ControllerClient, ControllerConfig, ControllerHandle, ErrorCode, MetadataImage,
-};
+use spate_controller::{ControllerConfig, ErrorCode, MetadataImage};
 use spate_proto::controller::*;
 use spate_proto::metadata::metadata_record::Record;
 use spate_proto::metadata::MetadataBatch;
-use tokio::net::TcpListener;
-
-const WAIT: Duration = Duration::from_secs(20);
-
-async fn start_node(config: ControllerConfig) -> ControllerHandle {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    start(config, listener).await.unwrap()
-}
-
-async fn start_single(dir: &Path) -> ControllerHandle {
-    let node = start_node(ControllerConfig::single(1, dir)).await;
-    node.wait_for_leader(WAIT).await.unwrap();
-    node
-}
-
-/// Polls `check` until it holds (no fixed sleeps where a condition can be polled).
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + WAIT;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn client(node: &ControllerHandle) -> ControllerClient {
-    ControllerClient::connect([node.local_addr().to_string()]).unwrap()
-}
-
-/// Registers broker `id` and heartbeats once it has caught up, so it is unfenced.
-async fn add_broker(client: &mut ControllerClient, id: i32) -> i64 {
-    let reg = client
-        .register_broker(RegisterBrokerRequest {
-            broker_id: id,
-            incarnation_id: format!("inc-{id}"),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(reg.error_code, 0, "{}", reg.error_message);
-    assert!(reg.broker_epoch > 0);
-    let hb = heartbeat(client, id, reg.broker_epoch).await;
-    assert_eq!(hb.error_code, 0);
-    assert!(!hb.is_fenced && hb.is_caught_up);
-    reg.broker_epoch
-}
-
-async fn heartbeat(client: &mut ControllerClient, id: i32, epoch: i64) -> BrokerHeartbeatResponse {
-    let req = BrokerHeartbeatRequest {
-        broker_id: id,
-        broker_epoch: epoch,
-        metadata_offset: epoch as u64,
-        ..Default::default()
-    };
-    client.broker_heartbeat(req).await.unwrap()
-}
-
-fn create_req(name: &str, partitions: i32, rf: i32) -> CreateTopicsRequest {
-    CreateTopicsRequest {
-        topics: vec![CreatableTopic {
-            name: name.into(),
-            num_partitions: partitions,
-            replication_factor: rf,
-            ..Default::default()
-        }],
-        validate_only: false,
-    }
-}
 
 async fn next_batch(stream: &mut tonic::Streaming<MetadataBatch>) -> MetadataBatch {
     tokio::time::timeout(WAIT, stream.message())
@@ -95,7 +22,7 @@ async fn next_batch(stream: &mut tonic::Streaming<MetadataBatch>) -> MetadataBat
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topic_survives_restart_and_watchers_see_snapshot_then_delta() {
     let dir = tempfile::tempdir().unwrap();
-    let node = start_single(dir.path()).await;
+    let node = start_leader(ControllerConfig::single(1, dir.path())).await;
     let mut c = client(&node);
     add_broker(&mut c, 1).await;
 
@@ -158,7 +85,7 @@ async fn topic_survives_restart_and_watchers_see_snapshot_then_delta() {
         .expect("stream did not end");
     assert!(!matches!(end, Ok(Some(_))), "{end:?}");
 
-    let node = start_single(dir.path()).await;
+    let node = start_leader(ControllerConfig::single(1, dir.path())).await;
     eventually("replay after restart", || async { node.image() == before }).await;
     let mut c = client(&node);
     let again = c.create_topics(create_req("orders", 3, 1)).await.unwrap();
@@ -180,8 +107,7 @@ async fn expired_session_fences_broker_and_moves_leadership() {
     let mut config = ControllerConfig::single(1, dir.path());
     config.session_timeout = Duration::from_millis(800);
     config.heartbeat_interval = Duration::from_millis(100);
-    let node = start_node(config).await;
-    node.wait_for_leader(WAIT).await.unwrap();
+    let node = start_leader(config).await;
     let mut c = client(&node);
     let epoch1 = add_broker(&mut c, 1).await;
     add_broker(&mut c, 2).await;
@@ -196,7 +122,7 @@ async fn expired_session_fences_broker_and_moves_leadership() {
     let mut hb_client = c.clone();
     let keep_alive = tokio::spawn(async move {
         loop {
-            let _ = heartbeat(&mut hb_client, 1, epoch1).await;
+            let _ = heartbeat(&mut hb_client, 1, epoch1, false).await;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
@@ -214,7 +140,7 @@ async fn expired_session_fences_broker_and_moves_leadership() {
 
     // A stale epoch is refused; a fresh registration plus a caught-up heartbeat unfences.
     assert_eq!(
-        heartbeat(&mut c, 2, 1).await.error_code,
+        heartbeat(&mut c, 2, 1, false).await.error_code,
         ErrorCode::StaleBrokerEpoch.code()
     );
     add_broker(&mut c, 2).await;
@@ -225,7 +151,7 @@ async fn expired_session_fences_broker_and_moves_leadership() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn producer_ids_quorum_description_and_admin_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let node = start_single(dir.path()).await;
+    let node = start_leader(ControllerConfig::single(1, dir.path())).await;
     let mut c = client(&node);
     let epoch = add_broker(&mut c, 1).await;
     let a = c
@@ -283,30 +209,11 @@ async fn producer_ids_quorum_description_and_admin_errors() {
 async fn a_node_without_a_leader_answers_not_controller() {
     // Node 2 of a quorum whose node 1 never starts: it must not initialize, so no leader.
     let dir = tempfile::tempdir().unwrap();
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let config = ControllerConfig::new(
-        2,
-        dir.path(),
-        vec![(1, dead.to_string()), (2, String::new())],
-    );
-    let node = start_node(config).await;
-    let policy = RetryPolicy {
-        attempts: 2,
-        backoff: Duration::from_millis(1),
-        ..Default::default()
-    };
-    let mut c = client(&node).with_retry(policy);
+    let node = start_leaderless(dir.path()).await;
+    let mut c = client(&node).with_retry(few_retries());
     let err = c.create_topics(create_req("x", 1, 1)).await.unwrap_err();
     assert_eq!(err.error_code(), ErrorCode::NotController);
-    let raw = tonic::transport::Channel::from_shared(format!("http://{}", node.local_addr()))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut raw = controller_client::ControllerClient::new(raw);
+    let mut raw = raw_client(&node).await;
     let res = raw
         .create_topics(create_req("x", 1, 1))
         .await
