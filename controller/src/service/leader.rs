@@ -95,6 +95,23 @@ impl ControllerService {
             st.active_term = Some(term);
             tracing::info!(term, "active controller: broker sessions reset");
         }
+        // Decide only on an image holding every entry this leader has appended: a proposal
+        // whose wait timed out may still commit, and deciding without it could, e.g.,
+        // create the same topic twice. Normally this holds at once (each proposal waits for
+        // its apply); otherwise wait, bounded, and refuse to decide if it does not come.
+        let last_appended = self.shared.raft.metrics().borrow().last_log_index;
+        if let Some(last) = last_appended {
+            self.shared
+                .raft
+                .wait(Some(SYNC_TIMEOUT))
+                .applied_index_at_least(Some(last), "earlier proposals applied")
+                .await
+                .map_err(|e| {
+                    ControllerError::Timeout(format!(
+                        "earlier metadata proposals not applied within {SYNC_TIMEOUT:?}: {e}"
+                    ))
+                })?;
+        }
         Ok(st)
     }
 
