@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use spate_controller::ids::NodeId;
 use spate_controller::ControllerHandle;

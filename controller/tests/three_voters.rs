@@ -1,37 +1,15 @@
 //! A first check of the 3-voter path: initialize from node 1, replicate, fail over.
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+mod common;
 
+use std::time::Duration;
+
+use common::{add_broker, create_req, eventually_within, heartbeat};
 use spate_controller::{start, ControllerClient, ControllerConfig, ControllerHandle};
-use spate_proto::controller::*;
 use tokio::net::TcpListener;
 
+/// Longer than `common::WAIT`: elections and snapshot installation across three voters.
 const WAIT: Duration = Duration::from_secs(30);
-
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + WAIT;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn create_req(name: &str) -> CreateTopicsRequest {
-    CreateTopicsRequest {
-        topics: vec![CreatableTopic {
-            name: name.into(),
-            num_partitions: 2,
-            replication_factor: 1,
-            ..Default::default()
-        }],
-        validate_only: false,
-    }
-}
 
 async fn start_voter(
     id: u64,
@@ -74,30 +52,15 @@ async fn three_voters_replicate_and_fail_over() {
         .unwrap();
 
     let mut c = ControllerClient::connect(addrs.clone()).unwrap();
-    let reg = c
-        .register_broker(RegisterBrokerRequest {
-            broker_id: 1,
-            incarnation_id: "b1".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(reg.error_code, 0, "{}", reg.error_message);
-    let hb = BrokerHeartbeatRequest {
-        broker_id: 1,
-        broker_epoch: reg.broker_epoch,
-        metadata_offset: reg.broker_epoch as u64,
-        ..Default::default()
-    };
-    assert!(!c.broker_heartbeat(hb).await.unwrap().is_fenced);
-    let res = c.create_topics(create_req("one")).await.unwrap();
+    let epoch = add_broker(&mut c, 1).await;
+    let res = c.create_topics(create_req("one", 2, 1)).await.unwrap();
     assert_eq!(
         res.topics[0].error_code, 0,
         "{}",
         res.topics[0].error_message
     );
     for n in nodes.iter().flatten() {
-        eventually("replication to every voter", || async {
+        eventually_within(WAIT, "replication to every voter", || async {
             n.image().topic_by_name("one").is_some()
         })
         .await;
@@ -109,8 +72,8 @@ async fn three_voters_replicate_and_fail_over() {
     old.shutdown().await.unwrap();
     // The broker keeps its session alive through the failover (the new leader grants a
     // fresh one anyway); the retrying client finds the new leader.
-    assert_eq!(c.broker_heartbeat(hb).await.unwrap().error_code, 0);
-    let res = c.create_topics(create_req("two")).await.unwrap();
+    assert_eq!(heartbeat(&mut c, 1, epoch, false).await.error_code, 0);
+    let res = c.create_topics(create_req("two", 2, 1)).await.unwrap();
     assert_eq!(
         res.topics[0].error_code, 0,
         "{}",
@@ -118,7 +81,7 @@ async fn three_voters_replicate_and_fail_over() {
     );
     for i in 0..6 {
         let res = c
-            .create_topics(create_req(&format!("more-{i}")))
+            .create_topics(create_req(&format!("more-{i}"), 2, 1))
             .await
             .unwrap();
         assert_eq!(
@@ -128,7 +91,7 @@ async fn three_voters_replicate_and_fail_over() {
         );
     }
     let survivor = nodes.iter().flatten().next().unwrap();
-    eventually("the survivors purge their log", || async {
+    eventually_within(WAIT, "the survivors purge their log", || async {
         let purged = survivor.raft().metrics().borrow().purged;
         // Beyond the stopped voter's log: it can only catch up by snapshot.
         purged.is_some_and(|p| p.index > old_last_log)
@@ -148,7 +111,7 @@ async fn three_voters_replicate_and_fail_over() {
         &voters,
     )
     .await;
-    eventually("restarted voter catches up", || async {
+    eventually_within(WAIT, "restarted voter catches up", || async {
         back.image().topic_by_name("more-5").is_some()
     })
     .await;
