@@ -294,3 +294,52 @@ async fn unsupported_api_versions_version_gets_v0_error_with_ranges() {
     );
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_zero_errors_close_the_connection() {
+    // acks=0 has no response, so (as in Kafka) a failed append is signalled by closing the
+    // connection: the client then refreshes its metadata instead of writing into the void.
+    let node = TestNode::start().await.unwrap();
+    let mut conn = RawConnection::connect(node.kafka_addr()).await.unwrap();
+    create_topic(&mut conn, "zero", 1).await;
+    let batch = encode_batch(&[b"ok"], Compression::None).unwrap();
+    let req = |partition: i32| {
+        ProduceRequest::default()
+            .with_acks(0)
+            .with_timeout_ms(1000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(topic("zero"))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(batch.clone()))])])
+    };
+    // A good acks=0 write leaves the connection open (the ApiVersions after it is answered).
+    send_oneway(&mut conn, &req(0)).await;
+    let resp: ApiVersionsResponse = conn
+        .request(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(resp.error_code, 0);
+    // A write to a partition that does not exist closes it.
+    send_oneway(&mut conn, &req(9)).await;
+    assert!(conn.is_closed_by_peer().await);
+    node.stop().await;
+}
+
+async fn send_oneway(conn: &mut RawConnection, req: &ProduceRequest) {
+    use bytes::BufMut;
+    use kafka_protocol::protocol::Encodable;
+    let header = RequestHeader::default()
+        .with_request_api_key(ApiKey::Produce as i16)
+        .with_request_api_version(9)
+        .with_correlation_id(1000);
+    let mut buf = bytes::BytesMut::new();
+    buf.put_i32(0);
+    header
+        .encode(&mut buf, ApiKey::Produce.request_header_version(9))
+        .unwrap();
+    req.encode(&mut buf, 9).unwrap();
+    let size = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&size.to_be_bytes());
+    conn.write_raw(&buf).await.unwrap();
+}

@@ -201,7 +201,9 @@ fn read_all(
                 return answer;
             }
             match part.read_committed(target.fetch_offset, limit, !any_data) {
-                Ok(records) => {
+                Ok((records, hw)) => {
+                    // Report the high watermark that bounded the read.
+                    answer.high_watermark = hw;
                     budget = budget.saturating_sub(records.len());
                     any_data |= !records.is_empty();
                     answer.records = records;

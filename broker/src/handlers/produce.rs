@@ -14,7 +14,7 @@ use crate::broker::now_ms;
 use crate::error::BrokerError;
 use crate::log::AppendInfo;
 use crate::partition::Partition;
-use crate::server::dispatch::{PendingResponse, RequestContext};
+use crate::server::dispatch::{Outcome, PendingResponse, RequestContext};
 
 /// What happened to one partition's batches before any waiting.
 enum Appended {
@@ -54,7 +54,12 @@ pub fn handle(ctx: &RequestContext, req: ProduceRequest) -> Option<PendingRespon
         topics.push((topic.name, partitions));
     }
     if acks == 0 {
-        return None;
+        // No response is owed, so an error can only be signalled as Kafka does: by closing
+        // the connection, which makes the client refresh its metadata.
+        let failed = topics
+            .iter()
+            .any(|(_, parts)| parts.iter().any(|(_, o)| matches!(o, Appended::Failed(..))));
+        return failed.then(|| -> PendingResponse { Box::pin(async { Outcome::Close }) });
     }
     let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
     let version = ctx.api_version;

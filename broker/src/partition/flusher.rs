@@ -16,22 +16,28 @@ pub async fn run(partition: Arc<Partition>) {
             let Some(job) = job else { break };
             let upto = job.upto;
             let synced = tokio::task::spawn_blocking(move || job.run()).await;
+            // Publish what the log now records as durable, not the job's target: a
+            // truncation while the job ran caps what the job may claim.
             let result = match synced {
-                Ok(Ok(())) => partition
-                    .log
-                    .lock()
-                    .complete_flush(upto)
-                    .map_err(|e| e.to_string()),
+                Ok(Ok(())) => {
+                    let mut log = partition.log.lock();
+                    log.complete_flush(upto)
+                        .map(|()| log.recovery_point())
+                        .map_err(|e| e.to_string())
+                }
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(e) => Err(format!("fsync task failed: {e}")),
             };
-            if let Err(reason) = result {
-                partition.fail(format!("fsync failed: {reason}"));
-                return;
-            }
+            let durable = match result {
+                Ok(durable) => durable,
+                Err(reason) => {
+                    partition.fail(format!("fsync failed: {reason}"));
+                    return;
+                }
+            };
             partition.progress.send_if_modified(|p| {
-                if upto > p.durable {
-                    p.durable = upto;
+                if durable > p.durable {
+                    p.durable = durable;
                     true
                 } else {
                     false

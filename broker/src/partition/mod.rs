@@ -81,12 +81,14 @@ impl Partition {
         settings: PartitionSettings,
         now_ms: i64,
     ) -> Result<Arc<Partition>> {
-        let log = Log::open(dir, log_config, now_ms)?;
-        let durable = log.recovery_point().min(log.log_end_offset());
-        // After a restart everything recovered is on disk, so it is all readable.
+        let mut log = Log::open(dir, log_config, now_ms)?;
+        // Recovery checked the tail's CRCs, but after a process crash it may still sit
+        // only in the page cache: fsync it before anyone may read it or count on it, so a
+        // later power loss cannot take back offsets a consumer has already seen.
+        log.flush()?;
         let leo = log.log_end_offset();
         let (progress, _) = watch::channel(Progress {
-            durable: leo.max(durable),
+            durable: leo,
             high_watermark: leo,
             failed: None,
         });
@@ -196,9 +198,20 @@ impl Partition {
     /// Leader append of client batches; returns where they landed. Acknowledgement
     /// waits are separate ([`Partition::wait_durable`], [`Partition::wait_high_watermark`]).
     pub fn append_as_leader(&self, records: &[u8], now_ms: i64) -> Result<AppendInfo> {
-        let state = self.ensure_leader()?;
+        self.ensure_online()?;
         let mut buf = records.to_vec();
         let (info, sync) = {
+            // Hold the leader state across the append (lock order: leader, then log), so
+            // leadership cannot change between the check and the write, and the batch is
+            // stamped with the epoch that is current when it lands.
+            let leader = self.leader.lock();
+            if !leader.is_leader {
+                return Err(BrokerError::NotLeaderOrFollower(format!(
+                    "this broker does not lead {}",
+                    self.tp
+                )));
+            }
+            let state = *leader;
             let mut log = self.log.lock();
             let info = match log.append_as_leader(&mut buf, state.leader_epoch, now_ms) {
                 Ok(info) => info,
@@ -206,12 +219,16 @@ impl Partition {
                     // A write error (disk full, I/O error) leaves the tail unknown: take the
                     // partition offline here rather than acknowledge on a broken log.
                     drop(log);
+                    drop(leader);
                     self.fail(format!("append failed: {e}"));
                     return Err(LogError::Io(e).into());
                 }
                 Err(e) => return Err(e.into()),
             };
-            (info, self.settings.lock().sync_before_ack)
+            let sync = self.settings.lock().sync_before_ack;
+            drop(log);
+            drop(leader);
+            (info, sync)
         };
         if sync {
             self.flush_wanted.notify_one();
@@ -290,16 +307,17 @@ impl Partition {
     }
 
     /// Reads committed batches (below the high watermark) for a consumer.
+    /// Returns the records and the high watermark that bounded them.
     pub fn read_committed(
         &self,
         offset: i64,
         max_bytes: usize,
         min_one_batch: bool,
-    ) -> Result<Bytes> {
+    ) -> Result<(Bytes, i64)> {
         self.ensure_online()?;
         let hw = self.high_watermark();
         let log = self.log.lock();
-        Ok(log.read(offset, max_bytes, hw, min_one_batch)?)
+        Ok((log.read(offset, max_bytes, hw, min_one_batch)?, hw))
     }
 
     /// Runs `f` with the log locked, for lookups (ListOffsets, epochs).
@@ -348,7 +366,16 @@ impl Partition {
         self.flush_wanted.notify_one();
         let mut log = self.log.lock();
         log.flush()?;
+        let leo = log.log_end_offset();
         log.close_in_place()?;
+        drop(log);
+        // Acknowledgements still waiting on this fsync complete instead of timing out.
+        self.progress.send_if_modified(|p| {
+            let moved = leo > p.durable;
+            p.durable = p.durable.max(leo);
+            moved
+        });
+        self.advance_high_watermark();
         Ok(())
     }
 

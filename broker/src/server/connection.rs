@@ -142,7 +142,7 @@ async fn write_responses(
     let mut open = true;
     loop {
         tokio::select! {
-            next = rx.recv(), if open => match next {
+            next = rx.recv(), if open && pending.len() < MAX_IN_FLIGHT => match next {
                 Some(p) => pending.push_back(p),
                 None => open = false,
             },
