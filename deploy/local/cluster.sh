@@ -96,6 +96,10 @@ case "$cmd" in
       [ "$SECONDS" -lt "$deadline" ] || die "3 brokers not registered and unfenced within ${UP_TIMEOUT_S}s (see $DIR/node*.log)"
       sleep 0.2
     done
+    # ...and every broker has applied that, so any of them lists all three to clients.
+    "$(bin)" cluster wait --bootstrap "$(bootstrap)" --brokers 3 \
+      --timeout-ms $(( (deadline - SECONDS > 1 ? deadline - SECONDS : 1) * 1000 )) >/dev/null \
+      || die "not every broker lists 3 brokers within ${UP_TIMEOUT_S}s (see $DIR/node*.log)"
     echo "BOOTSTRAP=$(bootstrap)"
     ;;
   down)

@@ -26,6 +26,18 @@ pub struct ClusterArgs {
 enum ClusterCmd {
     /// Quorum state, brokers (epoch, fenced or not, endpoint) and partition health.
     Info,
+    /// Wait until every listed broker's Metadata answer shows at least N brokers.
+    Wait {
+        /// Kafka addresses to ask, host:port[,host:port].
+        #[arg(long, env = "SPATE_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+        /// Brokers each of them must list.
+        #[arg(long, default_value_t = 3)]
+        brokers: usize,
+        /// Give up (exit non-zero) after this long.
+        #[arg(long, default_value_t = 60_000)]
+        timeout_ms: u64,
+    },
 }
 
 /// Runs `spate cluster`.
@@ -36,10 +48,59 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
         .split(',')
         .map(|s| s.trim().to_string())
         .collect();
-    let mut client = ControllerClient::connect(addrs.clone()).context("bad --controllers")?;
     match args.cmd {
-        ClusterCmd::Info => info(&mut client, &addrs).await,
+        ClusterCmd::Info => {
+            let mut client =
+                ControllerClient::connect(addrs.clone()).context("bad --controllers")?;
+            info(&mut client, &addrs).await
+        }
+        ClusterCmd::Wait {
+            bootstrap,
+            brokers,
+            timeout_ms,
+        } => {
+            wait(
+                &bootstrap,
+                brokers,
+                std::time::Duration::from_millis(timeout_ms),
+            )
+            .await
+        }
     }
+}
+
+/// Polls each broker until its own metadata lists `want` brokers: the controller may
+/// have unfenced a broker before every other broker has applied that change.
+async fn wait(bootstrap: &str, want: usize, timeout: std::time::Duration) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    for addr in bootstrap
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+    {
+        loop {
+            let mut config = spate_client::ClientConfig::new(addr.to_string());
+            config.client_id = "spate-cli".to_string();
+            let seen = match spate_client::Cluster::connect(config).await {
+                Ok(cluster) => {
+                    let n = cluster.metadata().brokers.len();
+                    cluster.close();
+                    n
+                }
+                Err(_) => 0,
+            };
+            if seen >= want {
+                break;
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "broker {addr} lists {seen} brokers, not {want}, after {timeout:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    println!("every broker of {bootstrap} lists at least {want} brokers");
+    Ok(())
 }
 
 async fn info(client: &mut ControllerClient, addrs: &[String]) -> anyhow::Result<()> {
