@@ -10,6 +10,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ],
         ["proto"],
     )?;
-    tonic_prost_build::configure().compile_fds(fds)?;
+    // Replicated batches travel as `Bytes`: read from the log and decoded without a copy.
+    tonic_prost_build::configure()
+        .bytes(".spate.replication.FetchedPartition.records")
+        .compile_fds(fds)?;
     Ok(())
 }

@@ -37,6 +37,8 @@ const KEYS: &[(&str, KeyDefault)] = &[
     ("broker.heartbeat.interval.ms", KeyDefault::Value("1000")),
     ("socket.request.max.bytes", KeyDefault::Value("104857600")),
     ("admin.listener", KeyDefault::Value("127.0.0.1:9095")),
+    ("replication.listener", KeyDefault::Value("127.0.0.1:9094")),
+    ("replica.lag.time.max.ms", KeyDefault::Value("10000")),
 ];
 
 /// Other names for a key: `data.dir` is Spate's (and `spate dev`'s) name for `log.dirs`.
@@ -229,6 +231,10 @@ pub struct ServerConfig {
     pub socket_request_max_bytes: i32,
     /// `admin.listener`: reserved for the HTTP admin endpoint.
     pub admin_listener: SocketAddr,
+    /// `replication.listener`: where followers fetch from this broker (gRPC).
+    pub replication_listener: SocketAddr,
+    /// `replica.lag.time.max.ms`: a follower lagging this long leaves the ISR.
+    pub replica_lag_time_max: Duration,
     /// Where each key's value came from.
     pub sources: BTreeMap<&'static str, Source>,
 }
@@ -273,6 +279,8 @@ impl ServerConfig {
             self.heartbeat_interval.as_millis().to_string(),
             self.socket_request_max_bytes.to_string(),
             self.admin_listener.to_string(),
+            self.replication_listener.to_string(),
+            self.replica_lag_time_max.as_millis().to_string(),
         ];
         KEYS.iter()
             .zip(values)
@@ -344,6 +352,12 @@ pub struct ConfigFlags {
     /// admin.listener: HTTP admin bind address, HOST:PORT (reserved).
     #[arg(long, value_name = "HOST:PORT")]
     pub admin_listener: Option<String>,
+    /// replication.listener: replication gRPC bind address, HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub replication_listener: Option<String>,
+    /// replica.lag.time.max.ms: a follower lagging this long leaves the ISR.
+    #[arg(long, value_name = "MS")]
+    pub replica_lag_time_max_ms: Option<String>,
 }
 
 impl ConfigFlags {
@@ -372,6 +386,8 @@ impl ConfigFlags {
             ),
             ("socket.request.max.bytes", &self.socket_request_max_bytes),
             ("admin.listener", &self.admin_listener),
+            ("replication.listener", &self.replication_listener),
+            ("replica.lag.time.max.ms", &self.replica_lag_time_max_ms),
         ];
         all.into_iter()
             .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
@@ -626,6 +642,8 @@ fn validate(settings: BTreeMap<&'static str, Setting>) -> Result<ServerConfig, C
         parse_int(s, 1, i32::MAX, "a byte count from 1 to 2147483647")
     })?;
     let admin_listener = required(&settings, "admin.listener", parse_bind)?;
+    let replication_listener = required(&settings, "replication.listener", parse_bind)?;
+    let replica_lag_time_max = required(&settings, "replica.lag.time.max.ms", millis)?;
     let multi_node = voters.len() > 1 || !roles.controller;
     let mut sources: BTreeMap<&'static str, Source> = settings
         .iter()
@@ -655,6 +673,8 @@ fn validate(settings: BTreeMap<&'static str, Setting>) -> Result<ServerConfig, C
         heartbeat_interval,
         socket_request_max_bytes,
         admin_listener,
+        replication_listener,
+        replica_lag_time_max,
         sources,
     };
     check_rules(&config)?;
@@ -700,6 +720,7 @@ fn check_rules(c: &ServerConfig) -> Result<(), ConfigError> {
     let mut binds = vec![("admin.listener", c.admin_listener)];
     if roles.broker {
         binds.push(("listeners", c.listener));
+        binds.push(("replication.listener", c.replication_listener));
     }
     if roles.controller {
         binds.push(("controller.listener", c.controller_listener));

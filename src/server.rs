@@ -62,6 +62,8 @@ fn node_config(c: &ServerConfig) -> NodeConfig {
         data_dir: c.data_dir.clone(),
         kafka_addr: c.listener,
         controller_addr: c.controller_listener,
+        replication_addr: c.replication_listener,
+        replica_lag_time_max: c.replica_lag_time_max,
         advertised_host: Some(c.advertised_listener.host.clone()),
         advertised_port: Some(c.advertised_listener.port),
         num_partitions: c.num_partitions,

@@ -12,6 +12,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::BrokerConfig;
+use crate::faults::LinkFaults;
+use crate::replication::fetcher::ReplicaFetchers;
+use crate::replication::isr_updater::{self, IsrUpdater};
+use crate::replication::server::ReplicationService;
 use crate::fetch_session::FetchSessionCache;
 use crate::metadata::controller_link::ControllerLink;
 use crate::metadata::{follower, MetadataCache};
@@ -42,6 +46,14 @@ pub struct BrokerState {
     pub fetch_sessions: FetchSessionCache,
     /// Our registration's broker epoch (-1 until registered).
     pub broker_epoch: AtomicI64,
+    /// The port other brokers fetch from.
+    pub replication_port: u16,
+    /// Follower fetchers, one per leader.
+    pub fetchers: ReplicaFetchers,
+    /// ISR changes on their way to the controller.
+    pub isr_updater: IsrUpdater,
+    /// Injected link faults (tests).
+    pub faults: Arc<LinkFaults>,
 }
 
 /// A running broker.
@@ -53,31 +65,65 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Starts serving Kafka on `listener`.
-    pub async fn start(config: BrokerConfig, listener: TcpListener) -> std::io::Result<Broker> {
+    /// Starts serving Kafka on `listener` and replication on `replication_listener`.
+    pub async fn start(
+        config: BrokerConfig,
+        listener: TcpListener,
+        replication_listener: TcpListener,
+    ) -> std::io::Result<Broker> {
         let local_addr = listener.local_addr()?;
+        let replication_addr = replication_listener.local_addr()?;
         std::fs::create_dir_all(config.log_dir())?;
         let advertised_port = if config.advertised_port == 0 {
             local_addr.port()
         } else {
             config.advertised_port
         };
+        let faults = Arc::new(LinkFaults::default());
         let state = Arc::new(BrokerState {
             advertised_port,
             metadata: MetadataCache::default(),
             replicas: ReplicaManager::new(config.node_id, config.log_dir()),
-            controller: ControllerLink::new(config.controller_addrs.clone()),
+            controller: ControllerLink::new(config.controller_addrs.clone(), faults.clone()),
             fetch_sessions: FetchSessionCache::new(config.fetch_session_slots),
             broker_epoch: AtomicI64::new(-1),
+            replication_port: if config.replication_advertised_port == 0 {
+                replication_addr.port()
+            } else {
+                config.replication_advertised_port
+            },
+            fetchers: ReplicaFetchers::default(),
+            isr_updater: IsrUpdater::default(),
+            faults,
             config,
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let replication = ReplicationService::new(state.clone()).into_server();
+        let mut stop = shutdown_rx.clone();
+        let replication_server = tokio::spawn(async move {
+            let served = tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .add_service(replication)
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(replication_listener),
+                    async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    },
+                )
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "replication service stopped");
+            }
+        });
         let tasks = vec![
+            replication_server,
+            tokio::spawn(isr_updater::run(state.clone(), shutdown_rx.clone())),
+            tokio::spawn(isr_updater::expire_lagging(state.clone(), shutdown_rx.clone())),
             tokio::spawn(follower::run(state.clone(), shutdown_rx.clone())),
             tokio::spawn(maintenance(state.clone(), shutdown_rx.clone())),
             tokio::spawn(listener::run(listener, state.clone(), shutdown_rx)),
         ];
-        tracing::info!(node_id = state.config.node_id, addr = %local_addr, "broker listening");
+        tracing::info!(node_id = state.config.node_id, addr = %local_addr, replication = %replication_addr, "broker listening");
         Ok(Broker {
             state,
             local_addr,
@@ -120,6 +166,7 @@ impl Broker {
     /// Stops accepting, stops background tasks, flushes and closes every log.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        self.state.fetchers.stop_all();
         for task in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }

@@ -37,6 +37,13 @@ pub struct BrokerConfig {
     pub fetch_session_slots: usize,
     /// Broker heartbeat interval towards the controller.
     pub heartbeat_interval: Duration,
+    /// `replica.lag.time.max.ms`: a follower that has not reached the leader's LEO for
+    /// this long leaves the ISR.
+    pub replica_lag_time_max: Duration,
+    /// `replica.fetch.wait.max.ms`: how long a follower fetch parks at the leader.
+    pub replica_fetch_max_wait: Duration,
+    /// Port advertised to other brokers for replication; 0 means the bound port.
+    pub replication_advertised_port: u16,
 }
 
 impl BrokerConfig {
@@ -57,6 +64,9 @@ impl BrokerConfig {
             log_maintenance_interval: Duration::from_millis(500),
             fetch_session_slots: 1000,
             heartbeat_interval: Duration::from_millis(1000),
+            replica_lag_time_max: Duration::from_secs(10),
+            replica_fetch_max_wait: Duration::from_millis(500),
+            replication_advertised_port: 0,
         }
     }
 

@@ -24,6 +24,9 @@ pub enum BrokerError {
     /// Fewer in-sync replicas than `min.insync.replicas`.
     #[error("{0}")]
     NotEnoughReplicas(String),
+    /// Appended, but the ISR shrank below `min.insync.replicas` before it was committed.
+    #[error("{0}")]
+    NotEnoughReplicasAfterAppend(String),
     /// The request is malformed or contradictory.
     #[error("{0}")]
     InvalidRequest(String),
@@ -51,6 +54,9 @@ impl BrokerError {
             BrokerError::FencedLeaderEpoch(_) => ResponseError::FencedLeaderEpoch,
             BrokerError::UnknownLeaderEpoch(_) => ResponseError::UnknownLeaderEpoch,
             BrokerError::NotEnoughReplicas(_) => ResponseError::NotEnoughReplicas,
+            BrokerError::NotEnoughReplicasAfterAppend(_) => {
+                ResponseError::NotEnoughReplicasAfterAppend
+            }
             BrokerError::InvalidRequest(_) => ResponseError::InvalidRequest,
             BrokerError::StorageOffline(_) => ResponseError::KafkaStorageError,
             BrokerError::ControllerUnavailable(_) => ResponseError::NotController,

@@ -9,6 +9,8 @@
 //! - [`partition`]: one replica — log, leader state, durable offset and high watermark,
 //!   group-commit flusher.
 //! - [`replica_manager`]: the partitions this broker hosts, reconciled with metadata.
+//! - [`replication`]: the leader's replication service, follower fetchers, ISR changes.
+//! - [`faults`]: link faults tests inject at this broker's transports.
 //! - [`metadata`]: the image followed from the controller, and the link to it.
 //! - [`fetch_session`]: incremental fetch sessions (KIP-227).
 //! - [`topic_config`]: effective topic configs and the log settings they imply.
@@ -19,6 +21,7 @@
 pub mod broker;
 pub mod config;
 pub mod error;
+pub mod faults;
 pub mod fetch_session;
 pub mod handlers;
 pub mod log;
@@ -26,6 +29,7 @@ pub mod metadata;
 pub mod node;
 pub mod partition;
 pub mod replica_manager;
+pub mod replication;
 pub mod server;
 pub mod topic_config;
 

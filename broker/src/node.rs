@@ -39,6 +39,10 @@ pub struct NodeConfig {
     pub kafka_addr: SocketAddr,
     /// Controller gRPC address (port 0: any free port).
     pub controller_addr: SocketAddr,
+    /// Replication gRPC address other brokers fetch from (port 0: any free port).
+    pub replication_addr: SocketAddr,
+    /// `replica.lag.time.max.ms`: how long a follower may lag before leaving the ISR.
+    pub replica_lag_time_max: Duration,
     /// Host advertised to clients (default: the Kafka listener's IP).
     pub advertised_host: Option<String>,
     /// Port advertised to clients (default: the bound Kafka port).
@@ -75,6 +79,8 @@ impl NodeConfig {
             data_dir: data_dir.into(),
             kafka_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             controller_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            replication_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            replica_lag_time_max: Duration::from_secs(10),
             advertised_host: None,
             advertised_port: None,
             num_partitions: 1,
@@ -174,6 +180,14 @@ impl Node {
                 .await
                 .with_context(|| format!("cannot listen on Kafka address {}", config.kafka_addr))?;
             let bound = kafka_listener.local_addr()?;
+            let replication_listener = TcpListener::bind(config.replication_addr)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot listen on replication address {}",
+                        config.replication_addr
+                    )
+                })?;
             let mut broker_config = BrokerConfig::new(config.node_id, &config.data_dir);
             broker_config.advertised_host = config
                 .advertised_host
@@ -207,7 +221,8 @@ impl Node {
             broker_config.rack = config.rack.clone();
             broker_config.heartbeat_interval = config.heartbeat_interval;
             broker_config.max_request_bytes = config.max_request_bytes;
-            let started = Broker::start(broker_config, kafka_listener)
+            broker_config.replica_lag_time_max = config.replica_lag_time_max;
+            let started = Broker::start(broker_config, kafka_listener, replication_listener)
                 .await
                 .context("cannot start the broker")?;
             if let Some(timeout) = config.wait_ready {

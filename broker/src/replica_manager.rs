@@ -8,7 +8,9 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use spate_controller::metadata::MetadataImage;
 
-use crate::partition::{Partition, PartitionSettings, TopicPartition};
+use spate_controller::ids::NodeId;
+
+use crate::partition::{Assignment, Partition, PartitionSettings, RoleChange, TopicPartition};
 use crate::topic_config;
 
 /// File in each partition directory naming the topic id it belongs to (as KIP-516).
@@ -46,41 +48,43 @@ impl ReplicaManager {
     }
 
     /// Brings the hosted partitions in line with `image` (blocking file I/O: call from a
-    /// blocking context or accept the short stall on the metadata task).
-    pub fn apply_image(&self, image: &MetadataImage, now_ms: i64) {
-        let mut wanted: HashMap<TopicPartition, ([u8; 16], bool, i32, usize)> = HashMap::new();
+    /// blocking context or accept the short stall on the metadata task). Returns the
+    /// role changes, for the fetchers.
+    pub fn apply_image(
+        &self,
+        image: &MetadataImage,
+        now_ms: i64,
+    ) -> Vec<(Arc<Partition>, RoleChange)> {
+        let local = NodeId(self.node_id);
+        let mut wanted: HashMap<TopicPartition, ([u8; 16], Assignment)> = HashMap::new();
         for topic in image.topics().values() {
             for (index, p) in &topic.partitions {
-                if p.replicas.iter().any(|r| r.0 == self.node_id) {
+                if p.replicas.contains(&local) {
                     let tp = TopicPartition {
                         topic: topic.name.clone(),
                         partition: *index,
                     };
-                    let is_leader = p.leader.is_some_and(|l| l.0 == self.node_id);
-                    wanted.insert(
-                        tp,
-                        (
-                            *topic.id.0.as_bytes(),
-                            is_leader,
-                            p.leader_epoch.0,
-                            p.isr.len(),
-                        ),
-                    );
+                    let assignment = Assignment {
+                        replicas: p.replicas.clone(),
+                        isr: p.isr.clone(),
+                        leader: p.leader,
+                        leader_epoch: p.leader_epoch.0,
+                        partition_epoch: p.partition_epoch.0,
+                    };
+                    wanted.insert(tp, (*topic.id.0.as_bytes(), assignment));
                 }
             }
         }
-        // Drop partitions no longer assigned here (topic deleted, or re-created with a new id).
+        // Drop partitions no longer assigned here (topic deleted, reassigned, or re-created
+        // with a new id).
         let stale: Vec<(TopicPartition, Arc<Partition>)> = self
             .partitions
             .read()
             .iter()
-            .filter(|(tp, p)| {
-                wanted
-                    .get(*tp)
-                    .is_none_or(|(id, _, _, _)| *id != p.topic_id)
-            })
+            .filter(|(tp, p)| wanted.get(*tp).is_none_or(|(id, _)| *id != p.topic_id))
             .map(|(tp, p)| (tp.clone(), p.clone()))
             .collect();
+        let mut changes = Vec::new();
         for (tp, partition) in stale {
             self.partitions.write().remove(&tp);
             if let Err(e) = partition.close() {
@@ -88,8 +92,9 @@ impl ReplicaManager {
             }
             remove_dir(&self.partition_dir(&tp));
             tracing::info!(partition = %tp, "removed partition log");
+            changes.push((partition, RoleChange::Leaderless));
         }
-        for (tp, (topic_id, is_leader, leader_epoch, isr_size)) in wanted {
+        for (tp, (topic_id, assignment)) in wanted {
             let configs = topic_config::effective(image, &tp.topic);
             let existing = self.partitions.read().get(&tp).cloned();
             let partition = match existing {
@@ -108,10 +113,13 @@ impl ReplicaManager {
                     }
                 },
             };
-            if let Err(e) = partition.set_leader_state(is_leader, leader_epoch, isr_size) {
-                partition.fail(format!("cannot record leader epoch: {e}"));
+            match partition.apply_assignment(&assignment, now_ms) {
+                Ok(RoleChange::Unchanged) => {}
+                Ok(change) => changes.push((partition, change)),
+                Err(e) => partition.fail(format!("cannot take the assigned role: {e}")),
             }
         }
+        changes
     }
 
     fn open_partition(
@@ -136,6 +144,7 @@ impl ReplicaManager {
             &dir,
             tp.clone(),
             topic_id,
+            NodeId(self.node_id),
             topic_config::log_config(configs),
             PartitionSettings::from_configs(configs),
             now_ms,

@@ -97,7 +97,10 @@ pub fn live_brokers(
         .values()
         .filter(|b| !b.fenced)
         .filter_map(|b| {
-            let ep = b.endpoints.first()?;
+            let ep = b
+                .endpoints
+                .iter()
+                .find(|e| e.listener == crate::metadata::follower::KAFKA_LISTENER)?;
             Some((
                 b.id.0,
                 ep.host.clone(),

@@ -18,7 +18,8 @@ use crate::server::dispatch::{Outcome, PendingResponse, RequestContext};
 
 /// What happened to one partition's batches before any waiting.
 enum Appended {
-    Done(Arc<Partition>, AppendInfo),
+    /// Landed in the log at this leader epoch; acks wait on it.
+    Done(Arc<Partition>, AppendInfo, i32),
     Failed(i16, String),
 }
 
@@ -70,8 +71,8 @@ pub fn handle(ctx: &RequestContext, req: ProduceRequest) -> Option<PendingRespon
             let mut results = Vec::with_capacity(partitions.len());
             for (index, outcome) in partitions {
                 let result = match outcome {
-                    Appended::Done(partition, info) => {
-                        match await_acks(&partition, &info, acks, deadline).await {
+                    Appended::Done(partition, info, epoch) => {
+                        match await_acks(&partition, &info, epoch, acks, deadline).await {
                             Ok(()) => Ok((info, partition.log_start_offset())),
                             Err(e) => Err((e.code(), e.to_string())),
                         }
@@ -105,26 +106,13 @@ fn append(
                 "produce request carries no record batches".into(),
             )));
         };
-        if acks == -1 {
-            let isr = ctx
-                .state
-                .metadata
-                .image()
-                .topic_by_name(topic)
-                .and_then(|t| t.partitions.get(&partition).map(|p| p.isr.len()))
-                .unwrap_or(0) as i32;
-            let min = p.settings().min_insync_replicas;
-            if isr < min {
-                return Err(BrokerError::NotEnoughReplicas(format!(
-                    "{topic}-{partition} has {isr} in-sync replicas; min.insync.replicas is {min}"
-                )));
-            }
-        }
-        let info = p.append_as_leader(records, now)?;
-        Ok((p, info))
+        // acks=all is refused before appending when the committed ISR is too small.
+        let min_insync = (acks == -1).then(|| p.settings().min_insync_replicas.max(1) as usize);
+        let (info, epoch) = p.append_as_leader(records, min_insync, now)?;
+        Ok((p, info, epoch))
     })();
     match result {
-        Ok((p, info)) => Appended::Done(p, info),
+        Ok((p, info, epoch)) => Appended::Done(p, info, epoch),
         Err(e) => Appended::Failed(e.code(), e.to_string()),
     }
 }
@@ -132,15 +120,19 @@ fn append(
 async fn await_acks(
     partition: &Partition,
     info: &AppendInfo,
+    leader_epoch: i32,
     acks: i16,
     deadline: tokio::time::Instant,
 ) -> Result<(), BrokerError> {
     let end = info.last_offset + 1;
     let wait = async {
         if acks == -1 {
-            partition.wait_high_watermark(end).await
+            let min_insync = partition.settings().min_insync_replicas.max(1) as usize;
+            partition
+                .wait_high_watermark(end, leader_epoch, min_insync)
+                .await
         } else if partition.settings().sync_before_ack {
-            partition.wait_durable(end).await
+            partition.wait_leader_durable(end, leader_epoch).await
         } else {
             Ok(())
         }

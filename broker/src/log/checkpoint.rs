@@ -18,6 +18,9 @@ pub(crate) const RECOVERY_POINT_FILE: &str = "recovery-point-offset-checkpoint";
 pub(crate) const LOG_START_FILE: &str = "log-start-offset-checkpoint";
 /// Leader epoch -> start offset entries.
 pub(crate) const LEADER_EPOCH_FILE: &str = "leader-epoch-checkpoint";
+/// The high watermark last known here (Kafka's `replication-offset-checkpoint`): a
+/// restarted leader starts from it instead of exposing an unreplicated tail.
+pub(crate) const HIGH_WATERMARK_FILE: &str = "high-watermark-checkpoint";
 /// Suffix of files being written.
 pub(crate) const TMP_SUFFIX: &str = ".tmp";
 

@@ -165,6 +165,20 @@ impl Log {
         Ok(())
     }
 
+    /// The checkpointed high watermark, if one was written (a corrupt file counts as none:
+    /// the high watermark then restarts from the log start and is re-earned).
+    pub fn high_watermark_checkpoint(&self) -> Option<i64> {
+        checkpoint::read_offset(&self.dir, checkpoint::HIGH_WATERMARK_FILE)
+            .ok()
+            .flatten()
+    }
+
+    /// Checkpoints the high watermark (atomically; called periodically, not per append).
+    pub fn checkpoint_high_watermark(&self, high_watermark: i64) -> Result<(), LogError> {
+        checkpoint::write_offset(&self.dir, checkpoint::HIGH_WATERMARK_FILE, high_watermark)?;
+        Ok(())
+    }
+
     /// OffsetsForLeaderEpoch (KIP-101/279): the largest epoch at or below `epoch` and
     /// where it ended (the next epoch's start, or the LEO for the latest); (-1, -1) if
     /// unknown. Below the earliest epoch: (`epoch`, earliest start), as Kafka answers.

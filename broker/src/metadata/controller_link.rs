@@ -1,11 +1,13 @@
 //! How the broker reaches the active controller: the controller crate's retrying gRPC
 //! client (over loopback in combined mode too, so there is one code path), with a short
 //! retry policy for heartbeats and a patient one for admin requests.
+use std::sync::Arc;
 use std::time::Duration;
 
 use spate_controller::{ControllerClient, RetryPolicy};
 
 use crate::error::{BrokerError, Result};
+use crate::faults::LinkFaults;
 
 /// Clients to the controller quorum, by purpose.
 pub struct ControllerLink {
@@ -13,27 +15,35 @@ pub struct ControllerLink {
     error: String,
     /// How many controllers there are: a call must be able to try each of them.
     controllers: u32,
+    faults: Arc<LinkFaults>,
 }
 
 impl ControllerLink {
     /// A link to the controllers at `addrs` (`host:port`); connections are lazy.
-    pub fn new(addrs: Vec<String>) -> Self {
+    pub fn new(addrs: Vec<String>, faults: Arc<LinkFaults>) -> Self {
         let controllers = addrs.len().max(1) as u32;
         match ControllerClient::connect(addrs) {
             Ok(client) => ControllerLink {
                 template: Some(client),
                 error: String::new(),
                 controllers,
+                faults,
             },
             Err(e) => ControllerLink {
                 template: None,
                 error: e.to_string(),
                 controllers,
+                faults,
             },
         }
     }
 
     fn with(&self, retry: RetryPolicy) -> Result<ControllerClient> {
+        if self.faults.is_isolated() {
+            return Err(BrokerError::ControllerUnavailable(
+                "broker is isolated from the controllers (injected fault)".into(),
+            ));
+        }
         self.template
             .clone()
             .map(|c| c.with_retry(retry))

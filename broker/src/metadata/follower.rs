@@ -13,6 +13,10 @@ use tokio::sync::watch;
 
 use super::persist;
 use crate::broker::{now_ms, BrokerState};
+use crate::replication::fetcher::REPLICATION_LISTENER;
+
+/// The listener name of the Kafka endpoint in broker registrations.
+pub const KAFKA_LISTENER: &str = "PLAINTEXT";
 
 /// How often the applied image is saved (it is cheap to refetch, so not on every batch).
 const SAVE_INTERVAL: Duration = Duration::from_secs(1);
@@ -32,7 +36,7 @@ pub async fn run(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
                 tracing::info!(broker_epoch = epoch, "registered with the controller");
                 tokio::select! {
                     _ = heartbeat_loop(state.clone()) => {}
-                    _ = follow(state.clone()) => {}
+                    _ = follow(state.clone(), shutdown.clone()) => {}
                     _ = shutdown.changed() => return,
                 }
             }
@@ -50,11 +54,18 @@ async fn register(state: &BrokerState, incarnation: &str) -> Result<i64, String>
     let request = RegisterBrokerRequest {
         broker_id: state.config.node_id,
         incarnation_id: incarnation.to_string(),
-        endpoints: vec![Endpoint {
-            listener: "PLAINTEXT".to_string(),
-            host: state.config.advertised_host.clone(),
-            port: state.advertised_port as i32,
-        }],
+        endpoints: vec![
+            Endpoint {
+                listener: KAFKA_LISTENER.to_string(),
+                host: state.config.advertised_host.clone(),
+                port: state.advertised_port as i32,
+            },
+            Endpoint {
+                listener: REPLICATION_LISTENER.to_string(),
+                host: state.config.advertised_host.clone(),
+                port: state.replication_port as i32,
+            },
+        ],
         rack: state.config.rack.clone().unwrap_or_default(),
     };
     let mut client = state.controller.lifecycle().map_err(|e| e.to_string())?;
@@ -116,7 +127,7 @@ async fn heartbeat_loop(state: Arc<BrokerState>) {
 /// Follows the metadata stream, reconnecting from our last applied offset on errors. The
 /// image saved by an earlier run is the starting point, but nothing acts on it until the
 /// active controller's first message confirms it (or replaces it with a snapshot).
-async fn follow(state: Arc<BrokerState>) {
+async fn follow(state: Arc<BrokerState>, shutdown: watch::Receiver<bool>) {
     let saved_dir = persist::dir(&state.config.data_dir);
     let mut image = persist::load(&saved_dir).unwrap_or_default();
     let mut first = true;
@@ -138,7 +149,14 @@ async fn follow(state: Arc<BrokerState>) {
             }
         };
         loop {
-            let batch = match stream.message().await {
+            let message = tokio::select! {
+                m = stream.message() => m,
+                _ = state.faults.isolated() => {
+                    tracing::warn!("isolated (injected fault): metadata stream cut");
+                    break;
+                }
+            };
+            let batch = match message {
                 Ok(Some(batch)) => batch,
                 Ok(None) => break,
                 Err(status) => {
@@ -171,13 +189,16 @@ async fn follow(state: Arc<BrokerState>) {
             first = false;
             let applied = shared.clone();
             // Opening logs does file I/O: keep it off the async workers.
-            let _ = tokio::task::spawn_blocking(move || {
-                replicas_state.replicas.apply_image(&applied, now_ms());
+            let changes = tokio::task::spawn_blocking(move || {
+                let changes = replicas_state.replicas.apply_image(&applied, now_ms());
                 if snapshot {
                     replicas_state.replicas.remove_orphans(&applied);
                 }
+                changes
             })
-            .await;
+            .await
+            .unwrap_or_default();
+            state.fetchers.apply(&state, &changes, &shutdown);
             if last_saved.elapsed() >= SAVE_INTERVAL {
                 if let Err(e) = persist::save(&saved_dir, &shared) {
                     tracing::warn!(error = %e, "cannot save the metadata image; a restart will fetch it anew");

@@ -35,15 +35,7 @@ pub async fn run(partition: Arc<Partition>) {
                     return;
                 }
             };
-            partition.progress.send_if_modified(|p| {
-                if durable > p.durable {
-                    p.durable = durable;
-                    true
-                } else {
-                    false
-                }
-            });
-            partition.advance_high_watermark();
+            partition.on_flushed(durable);
         }
         if partition.is_closed() {
             return;

@@ -476,6 +476,16 @@ impl ReplicaState {
         self.leader_leo
     }
 
+    /// Whether the leader counts only its fsynced prefix (topic config changed).
+    pub fn set_fsync_before_ack(&mut self, fsync_before_ack: bool) {
+        self.fsync_before_ack = fsync_before_ack;
+    }
+
+    /// Every follower and what the leader knows of it.
+    pub fn followers(&self) -> impl Iterator<Item = (NodeId, &FollowerState)> {
+        self.followers.iter().map(|(id, f)| (*id, f))
+    }
+
     /// What the leader knows of `follower`.
     pub fn follower(&self, follower: NodeId) -> Option<&FollowerState> {
         self.followers.get(&follower)

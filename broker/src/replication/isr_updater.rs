@@ -1,0 +1,176 @@
+//! Sends the ISR changes leaders propose (expand on catch-up, shrink on lag) to the
+//! controller as `AlterPartition` requests, batching whatever is queued, and applies the
+//! answers: the committed ISR on success, dropping the proposal on refusal. A leader acts
+//! on a new ISR only once the controller has committed it (DESIGN §5).
+use std::sync::Arc;
+use std::time::Duration;
+
+use spate_controller::ids::NodeId;
+use spate_proto::controller::{
+    AlterPartitionData, AlterPartitionRequest, AlterPartitionTopic, IsrMember,
+};
+use tokio::sync::{mpsc, watch};
+
+use crate::broker::BrokerState;
+use crate::partition::replica_state::IsrChangeKind;
+use crate::partition::{IsrChange, Partition};
+
+/// Pause before resending after the controller could not be reached.
+const RETRY_BACKOFF: Duration = Duration::from_millis(200);
+
+/// The queue leaders put ISR proposals on.
+pub struct IsrUpdater {
+    tx: mpsc::UnboundedSender<(Arc<Partition>, IsrChange)>,
+    rx: parking_lot::Mutex<Option<mpsc::UnboundedReceiver<(Arc<Partition>, IsrChange)>>>,
+}
+
+impl Default for IsrUpdater {
+    fn default() -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        IsrUpdater {
+            tx,
+            rx: parking_lot::Mutex::new(Some(rx)),
+        }
+    }
+}
+
+impl IsrUpdater {
+    /// Queues a proposal.
+    pub fn propose(&self, partition: Arc<Partition>, change: IsrChange) {
+        tracing::info!(partition = %partition.tp, ?change.kind, new_isr = ?change.new_isr, "proposing ISR change");
+        let _ = self.tx.send((partition, change));
+    }
+}
+
+/// Sends queued proposals until shutdown.
+pub async fn run(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
+    let Some(mut rx) = state.isr_updater.rx.lock().take() else {
+        return;
+    };
+    let mut queued: Vec<(Arc<Partition>, IsrChange)> = Vec::new();
+    loop {
+        if queued.is_empty() {
+            tokio::select! {
+                item = rx.recv() => match item { Some(i) => queued.push(i), None => return },
+                _ = shutdown.changed() => return,
+            }
+        }
+        while let Ok(more) = rx.try_recv() {
+            queued.push(more);
+        }
+        // Only a partition's proposal still in flight matters (a newer one, a committed
+        // one or a new leadership replaced the others); one per partition.
+        queued.retain(|(p, c)| p.pending_isr_change().as_ref() == Some(c));
+        queued.dedup_by(|a, b| Arc::ptr_eq(&a.0, &b.0) && a.1 == b.1);
+        if queued.is_empty() {
+            continue;
+        }
+        queued = send(&state, std::mem::take(&mut queued)).await;
+        if !queued.is_empty() {
+            tokio::select! {
+                _ = tokio::time::sleep(RETRY_BACKOFF) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+/// Sends one AlterPartition; returns the proposals to retry (controller unreachable).
+async fn send(
+    state: &BrokerState,
+    batch: Vec<(Arc<Partition>, IsrChange)>,
+) -> Vec<(Arc<Partition>, IsrChange)> {
+    let mut topics: Vec<AlterPartitionTopic> = Vec::new();
+    for (p, change) in &batch {
+        let data = AlterPartitionData {
+            partition: p.tp.partition,
+            leader_epoch: change.leader_epoch.0,
+            partition_epoch: change.partition_epoch.0,
+            new_isr: change
+                .new_isr
+                .iter()
+                .map(|&id| IsrMember {
+                    broker_id: id.0,
+                    broker_epoch: match &change.kind {
+                        IsrChangeKind::Expand {
+                            added,
+                            broker_epoch: Some(e),
+                        } if *added == id => e.0,
+                        _ => -1,
+                    },
+                })
+                .collect(),
+        };
+        match topics.iter_mut().find(|t| t.topic_id == p.topic_id) {
+            Some(t) => t.partitions.push(data),
+            None => topics.push(AlterPartitionTopic {
+                topic_id: p.topic_id.to_vec(),
+                partitions: vec![data],
+            }),
+        }
+    }
+    let request = AlterPartitionRequest {
+        broker_id: state.config.node_id,
+        broker_epoch: state.broker_epoch.load(std::sync::atomic::Ordering::SeqCst),
+        topics,
+    };
+    let response = match state.controller.lifecycle() {
+        Ok(mut client) => client.alter_partition(request).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let response = match response {
+        Ok(r) if r.error_code == 0 => r,
+        Ok(r) => {
+            // STALE_BROKER_EPOCH and the like: our registration is changing; proposals
+            // are made again from fresh state once it settles.
+            tracing::warn!(code = r.error_code, message = %r.error_message, "AlterPartition refused");
+            for (p, change) in &batch {
+                p.on_isr_change_rejected(change.leader_epoch.0);
+            }
+            return Vec::new();
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "AlterPartition failed; retrying");
+            return batch;
+        }
+    };
+    for (p, change) in batch {
+        let result = response
+            .topics
+            .iter()
+            .filter(|t| t.topic_id == p.topic_id)
+            .flat_map(|t| t.partitions.iter())
+            .find(|r| r.partition == p.tp.partition);
+        match result {
+            Some(r) if r.error_code == 0 => {
+                let isr: Vec<NodeId> = r.isr.iter().map(|&id| NodeId(id)).collect();
+                p.on_isr_committed(r.leader_epoch, isr, r.partition_epoch);
+            }
+            Some(r) => {
+                tracing::info!(partition = %p.tp, code = r.error_code, message = %r.error_message, "ISR change refused");
+                p.on_isr_change_rejected(change.leader_epoch.0);
+            }
+            None => p.on_isr_change_rejected(change.leader_epoch.0),
+        }
+    }
+    Vec::new()
+}
+
+/// Every `interval`, asks each led partition whether followers lagged too long.
+pub async fn expire_lagging(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
+    let lag = state.config.replica_lag_time_max;
+    let interval = (lag / 4).clamp(Duration::from_millis(100), Duration::from_secs(2));
+    let mut ticker = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let now = crate::broker::now_ms();
+        for p in state.replicas.all() {
+            if let Some(change) = p.maybe_shrink_isr(now, lag.as_millis() as i64) {
+                state.isr_updater.propose(p, change);
+            }
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! The leader side of replication: the `Replication` gRPC service followers fetch from.
+//!
+//! A fetch records each follower's LEO (its fetch offset) in the partition's replica
+//! state — which may advance the high watermark and release acks=all produces — and
+//! long-polls until there is data, an error, or the wait ends. ISR expansions it
+//! triggers go to the [`IsrUpdater`](super::isr_updater::IsrUpdater).
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::select_all;
+use spate_controller::ids::{BrokerEpoch, NodeId, TopicId};
+use spate_proto::replication::replication_server::{Replication, ReplicationServer};
+use spate_proto::replication::{
+    EpochEnd, FetchedPartition, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
+    ReplicaFetchRequest, ReplicaFetchResponse,
+};
+use tonic::{Request, Response, Status};
+
+use crate::broker::{now_ms, BrokerState};
+use crate::error::BrokerError;
+use crate::log::LogError;
+use crate::partition::Partition;
+
+/// Largest replication message (a fetch response carries up to `max_bytes` of batches).
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+
+/// The longest a follower fetch may park.
+const MAX_WAIT_CAP: Duration = Duration::from_secs(10);
+
+/// Serves followers of partitions this broker leads.
+#[derive(Clone)]
+pub struct ReplicationService {
+    state: Arc<BrokerState>,
+}
+
+impl ReplicationService {
+    /// A service over this broker's partitions.
+    pub fn new(state: Arc<BrokerState>) -> Self {
+        ReplicationService { state }
+    }
+
+    /// The tonic server for it.
+    pub fn into_server(self) -> ReplicationServer<Self> {
+        ReplicationServer::new(self)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    fn partition(&self, topic_id: &[u8], index: i32) -> Result<Arc<Partition>, BrokerError> {
+        let id = uuid::Uuid::from_slice(topic_id)
+            .map_err(|_| BrokerError::InvalidRequest("topic id must be 16 bytes".into()))?;
+        let image = self.state.metadata.image();
+        let topic = image.topics().get(&TopicId(id)).ok_or_else(|| {
+            BrokerError::UnknownTopicOrPartition(format!("no topic with id {id} here"))
+        })?;
+        self.state
+            .replicas
+            .get(&topic.name, index)
+            .filter(|p| p.topic_id == *id.as_bytes())
+            .ok_or_else(|| {
+                BrokerError::NotLeaderOrFollower(format!(
+                    "{}-{index} is not hosted on broker {}",
+                    topic.name, self.state.config.node_id
+                ))
+            })
+    }
+
+    async fn refuse_if_cut_off(&self) -> Result<(), Status> {
+        let delay = self.state.faults.replication_delay();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        if self.state.faults.is_isolated() {
+            return Err(Status::unavailable("broker is isolated (injected fault)"));
+        }
+        Ok(())
+    }
+}
+
+fn failed(topic_id: Vec<u8>, partition: i32, e: &BrokerError) -> FetchedPartition {
+    // An out-of-range answer says where the leader's log is, so the follower can decide
+    // between truncating and restarting at the leader's log start.
+    let (log_start_offset, log_end_offset) = match e {
+        BrokerError::Log(LogError::OffsetOutOfRange {
+            log_start_offset,
+            log_end_offset,
+            ..
+        }) => (*log_start_offset, *log_end_offset),
+        _ => (-1, -1),
+    };
+    FetchedPartition {
+        topic_id,
+        partition,
+        error_code: e.code() as i32,
+        high_watermark: -1,
+        log_start_offset,
+        records: Vec::new().into(),
+        log_end_offset,
+        error_message: e.to_string(),
+    }
+}
+
+#[tonic::async_trait]
+impl Replication for ReplicationService {
+    async fn fetch(
+        &self,
+        request: Request<ReplicaFetchRequest>,
+    ) -> Result<Response<ReplicaFetchResponse>, Status> {
+        self.refuse_if_cut_off().await?;
+        let req = request.into_inner();
+        let follower = NodeId(req.replica_id);
+        let broker_epoch = BrokerEpoch(req.broker_epoch);
+        let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
+        let deadline = tokio::time::Instant::now() + max_wait;
+        let min_bytes = req.min_bytes.max(0) as usize;
+        let max_bytes = if req.max_bytes <= 0 {
+            usize::MAX
+        } else {
+            req.max_bytes as usize
+        };
+        let partitions: Vec<_> = req
+            .partitions
+            .iter()
+            .map(|p| (p, self.partition(&p.topic_id, p.partition)))
+            .collect();
+        loop {
+            // Subscribe before reading, so an append between the read and the wait wakes us.
+            let mut watchers: Vec<_> = partitions
+                .iter()
+                .filter_map(|(_, p)| p.as_ref().ok().map(|p| p.subscribe()))
+                .collect();
+            let mut budget = max_bytes;
+            let mut bytes = 0usize;
+            let mut any_error = false;
+            let mut changes = Vec::new();
+            let mut out = Vec::with_capacity(partitions.len());
+            for (want, part) in &partitions {
+                let served = part.as_ref().map_err(clone_error).and_then(|p| {
+                    p.serve_follower_fetch(
+                        follower,
+                        broker_epoch,
+                        want.current_leader_epoch,
+                        want.fetch_offset,
+                        budget,
+                        now_ms(),
+                    )
+                    .map(|f| (p.clone(), f))
+                });
+                match served {
+                    Ok((p, fetched)) => {
+                        budget = budget.saturating_sub(fetched.records.len());
+                        bytes += fetched.records.len();
+                        if let Some(change) = fetched.isr_change {
+                            changes.push((p, change));
+                        }
+                        out.push(FetchedPartition {
+                            topic_id: want.topic_id.clone(),
+                            partition: want.partition,
+                            error_code: 0,
+                            high_watermark: fetched.high_watermark,
+                            log_start_offset: fetched.log_start_offset,
+                            records: fetched.records,
+                            log_end_offset: fetched.log_end_offset,
+                            error_message: String::new(),
+                        });
+                    }
+                    Err(e) => {
+                        any_error = true;
+                        out.push(failed(want.topic_id.clone(), want.partition, &e));
+                    }
+                }
+            }
+            for (p, change) in changes {
+                self.state.isr_updater.propose(p, change);
+            }
+            let expired = tokio::time::Instant::now() >= deadline;
+            if bytes >= min_bytes.max(1) || any_error || expired || watchers.is_empty() {
+                return Ok(Response::new(ReplicaFetchResponse {
+                    error_code: 0,
+                    partitions: out,
+                }));
+            }
+            let changed = select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
+            tokio::select! {
+                _ = tokio::time::timeout_at(deadline, changed) => {}
+                _ = self.state.faults.isolated() => {
+                    return Err(Status::unavailable("broker is isolated (injected fault)"));
+                }
+            }
+        }
+    }
+
+    async fn offset_for_leader_epoch(
+        &self,
+        request: Request<OffsetForLeaderEpochRequest>,
+    ) -> Result<Response<OffsetForLeaderEpochResponse>, Status> {
+        self.refuse_if_cut_off().await?;
+        let req = request.into_inner();
+        let partitions = req
+            .partitions
+            .into_iter()
+            .map(|q| {
+                let answer = self.partition(&q.topic_id, q.partition).and_then(|p| {
+                    let state = p.check_leader_epoch(q.current_leader_epoch)?;
+                    if !state.is_leader {
+                        return Err(BrokerError::NotLeaderOrFollower(format!(
+                            "{}: broker {} does not lead it",
+                            p.tp, self.state.config.node_id
+                        )));
+                    }
+                    Ok(p.with_log(|log| log.end_offset_for_epoch(q.leader_epoch)))
+                });
+                match answer {
+                    Ok((epoch, end)) => EpochEnd {
+                        topic_id: q.topic_id,
+                        partition: q.partition,
+                        error_code: 0,
+                        leader_epoch: epoch,
+                        end_offset: end,
+                        error_message: String::new(),
+                    },
+                    Err(e) => EpochEnd {
+                        topic_id: q.topic_id,
+                        partition: q.partition,
+                        error_code: e.code() as i32,
+                        leader_epoch: -1,
+                        end_offset: -1,
+                        error_message: e.to_string(),
+                    },
+                }
+            })
+            .collect();
+        Ok(Response::new(OffsetForLeaderEpochResponse { partitions }))
+    }
+}
+
+/// Lookup errors are reported again on every round of the long poll.
+fn clone_error(e: &BrokerError) -> BrokerError {
+    match e {
+        BrokerError::UnknownTopicOrPartition(m) => BrokerError::UnknownTopicOrPartition(m.clone()),
+        BrokerError::InvalidRequest(m) => BrokerError::InvalidRequest(m.clone()),
+        other => BrokerError::NotLeaderOrFollower(other.to_string()),
+    }
+}
