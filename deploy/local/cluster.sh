@@ -10,7 +10,8 @@
 #   deploy/local/cluster.sh logs N             the last 200 lines of node N's log
 #
 # Node N: Kafka on 127.0.0.1:$((SPATE_CLUSTER_PORT + N)), controller on
-# 127.0.0.1:$((SPATE_CLUSTER_PORT + 100 + N)). Data and logs under $SPATE_CLUSTER_DIR
+# 127.0.0.1:$((SPATE_CLUSTER_PORT + 100 + N)), replication on
+# 127.0.0.1:$((SPATE_CLUSTER_PORT + 200 + N)). Data and logs under $SPATE_CLUSTER_DIR
 # (default ./.spate-cluster). The binary is $SPATE_BIN, else target/release/spate, else
 # target/debug/spate (build it first: cargo build --release).
 set -euo pipefail
@@ -33,6 +34,7 @@ bin() {
 
 kafka_port() { echo $((PORT + $1)); }
 controller_port() { echo $((PORT + 100 + $1)); }
+replication_port() { echo $((PORT + 200 + $1)); }
 voters() {
   local v=() n
   for n in "${NODES[@]}"; do v+=("$n@127.0.0.1:$(controller_port "$n")"); done
@@ -61,6 +63,7 @@ start_node() {
     --process-roles broker,controller \
     --listeners "127.0.0.1:$(kafka_port "$n")" \
     --controller-listener "127.0.0.1:$(controller_port "$n")" \
+    --replication-listener "127.0.0.1:$(replication_port "$n")" \
     --controller-quorum-voters "$(voters)" \
     --data-dir "$DIR/node$n/data" \
     >>"$DIR/node$n.log" 2>&1 </dev/null &

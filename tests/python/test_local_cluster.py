@@ -25,7 +25,7 @@ SESSION_TIMEOUT_S = 9  # broker.session.timeout.ms default
 
 
 def ports_free(base: int) -> bool:
-    for port in [base + n for n in (1, 2, 3)] + [base + 100 + n for n in (1, 2, 3)]:
+    for port in [base + off + n for off in (0, 100, 200) for n in (1, 2, 3)]:
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))

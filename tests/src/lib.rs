@@ -3,6 +3,8 @@
 //!
 //! Real-client compatibility tests (kcat, confluent-kafka, kafka-python) live in
 //! `tests/python/` and start the `spate` binary instead.
+pub mod cluster;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 

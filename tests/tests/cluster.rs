@@ -3,138 +3,20 @@
 //! silent broker, re-registration with a new broker epoch, and zombie rejection.
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
 use spate_broker::node::{Node, NodeConfig};
 use spate_controller::ids::NodeId;
-use spate_controller::metadata::MetadataImage;
 use spate_proto::controller::BrokerHeartbeatRequest;
+use spate_tests::cluster::{self, free_port, Cluster};
 use spate_tests::RawConnection;
 
 const SESSION: Duration = Duration::from_secs(3);
 
-struct Cluster {
-    configs: Vec<NodeConfig>,
-    nodes: Vec<Option<Node>>,
-    _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Cluster {
-    async fn start() -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let controller_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let voters: Vec<(u64, String)> = (0..3)
-            .map(|i| (i as u64 + 1, format!("127.0.0.1:{}", controller_ports[i])))
-            .collect();
-        let configs: Vec<NodeConfig> = (0..3)
-            .map(|i| NodeConfig {
-                node_id: i as i32 + 1,
-                controller_addr: format!("127.0.0.1:{}", controller_ports[i])
-                    .parse()
-                    .unwrap(),
-                kafka_addr: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
-                voters: voters.clone(),
-                session_timeout: SESSION,
-                heartbeat_interval: Duration::from_millis(300),
-                wait_ready: None,
-                ..NodeConfig::ephemeral(dir.path().join(format!("node{}", i + 1)))
-            })
-            .collect();
-        let started = futures::future::join_all(configs.iter().cloned().map(Node::start)).await;
-        let nodes = started.into_iter().map(|n| Some(n.unwrap())).collect();
-        let cluster = Cluster {
-            configs,
-            nodes,
-            _dir: dir,
-        };
-        cluster
-            .wait_image(Duration::from_secs(30), |img| {
-                img.unfenced_brokers().len() == 3
-            })
-            .await
-            .expect("three unfenced brokers");
-        cluster
-    }
-
-    fn node(&self, id: i32) -> &Node {
-        self.nodes[id as usize - 1].as_ref().unwrap()
-    }
-
-    fn live(&self) -> impl Iterator<Item = &Node> {
-        self.nodes.iter().flatten()
-    }
-
-    /// The active controller's node id, if a live node knows one.
-    fn active_controller(&self) -> Option<i32> {
-        self.live()
-            .filter_map(|n| n.controller.as_ref())
-            .map(|c| c.describe_quorum())
-            .find(|q| q.has_leader)
-            .map(|q| q.leader_id as i32)
-    }
-
-    /// Polls live controllers' images until `ready` holds on one of them.
-    async fn wait_image(
-        &self,
-        timeout: Duration,
-        ready: impl Fn(&MetadataImage) -> bool,
-    ) -> Option<MetadataImage> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            for n in self.live() {
-                if let Some(c) = &n.controller {
-                    let image = c.image();
-                    if ready(&image) {
-                        return Some(image);
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        None
-    }
-
-    async fn stop(&mut self, id: i32) {
-        if let Some(node) = self.nodes[id as usize - 1].take() {
-            node.shutdown().await;
-        }
-    }
-
-    async fn restart(&mut self, id: i32) {
-        let node = Node::start(self.configs[id as usize - 1].clone())
-            .await
-            .unwrap();
-        self.nodes[id as usize - 1] = Some(node);
-    }
-
-    async fn shutdown(mut self) {
-        for id in 1..=3 {
-            self.stop(id).await;
-        }
-    }
-}
-
+/// CreateTopics through node `node`; returns the error code.
 async fn create_topic(node: &Node, name: &str, partitions: i32, rf: i16) -> i16 {
     let mut conn = RawConnection::connect(node.kafka_addr.unwrap())
         .await
         .unwrap();
-    let req = CreateTopicsRequest::default()
-        .with_timeout_ms(15_000)
-        .with_topics(vec![CreatableTopic::default()
-            .with_name(TopicName(StrBytes::from_string(name.to_string())))
-            .with_num_partitions(partitions)
-            .with_replication_factor(rf)]);
-    let resp: CreateTopicsResponse = conn.request(ApiKey::CreateTopics, 7, &req).await.unwrap();
-    resp.topics[0].error_code
+    cluster::create_topic(&mut conn, name, partitions, rf, &[]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,11 +129,7 @@ async fn a_silent_broker_is_fenced_then_rejoins_with_a_new_epoch() {
     }
 
     // A zombie heartbeating with its old epoch is refused.
-    let addrs: Vec<String> = cluster
-        .configs
-        .iter()
-        .map(|c| c.controller_addr.to_string())
-        .collect();
+    let addrs = cluster.controller_addrs();
     let mut client = spate_controller::ControllerClient::connect(addrs).unwrap();
     cluster.restart(victim).await;
     // (A restarted voter briefly serves its own stale image, so ask for the new epoch.)

@@ -1,0 +1,166 @@
+"""Replication on the 3-node local cluster (deploy/local/cluster.sh), with a real client.
+
+A confluent-kafka producer with acks=all keeps sending to an RF=3, min.insync.replicas=2
+topic while the leader of partition 0 is killed with SIGKILL, twice. Every acknowledged
+record is then read back exactly once, at the offset its acknowledgement named; `spate
+topic describe` shows the ISR shrink when a broker dies and re-expand after it restarts.
+
+The producer does not retry (retries=0, no idempotence: that is issue 5), so a send that
+failed is indeterminate and may or may not be in the log; an acknowledged one must be
+there exactly once.
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import threading
+import time
+import uuid
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from conftest import spate_binary
+from test_local_cluster import cluster, partitions_of, wait_until  # noqa: F401 (fixture)
+
+PARTITIONS = 3
+
+
+class AcksAllProducer:
+    """Sends unique values round-robin over the partitions until stopped."""
+
+    def __init__(self, bootstrap: str, topic: str):
+        self.topic = topic
+        self.producer = Producer({
+            "bootstrap.servers": bootstrap,
+            "acks": "all",
+            "enable.idempotence": False,
+            "retries": 0,
+            "linger.ms": 2,
+            "request.timeout.ms": 10000,
+            "message.timeout.ms": 15000,
+            "topic.metadata.refresh.interval.ms": 1000,
+        })
+        self.acked: list[tuple[int, int, bytes]] = []  # (partition, offset, value)
+        self.failed = 0
+        self.errors: dict[str, int] = {}
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _on_delivery(self, err, msg):
+        with self.lock:
+            if err is None:
+                self.acked.append((msg.partition(), msg.offset(), msg.value()))
+            else:
+                self.failed += 1
+                self.errors[err.name()] = self.errors.get(err.name(), 0) + 1
+
+    def _run(self):
+        n = 0
+        deadline = time.monotonic() + 240  # bounded even if the test forgets to stop it
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            value = f"v-{n}".encode()
+            try:
+                self.producer.produce(self.topic, value, partition=n % PARTITIONS,
+                                      on_delivery=self._on_delivery)
+                n += 1
+            except BufferError:
+                self.producer.poll(0.05)
+                continue
+            if n % 50 == 0:
+                self.producer.poll(0.01)
+            else:
+                self.producer.poll(0)
+        self.producer.flush(30)
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.acked)
+
+    def acked_on(self, partition: int) -> int:
+        with self.lock:
+            return sum(1 for p, _, _ in self.acked if p == partition)
+
+
+def describe(bootstrap: str, topic: str) -> dict[int, dict]:
+    """`spate topic describe`, parsed: partition -> {leader, isr}."""
+    r = subprocess.run([str(spate_binary()), "topic", "describe", topic, "--bootstrap", bootstrap],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    out = {}
+    for line in r.stdout.splitlines():
+        m = re.search(r"Partition: (\d+)\s+Leader: (\S+).*Isr: ([\d,]*)", line)
+        if m:
+            isr = sorted(int(x) for x in m.group(3).split(",") if x)
+            leader = int(m.group(2)) if m.group(2).isdigit() else None
+            out[int(m.group(1))] = {"leader": leader, "isr": isr, "line": line}
+    return out
+
+
+def read_partition(bootstrap: str, topic: str, partition: int) -> list[tuple[int, bytes]]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    try:
+        tp = TopicPartition(topic, partition)
+        _, high = consumer.get_watermark_offsets(tp, timeout=30)
+        consumer.assign([TopicPartition(topic, partition, 0)])
+        records = []
+        deadline = time.monotonic() + 60
+        while (not records or records[-1][0] < high - 1) and time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is None or msg.error():
+                continue
+            records.append((msg.offset(), msg.value()))
+        assert not records or records[-1][0] >= high - 1, f"read stopped at {records[-1][0]} < {high - 1}"
+        return records
+    finally:
+        consumer.close()
+
+
+def test_acks_all_loses_nothing_when_the_leader_is_killed_twice(cluster):
+    bootstrap = cluster.run("up").strip().splitlines()[-1].split("=", 1)[1]
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    topic = f"repl-{uuid.uuid4().hex[:8]}"
+    admin.create_topics([NewTopic(topic, PARTITIONS, 3, config={"min.insync.replicas": "2"})])[topic] \
+        .result(timeout=30)
+    wait_until(lambda: all(len(p["isr"]) == 3 for p in describe(bootstrap, topic).values())
+               and len(describe(bootstrap, topic)) == PARTITIONS, 30, "full ISRs")
+
+    producer = AcksAllProducer(bootstrap, topic)
+    producer.thread.start()
+    try:
+        wait_until(lambda: producer.count() >= 2000, 60, "2000 acknowledged sends")
+        for round_ in (1, 2):
+            victim = describe(bootstrap, topic)[0]["leader"]
+            assert victim in (1, 2, 3)
+            cluster.run("kill", str(victim))
+            # A new leader from the ISR; the dead broker leaves the ISR (fenced after the
+            # session timeout).
+            wait_until(lambda: (p := describe(bootstrap, topic)[0])["leader"] not in (None, victim)
+                       and victim not in p["isr"], 30, f"round {round_}: new leader, shrunk ISR")
+            shrunk = describe(bootstrap, topic)[0]
+            assert len(shrunk["isr"]) == 2, shrunk["line"]
+            before = producer.acked_on(0)
+            wait_until(lambda: producer.acked_on(0) >= before + 500, 60,
+                       f"round {round_}: acks=all writes to partition 0 after the kill")
+            # The broker restarts, catches up, and the ISR re-expands.
+            cluster.run("start", str(victim))
+            wait_until(lambda: all(len(p["isr"]) == 3 for p in describe(bootstrap, topic).values()), 60,
+                       f"round {round_}: ISR re-expanded")
+        wait_until(lambda: producer.acked_on(0) >= before + 1000, 60, "more writes after the second restart")
+    finally:
+        producer.stop.set()
+        producer.thread.join(60)
+
+    assert producer.count() > 0
+    for partition in range(PARTITIONS):
+        records = read_partition(bootstrap, topic, partition)
+        by_offset = dict(records)
+        assert len(by_offset) == len(records), "an offset was read twice"
+        values = [v for _, v in records]
+        assert len(set(values)) == len(values), f"partition {partition}: a value appears twice"
+        acked = [(o, v) for p, o, v in producer.acked if p == partition]
+        missing = [(o, v) for o, v in acked if by_offset.get(o) != v]
+        assert not missing, f"partition {partition}: {len(missing)} acknowledged records lost, e.g. {missing[:5]}"
+    print(f"acked={producer.count()} failed={producer.failed} errors={producer.errors}")

@@ -1,0 +1,435 @@
+//! Replication on in-process three-node clusters, with faults injected at the brokers'
+//! transports: acks=all survives losing the leader, an isolated leader acknowledges
+//! nothing it cannot replicate and its divergent tail is truncated once it rejoins, a
+//! slow follower leaves and rejoins the ISR, and min.insync.replicas is enforced.
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
+use kafka_protocol::records::Compression;
+use spate_tests::cluster::{self, topic_name, Cluster, ClusterOptions};
+use spate_tests::{encode_batch, RawConnection};
+
+const NOT_ENOUGH_REPLICAS: i16 = 19;
+const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
+
+fn batch(value: &str) -> Bytes {
+    encode_batch(&[value.as_bytes()], Compression::None).unwrap()
+}
+
+/// Every replica's log bytes (up to its LEO), by node.
+fn logs(cluster: &Cluster, topic: &str, partition: i32) -> BTreeMap<i32, Bytes> {
+    (1..=3)
+        .filter(|id| cluster.is_running(*id))
+        .filter_map(|id| {
+            let p = cluster.replica(id, topic, partition)?;
+            let bytes = p.with_log(|l| {
+                l.read(l.log_start_offset(), usize::MAX, l.log_end_offset(), true)
+                    .unwrap()
+            });
+            Some((id, bytes))
+        })
+        .collect()
+}
+
+/// Waits until every running replica holds the same log as the leader (and the leader's
+/// HW has reached its LEO).
+async fn wait_replicas_identical(cluster: &Cluster, topic: &str, partition: i32) {
+    let converged = cluster
+        .wait_for(Duration::from_secs(20), |c| {
+            let logs = logs(c, topic, partition);
+            let Some((leader, _, _)) = c.partition_state(topic, partition) else {
+                return false;
+            };
+            let Some(leader) = leader.and_then(|l| c.replica(l, topic, partition)) else {
+                return false;
+            };
+            logs.len() == (1..=3).filter(|id| c.is_running(*id)).count()
+                && logs.values().all(|b| Some(b) == logs.values().next())
+                && leader.high_watermark() == leader.log_end_offset()
+        })
+        .await;
+    assert!(converged, "replica logs did not converge: {:?}", {
+        logs(cluster, topic, partition)
+            .into_iter()
+            .map(|(id, b)| (id, b.len()))
+            .collect::<Vec<_>>()
+    });
+}
+
+/// The current leader's Kafka address, asked of any broker that answers.
+async fn find_leader(addrs: &[SocketAddr], topic: &str, partition: i32) -> Option<SocketAddr> {
+    for addr in addrs {
+        let Ok(Ok(mut conn)) =
+            tokio::time::timeout(Duration::from_secs(1), RawConnection::connect(*addr)).await
+        else {
+            continue;
+        };
+        let req = MetadataRequest::default()
+            .with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(topic_name(topic)))
+            ]))
+            .with_allow_auto_topic_creation(false);
+        let Ok(Ok(resp)) = tokio::time::timeout(
+            Duration::from_secs(2),
+            conn.request::<_, MetadataResponse>(ApiKey::Metadata, 12, &req),
+        )
+        .await
+        else {
+            continue;
+        };
+        let Some(leader) = resp
+            .topics
+            .first()
+            .and_then(|t| t.partitions.iter().find(|p| p.partition_index == partition))
+            .map(|p| p.leader_id.0)
+            .filter(|l| *l >= 0)
+        else {
+            continue;
+        };
+        if let Some(b) = resp.brokers.iter().find(|b| b.node_id.0 == leader) {
+            return format!("{}:{}", b.host.as_str(), b.port).parse().ok();
+        }
+    }
+    None
+}
+
+/// What a producer loop saw: acknowledged (value, offset) and failed sends.
+#[derive(Default, Debug)]
+struct History {
+    acked: Vec<(String, i64)>,
+    failed: usize,
+}
+
+/// Produces `prefix-<n>` values with acks=all to whichever broker leads, one at a time,
+/// until `stop` or `limit` sends; never retries a value (a failed send is indeterminate).
+async fn produce_loop(
+    addrs: Vec<SocketAddr>,
+    topic: &'static str,
+    prefix: &'static str,
+    limit: usize,
+    stop: Arc<AtomicBool>,
+    history: Arc<parking_lot::Mutex<History>>,
+) {
+    let mut conn: Option<RawConnection> = None;
+    for n in 0..limit {
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        if conn.is_none() {
+            if let Some(addr) = find_leader(&addrs, topic, 0).await {
+                conn = RawConnection::connect(addr).await.ok();
+            }
+        }
+        let Some(c) = conn.as_mut() else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let value = format!("{prefix}-{n}");
+        match cluster::produce(c, topic, 0, -1, 5_000, batch(&value)).await {
+            Ok((0, offset)) => history.lock().acked.push((value, offset)),
+            Ok(_) => {
+                history.lock().failed += 1;
+                conn = None;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(_) => {
+                history.lock().failed += 1;
+                conn = None;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+fn kafka_addrs(cluster: &Cluster) -> Vec<SocketAddr> {
+    cluster.live().filter_map(|n| n.kafka_addr).collect()
+}
+
+/// Checks that every acknowledged value sits at its acknowledged offset, once.
+fn check_acked(history: &History, committed: &[(i64, Bytes)]) {
+    let by_offset: BTreeMap<i64, &Bytes> = committed.iter().map(|(o, v)| (*o, v)).collect();
+    for (value, offset) in &history.acked {
+        assert_eq!(
+            by_offset.get(offset).map(|v| v.as_ref()),
+            Some(value.as_bytes()),
+            "acknowledged {value} at offset {offset} is not there"
+        );
+        let copies = committed.iter().filter(|(_, v)| v == value.as_bytes()).count();
+        assert_eq!(copies, 1, "{value} appears {copies} times");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_all_survives_losing_the_leader_and_replicas_converge() {
+    let mut cluster = Cluster::start().await;
+    let mut conn = cluster.connect(1).await;
+    let configs = [("min.insync.replicas", "2")];
+    assert_eq!(cluster::create_topic(&mut conn, "acked", 1, 3, &configs).await, 0);
+    cluster.wait_partition_ready("acked", 0, 3).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let history = Arc::new(parking_lot::Mutex::new(History::default()));
+    let producer = tokio::spawn(produce_loop(
+        kafka_addrs(&cluster),
+        "acked",
+        "a",
+        100_000,
+        stop.clone(),
+        history.clone(),
+    ));
+    let wait_acked = |n: usize| {
+        let history = history.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while history.lock().acked.len() < n && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            history.lock().acked.len() >= n
+        }
+    };
+    assert!(wait_acked(200).await, "acks=all writes were not acknowledged");
+
+    // Stop the leader under load; a new one takes over from the ISR.
+    let (old_leader, _, old_epoch) = cluster.partition_state("acked", 0).unwrap();
+    let old_leader = old_leader.unwrap();
+    cluster.stop(old_leader).await;
+    let before = history.lock().acked.len();
+    assert!(
+        wait_acked(before + 200).await,
+        "no acks=all write was acknowledged after the leader stopped"
+    );
+    let (new_leader, isr, new_epoch) = cluster.partition_state("acked", 0).unwrap();
+    assert_ne!(new_leader, Some(old_leader));
+    assert!(new_epoch > old_epoch);
+    assert_eq!(isr.len(), 2, "the stopped broker left the ISR: {isr:?}");
+
+    // It comes back, catches up and rejoins the ISR.
+    cluster.restart(old_leader).await;
+    assert!(
+        cluster
+            .wait_for(Duration::from_secs(30), |c| c
+                .partition_state("acked", 0)
+                .is_some_and(|(_, isr, _)| isr.len() == 3))
+            .await,
+        "the restarted broker did not rejoin the ISR"
+    );
+    stop.store(true, Ordering::SeqCst);
+    producer.await.unwrap();
+
+    let leader = cluster.partition_state("acked", 0).unwrap().0.unwrap();
+    let mut conn = cluster.connect(leader).await;
+    let committed = cluster::read_all(&mut conn, "acked", 0).await.unwrap();
+    let history = history.lock();
+    check_acked(&history, &committed);
+    wait_replicas_identical(&cluster, "acked", 0).await;
+    drop(history);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_leader_acknowledges_nothing_and_its_divergent_tail_is_truncated() {
+    let cluster = Cluster::start().await;
+    let mut conn = cluster.connect(1).await;
+    let configs = [("min.insync.replicas", "2")];
+    assert_eq!(cluster::create_topic(&mut conn, "iso", 1, 3, &configs).await, 0);
+    cluster.wait_partition_ready("iso", 0, 3).await;
+    let (leader, _, _) = cluster.partition_state("iso", 0).unwrap();
+    let leader = leader.unwrap();
+    let mut to_leader = cluster.connect(leader).await;
+    for i in 0..10 {
+        let (code, offset) =
+            cluster::produce(&mut to_leader, "iso", 0, -1, 5_000, batch(&format!("ok-{i}")))
+                .await
+                .unwrap();
+        assert_eq!((code, offset), (0, i));
+    }
+
+    // Cut the leader off from its followers and the controllers. Clients still reach it:
+    // acks=all writes land in its log but are never acknowledged.
+    cluster.isolate(leader, true);
+    for i in 0..3 {
+        let (code, _) = cluster::produce(
+            &mut to_leader,
+            "iso",
+            0,
+            -1,
+            1_500,
+            batch(&format!("lost-{i}")),
+        )
+        .await
+        .unwrap();
+        assert_ne!(code, 0, "an isolated leader acknowledged an acks=all write");
+    }
+    assert!(
+        cluster.replica(leader, "iso", 0).unwrap().log_end_offset() > 10,
+        "the isolated leader should hold an unreplicated tail"
+    );
+
+    // The controller fences it and elects another ISR member, which takes writes.
+    assert!(
+        cluster
+            .wait_for(Duration::from_secs(15), |c| c
+                .partition_state("iso", 0)
+                .is_some_and(|(l, _, _)| l.is_some() && l != Some(leader)))
+            .await,
+        "no new leader was elected"
+    );
+    let new_leader = cluster.partition_state("iso", 0).unwrap().0.unwrap();
+    let mut to_new = cluster.connect(new_leader).await;
+    for i in 0..5 {
+        let (code, offset) =
+            cluster::produce(&mut to_new, "iso", 0, -1, 5_000, batch(&format!("new-{i}")))
+                .await
+                .unwrap();
+        assert_eq!((code, offset), (0, 10 + i));
+    }
+
+    // Healed, the old leader learns it lost leadership, refuses writes, truncates its
+    // divergent tail and ends up with the new leader's log.
+    cluster.isolate(leader, false);
+    assert!(
+        cluster
+            .wait_for(Duration::from_secs(20), |c| !c
+                .replica(leader, "iso", 0)
+                .unwrap()
+                .leader_state()
+                .is_leader)
+            .await
+    );
+    let (code, _) = cluster::produce(&mut to_leader, "iso", 0, -1, 1_000, batch("zombie"))
+        .await
+        .unwrap();
+    assert_eq!(code, 6, "NOT_LEADER_OR_FOLLOWER from the deposed leader");
+    wait_replicas_identical(&cluster, "iso", 0).await;
+    let committed = cluster::read_all(&mut to_new, "iso", 0).await.unwrap();
+    let values: Vec<String> = committed
+        .iter()
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    let expected: Vec<String> = (0..10)
+        .map(|i| format!("ok-{i}"))
+        .chain((0..5).map(|i| format!("new-{i}")))
+        .collect();
+    assert_eq!(values, expected);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_follower_leaves_the_isr_and_rejoins_once_caught_up() {
+    let cluster = Cluster::start_with(ClusterOptions {
+        replica_lag_time_max: Duration::from_secs(1),
+        ..ClusterOptions::default()
+    })
+    .await;
+    let mut conn = cluster.connect(1).await;
+    let configs = [("min.insync.replicas", "2")];
+    assert_eq!(cluster::create_topic(&mut conn, "slow", 1, 3, &configs).await, 0);
+    cluster.wait_partition_ready("slow", 0, 3).await;
+    let leader = cluster.partition_state("slow", 0).unwrap().0.unwrap();
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let mut to_leader = cluster.connect(leader).await;
+
+    cluster.slow_replication(follower, Duration::from_millis(2_500));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut n = 0;
+    let shrunk = loop {
+        let (code, _) =
+            cluster::produce(&mut to_leader, "slow", 0, -1, 10_000, batch(&format!("s-{n}")))
+                .await
+                .unwrap();
+        assert_eq!(code, 0, "acks=all failed while the ISR still meets min.insync");
+        n += 1;
+        let isr = cluster.partition_state("slow", 0).unwrap().1;
+        if !isr.contains(&follower) {
+            break true;
+        }
+        if Instant::now() > deadline {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(shrunk, "the slow follower stayed in the ISR");
+    // With the follower out, acks=all no longer waits for it.
+    let started = Instant::now();
+    for i in 0..20 {
+        let (code, _) =
+            cluster::produce(&mut to_leader, "slow", 0, -1, 10_000, batch(&format!("f-{i}")))
+                .await
+                .unwrap();
+        assert_eq!(code, 0);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "acks=all still waited for the removed follower ({:?})",
+        started.elapsed()
+    );
+
+    cluster.slow_replication(follower, Duration::ZERO);
+    assert!(
+        cluster
+            .wait_for(Duration::from_secs(20), |c| c
+                .partition_state("slow", 0)
+                .is_some_and(|(_, isr, _)| isr.contains(&follower)))
+            .await,
+        "the caught-up follower did not rejoin the ISR"
+    );
+    wait_replicas_identical(&cluster, "slow", 0).await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_insync_replicas_refuses_acks_all_before_and_after_appending() {
+    let cluster = Cluster::start_with(ClusterOptions {
+        replica_lag_time_max: Duration::from_secs(1),
+        ..ClusterOptions::default()
+    })
+    .await;
+    let mut conn = cluster.connect(1).await;
+    let configs = [("min.insync.replicas", "3")];
+    assert_eq!(cluster::create_topic(&mut conn, "strict", 1, 3, &configs).await, 0);
+    cluster.wait_partition_ready("strict", 0, 3).await;
+    let leader = cluster.partition_state("strict", 0).unwrap().0.unwrap();
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let mut to_leader = cluster.connect(leader).await;
+    let (code, _) = cluster::produce(&mut to_leader, "strict", 0, -1, 10_000, batch("first"))
+        .await
+        .unwrap();
+    assert_eq!(code, 0);
+
+    // The follower falls behind while a write waits: the ISR shrinks under it.
+    cluster.slow_replication(follower, Duration::from_secs(4));
+    let (code, _) = cluster::produce(&mut to_leader, "strict", 0, -1, 30_000, batch("waiting"))
+        .await
+        .unwrap();
+    assert_eq!(code, NOT_ENOUGH_REPLICAS_AFTER_APPEND);
+    // Now the ISR is too small to start.
+    let (code, _) = cluster::produce(&mut to_leader, "strict", 0, -1, 5_000, batch("refused"))
+        .await
+        .unwrap();
+    assert_eq!(code, NOT_ENOUGH_REPLICAS);
+    // acks=1 does not care.
+    let (code, _) = cluster::produce(&mut to_leader, "strict", 0, 1, 5_000, batch("one"))
+        .await
+        .unwrap();
+    assert_eq!(code, 0);
+
+    cluster.slow_replication(follower, Duration::ZERO);
+    assert!(
+        cluster
+            .wait_for(Duration::from_secs(20), |c| c
+                .partition_state("strict", 0)
+                .is_some_and(|(_, isr, _)| isr.len() == 3))
+            .await
+    );
+    let (code, _) = cluster::produce(&mut to_leader, "strict", 0, -1, 10_000, batch("again"))
+        .await
+        .unwrap();
+    assert_eq!(code, 0);
+    cluster.shutdown().await;
+}
