@@ -13,13 +13,13 @@ use tokio::task::JoinHandle;
 
 use crate::config::BrokerConfig;
 use crate::faults::LinkFaults;
-use crate::replication::fetcher::ReplicaFetchers;
-use crate::replication::isr_updater::{self, IsrUpdater};
-use crate::replication::server::ReplicationService;
 use crate::fetch_session::FetchSessionCache;
 use crate::metadata::controller_link::ControllerLink;
 use crate::metadata::{follower, MetadataCache};
 use crate::replica_manager::ReplicaManager;
+use crate::replication::fetcher::ReplicaFetchers;
+use crate::replication::isr_updater::{self, IsrUpdater};
+use crate::replication::server::ReplicationService;
 use crate::server::listener;
 
 /// Wall-clock milliseconds since the epoch (Kafka timestamps).
@@ -105,7 +105,9 @@ impl Broker {
                 .tcp_nodelay(true)
                 .add_service(replication)
                 .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::TcpListenerStream::new(replication_listener),
+                    // The builder's TCP_NODELAY applies only to listeners tonic binds itself:
+                    // without it, Nagle plus delayed ACKs add ~40 ms to every fetch answer.
+                    no_delay(replication_listener),
                     async move {
                         let _ = stop.wait_for(|s| *s).await;
                     },
@@ -118,7 +120,10 @@ impl Broker {
         let tasks = vec![
             replication_server,
             tokio::spawn(isr_updater::run(state.clone(), shutdown_rx.clone())),
-            tokio::spawn(isr_updater::expire_lagging(state.clone(), shutdown_rx.clone())),
+            tokio::spawn(isr_updater::expire_lagging(
+                state.clone(),
+                shutdown_rx.clone(),
+            )),
             tokio::spawn(follower::run(state.clone(), shutdown_rx.clone())),
             tokio::spawn(maintenance(state.clone(), shutdown_rx.clone())),
             tokio::spawn(listener::run(listener, state.clone(), shutdown_rx)),
@@ -174,6 +179,19 @@ impl Broker {
         let _ = tokio::task::spawn_blocking(move || state.replicas.close_all()).await;
         tracing::info!("broker stopped");
     }
+}
+
+/// Accepted connections with TCP_NODELAY set (small replication answers go out at once).
+pub fn no_delay(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
+        if let Ok(stream) = &conn {
+            let _ = stream.set_nodelay(true);
+        }
+        conn
+    })
 }
 
 /// Retention and interval flushes, every `log_maintenance_interval`.

@@ -2,7 +2,8 @@
 //! every registered broker with its epoch and state, read from the controllers over gRPC
 //! (Kafka clients cannot see broker epochs or fencing).
 use anyhow::Context;
-use spate_controller::metadata::MetadataImage;
+use spate_controller::ids::NodeId;
+use spate_controller::metadata::{MetadataImage, PartitionImage};
 use spate_controller::ControllerClient;
 
 use super::init_logging;
@@ -143,25 +144,99 @@ async fn info(client: &mut ControllerClient, addrs: &[String]) -> anyhow::Result
             b.id.0, b.epoch.0
         );
     }
-    let (mut total, mut offline, mut under) = (0, 0, 0);
-    for t in image.topics().values() {
-        for p in t.partitions.values() {
-            total += 1;
-            if p.leader.is_none() {
-                offline += 1;
-            }
-            if p.isr.len() < p.replicas.len() {
-                under += 1;
-            }
-        }
-    }
+    let health = classify(image.topics().values().flat_map(|t| {
+        t.partitions
+            .iter()
+            .map(move |(index, p)| (t.name.as_str(), *index, p))
+    }));
     println!("Partitions");
     println!(
-        "  {} topics, {total} partitions, {offline} offline, {under} under-replicated (ISR smaller than replicas)",
-        image.topics().len()
+        "  {} topics, {} partitions, {} offline, {} under-replicated (ISR smaller than replicas)",
+        image.topics().len(),
+        health.total,
+        health.offline.len(),
+        health.under_replicated.len()
     );
+    println!(
+        "Under-replicated partitions: {}",
+        health.under_replicated.len()
+    );
+    for p in &health.under_replicated {
+        println!("  {p}");
+    }
+    println!("Offline partitions: {}", health.offline.len());
+    for p in &health.offline {
+        println!("  {p}");
+    }
     println!("Metadata offset: {}", image.offset());
     Ok(())
+}
+
+/// A partition that needs attention.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PartitionIssue {
+    topic: String,
+    partition: i32,
+    replicas: Vec<NodeId>,
+    isr: Vec<NodeId>,
+}
+
+impl std::fmt::Display for PartitionIssue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ids = |nodes: &[NodeId]| {
+            nodes
+                .iter()
+                .map(|n| n.0.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        write!(
+            f,
+            "{}-{} replicas={} isr={}",
+            self.topic,
+            self.partition,
+            ids(&self.replicas),
+            ids(&self.isr)
+        )
+    }
+}
+
+/// Partition health across the cluster; the lists are in topic, then partition order.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct PartitionHealth {
+    total: usize,
+    /// ISR smaller than the replica set (Kafka's `--under-replicated-partitions`).
+    under_replicated: Vec<PartitionIssue>,
+    /// No leader (Kafka's `--unavailable-partitions`); such a partition may be in both lists.
+    offline: Vec<PartitionIssue>,
+}
+
+/// Sorts (topic, partition, state) triples into under-replicated and offline partitions.
+fn classify<'a>(
+    partitions: impl IntoIterator<Item = (&'a str, i32, &'a PartitionImage)>,
+) -> PartitionHealth {
+    let mut health = PartitionHealth::default();
+    for (topic, partition, p) in partitions {
+        health.total += 1;
+        let issue = || PartitionIssue {
+            topic: topic.to_string(),
+            partition,
+            replicas: p.replicas.clone(),
+            isr: p.isr.clone(),
+        };
+        if p.isr.len() < p.replicas.len() {
+            health.under_replicated.push(issue());
+        }
+        if p.leader.is_none() {
+            health.offline.push(issue());
+        }
+    }
+    let order = |a: &PartitionIssue, b: &PartitionIssue| {
+        (&a.topic, a.partition).cmp(&(&b.topic, b.partition))
+    };
+    health.under_replicated.sort_by(order);
+    health.offline.sort_by(order);
+    health
 }
 
 /// The committed image: the first message of the metadata stream is a full snapshot.
@@ -182,4 +257,56 @@ async fn fetch_image(client: &mut ControllerClient) -> anyhow::Result<MetadataIm
         "metadata snapshot did not apply: {errors:?}"
     );
     Ok(image)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partition(leader: Option<i32>, replicas: &[i32], isr: &[i32]) -> PartitionImage {
+        PartitionImage {
+            replicas: replicas.iter().copied().map(NodeId).collect(),
+            isr: isr.iter().copied().map(NodeId).collect(),
+            leader: leader.map(NodeId),
+            leader_epoch: Default::default(),
+            partition_epoch: Default::default(),
+        }
+    }
+
+    #[test]
+    fn classify_lists_under_replicated_and_offline_in_order() {
+        let healthy = partition(Some(1), &[1, 2, 3], &[1, 2, 3]);
+        let shrunk = partition(Some(1), &[1, 2, 3], &[1, 2]);
+        let headless = partition(None, &[2, 3], &[3]);
+        let health = classify([
+            ("t", 1, &shrunk),
+            ("a", 0, &healthy),
+            ("t", 0, &shrunk),
+            ("b", 4, &headless),
+        ]);
+        assert_eq!(health.total, 4);
+        let names: Vec<String> = health
+            .under_replicated
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                "b-4 replicas=2,3 isr=3",
+                "t-0 replicas=1,2,3 isr=1,2",
+                "t-1 replicas=1,2,3 isr=1,2"
+            ]
+        );
+        assert_eq!(health.offline.len(), 1);
+        assert_eq!(health.offline[0].to_string(), "b-4 replicas=2,3 isr=3");
+    }
+
+    #[test]
+    fn classify_healthy_cluster_is_empty() {
+        let p = partition(Some(2), &[2], &[2]);
+        let health = classify([("x", 0, &p)]);
+        assert_eq!(health.total, 1);
+        assert!(health.under_replicated.is_empty() && health.offline.is_empty());
+    }
 }

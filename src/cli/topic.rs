@@ -1,8 +1,14 @@
 //! `spate topic`: create, list, describe, delete topics; alter configs; add partitions.
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
 use anyhow::Context;
-use spate_client::admin::{AlterConfigOp, AlterOpType, ConfigResource, ConfigSource, NewTopic};
-use spate_client::{Admin, NodeId};
+use spate_client::admin::{
+    AlterConfigOp, AlterOpType, ConfigResource, ConfigSource, NewTopic, OffsetSpec,
+};
+use spate_client::metadata::PartitionInfo;
+use spate_client::{Admin, NodeId, TopicPartition};
 
 use super::{init_logging, parse_kv, Conn};
 
@@ -40,7 +46,8 @@ enum TopicCmd {
         #[arg(long)]
         internal: bool,
     },
-    /// Show partitions (leader, replicas, ISR) and configs.
+    /// Show partitions (leader, replicas, ISR, high watermark, each replica's log end
+    /// offset) and configs.
     Describe {
         /// Topic name.
         name: String,
@@ -164,9 +171,15 @@ fn alter_ops(
         .collect()
 }
 
-/// Prints in the layout of `kafka-topics --describe`, then configs.
+/// How long `describe` waits for a broker's offsets before printing `?` for them.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Prints in the layout of `kafka-topics --describe` plus each partition's high watermark
+/// and every replica's log end offset, then configs.
 async fn describe(admin: &Admin, name: &str, all_configs: bool) -> anyhow::Result<()> {
     let topic = admin.describe_topic(name).await?;
+    let hws = high_watermarks(admin, name, &topic.partitions).await;
+    let leos = replica_log_end_offsets(admin, name, &topic.partitions).await;
     let configs = admin.describe_topic_configs(name).await?;
     let overrides: Vec<String> = configs
         .iter()
@@ -189,15 +202,19 @@ async fn describe(admin: &Admin, name: &str, all_configs: bool) -> anyhow::Resul
         } else {
             format!("\tOffline: {}", ids(&p.offline_replicas))
         };
+        let progress = replication_suffix(p, hws.get(&p.partition).copied(), |node| {
+            leos.get(&(node, p.partition)).copied()
+        });
         println!(
-            "\tTopic: {}\tPartition: {}\tLeader: {}\tLeaderEpoch: {}\tReplicas: {}\tIsr: {}{}",
+            "\tTopic: {}\tPartition: {}\tLeader: {}\tLeaderEpoch: {}\tReplicas: {}\tIsr: {}{}{}",
             topic.name,
             p.partition,
             leader,
             p.leader_epoch.0,
             ids(&p.replicas),
             ids(&p.isr),
-            offline
+            offline,
+            progress
         );
     }
     if all_configs {
@@ -212,6 +229,91 @@ async fn describe(admin: &Admin, name: &str, all_configs: bool) -> anyhow::Resul
         }
     }
     Ok(())
+}
+
+/// Each led partition's high watermark (ListOffsets latest as a consumer); partitions
+/// whose leader does not answer within [`PROBE_TIMEOUT`] are missing.
+async fn high_watermarks(
+    admin: &Admin,
+    topic: &str,
+    partitions: &[PartitionInfo],
+) -> BTreeMap<i32, i64> {
+    let specs: Vec<(TopicPartition, OffsetSpec)> = partitions
+        .iter()
+        .filter(|p| p.leader.is_some())
+        .map(|p| (TopicPartition::new(topic, p.partition), OffsetSpec::Latest))
+        .collect();
+    match tokio::time::timeout(PROBE_TIMEOUT, admin.list_offsets(&specs)).await {
+        Ok(Ok(results)) => results
+            .into_iter()
+            .filter_map(|(tp, r)| Some((tp.partition, r.ok()?.offset)))
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// Every replica's log end offset by (broker, partition), asked of each broker at once
+/// (ListOffsets with the debugging replica id); brokers that do not answer within
+/// [`PROBE_TIMEOUT`] are missing.
+async fn replica_log_end_offsets(
+    admin: &Admin,
+    topic: &str,
+    partitions: &[PartitionInfo],
+) -> BTreeMap<(NodeId, i32), i64> {
+    let mut by_node: BTreeMap<NodeId, Vec<TopicPartition>> = BTreeMap::new();
+    for p in partitions {
+        for node in &p.replicas {
+            by_node
+                .entry(*node)
+                .or_default()
+                .push(TopicPartition::new(topic, p.partition));
+        }
+    }
+    let mut asks = tokio::task::JoinSet::new();
+    for (node, tps) in by_node {
+        let admin = admin.clone();
+        asks.spawn(async move {
+            let answer =
+                tokio::time::timeout(PROBE_TIMEOUT, admin.replica_log_end_offsets(node, &tps))
+                    .await;
+            (node, answer)
+        });
+    }
+    let mut out = BTreeMap::new();
+    while let Some(joined) = asks.join_next().await {
+        let Ok((node, Ok(Ok(results)))) = joined else {
+            continue;
+        };
+        for (tp, r) in results {
+            if let Ok(leo) = r {
+                out.insert((node, tp.partition), leo);
+            }
+        }
+    }
+    out
+}
+
+/// `\tHW: 1200\tLEO: 2=1200,3=1200,1=?` plus `(under-replicated)` when the ISR is smaller
+/// than the replica set and `(offline)` without a leader; `?` marks what did not answer.
+fn replication_suffix(
+    p: &PartitionInfo,
+    hw: Option<i64>,
+    leo: impl Fn(NodeId) -> Option<i64>,
+) -> String {
+    let show = |v: Option<i64>| v.map_or("?".to_string(), |v| v.to_string());
+    let leos: Vec<String> = p
+        .replicas
+        .iter()
+        .map(|n| format!("{n}={}", show(leo(*n))))
+        .collect();
+    let mut out = format!("\tHW: {}\tLEO: {}", show(hw), leos.join(","));
+    if p.isr.len() < p.replicas.len() {
+        out.push_str(" (under-replicated)");
+    }
+    if p.leader.is_none() {
+        out.push_str(" (offline)");
+    }
+    out
 }
 
 fn ids(nodes: &[NodeId]) -> String {
@@ -245,5 +347,41 @@ mod tests {
             ]
         );
         assert_eq!(ops[1].value, None);
+    }
+
+    fn partition(leader: Option<i32>, replicas: &[i32], isr: &[i32]) -> PartitionInfo {
+        PartitionInfo {
+            partition: 0,
+            leader: leader.map(NodeId),
+            leader_epoch: spate_client::LeaderEpoch(3),
+            replicas: replicas.iter().copied().map(NodeId).collect(),
+            isr: isr.iter().copied().map(NodeId).collect(),
+            offline_replicas: Vec::new(),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn suffix_lists_hw_and_each_replica_leo_in_replica_order() {
+        let p = partition(Some(2), &[2, 3, 1], &[2, 3]);
+        let leo = |n: NodeId| (n != NodeId(1)).then_some(1200);
+        assert_eq!(
+            replication_suffix(&p, Some(1200), leo),
+            "\tHW: 1200\tLEO: 2=1200,3=1200,1=? (under-replicated)"
+        );
+    }
+
+    #[test]
+    fn suffix_marks_offline_and_unknown_hw() {
+        let p = partition(None, &[1, 2], &[1]);
+        assert_eq!(
+            replication_suffix(&p, None, |_| None),
+            "\tHW: ?\tLEO: 1=?,2=? (under-replicated) (offline)"
+        );
+        let healthy = partition(Some(1), &[1, 2], &[1, 2]);
+        assert_eq!(
+            replication_suffix(&healthy, Some(5), |_| Some(5)),
+            "\tHW: 5\tLEO: 1=5,2=5"
+        );
     }
 }

@@ -105,7 +105,9 @@ impl Cluster {
 
     /// A live node.
     pub fn node(&self, id: i32) -> &Node {
-        self.nodes[id as usize - 1].as_ref().expect("node is running")
+        self.nodes[id as usize - 1]
+            .as_ref()
+            .expect("node is running")
     }
 
     /// Whether node `id` runs.
@@ -161,13 +163,21 @@ impl Cluster {
     }
 
     /// The leader and ISR of a partition in the newest controller image a live node has.
-    pub fn partition_state(&self, topic: &str, partition: i32) -> Option<(Option<i32>, Vec<i32>, i32)> {
+    pub fn partition_state(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Option<(Option<i32>, Vec<i32>, i32)> {
         let image = self
             .live()
             .filter_map(|n| n.controller.as_ref())
             .map(|c| c.image())
             .max_by_key(|i| i.offset())?;
-        let p = image.topic_by_name(topic)?.partitions.get(&partition)?.clone();
+        let p = image
+            .topic_by_name(topic)?
+            .partitions
+            .get(&partition)?
+            .clone();
         let mut isr: Vec<i32> = p.isr.iter().map(|n| n.0).collect();
         isr.sort();
         Some((p.leader.map(|l| l.0), isr, p.leader_epoch.0))
@@ -191,7 +201,10 @@ impl Cluster {
                     })
             })
             .await;
-        assert!(ready, "{topic}-{partition} got no leader with an ISR of {isr_size}");
+        assert!(
+            ready,
+            "{topic}-{partition} got no leader with an ISR of {isr_size}"
+        );
         self.partition_state(topic, partition).unwrap().0.unwrap()
     }
 

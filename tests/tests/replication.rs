@@ -160,7 +160,10 @@ fn check_acked(history: &History, committed: &[(i64, Bytes)]) {
             Some(value.as_bytes()),
             "acknowledged {value} at offset {offset} is not there"
         );
-        let copies = committed.iter().filter(|(_, v)| v == value.as_bytes()).count();
+        let copies = committed
+            .iter()
+            .filter(|(_, v)| v == value.as_bytes())
+            .count();
         assert_eq!(copies, 1, "{value} appears {copies} times");
     }
 }
@@ -170,7 +173,10 @@ async fn acks_all_survives_losing_the_leader_and_replicas_converge() {
     let mut cluster = Cluster::start().await;
     let mut conn = cluster.connect(1).await;
     let configs = [("min.insync.replicas", "2")];
-    assert_eq!(cluster::create_topic(&mut conn, "acked", 1, 3, &configs).await, 0);
+    assert_eq!(
+        cluster::create_topic(&mut conn, "acked", 1, 3, &configs).await,
+        0
+    );
     cluster.wait_partition_ready("acked", 0, 3).await;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -193,7 +199,10 @@ async fn acks_all_survives_losing_the_leader_and_replicas_converge() {
             history.lock().acked.len() >= n
         }
     };
-    assert!(wait_acked(200).await, "acks=all writes were not acknowledged");
+    assert!(
+        wait_acked(200).await,
+        "acks=all writes were not acknowledged"
+    );
 
     // Stop the leader under load; a new one takes over from the ISR.
     let (old_leader, _, old_epoch) = cluster.partition_state("acked", 0).unwrap();
@@ -225,10 +234,8 @@ async fn acks_all_survives_losing_the_leader_and_replicas_converge() {
     let leader = cluster.partition_state("acked", 0).unwrap().0.unwrap();
     let mut conn = cluster.connect(leader).await;
     let committed = cluster::read_all(&mut conn, "acked", 0).await.unwrap();
-    let history = history.lock();
-    check_acked(&history, &committed);
+    check_acked(&history.lock(), &committed);
     wait_replicas_identical(&cluster, "acked", 0).await;
-    drop(history);
     cluster.shutdown().await;
 }
 
@@ -237,16 +244,25 @@ async fn an_isolated_leader_acknowledges_nothing_and_its_divergent_tail_is_trunc
     let cluster = Cluster::start().await;
     let mut conn = cluster.connect(1).await;
     let configs = [("min.insync.replicas", "2")];
-    assert_eq!(cluster::create_topic(&mut conn, "iso", 1, 3, &configs).await, 0);
+    assert_eq!(
+        cluster::create_topic(&mut conn, "iso", 1, 3, &configs).await,
+        0
+    );
     cluster.wait_partition_ready("iso", 0, 3).await;
     let (leader, _, _) = cluster.partition_state("iso", 0).unwrap();
     let leader = leader.unwrap();
     let mut to_leader = cluster.connect(leader).await;
     for i in 0..10 {
-        let (code, offset) =
-            cluster::produce(&mut to_leader, "iso", 0, -1, 5_000, batch(&format!("ok-{i}")))
-                .await
-                .unwrap();
+        let (code, offset) = cluster::produce(
+            &mut to_leader,
+            "iso",
+            0,
+            -1,
+            5_000,
+            batch(&format!("ok-{i}")),
+        )
+        .await
+        .unwrap();
         assert_eq!((code, offset), (0, i));
     }
 
@@ -329,7 +345,10 @@ async fn a_slow_follower_leaves_the_isr_and_rejoins_once_caught_up() {
     .await;
     let mut conn = cluster.connect(1).await;
     let configs = [("min.insync.replicas", "2")];
-    assert_eq!(cluster::create_topic(&mut conn, "slow", 1, 3, &configs).await, 0);
+    assert_eq!(
+        cluster::create_topic(&mut conn, "slow", 1, 3, &configs).await,
+        0
+    );
     cluster.wait_partition_ready("slow", 0, 3).await;
     let leader = cluster.partition_state("slow", 0).unwrap().0.unwrap();
     let follower = (1..=3).find(|id| *id != leader).unwrap();
@@ -339,11 +358,20 @@ async fn a_slow_follower_leaves_the_isr_and_rejoins_once_caught_up() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut n = 0;
     let shrunk = loop {
-        let (code, _) =
-            cluster::produce(&mut to_leader, "slow", 0, -1, 10_000, batch(&format!("s-{n}")))
-                .await
-                .unwrap();
-        assert_eq!(code, 0, "acks=all failed while the ISR still meets min.insync");
+        let (code, _) = cluster::produce(
+            &mut to_leader,
+            "slow",
+            0,
+            -1,
+            10_000,
+            batch(&format!("s-{n}")),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            code, 0,
+            "acks=all failed while the ISR still meets min.insync"
+        );
         n += 1;
         let isr = cluster.partition_state("slow", 0).unwrap().1;
         if !isr.contains(&follower) {
@@ -358,10 +386,16 @@ async fn a_slow_follower_leaves_the_isr_and_rejoins_once_caught_up() {
     // With the follower out, acks=all no longer waits for it.
     let started = Instant::now();
     for i in 0..20 {
-        let (code, _) =
-            cluster::produce(&mut to_leader, "slow", 0, -1, 10_000, batch(&format!("f-{i}")))
-                .await
-                .unwrap();
+        let (code, _) = cluster::produce(
+            &mut to_leader,
+            "slow",
+            0,
+            -1,
+            10_000,
+            batch(&format!("f-{i}")),
+        )
+        .await
+        .unwrap();
         assert_eq!(code, 0);
     }
     assert!(
@@ -392,7 +426,10 @@ async fn min_insync_replicas_refuses_acks_all_before_and_after_appending() {
     .await;
     let mut conn = cluster.connect(1).await;
     let configs = [("min.insync.replicas", "3")];
-    assert_eq!(cluster::create_topic(&mut conn, "strict", 1, 3, &configs).await, 0);
+    assert_eq!(
+        cluster::create_topic(&mut conn, "strict", 1, 3, &configs).await,
+        0
+    );
     cluster.wait_partition_ready("strict", 0, 3).await;
     let leader = cluster.partition_state("strict", 0).unwrap().0.unwrap();
     let follower = (1..=3).find(|id| *id != leader).unwrap();

@@ -1,6 +1,12 @@
 //! ListOffsets: earliest (log start), latest (high watermark; the LSO equals it while
 //! there are no transactions), max timestamp (KIP-734), or the first offset whose
 //! batch's max timestamp is at or after a time.
+//!
+//! Only consumers (replica id -1) are bounded by the high watermark; any other replica id
+//! sees up to the log end offset, as Kafka's isolation rule. Replica id -2 (Kafka's
+//! DEBUGGING_REPLICA_ID) may ask any replica, follower included, e.g. for its LEO.
+use std::sync::Arc;
+
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
@@ -8,16 +14,23 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::records::RecordBatchDecoder;
 
 use super::leader_partition;
-use crate::error::Result;
+use crate::broker::BrokerState;
+use crate::error::{BrokerError, Result};
 use crate::partition::Partition;
 use crate::server::dispatch::RequestContext;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
+/// `replica_id` of a consumer.
+const CONSUMER_REPLICA_ID: i32 = -1;
+/// `replica_id` of a debugging tool: any replica answers, not only the leader.
+const DEBUGGING_REPLICA_ID: i32 = -2;
 
-/// Answers every partition from its leader (here).
+/// Answers every partition from its leader (here), or from any local replica for
+/// [`DEBUGGING_REPLICA_ID`].
 pub fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    let replica_id = req.replica_id.0;
     let topics = req
         .topics
         .into_iter()
@@ -27,12 +40,22 @@ pub fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffsetsRespo
                 .partitions
                 .into_iter()
                 .map(|p| {
-                    let result =
-                        leader_partition(&ctx.state, &name, p.partition_index).and_then(|part| {
-                            let state = part.check_leader_epoch(p.current_leader_epoch)?;
-                            let (offset, timestamp) = lookup(&part, p.timestamp)?;
-                            Ok((offset, timestamp, state.leader_epoch))
-                        });
+                    let part = if replica_id == DEBUGGING_REPLICA_ID {
+                        hosted_partition(&ctx.state, &name, p.partition_index)
+                    } else {
+                        leader_partition(&ctx.state, &name, p.partition_index)
+                    };
+                    let result = part.and_then(|part| {
+                        // An epoch of -1 passes: the client does not know one.
+                        let state = part.check_leader_epoch(p.current_leader_epoch)?;
+                        let bound = fetchable_bound(
+                            replica_id,
+                            part.high_watermark(),
+                            part.log_end_offset(),
+                        );
+                        let (offset, timestamp) = lookup(&part, p.timestamp, bound)?;
+                        Ok((offset, timestamp, state.leader_epoch))
+                    });
                     let base = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index);
                     match result {
@@ -57,11 +80,41 @@ pub fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffsetsRespo
     ListOffsetsResponse::default().with_topics(topics)
 }
 
-/// (offset, timestamp) for one query; (-1, -1) when no record matches.
-fn lookup(part: &Partition, query: i64) -> Result<(i64, i64)> {
-    let hw = part.high_watermark();
+/// The local replica (leader or follower) of `topic`/`partition`, or the Kafka error
+/// explaining why not.
+fn hosted_partition(state: &BrokerState, topic: &str, partition: i32) -> Result<Arc<Partition>> {
+    let image = state.metadata.image();
+    let known = image
+        .topic_by_name(topic)
+        .is_some_and(|t| t.partitions.contains_key(&partition));
+    if !known {
+        return Err(BrokerError::UnknownTopicOrPartition(format!(
+            "{topic}-{partition} does not exist"
+        )));
+    }
+    state.replicas.get(topic, partition).ok_or_else(|| {
+        BrokerError::NotLeaderOrFollower(format!(
+            "broker {} hosts no replica of {topic}-{partition}",
+            state.config.node_id
+        ))
+    })
+}
+
+/// The end of what `replica_id` may learn of: consumers stop at the high watermark,
+/// anyone else (a broker, a debugging tool) at the log end offset.
+fn fetchable_bound(replica_id: i32, high_watermark: i64, log_end_offset: i64) -> i64 {
+    if replica_id == CONSUMER_REPLICA_ID {
+        high_watermark
+    } else {
+        log_end_offset
+    }
+}
+
+/// (offset, timestamp) for one query, seeing only offsets below `bound` (see
+/// [`fetchable_bound`]); (-1, -1) when no record matches.
+fn lookup(part: &Partition, query: i64, bound: i64) -> Result<(i64, i64)> {
     match query {
-        LATEST => Ok((hw, -1)),
+        LATEST => Ok((bound, -1)),
         EARLIEST => Ok((part.log_start_offset(), -1)),
         MAX_TIMESTAMP => {
             let Some((offset, ts)) = part.with_log(|log| log.max_timestamp_offset()) else {
@@ -69,8 +122,8 @@ fn lookup(part: &Partition, query: i64) -> Result<(i64, i64)> {
             };
             // The log knows the batch; the record with the largest timestamp (the first
             // of equals, as Kafka) is found inside it.
-            let found = refine_in_batch(part, offset, hw, |t| t >= ts).unwrap_or((offset, ts));
-            Ok(if found.0 < hw { found } else { (-1, -1) })
+            let found = refine_in_batch(part, offset, bound, |t| t >= ts).unwrap_or((offset, ts));
+            Ok(if found.0 < bound { found } else { (-1, -1) })
         }
         ts if ts >= 0 => {
             let Some((offset, batch_max)) = part.with_log(|log| log.offset_for_timestamp(ts))?
@@ -79,11 +132,11 @@ fn lookup(part: &Partition, query: i64) -> Result<(i64, i64)> {
             };
             // The first *record* at or after `ts` may sit inside the batch.
             let found =
-                refine_in_batch(part, offset, hw, |t| t >= ts).unwrap_or((offset, batch_max));
-            // Consumers must not learn of offsets above the high watermark.
-            Ok(if found.0 < hw { found } else { (-1, -1) })
+                refine_in_batch(part, offset, bound, |t| t >= ts).unwrap_or((offset, batch_max));
+            // Consumers must not learn of offsets above the high watermark (their bound).
+            Ok(if found.0 < bound { found } else { (-1, -1) })
         }
-        other => Err(crate::error::BrokerError::InvalidRequest(format!(
+        other => Err(BrokerError::InvalidRequest(format!(
             "ListOffsets timestamp {other} is not a time nor one of -1, -2, -3"
         ))),
     }
@@ -104,4 +157,16 @@ fn refine_in_batch(
         .filter(|r| r.offset >= offset)
         .find(|r| wanted(r.timestamp))
         .map(|r| (r.offset, r.timestamp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_consumers_are_bounded_by_the_high_watermark() {
+        assert_eq!(fetchable_bound(CONSUMER_REPLICA_ID, 10, 15), 10);
+        assert_eq!(fetchable_bound(DEBUGGING_REPLICA_ID, 10, 15), 15);
+        assert_eq!(fetchable_bound(3, 10, 15), 15);
+    }
 }

@@ -387,9 +387,8 @@ impl Partition {
             return Err(self.not_leader());
         };
         if let Some(min) = min_insync {
-            rs.can_accept_acks_all(min).map_err(|e| {
-                BrokerError::NotEnoughReplicas(format!("{}: {e}", self.tp))
-            })?;
+            rs.can_accept_acks_all(min)
+                .map_err(|e| BrokerError::NotEnoughReplicas(format!("{}: {e}", self.tp)))?;
         }
         let epoch = rs.leader_epoch().0;
         let mut log = self.log.lock();
@@ -452,15 +451,14 @@ impl Partition {
             }
             .into());
         }
-        let outcome = rs
-            .on_follower_fetch(follower, fetch_offset, broker_epoch, now_ms)
-            .map_err(|e| match e {
-                ReplicaStateError::NotAFollower(_) => BrokerError::NotLeaderOrFollower(format!(
-                    "{}: broker {} is not a replica: {e}",
-                    self.tp, follower.0
-                )),
-                other => BrokerError::InvalidRequest(format!("{}: {other}", self.tp)),
-            })?;
+        let outcome =
+            rs.on_follower_fetch(follower, fetch_offset, broker_epoch, now_ms)
+                .map_err(|e| match e {
+                    ReplicaStateError::NotAFollower(_) => BrokerError::NotLeaderOrFollower(
+                        format!("{}: broker {} is not a replica: {e}", self.tp, follower.0),
+                    ),
+                    other => BrokerError::InvalidRequest(format!("{}: {other}", self.tp)),
+                })?;
         let records = log.read(fetch_offset, max_bytes, leo, true)?;
         drop(log);
         let high_watermark = rs.high_watermark();
@@ -538,7 +536,12 @@ impl Partition {
     /// Follower truncation (KIP-101/279) to `offset`, while still following at
     /// `leader_epoch`. `restart` drops the whole log and starts it empty at `offset`
     /// (the leader's log start moved past ours). Returns the new LEO.
-    pub fn truncate_as_follower(&self, leader_epoch: i32, offset: i64, restart: bool) -> Result<i64> {
+    pub fn truncate_as_follower(
+        &self,
+        leader_epoch: i32,
+        offset: i64,
+        restart: bool,
+    ) -> Result<i64> {
         self.ensure_online()?;
         let role = self.role.lock();
         match &*role {
@@ -625,9 +628,7 @@ impl Partition {
     /// The controller refused our pending ISR change.
     pub fn on_isr_change_rejected(&self, leader_epoch: i32) {
         let hw = match &mut *self.role.lock() {
-            Role::Leader(rs) if rs.leader_epoch().0 == leader_epoch => {
-                rs.on_isr_change_rejected()
-            }
+            Role::Leader(rs) if rs.leader_epoch().0 == leader_epoch => rs.on_isr_change_rejected(),
             _ => None,
         };
         self.publish(|p| raise_hw(p, hw));
@@ -638,10 +639,7 @@ impl Partition {
         match &*self.role.lock() {
             Role::Leader(rs) => {
                 let mut out = vec![(self.local_id, Some(rs.log_end_offset()))];
-                out.extend(
-                    rs.followers()
-                        .map(|(id, f)| (id, f.log_end_offset)),
-                );
+                out.extend(rs.followers().map(|(id, f)| (id, f.log_end_offset)));
                 out
             }
             Role::Follower { .. } => vec![(self.local_id, Some(self.log_end_offset()))],

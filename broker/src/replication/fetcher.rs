@@ -320,7 +320,12 @@ async fn truncate_round(
         replica_id: state.config.node_id,
         partitions: queries,
     };
-    let response = match tokio::time::timeout(Duration::from_secs(10), rpc.offset_for_leader_epoch(request)).await {
+    let response = match tokio::time::timeout(
+        Duration::from_secs(10),
+        rpc.offset_for_leader_epoch(request),
+    )
+    .await
+    {
         Ok(Ok(r)) => r.into_inner(),
         Ok(Err(status)) => {
             tracing::debug!(error = %status, "OffsetForLeaderEpoch failed");
@@ -352,7 +357,10 @@ async fn truncate_round(
             Ok(Truncation::Done(offset)) => finish_truncation(partitions, &tp, &f, offset, false),
             Ok(Truncation::Partial(offset)) => {
                 // Our epoch diverged: cut to its end and ask again about the one before.
-                if let Err(e) = f.partition.truncate_as_follower(f.leader_epoch, offset, false) {
+                if let Err(e) = f
+                    .partition
+                    .truncate_as_follower(f.leader_epoch, offset, false)
+                {
                     tracing::warn!(partition = %tp, error = %e, "truncation failed");
                     retry_after(partitions, &tp, f.leader_epoch, WAIT_FOR_METADATA);
                 }
@@ -373,7 +381,10 @@ fn finish_truncation(
     offset: i64,
     restart: bool,
 ) {
-    match f.partition.truncate_as_follower(f.leader_epoch, offset, restart) {
+    match f
+        .partition
+        .truncate_as_follower(f.leader_epoch, offset, restart)
+    {
         Ok(_) => update(partitions, tp, f.leader_epoch, |e| {
             e.phase = Phase::Fetch;
             e.retry_at = None;
@@ -480,7 +491,9 @@ async fn fetch_round(
                     finish_truncation(partitions, tp, f, data.log_start_offset, true);
                 } else {
                     // We are ahead of the leader: find the divergence again.
-                    update(partitions, tp, f.leader_epoch, |e| e.phase = Phase::Truncate);
+                    update(partitions, tp, f.leader_epoch, |e| {
+                        e.phase = Phase::Truncate
+                    });
                 }
             }
             code::UNKNOWN_LEADER_EPOCH => retry_after(partitions, tp, f.leader_epoch, RETRY_SOON),

@@ -18,10 +18,13 @@ use crate::partition::{IsrChange, Partition};
 /// Pause before resending after the controller could not be reached.
 const RETRY_BACKOFF: Duration = Duration::from_millis(200);
 
+/// A leader's proposal: the partition and the change it asks for.
+type Proposal = (Arc<Partition>, IsrChange);
+
 /// The queue leaders put ISR proposals on.
 pub struct IsrUpdater {
-    tx: mpsc::UnboundedSender<(Arc<Partition>, IsrChange)>,
-    rx: parking_lot::Mutex<Option<mpsc::UnboundedReceiver<(Arc<Partition>, IsrChange)>>>,
+    tx: mpsc::UnboundedSender<Proposal>,
+    rx: parking_lot::Mutex<Option<mpsc::UnboundedReceiver<Proposal>>>,
 }
 
 impl Default for IsrUpdater {
@@ -47,7 +50,7 @@ pub async fn run(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
     let Some(mut rx) = state.isr_updater.rx.lock().take() else {
         return;
     };
-    let mut queued: Vec<(Arc<Partition>, IsrChange)> = Vec::new();
+    let mut queued: Vec<Proposal> = Vec::new();
     loop {
         if queued.is_empty() {
             tokio::select! {
@@ -76,10 +79,7 @@ pub async fn run(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
 }
 
 /// Sends one AlterPartition; returns the proposals to retry (controller unreachable).
-async fn send(
-    state: &BrokerState,
-    batch: Vec<(Arc<Partition>, IsrChange)>,
-) -> Vec<(Arc<Partition>, IsrChange)> {
+async fn send(state: &BrokerState, batch: Vec<Proposal>) -> Vec<Proposal> {
     let mut topics: Vec<AlterPartitionTopic> = Vec::new();
     for (p, change) in &batch {
         let data = AlterPartitionData {
@@ -115,7 +115,10 @@ async fn send(
         topics,
     };
     let response = match state.controller.lifecycle() {
-        Ok(mut client) => client.alter_partition(request).await.map_err(|e| e.to_string()),
+        Ok(mut client) => client
+            .alter_partition(request)
+            .await
+            .map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
     let response = match response {

@@ -69,6 +69,15 @@ impl Admin {
         offsets::list_offsets(&self.cluster, specs, 0).await
     }
 
+    /// Log end offsets of broker `node`'s replicas of `partitions` (leader or follower).
+    pub async fn replica_log_end_offsets(
+        &self,
+        node: NodeId,
+        partitions: &[TopicPartition],
+    ) -> Result<PartitionResults<i64>> {
+        offsets::replica_log_end_offsets(&self.cluster, node, partitions).await
+    }
+
     /// Deletes records below the given offsets; returns each partition's new low watermark.
     pub async fn delete_records(
         &self,

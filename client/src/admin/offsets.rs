@@ -108,7 +108,8 @@ pub async fn list_offsets(
                 .iter()
                 .map(|(tp, i)| (tp.clone(), specs[*i].1))
                 .collect();
-            match list_offsets_on(cluster, node, &asked, isolation_level).await {
+            match list_offsets_on(cluster, node, &asked, isolation_level, CONSUMER_REPLICA_ID).await
+            {
                 Ok(answers) => {
                     for ((_, r), (_, i)) in answers.into_iter().zip(group.iter()) {
                         match r {
@@ -153,11 +154,35 @@ pub async fn list_offsets(
         .collect())
 }
 
+/// `replica_id` of a consumer: bounded by the high watermark, answered by leaders only.
+const CONSUMER_REPLICA_ID: i32 = -1;
+/// Kafka's DEBUGGING_REPLICA_ID: any replica answers, latest is its log end offset.
+const DEBUGGING_REPLICA_ID: i32 = -2;
+
+/// Each partition's log end offset as broker `node`'s replica holds it (ListOffsets latest
+/// with the debugging replica id), leader or follower alike; no retries.
+pub async fn replica_log_end_offsets(
+    cluster: &Cluster,
+    node: NodeId,
+    partitions: &[TopicPartition],
+) -> Result<PartitionResults<i64>> {
+    let items: Vec<(TopicPartition, OffsetSpec)> = partitions
+        .iter()
+        .map(|tp| (tp.clone(), OffsetSpec::Latest))
+        .collect();
+    let answers = list_offsets_on(cluster, node, &items, 0, DEBUGGING_REPLICA_ID).await?;
+    Ok(answers
+        .into_iter()
+        .map(|(tp, r)| (tp, r.map(|o| o.offset)))
+        .collect())
+}
+
 async fn list_offsets_on(
     cluster: &Cluster,
     node: NodeId,
     items: &[(TopicPartition, OffsetSpec)],
     isolation_level: i8,
+    replica_id: i32,
 ) -> Result<PartitionResults<ListedOffset>> {
     let conn = cluster.connection(node).await?;
     let version = conn.api_version(ApiKey::ListOffsets)?;
@@ -175,9 +200,9 @@ async fn list_offsets_on(
             ),
         }
     }
-    // replica_id -1 marks a consumer; the default (0) would claim to be broker 0.
+    // Always set: the default (0) would claim to be broker 0.
     let mut req = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
+        .with_replica_id(BrokerId(replica_id))
         .with_topics(topics);
     if version >= 2 {
         req.isolation_level = isolation_level;
