@@ -43,7 +43,7 @@ pub enum ErrorCode {
     /// A proposed ISR member is fenced, unregistered, or restarted since (KIP-903).
     IneligibleReplica = 107,
     /// The partition epoch in the request is not the current one (compare-and-set lost).
-    InvalidUpdateVersion = 108,
+    InvalidUpdateVersion = 95,
 }
 
 impl ErrorCode {
@@ -219,7 +219,7 @@ mod tests {
         assert_eq!(ErrorCode::FencedLeaderEpoch.code(), 74);
         assert_eq!(ErrorCode::UnknownTopicId.code(), 100);
         assert_eq!(ErrorCode::IneligibleReplica.code(), 107);
-        assert_eq!(ErrorCode::InvalidUpdateVersion.code(), 108);
+        assert_eq!(ErrorCode::InvalidUpdateVersion.code(), 95);
     }
 
     #[test]

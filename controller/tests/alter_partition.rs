@@ -89,9 +89,10 @@ async fn leader_shrinks_and_expands_the_isr_with_compare_and_set() {
     let (_, _, isr, _, pe1) = state(&node);
     assert_eq!((isr, pe1), (vec![1, 2], pe0 + 1));
 
-    // The same request again carries the old partition epoch: it lost the compare-and-set.
+    // The same request again carries the old partition epoch: it lost the compare-and-set
+    // (INVALID_UPDATE_VERSION).
     let resp = c.alter_partition(shrink).await.unwrap();
-    assert_eq!(only(&resp).error_code, 108, "{}", only(&resp).error_message);
+    assert_eq!(only(&resp).error_code, 95, "{}", only(&resp).error_message);
     assert_eq!(resp.metadata_offset, 0);
     assert_eq!(state(&node).4, pe1);
 

@@ -99,6 +99,22 @@ async fn find_leader(addrs: &[SocketAddr], topic: &str, partition: i32) -> Optio
     None
 }
 
+/// ListOffsets latest for partition 0 as `replica_id`; (error code, offset).
+async fn list_latest(conn: &mut RawConnection, topic: &str, replica_id: i32) -> (i16, i64) {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{BrokerId, ListOffsetsRequest, ListOffsetsResponse};
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(replica_id))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(topic_name(topic))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(-1)])]);
+    let resp: ListOffsetsResponse = conn.request(ApiKey::ListOffsets, 7, &req).await.unwrap();
+    let p = &resp.topics[0].partitions[0];
+    (p.error_code, p.offset)
+}
+
 /// What a producer loop saw: acknowledged (value, offset) and failed sends.
 #[derive(Default, Debug)]
 struct History {
@@ -236,6 +252,17 @@ async fn acks_all_survives_losing_the_leader_and_replicas_converge() {
     let committed = cluster::read_all(&mut conn, "acked", 0).await.unwrap();
     check_acked(&history.lock(), &committed);
     wait_replicas_identical(&cluster, "acked", 0).await;
+
+    // Any replica tells its own LEO to a debugging client (replica id -2); only the
+    // leader serves consumers.
+    let leo = cluster
+        .replica(leader, "acked", 0)
+        .unwrap()
+        .log_end_offset();
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let mut to_follower = cluster.connect(follower).await;
+    assert_eq!(list_latest(&mut to_follower, "acked", -2).await, (0, leo));
+    assert_eq!(list_latest(&mut to_follower, "acked", -1).await.0, 6);
     cluster.shutdown().await;
 }
 

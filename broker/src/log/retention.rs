@@ -95,7 +95,8 @@ impl Log {
 
     /// Truncates so the log ends at `offset`, at a batch boundary: a batch holding
     /// `offset` goes whole, so the LEO may end up at that batch's base offset. Indexes,
-    /// epoch cache and recovery point follow. No-op at or past the LEO.
+    /// epoch cache and recovery point follow. At or past the LEO only epochs starting
+    /// there are dropped.
     pub fn truncate_to(&mut self, offset: i64) -> Result<(), LogError> {
         if offset < 0 {
             return Err(LogError::InvalidOffset(format!(
@@ -103,6 +104,12 @@ impl Log {
             )));
         }
         if offset >= self.log_end_offset() {
+            // No data to drop, but an epoch that starts at (or after) `offset` holds no
+            // record and must go: a follower truncating to the start of its empty latest
+            // epoch would otherwise ask the leader about that epoch forever.
+            if self.epoch_cache.truncate_from_end(offset) {
+                self.persist_epochs()?;
+            }
             return Ok(());
         }
         if offset < self.first_base_offset() {
@@ -348,6 +355,26 @@ mod tests {
         assert_eq!(
             batch_offsets(&log.read(0, usize::MAX, i64::MAX, true).unwrap()),
             vec![(0, 2), (3, 5), (6, 8)]
+        );
+    }
+
+    #[test]
+    fn truncating_to_the_end_drops_an_empty_latest_epoch() {
+        // A leader of epoch 2 that appended nothing, now a follower asked to cut at 3.
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
+        log.append_as_leader(&mut simple_batch(0, 3, 20), 0, 0)
+            .unwrap();
+        log.assign_epoch(2, 3).unwrap();
+        log.truncate_to(3).unwrap();
+        assert_eq!(log.log_end_offset(), 3);
+        assert_eq!(log.leader_epoch_cache().latest_epoch(), Some(0));
+        drop(log);
+        let log = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
+        assert_eq!(
+            log.leader_epoch_cache().latest_epoch(),
+            Some(0),
+            "the dropped epoch stays dropped after a restart"
         );
     }
 

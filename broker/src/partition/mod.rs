@@ -361,6 +361,32 @@ impl Partition {
         }
     }
 
+    /// Fails once the partition is closed (removed from this broker): nothing may be
+    /// written after its final flush.
+    fn ensure_open(&self) -> Result<()> {
+        if self.is_closed() {
+            return Err(BrokerError::NotLeaderOrFollower(format!(
+                "{} is no longer hosted on this broker",
+                self.tp
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks, under the role lock, that we still follow at `leader_epoch`.
+    fn ensure_following(&self, role: &Role, leader_epoch: i32) -> Result<()> {
+        self.ensure_open()?;
+        match role {
+            Role::Follower {
+                leader_epoch: e, ..
+            } if *e == leader_epoch => Ok(()),
+            _ => Err(BrokerError::NotLeaderOrFollower(format!(
+                "{}: no longer following at leader epoch {leader_epoch}",
+                self.tp
+            ))),
+        }
+    }
+
     fn not_leader(&self) -> BrokerError {
         BrokerError::NotLeaderOrFollower(format!(
             "broker {} does not lead {}",
@@ -383,6 +409,7 @@ impl Partition {
         // Hold the role across the append, so leadership cannot change between the check
         // and the write, and the batch is stamped with the epoch current when it lands.
         let mut role = self.role.lock();
+        self.ensure_open()?;
         let Role::Leader(rs) = &mut *role else {
             return Err(self.not_leader());
         };
@@ -489,17 +516,7 @@ impl Partition {
     ) -> Result<i64> {
         self.ensure_online()?;
         let role = self.role.lock();
-        match &*role {
-            Role::Follower {
-                leader_epoch: e, ..
-            } if *e == leader_epoch => {}
-            _ => {
-                return Err(BrokerError::NotLeaderOrFollower(format!(
-                    "{}: no longer following at leader epoch {leader_epoch}",
-                    self.tp
-                )))
-            }
-        }
+        self.ensure_following(&role, leader_epoch)?;
         let mut log = self.log.lock();
         if !records.is_empty() {
             if let Err(e) = log.append_as_follower(records, now_ms) {
@@ -544,17 +561,7 @@ impl Partition {
     ) -> Result<i64> {
         self.ensure_online()?;
         let role = self.role.lock();
-        match &*role {
-            Role::Follower {
-                leader_epoch: e, ..
-            } if *e == leader_epoch => {}
-            _ => {
-                return Err(BrokerError::NotLeaderOrFollower(format!(
-                    "{}: no longer following at leader epoch {leader_epoch}",
-                    self.tp
-                )))
-            }
-        }
+        self.ensure_following(&role, leader_epoch)?;
         let mut log = self.log.lock();
         let before = log.log_end_offset();
         let result = if restart {
@@ -625,10 +632,12 @@ impl Partition {
         }
     }
 
-    /// The controller refused our pending ISR change.
-    pub fn on_isr_change_rejected(&self, leader_epoch: i32) {
+    /// The controller refused `change` for certain: drop it if it is still pending.
+    pub fn on_isr_change_rejected(&self, change: &IsrChange) {
         let hw = match &mut *self.role.lock() {
-            Role::Leader(rs) if rs.leader_epoch().0 == leader_epoch => rs.on_isr_change_rejected(),
+            Role::Leader(rs) if rs.pending_isr_change() == Some(change) => {
+                rs.on_isr_change_rejected()
+            }
             _ => None,
         };
         self.publish(|p| raise_hw(p, hw));
@@ -794,11 +803,14 @@ impl Partition {
     }
 
     fn checkpoint_high_watermark(&self) {
-        let hw = self.high_watermark();
+        // Under the log lock and capped by the LEO: a truncation publishes its lower high
+        // watermark only after releasing the lock, and the checkpoint must not get ahead.
+        let log = self.log.lock();
+        let hw = self.high_watermark().min(log.log_end_offset());
         if self.hw_checkpointed.load(Ordering::Relaxed) == hw {
             return;
         }
-        if let Err(e) = self.log.lock().checkpoint_high_watermark(hw) {
+        if let Err(e) = log.checkpoint_high_watermark(hw) {
             tracing::warn!(partition = %self.tp, error = %e, "cannot checkpoint the high watermark");
             return;
         }
@@ -829,7 +841,12 @@ impl Partition {
 
     /// Stops the flusher and closes the log cleanly (flush, indexes, checkpoints).
     pub fn close(&self) -> Result<()> {
-        self.closed.store(true, Ordering::SeqCst);
+        {
+            // Under the role lock: an append in progress finishes first (and is covered
+            // by the flush below); later ones see the partition closed.
+            let _role = self.role.lock();
+            self.closed.store(true, Ordering::SeqCst);
+        }
         self.flush_wanted.notify_one();
         let leo = {
             let mut log = self.log.lock();

@@ -219,16 +219,21 @@ async fn run(
             .filter(|(_, f)| f.phase == Phase::Truncate)
             .cloned()
             .collect();
-        let ok = if truncating.is_empty() {
-            let fetching: Vec<_> = ready
-                .into_iter()
-                .filter(|(_, f)| f.phase == Phase::Fetch)
-                .collect();
-            fetch_round(&state, rpc, &partitions, fetching, &wake).await
-        } else {
-            truncate_round(&state, rpc, &partitions, truncating).await
-        };
-        if !ok {
+        if !truncating.is_empty()
+            && !truncate_round(&state, rpc.clone(), &partitions, truncating).await
+        {
+            sleep_or_wake(&wake, TRANSPORT_BACKOFF, &mut shutdown).await;
+            continue;
+        }
+        // Partitions that were fetching, and those whose truncation just finished.
+        let now = Instant::now();
+        let fetching: Vec<_> = partitions
+            .lock()
+            .iter()
+            .filter(|(_, f)| f.phase == Phase::Fetch && f.retry_at.is_none_or(|t| t <= now))
+            .map(|(tp, f)| (tp.clone(), f.clone()))
+            .collect();
+        if !fetch_round(&state, rpc, &partitions, fetching, &wake).await {
             sleep_or_wake(&wake, TRANSPORT_BACKOFF, &mut shutdown).await;
         }
     }
@@ -362,6 +367,15 @@ async fn truncate_round(
                     .truncate_as_follower(f.leader_epoch, offset, false)
                 {
                     tracing::warn!(partition = %tp, error = %e, "truncation failed");
+                    retry_after(partitions, &tp, f.leader_epoch, WAIT_FOR_METADATA);
+                    continue;
+                }
+                // Each partial round must drop the epoch asked, or the next asks it again.
+                let latest = f
+                    .partition
+                    .with_log(|log| log.leader_epoch_cache().latest_epoch());
+                if latest.is_some_and(|e| e >= epoch.0) {
+                    tracing::error!(partition = %tp, asked = epoch.0, "truncation made no progress; retrying later");
                     retry_after(partitions, &tp, f.leader_epoch, WAIT_FOR_METADATA);
                 }
             }

@@ -15,6 +15,10 @@ use crate::broker::BrokerState;
 use crate::partition::replica_state::IsrChangeKind;
 use crate::partition::{IsrChange, Partition};
 
+/// Answers that mean the change was certainly not made and may be dropped at once:
+/// INELIGIBLE_REPLICA (107) and OPERATION_NOT_ATTEMPTED (55).
+const ABANDON: [i32; 2] = [107, 55];
+
 /// Pause before resending after the controller could not be reached.
 const RETRY_BACKOFF: Duration = Duration::from_millis(200);
 
@@ -124,13 +128,10 @@ async fn send(state: &BrokerState, batch: Vec<Proposal>) -> Vec<Proposal> {
     let response = match response {
         Ok(r) if r.error_code == 0 => r,
         Ok(r) => {
-            // STALE_BROKER_EPOCH and the like: our registration is changing; proposals
-            // are made again from fresh state once it settles.
-            tracing::warn!(code = r.error_code, message = %r.error_message, "AlterPartition refused");
-            for (p, change) in &batch {
-                p.on_isr_change_rejected(change.leader_epoch.0);
-            }
-            return Vec::new();
+            // STALE_BROKER_EPOCH, NOT_CONTROLLER: nothing was decided; send again once our
+            // registration or the quorum has settled.
+            tracing::warn!(code = r.error_code, message = %r.error_message, "AlterPartition refused; retrying");
+            return batch;
         }
         Err(e) => {
             tracing::debug!(error = %e, "AlterPartition failed; retrying");
@@ -149,11 +150,18 @@ async fn send(state: &BrokerState, batch: Vec<Proposal>) -> Vec<Proposal> {
                 let isr: Vec<NodeId> = r.isr.iter().map(|&id| NodeId(id)).collect();
                 p.on_isr_committed(r.leader_epoch, isr, r.partition_epoch);
             }
-            Some(r) => {
+            Some(r) if ABANDON.contains(&r.error_code) => {
                 tracing::info!(partition = %p.tp, code = r.error_code, message = %r.error_message, "ISR change refused");
-                p.on_isr_change_rejected(change.leader_epoch.0);
+                p.on_isr_change_rejected(&change);
             }
-            None => p.on_isr_change_rejected(change.leader_epoch.0),
+            // Any other answer (INVALID_UPDATE_VERSION, FENCED_LEADER_EPOCH, no answer) may
+            // follow an earlier attempt that did commit: keep counting the proposed members
+            // in the high watermark until a metadata image settles the partition (Kafka's
+            // `handleAlterPartitionError`).
+            Some(r) => {
+                tracing::info!(partition = %p.tp, code = r.error_code, message = %r.error_message, "ISR change not applied; waiting for metadata");
+            }
+            None => {}
         }
     }
     Vec::new()
