@@ -175,6 +175,10 @@ impl Replication for ReplicationService {
             }
             let expired = tokio::time::Instant::now() >= deadline;
             if bytes >= min_bytes.max(1) || any_error || expired || watchers.is_empty() {
+                // Checked after reading: a write that landed after the cut must not leave.
+                if self.state.faults.is_isolated() {
+                    return Err(Status::unavailable("broker is isolated (injected fault)"));
+                }
                 return Ok(Response::new(ReplicaFetchResponse {
                     error_code: 0,
                     partitions: out,
