@@ -6,6 +6,7 @@
 //! while one fsync runs, later appends queue up and the next fsync covers them all.
 //! Lock order: role, then log, then settings.
 pub mod flusher;
+pub mod producer_state;
 pub mod replica_state;
 pub mod settings;
 
