@@ -54,6 +54,8 @@ pub struct BrokerState {
     pub isr_updater: IsrUpdater,
     /// Injected link faults (tests).
     pub faults: Arc<LinkFaults>,
+    /// Producer ids for InitProducerId.
+    pub producer_ids: crate::producer_ids::ProducerIdBlocks,
 }
 
 /// A running broker.
@@ -95,6 +97,7 @@ impl Broker {
             fetchers: ReplicaFetchers::default(),
             isr_updater: IsrUpdater::default(),
             faults,
+            producer_ids: Default::default(),
             config,
         });
         let (shutdown, shutdown_rx) = watch::channel(false);

@@ -42,6 +42,9 @@ pub enum BrokerError {
     /// An error from the partition log.
     #[error(transparent)]
     Log(#[from] LogError),
+    /// An idempotent producer's batch is out of sequence or from a fenced epoch.
+    #[error(transparent)]
+    Sequence(#[from] crate::partition::SequenceError),
 }
 
 impl BrokerError {
@@ -62,6 +65,7 @@ impl BrokerError {
             BrokerError::ControllerUnavailable(_) => ResponseError::NotController,
             BrokerError::Timeout(_) => ResponseError::RequestTimedOut,
             BrokerError::Log(e) => log_error_code(e),
+            BrokerError::Sequence(e) => e.kafka_error(),
         }
     }
 

@@ -13,6 +13,7 @@
 //! - [`faults`]: link faults tests inject at this broker's transports.
 //! - [`metadata`]: the image followed from the controller, and the link to it.
 //! - [`fetch_session`]: incremental fetch sessions (KIP-227).
+//! - [`group`]: the classic consumer group protocol as a pure state machine.
 //! - [`topic_config`]: effective topic configs and the log settings they imply.
 //! - [`error`]: the broker's errors and their single mapping to Kafka error codes.
 //! - [`broker`]: wiring and shutdown; [`node`]: controller + broker in one process.
@@ -23,11 +24,13 @@ pub mod config;
 pub mod error;
 pub mod faults;
 pub mod fetch_session;
+pub mod group;
 pub mod handlers;
 pub mod log;
 pub mod metadata;
 pub mod node;
 pub mod partition;
+pub mod producer_ids;
 pub mod replica_manager;
 pub mod replication;
 pub mod server;

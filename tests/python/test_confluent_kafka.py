@@ -21,7 +21,6 @@ from helpers import (admin, assert_all_delivered, consume_partitions, consumer, 
 # Not built yet (consumer groups and the idempotent producer are the groups/idempotence
 # issue). strict=True: once the feature lands these pass, and the marker must go.
 GROUPS = pytest.mark.xfail(strict=True, reason="consumer groups are not implemented yet")
-IDEMPOTENCE = pytest.mark.xfail(strict=True, reason="the idempotent producer is not implemented yet")
 
 
 DEFAULTISH_SOURCES = {ConfigSource.DEFAULT_CONFIG, ConfigSource.STATIC_BROKER_CONFIG,
@@ -314,7 +313,6 @@ def test_produce_consume_every_codec(broker, topic, codec):
             assert rec.timestamp()[0] == confluent_kafka.TIMESTAMP_CREATE_TIME, where
 
 
-@IDEMPOTENCE
 def test_idempotent_producer(broker, topic):
     create_topic(broker.bootstrap, topic, partitions=2)
     p = producer(broker.bootstrap, **{"enable.idempotence": True, "acks": "all"})

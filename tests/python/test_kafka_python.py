@@ -18,7 +18,6 @@ from kafka.admin import ConfigResource, KafkaAdminClient
 # Not built yet (consumer groups and the idempotent producer are the groups/idempotence
 # issue). strict=True: once the feature lands these pass, and the marker must go.
 GROUPS = pytest.mark.xfail(strict=True, reason="consumer groups are not implemented yet")
-IDEMPOTENCE = pytest.mark.xfail(strict=True, reason="the idempotent producer is not implemented yet")
 
 
 CODECS = {None: lambda: True, "gzip": kcodec.has_gzip, "snappy": kcodec.has_snappy,
@@ -185,7 +184,6 @@ def test_offsets_apis(broker, kadmin, topic):
         c.close()
 
 
-@IDEMPOTENCE
 def test_default_producer_is_idempotent(broker, kadmin, topic):
     """KafkaProducer's defaults (enable_idempotence=True, acks=all) work: this needs
     InitProducerId and per-partition sequence checks on the broker."""

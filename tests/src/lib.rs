@@ -161,6 +161,17 @@ pub fn encode_batch(
     values: &[&[u8]],
     compression: kafka_protocol::records::Compression,
 ) -> anyhow::Result<Bytes> {
+    encode_producer_batch(values, compression, -1, -1, -1)
+}
+
+/// Like [`encode_batch`], from an idempotent producer: id, epoch and first sequence.
+pub fn encode_producer_batch(
+    values: &[&[u8]],
+    compression: kafka_protocol::records::Compression,
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+) -> anyhow::Result<Bytes> {
     use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
@@ -173,11 +184,15 @@ pub fn encode_batch(
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id,
+            producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: -1,
+            sequence: if producer_id < 0 {
+                -1
+            } else {
+                base_sequence + i as i32
+            },
             timestamp: now,
             key: Some(Bytes::from(format!("k{i}"))),
             value: Some(Bytes::copy_from_slice(v)),

@@ -343,3 +343,86 @@ async fn send_oneway(conn: &mut RawConnection, req: &ProduceRequest) {
     buf[..4].copy_from_slice(&size.to_be_bytes());
     conn.write_raw(&buf).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_producer_retries_are_deduplicated_and_gaps_refused() {
+    use spate_tests::encode_producer_batch;
+    let node = TestNode::start().await.unwrap();
+    let mut conn = RawConnection::connect(node.kafka_addr()).await.unwrap();
+    let init: InitProducerIdResponse = conn
+        .request(
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(init.error_code, 0);
+    let (pid, epoch) = (init.producer_id.0, init.producer_epoch);
+    assert!(pid >= 0);
+    let batch = |seq: i32, epoch: i16| {
+        encode_producer_batch(&[b"a", b"b", b"c"], Compression::None, pid, epoch, seq).unwrap()
+    };
+    create_topic(&mut conn, "idem", 1).await;
+    assert_eq!(
+        produce(&mut conn, "idem", 0, batch(0, epoch), -1).await,
+        (0, 0)
+    );
+    assert_eq!(
+        produce(&mut conn, "idem", 0, batch(3, epoch), -1).await,
+        (0, 3)
+    );
+    // A retry of either batch is answered with its original offset and not stored again.
+    assert_eq!(
+        produce(&mut conn, "idem", 0, batch(0, epoch), -1).await,
+        (0, 0)
+    );
+    assert_eq!(
+        produce(&mut conn, "idem", 0, batch(3, epoch), -1).await,
+        (0, 3)
+    );
+    // A gap in the sequence is refused.
+    assert_eq!(
+        produce(&mut conn, "idem", 0, batch(9, epoch), -1).await.0,
+        45
+    );
+    // A new epoch must start at sequence 0; an older one is fenced.
+    assert_eq!(
+        produce(&mut conn, "idem", 0, batch(5, epoch + 1), -1)
+            .await
+            .0,
+        45
+    );
+    assert_eq!(
+        produce(&mut conn, "idem", 0, batch(0, epoch + 1), -1).await,
+        (0, 6)
+    );
+    assert_eq!(
+        produce(&mut conn, "idem", 0, batch(6, epoch), -1).await.0,
+        47
+    );
+    let (code, hw, values) = fetch(&mut conn, "idem", 0, 0, 0).await;
+    assert_eq!(
+        (code, hw, values.len()),
+        (0, 9, 9),
+        "nothing was stored twice"
+    );
+
+    // The producer state survives a restart (snapshot + log).
+    let mut node = node;
+    node.restart().await.unwrap();
+    let mut conn = RawConnection::connect(node.kafka_addr()).await.unwrap();
+    assert_eq!(
+        produce(&mut conn, "idem", 0, batch(0, epoch + 1), -1).await,
+        (0, 6)
+    );
+    assert_eq!(
+        produce(&mut conn, "idem", 0, batch(3, epoch + 1), -1).await,
+        (0, 9)
+    );
+    node.stop().await;
+}

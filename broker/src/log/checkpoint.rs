@@ -21,6 +21,8 @@ pub(crate) const LEADER_EPOCH_FILE: &str = "leader-epoch-checkpoint";
 /// The high watermark last known here (Kafka's `replication-offset-checkpoint`): a
 /// restarted leader starts from it instead of exposing an unreplicated tail.
 pub(crate) const HIGH_WATERMARK_FILE: &str = "high-watermark-checkpoint";
+/// The idempotent producers' state at some offset (see `partition::producer_state`).
+pub(crate) const PRODUCER_STATE_FILE: &str = "producer-state-snapshot";
 /// Suffix of files being written.
 pub(crate) const TMP_SUFFIX: &str = ".tmp";
 

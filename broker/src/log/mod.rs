@@ -179,6 +179,17 @@ impl Log {
         Ok(())
     }
 
+    /// The saved producer-state snapshot, if any (its content is checked by its reader).
+    pub fn producer_state_snapshot(&self) -> Option<Vec<u8>> {
+        std::fs::read(self.dir.join(checkpoint::PRODUCER_STATE_FILE)).ok()
+    }
+
+    /// Saves a producer-state snapshot atomically.
+    pub fn save_producer_state_snapshot(&self, bytes: &[u8]) -> Result<(), LogError> {
+        checkpoint::write_atomic(&self.dir, checkpoint::PRODUCER_STATE_FILE, bytes)?;
+        Ok(())
+    }
+
     /// OffsetsForLeaderEpoch (KIP-101/279): the largest epoch at or below `epoch` and
     /// where it ended (the next epoch's start, or the LEO for the latest); (-1, -1) if
     /// unknown. Below the earliest epoch: (`epoch`, earliest start), as Kafka answers.

@@ -19,10 +19,12 @@ use parking_lot::Mutex;
 use spate_controller::ids::{BrokerEpoch, NodeId, PartitionEpoch};
 use tokio::sync::{watch, Notify};
 
+pub use producer_state::{AppendCheck, ProducerStateManager, SequenceError};
 pub use replica_state::{IsrChange, ReplicaState, ReplicaStateError};
 pub use settings::PartitionSettings;
 
 use crate::error::{BrokerError, Result};
+use crate::log::batch::{self, BatchHeader};
 use crate::log::{AppendInfo, Log, LogConfig, LogError};
 use replica_state::LeaderStart;
 
@@ -139,7 +141,46 @@ pub struct Partition {
     progress: watch::Sender<Progress>,
     flush_wanted: Notify,
     hw_checkpointed: AtomicI64,
+    /// Idempotent producers' epochs and last batches (locked after the log).
+    producers: Mutex<ProducerStateManager>,
+    /// Map end offset of the last producer-state snapshot saved.
+    producers_saved: AtomicI64,
     closed: AtomicBool,
+}
+
+/// How long an idempotent producer's state is kept after its last write (Kafka's
+/// `producer.id.expiration.ms`).
+const PRODUCER_EXPIRATION_MS: i64 = 24 * 3600 * 1000;
+/// Bytes read per step when replaying the log into producer state.
+const REPLAY_CHUNK: usize = 8 * 1024 * 1024;
+
+/// Replays the batch headers of `log` from `state`'s map end offset (or the log start,
+/// when the snapshot is ahead of the log) into `state`.
+fn rebuild_producer_state(log: &Log, state: Option<ProducerStateManager>) -> ProducerStateManager {
+    let leo = log.log_end_offset();
+    let mut state = state
+        .filter(|s| s.map_end_offset() <= leo)
+        .unwrap_or_default();
+    let mut next = state.map_end_offset().max(log.log_start_offset());
+    while next < leo {
+        let Ok(chunk) = log.read(next, REPLAY_CHUNK, leo, true) else {
+            break;
+        };
+        let headers: Vec<BatchHeader> = batch::batches(&chunk)
+            .map_while(|v| v.ok().map(|v| *v.header()))
+            .collect();
+        let Some(last) = headers.last() else { break };
+        next = last.last_offset() + 1;
+        state.replay(headers.iter());
+    }
+    state
+}
+
+/// Headers of the batches in `records` (stops at the first malformed one).
+fn batch_headers(records: &[u8]) -> Vec<BatchHeader> {
+    batch::batches(records)
+        .map_while(|v| v.ok().map(|v| *v.header()))
+        .collect()
 }
 
 impl Partition {
@@ -167,6 +208,11 @@ impl Partition {
             .high_watermark_checkpoint()
             .unwrap_or(0)
             .clamp(log.log_start_offset(), leo);
+        let snapshot = log
+            .producer_state_snapshot()
+            .and_then(|bytes| ProducerStateManager::decode_snapshot(&bytes).ok());
+        let producers = rebuild_producer_state(&log, snapshot);
+        let producers_saved = producers.map_end_offset();
         let (progress, _) = watch::channel(Progress {
             log_end_offset: leo,
             durable: leo,
@@ -189,6 +235,8 @@ impl Partition {
             progress,
             flush_wanted: Notify::new(),
             hw_checkpointed: AtomicI64::new(hw),
+            producers: Mutex::new(producers),
+            producers_saved: AtomicI64::new(producers_saved),
             closed: AtomicBool::new(false),
         });
         tokio::spawn(flusher::run(partition.clone()));
@@ -420,11 +468,17 @@ impl Partition {
         }
         let epoch = rs.leader_epoch().0;
         let mut log = self.log.lock();
+        let mut producers = self.producers.lock();
+        if let Some(duplicate) = check_sequences(&producers, &buf, log.log_end_offset())? {
+            // A retried batch already in the log: answer with where it landed.
+            return Ok((duplicate, epoch));
+        }
         let info = match log.append_as_leader(&mut buf, epoch, now_ms) {
             Ok(info) => info,
             Err(LogError::Io(e)) => {
                 // A write error (disk full, I/O error) leaves the tail unknown: take the
                 // partition offline here rather than acknowledge on a broken log.
+                drop(producers);
                 drop(log);
                 drop(role);
                 self.fail(format!("append failed: {e}"));
@@ -432,6 +486,9 @@ impl Partition {
             }
             Err(e) => return Err(e.into()),
         };
+        // `buf` now carries the assigned offsets.
+        producers.replay(batch_headers(&buf).iter());
+        drop(producers);
         let leo = log.log_end_offset();
         drop(log);
         let hw = rs.on_leader_append(leo).unwrap_or_else(|e| {
@@ -520,7 +577,11 @@ impl Partition {
         self.ensure_following(&role, leader_epoch)?;
         let mut log = self.log.lock();
         if !records.is_empty() {
-            if let Err(e) = log.append_as_follower(records, now_ms) {
+            let appended = log.append_as_follower(records, now_ms);
+            if appended.is_ok() {
+                self.producers.lock().replay(batch_headers(records).iter());
+            }
+            if let Err(e) = appended {
                 if let LogError::Io(io) = &e {
                     let reason = format!("follower append failed: {io}");
                     drop(log);
@@ -579,6 +640,14 @@ impl Partition {
         }
         let leo = log.log_end_offset();
         let start = log.log_start_offset();
+        {
+            let mut producers = self.producers.lock();
+            if restart {
+                *producers = ProducerStateManager::new();
+            } else {
+                producers.truncated_to(leo);
+            }
+        }
         drop(log);
         drop(role);
         if leo != before || restart {
@@ -801,6 +870,32 @@ impl Partition {
             self.flush_wanted.notify_one();
         }
         self.checkpoint_high_watermark();
+        self.save_producer_state(now_ms, false);
+    }
+
+    /// Expires idle producers and saves the producer state when it moved (or `force`).
+    fn save_producer_state(&self, now_ms: i64, force: bool) {
+        let log = self.log.lock();
+        let bytes = {
+            let mut producers = self.producers.lock();
+            let expired = producers.expire(now_ms, PRODUCER_EXPIRATION_MS);
+            let end = producers.map_end_offset();
+            if !force && expired == 0 && self.producers_saved.load(Ordering::Relaxed) == end {
+                return;
+            }
+            (producers.encode_snapshot(), end)
+        };
+        match log.save_producer_state_snapshot(&bytes.0) {
+            Ok(()) => self.producers_saved.store(bytes.1, Ordering::Relaxed),
+            Err(e) => {
+                tracing::warn!(partition = %self.tp, error = %e, "cannot save producer state")
+            }
+        }
+    }
+
+    /// Idempotent producers known here (tests, metrics).
+    pub fn producer_count(&self) -> usize {
+        self.producers.lock().len()
     }
 
     fn checkpoint_high_watermark(&self) {
@@ -855,6 +950,7 @@ impl Partition {
             log.log_end_offset()
         };
         self.checkpoint_high_watermark();
+        self.save_producer_state(crate::broker::now_ms(), true);
         self.log.lock().close_in_place()?;
         // Acknowledgements still waiting on this fsync complete instead of timing out.
         self.on_flushed(leo);
@@ -890,4 +986,48 @@ fn check_epoch(tp: &TopicPartition, given: i32, ours: i32) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Checks the idempotent batches of a client record set against the producer state;
+/// `Some` when the set is a retry of batches already in the log (Kafka answers the whole
+/// request with the duplicate's offsets and appends nothing). Several batches of one
+/// producer in one request are checked in order, each against the state the ones before
+/// it would leave.
+fn check_sequences(
+    producers: &ProducerStateManager,
+    records: &[u8],
+    log_end_offset: i64,
+) -> Result<Option<AppendInfo>> {
+    let headers = batch_headers(records);
+    if headers.iter().all(|h| h.producer_id < 0) {
+        return Ok(None);
+    }
+    let mut scratch: Option<ProducerStateManager> = None;
+    let mut next_offset = log_end_offset;
+    for h in &headers {
+        let count = i64::from(h.last_offset_delta) + 1;
+        if h.producer_id >= 0 {
+            let state = scratch.as_ref().unwrap_or(producers);
+            if let AppendCheck::Duplicate(meta) = state.check(h)? {
+                return Ok(Some(AppendInfo {
+                    first_offset: meta.first_offset,
+                    last_offset: meta.last_offset,
+                    max_timestamp: meta.max_timestamp,
+                    offset_of_max_timestamp: -1,
+                    log_append_time: -1,
+                    record_count: 0,
+                    bytes: 0,
+                }));
+            }
+            if headers.len() > 1 {
+                let mut placed = *h;
+                placed.base_offset = next_offset;
+                scratch
+                    .get_or_insert_with(|| producers.clone())
+                    .on_append(&placed);
+            }
+        }
+        next_offset += count;
+    }
+    Ok(None)
 }

@@ -331,17 +331,22 @@ impl ProducerStateManager {
         }
     }
 
-    /// After a truncation of the log to `offset`. Producer state cannot be rolled back
-    /// in place (the batches it forgot are gone), so when `offset` is below the map end
-    /// offset the state is cleared and `false` returned: the caller rebuilds it from a
-    /// snapshot at or below `offset` (or from the log start) with [`Self::replay`].
-    /// Cleared state is safe meanwhile: unknown producers are accepted (KIP-360).
+    /// After a truncation of the log to `offset`, rolls the state back in place: each
+    /// producer keeps its retained batches that end below `offset`, and a producer left
+    /// with none is forgotten (its earlier state is gone with the batches; an unknown
+    /// producer is accepted at any sequence, KIP-360, so forgetting never rejects a good
+    /// batch — it only loses duplicate detection for batches already older than the
+    /// retained window). Returns whether anything changed.
     pub fn truncated_to(&mut self, offset: i64) -> bool {
         if offset >= self.map_end_offset {
-            return true;
+            return false;
         }
-        *self = Self::new();
-        false
+        self.producers.retain(|_, e| {
+            e.batches.retain(|b| b.last_offset < offset);
+            !e.batches.is_empty()
+        });
+        self.map_end_offset = offset.max(0);
+        true
     }
 
     /// A compact, versioned, CRC-32C protected encoding of the whole state (big endian):
@@ -720,14 +725,31 @@ mod tests {
     }
 
     #[test]
-    fn truncation_below_map_end_asks_for_rebuild() {
+    fn truncation_rolls_back_in_place() {
         let mut s = ProducerStateManager::new();
-        produce(&mut s, PID, 0, 0, 5);
-        assert!(s.truncated_to(5));
-        assert!(s.truncated_to(9));
-        assert_eq!(s.len(), 1);
-        assert!(!s.truncated_to(4));
-        assert_eq!(s, ProducerStateManager::new());
+        produce(&mut s, PID, 0, 0, 5); // offsets 0..=4
+        produce(&mut s, PID, 0, 5, 5); // 5..=9
+        produce(&mut s, 9, 0, 0, 2); // 10..=11
+        assert!(!s.truncated_to(12), "nothing above the map end");
+        assert!(s.truncated_to(10));
+        assert_eq!(s.map_end_offset(), 10);
+        assert!(
+            s.get(9).is_none(),
+            "a producer with no batch left is forgotten"
+        );
+        assert_eq!(s.get(PID).unwrap().batches.len(), 2);
+        // The batch at 5..=9 is gone: its retry is appended again, in sequence.
+        assert!(s.truncated_to(7));
+        assert_eq!(s.get(PID).unwrap().batches.len(), 1);
+        let retry = batch(PID, 0, 5, 5, s.map_end_offset(), 0);
+        assert_eq!(s.check(&retry), Ok(AppendCheck::Append));
+        // Truncated below everything: the producer is unknown, any sequence goes.
+        assert!(s.truncated_to(0));
+        assert!(s.is_empty());
+        assert_eq!(
+            s.check(&batch(PID, 0, 42, 1, 0, 0)),
+            Ok(AppendCheck::Append)
+        );
     }
 
     #[test]

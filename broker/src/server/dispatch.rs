@@ -13,8 +13,8 @@ use futures::future::BoxFuture;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteRecordsRequest,
     DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, ElectLeadersRequest,
-    FetchRequest, IncrementalAlterConfigsRequest, ListOffsetsRequest, MetadataRequest,
-    OffsetForLeaderEpochRequest, ProduceRequest, RequestHeader, ResponseHeader,
+    FetchRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, ListOffsetsRequest,
+    MetadataRequest, OffsetForLeaderEpochRequest, ProduceRequest, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tracing::Instrument;
@@ -140,6 +140,7 @@ pub enum Request {
     DeleteRecords(DeleteRecordsRequest),
     OffsetForLeaderEpoch(OffsetForLeaderEpochRequest),
     ElectLeaders(ElectLeadersRequest),
+    InitProducerId(InitProducerIdRequest),
 }
 
 /// A frame after decoding.
@@ -217,6 +218,7 @@ pub fn decode_frame(mut frame: Bytes) -> Result<Decoded, DispatchError> {
         ApiKey::DeleteRecords => decode!(DeleteRecords, DeleteRecordsRequest),
         ApiKey::OffsetForLeaderEpoch => decode!(OffsetForLeaderEpoch, OffsetForLeaderEpochRequest),
         ApiKey::ElectLeaders => decode!(ElectLeaders, ElectLeadersRequest),
+        ApiKey::InitProducerId => decode!(InitProducerId, InitProducerIdRequest),
         // In the supported table but not routed: a bug, answered like an unknown API.
         _ => return Err(DispatchError::UnknownApi(raw_key)),
     };
@@ -293,6 +295,9 @@ async fn route(ctx: RequestContext, request: Request) -> Option<PendingResponse>
         }
         Request::ElectLeaders(req) => {
             Some(ctx.ready(&handlers::elect_leaders::handle(&ctx, req).await))
+        }
+        Request::InitProducerId(req) => {
+            Some(ctx.ready(&handlers::init_producer_id::handle(&ctx, req).await))
         }
     }
 }
