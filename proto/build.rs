@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "controller.proto",
             "raft.proto",
             "replication.proto",
+            "groups.proto",
         ],
         ["proto"],
     )?;

@@ -54,6 +54,8 @@ pub struct BrokerState {
     pub isr_updater: IsrUpdater,
     /// Injected link faults (tests).
     pub faults: Arc<LinkFaults>,
+    /// Consumer groups coordinated here.
+    pub groups: crate::group::coordinator::GroupCoordinator,
     /// Producer ids for InitProducerId.
     pub producer_ids: crate::producer_ids::ProducerIdBlocks,
 }
@@ -98,6 +100,7 @@ impl Broker {
             isr_updater: IsrUpdater::default(),
             faults,
             producer_ids: Default::default(),
+            groups: Default::default(),
             config,
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -175,6 +178,7 @@ impl Broker {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         self.state.fetchers.stop_all();
+        self.state.groups.resign_all();
         for task in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }

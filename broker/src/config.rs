@@ -44,6 +44,8 @@ pub struct BrokerConfig {
     pub replica_fetch_max_wait: Duration,
     /// Port advertised to other brokers for replication; 0 means the bound port.
     pub replication_advertised_port: u16,
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` when created.
+    pub offsets_topic_partitions: i32,
 }
 
 impl BrokerConfig {
@@ -67,6 +69,7 @@ impl BrokerConfig {
             replica_lag_time_max: Duration::from_secs(10),
             replica_fetch_max_wait: Duration::from_millis(500),
             replication_advertised_port: 0,
+            offsets_topic_partitions: 10,
         }
     }
 

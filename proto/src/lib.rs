@@ -5,6 +5,7 @@
 //! - [`controller`]: the controller service brokers and admin tools call (port 9093).
 //! - [`raft`]: the Raft transport between controller voters.
 //! - [`replication`]: the broker-to-broker replication service (port 9094).
+//! - [`groups`]: the records of the `__consumer_offsets` topic.
 #![allow(clippy::all, missing_docs)]
 
 /// Metadata log records.
@@ -20,6 +21,11 @@ pub mod controller {
 /// Raft transport.
 pub mod raft {
     tonic::include_proto!("spate.raft");
+}
+
+/// Records of the `__consumer_offsets` topic.
+pub mod groups {
+    tonic::include_proto!("spate.groups");
 }
 
 /// Broker replication.

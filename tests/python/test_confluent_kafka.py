@@ -20,7 +20,6 @@ from helpers import (admin, assert_all_delivered, consume_partitions, consumer, 
 
 # Not built yet (consumer groups and the idempotent producer are the groups/idempotence
 # issue). strict=True: once the feature lands these pass, and the marker must go.
-GROUPS = pytest.mark.xfail(strict=True, reason="consumer groups are not implemented yet")
 
 
 DEFAULTISH_SOURCES = {ConfigSource.DEFAULT_CONFIG, ConfigSource.STATIC_BROKER_CONFIG,
@@ -509,7 +508,6 @@ def test_delete_records_moves_log_start_offset(broker, topic):
 # --- consumer groups --------------------------------------------------------------------
 
 
-@GROUPS
 def test_commit_metadata_roundtrip(broker, topic):
     create_topic(broker.bootstrap, topic)
     group = f"g-{uuid.uuid4().hex[:8]}"
@@ -522,7 +520,6 @@ def test_commit_metadata_roundtrip(broker, topic):
         c.close()
 
 
-@GROUPS
 def test_subscribe_consume_commit_resume(broker, topic):
     create_topic(broker.bootstrap, topic, partitions=2)
     p = producer(broker.bootstrap, acks="all")

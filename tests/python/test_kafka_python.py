@@ -17,7 +17,6 @@ from kafka.admin import ConfigResource, KafkaAdminClient
 
 # Not built yet (consumer groups and the idempotent producer are the groups/idempotence
 # issue). strict=True: once the feature lands these pass, and the marker must go.
-GROUPS = pytest.mark.xfail(strict=True, reason="consumer groups are not implemented yet")
 
 
 CODECS = {None: lambda: True, "gzip": kcodec.has_gzip, "snappy": kcodec.has_snappy,
@@ -204,7 +203,6 @@ def test_default_producer_is_idempotent(broker, kadmin, topic):
     assert sorted(r.value for r in recs) == sorted(f"d{i}".encode() for i in range(40))
 
 
-@GROUPS
 def test_group_consume_and_commit(broker, kadmin, topic):
     create(kadmin, topic, partitions=2)
     p = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", enable_idempotence=False)

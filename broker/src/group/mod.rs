@@ -13,11 +13,13 @@
 //! - [`member`], [`messages`], [`config`], [`error`]: the data they exchange.
 
 pub mod config;
+pub mod coordinator;
 pub mod error;
 mod join;
 pub mod member;
 mod membership;
 pub mod messages;
+pub mod records;
 pub mod snapshot;
 pub mod state;
 mod timers;

@@ -199,6 +199,7 @@ async fn follow(state: Arc<BrokerState>, shutdown: watch::Receiver<bool>) {
             .await
             .unwrap_or_default();
             state.fetchers.apply(&state, &changes, &shutdown);
+            state.groups.on_role_changes(&changes);
             if last_saved.elapsed() >= SAVE_INTERVAL {
                 if let Err(e) = persist::save(&saved_dir, &shared) {
                     tracing::warn!(error = %e, "cannot save the metadata image; a restart will fetch it anew");

@@ -77,7 +77,7 @@ impl Connection {
                     break;
                 }
             };
-            match dispatch::dispatch(&state, frame).await {
+            match dispatch::dispatch(&state, peer, frame).await {
                 Ok(Some(pending)) => {
                     if tx.send(pending).await.is_err() {
                         break;

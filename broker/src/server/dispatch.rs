@@ -11,10 +11,13 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::future::BoxFuture;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteRecordsRequest,
-    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, ElectLeadersRequest,
-    FetchRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, ListOffsetsRequest,
-    MetadataRequest, OffsetForLeaderEpochRequest, ProduceRequest, RequestHeader, ResponseHeader,
+    ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
+    DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
+    DescribeGroupsRequest, ElectLeadersRequest, FetchRequest, FindCoordinatorRequest,
+    HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
+    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
+    RequestHeader, ResponseHeader, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tracing::Instrument;
@@ -80,6 +83,8 @@ pub struct RequestContext {
     pub correlation_id: i32,
     /// The client's self-reported id.
     pub client_id: String,
+    /// The client's address.
+    pub peer: std::net::SocketAddr,
 }
 
 impl RequestContext {
@@ -141,6 +146,17 @@ pub enum Request {
     OffsetForLeaderEpoch(OffsetForLeaderEpochRequest),
     ElectLeaders(ElectLeadersRequest),
     InitProducerId(InitProducerIdRequest),
+    FindCoordinator(FindCoordinatorRequest),
+    JoinGroup(JoinGroupRequest),
+    SyncGroup(SyncGroupRequest),
+    Heartbeat(HeartbeatRequest),
+    LeaveGroup(LeaveGroupRequest),
+    OffsetCommit(OffsetCommitRequest),
+    OffsetFetch(OffsetFetchRequest),
+    DescribeGroups(DescribeGroupsRequest),
+    ListGroups(ListGroupsRequest),
+    DeleteGroups(DeleteGroupsRequest),
+    OffsetDelete(OffsetDeleteRequest),
 }
 
 /// A frame after decoding.
@@ -219,6 +235,17 @@ pub fn decode_frame(mut frame: Bytes) -> Result<Decoded, DispatchError> {
         ApiKey::OffsetForLeaderEpoch => decode!(OffsetForLeaderEpoch, OffsetForLeaderEpochRequest),
         ApiKey::ElectLeaders => decode!(ElectLeaders, ElectLeadersRequest),
         ApiKey::InitProducerId => decode!(InitProducerId, InitProducerIdRequest),
+        ApiKey::FindCoordinator => decode!(FindCoordinator, FindCoordinatorRequest),
+        ApiKey::JoinGroup => decode!(JoinGroup, JoinGroupRequest),
+        ApiKey::SyncGroup => decode!(SyncGroup, SyncGroupRequest),
+        ApiKey::Heartbeat => decode!(Heartbeat, HeartbeatRequest),
+        ApiKey::LeaveGroup => decode!(LeaveGroup, LeaveGroupRequest),
+        ApiKey::OffsetCommit => decode!(OffsetCommit, OffsetCommitRequest),
+        ApiKey::OffsetFetch => decode!(OffsetFetch, OffsetFetchRequest),
+        ApiKey::DescribeGroups => decode!(DescribeGroups, DescribeGroupsRequest),
+        ApiKey::ListGroups => decode!(ListGroups, ListGroupsRequest),
+        ApiKey::DeleteGroups => decode!(DeleteGroups, DeleteGroupsRequest),
+        ApiKey::OffsetDelete => decode!(OffsetDelete, OffsetDeleteRequest),
         // In the supported table but not routed: a bug, answered like an unknown API.
         _ => return Err(DispatchError::UnknownApi(raw_key)),
     };
@@ -238,6 +265,7 @@ pub fn decode_frame(mut frame: Bytes) -> Result<Decoded, DispatchError> {
 /// Handles one request frame; `Ok(None)` when no response is owed.
 pub async fn dispatch(
     state: &Arc<BrokerState>,
+    peer: std::net::SocketAddr,
     frame: Bytes,
 ) -> Result<Option<PendingResponse>, DispatchError> {
     let (key, version, correlation_id, client_id, request) = match decode_frame(frame)? {
@@ -260,6 +288,7 @@ pub async fn dispatch(
         api_version: version,
         correlation_id,
         client_id,
+        peer,
     };
     let span = tracing::debug_span!("request", api = ?key, version, correlation_id, client = %ctx.client_id);
     Ok(route(ctx, *request).instrument(span).await)
@@ -298,6 +327,31 @@ async fn route(ctx: RequestContext, request: Request) -> Option<PendingResponse>
         }
         Request::InitProducerId(req) => {
             Some(ctx.ready(&handlers::init_producer_id::handle(&ctx, req).await))
+        }
+        Request::FindCoordinator(req) => {
+            Some(ctx.ready(&handlers::groups::find_coordinator(&ctx, req).await))
+        }
+        Request::JoinGroup(req) => Some(ctx.ready(&handlers::groups::join_group(&ctx, req).await)),
+        Request::SyncGroup(req) => Some(ctx.ready(&handlers::groups::sync_group(&ctx, req).await)),
+        Request::Heartbeat(req) => Some(ctx.ready(&handlers::groups::heartbeat(&ctx, req).await)),
+        Request::LeaveGroup(req) => {
+            Some(ctx.ready(&handlers::groups::leave_group(&ctx, req).await))
+        }
+        Request::OffsetCommit(req) => {
+            Some(ctx.ready(&handlers::groups::offset_commit(&ctx, req).await))
+        }
+        Request::OffsetFetch(req) => {
+            Some(ctx.ready(&handlers::groups::offset_fetch(&ctx, req).await))
+        }
+        Request::DescribeGroups(req) => {
+            Some(ctx.ready(&handlers::groups::describe_groups(&ctx, req).await))
+        }
+        Request::ListGroups(req) => Some(ctx.ready(&handlers::groups::list_groups(&ctx, req))),
+        Request::DeleteGroups(req) => {
+            Some(ctx.ready(&handlers::groups::delete_groups(&ctx, req).await))
+        }
+        Request::OffsetDelete(req) => {
+            Some(ctx.ready(&handlers::groups::offset_delete(&ctx, req).await))
         }
     }
 }
