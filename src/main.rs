@@ -31,6 +31,8 @@ enum Command {
     Produce(cli::produce::ProduceArgs),
     /// Consume records and print them.
     Consume(cli::consume::ConsumeArgs),
+    /// List, describe, reset offsets of and delete consumer groups.
+    Group(cli::group::GroupArgs),
     /// Measure produce or consume throughput and latency.
     Bench(cli::bench::BenchArgs),
     /// Inspect the cluster through its controllers (quorum, brokers, epochs).
@@ -49,6 +51,7 @@ fn main() -> anyhow::Result<()> {
             Command::Topic(args) => cli::topic::run(args).await,
             Command::Produce(args) => cli::produce::run(args).await,
             Command::Consume(args) => cli::consume::run(args).await,
+            Command::Group(args) => cli::group::run(args).await,
             Command::Bench(args) => cli::bench::run(args).await,
             Command::Cluster(args) => cli::cluster::run(args).await,
         }

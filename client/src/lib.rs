@@ -8,7 +8,7 @@
 //! - [`cluster`]: bootstrap, cached metadata, one connection per broker, retry with refresh.
 //! - [`admin`]: topic and config administration, offsets, record deletion, cluster view.
 //! - [`producer`]: batching producer (partitioner, accumulator, sender).
-//! - [`consumer`]: assign-only consumer with a Fetch loop.
+//! - [`consumer`]: assign-only consumer with a Fetch loop, and the group consumer.
 //! - [`error`], [`config`], [`types`]: the shared vocabulary.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -28,7 +28,7 @@ pub mod versions;
 pub use admin::Admin;
 pub use cluster::Cluster;
 pub use config::{ClientConfig, ConsumerConfig, OffsetReset, ProducerConfig, StartOffset};
-pub use consumer::{Consumer, ConsumerRecord};
+pub use consumer::{Consumer, ConsumerRecord, GroupConsumer, GroupConsumerConfig};
 pub use error::{Error, KafkaError, Result};
 /// The protocol crate this client is built on, for callers that need its types.
 pub use kafka_protocol;

@@ -22,6 +22,18 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
+    // Classic consumer groups. Capped below the KIP-848 versions that switch to member
+    // epochs (OffsetCommit v9, OffsetFetch v9) and the share-group FindCoordinator v6.
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 8),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::DeleteGroups, 0, 2),
 ];
 
 /// The ApiVersions version sent first; flexible versions carry the client's name.
@@ -102,5 +114,29 @@ mod tests {
             .pick(ApiKey::CreateTopics)
             .is_err_and(|e| e.contains("nothing")));
         assert_eq!(t.pick(ApiKey::Fetch), Ok(12));
+    }
+
+    #[test]
+    fn group_apis_land_in_the_brokers_ranges() {
+        // What Spate's broker advertises for the classic group protocol.
+        let broker = [
+            (ApiKey::FindCoordinator, 0, 4),
+            (ApiKey::JoinGroup, 0, 9),
+            (ApiKey::SyncGroup, 0, 5),
+            (ApiKey::Heartbeat, 0, 4),
+            (ApiKey::LeaveGroup, 0, 5),
+            (ApiKey::OffsetCommit, 2, 8),
+            (ApiKey::OffsetFetch, 1, 8),
+            (ApiKey::DescribeGroups, 0, 5),
+            (ApiKey::ListGroups, 0, 4),
+            (ApiKey::DeleteGroups, 0, 2),
+        ];
+        let t = VersionTable::negotiate(broker.iter().map(|(k, lo, hi)| (*k as i16, *lo, *hi)));
+        for (api, _, hi) in broker {
+            assert_eq!(t.pick(api), Ok(hi), "{api:?}");
+        }
+        // A newer broker still gets versions whose fields this client fills in.
+        let t = VersionTable::negotiate([(ApiKey::OffsetCommit as i16, 2, 10)]);
+        assert_eq!(t.pick(ApiKey::OffsetCommit), Ok(8));
     }
 }

