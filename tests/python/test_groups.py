@@ -185,3 +185,41 @@ def test_kafka_python_group_consumers_split_and_commit(broker, topic):
     finally:
         for c in consumers:
             c.close()
+
+
+def test_spate_group_cli_shows_lag_resets_and_deletes(broker, topic):
+    from confluent_kafka import Producer, TopicPartition
+    from conftest import spate_binary
+
+    def spate(*args: str) -> str:
+        r = subprocess.run([str(spate_binary()), *args, "--bootstrap", broker.bootstrap],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return r.stdout
+
+    create_topic(broker.bootstrap, topic, partitions=2)
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    for i in range(10):
+        p.produce(topic, f"v{i}".encode(), partition=i % 2)
+    p.flush(30)
+    group = f"cli-{uuid.uuid4().hex[:8]}"
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group})
+    wait_for(lambda: [tp.error for tp in c.commit(offsets=[TopicPartition(topic, 0, 3),
+                                                             TopicPartition(topic, 1, 5)],
+                                                  asynchronous=False)] == [None, None], 30, "a commit")
+    c.close()
+
+    def lag_rows() -> dict[int, tuple[int, int, int]]:
+        rows = {}
+        for line in spate("group", "describe", group).splitlines():
+            cols = line.split()
+            if len(cols) >= 5 and cols[0] == topic:
+                rows[int(cols[1])] = (int(cols[2]), int(cols[3]), int(cols[4]))
+        return rows
+
+    assert lag_rows() == {0: (3, 5, 2), 1: (5, 5, 0)}
+    assert group in spate("group", "list")
+    spate("group", "reset-offsets", group, "--topic", topic, "--to-earliest", "--execute")
+    assert lag_rows() == {0: (0, 5, 5), 1: (0, 5, 5)}
+    spate("group", "delete", group)
+    assert group not in spate("group", "list")

@@ -5,9 +5,10 @@ topic while the leader of partition 0 is killed with SIGKILL, twice. Every ackno
 record is then read back exactly once, at the offset its acknowledgement named; `spate
 topic describe` shows the ISR shrink when a broker dies and re-expand after it restarts.
 
-The producer does not retry (retries=0, no idempotence: that is issue 5), so a send that
-failed is indeterminate and may or may not be in the log; an acknowledged one must be
-there exactly once.
+That producer does not retry (retries=0, no idempotence), so a send that failed is
+indeterminate and may or may not be in the log; an acknowledged one must be there exactly
+once. With the idempotent producer the same kills leave each partition holding exactly
+the sequence sent. Committed group offsets survive killing the group's coordinator.
 """
 from __future__ import annotations
 
@@ -164,3 +165,104 @@ def test_acks_all_loses_nothing_when_the_leader_is_killed_twice(cluster):
         missing = [(o, v) for o, v in acked if by_offset.get(o) != v]
         assert not missing, f"partition {partition}: {len(missing)} acknowledged records lost, e.g. {missing[:5]}"
     print(f"acked={producer.count()} failed={producer.failed} errors={producer.errors}")
+
+
+def test_idempotent_producer_leaves_no_duplicate_and_no_gap_across_two_leader_kills(cluster):
+    """enable.idempotence=true retries through leader failover; each partition then holds
+    exactly the sequence sent, in order: no duplicate, no gap."""
+    bootstrap = cluster.run("up").strip().splitlines()[-1].split("=", 1)[1]
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    topic = f"idem-{uuid.uuid4().hex[:8]}"
+    admin.create_topics([NewTopic(topic, PARTITIONS, 3, config={"min.insync.replicas": "2"})])[topic] \
+        .result(timeout=30)
+    wait_until(lambda: len(describe(bootstrap, topic)) == PARTITIONS
+               and all(len(p["isr"]) == 3 for p in describe(bootstrap, topic).values()), 30, "full ISRs")
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
+                         "linger.ms": 2, "message.timeout.ms": 120000,
+                         "topic.metadata.refresh.interval.ms": 1000})
+    delivered: list[tuple[int, int, bytes]] = []
+    failed: list[str] = []
+
+    def on_delivery(err, msg):
+        if err is None:
+            delivered.append((msg.partition(), msg.offset(), msg.value()))
+        else:
+            failed.append(err.name())
+
+    stop = threading.Event()
+    sent = [0] * PARTITIONS
+
+    def run():
+        deadline = time.monotonic() + 200
+        n = 0
+        while not stop.is_set() and time.monotonic() < deadline:
+            part = n % PARTITIONS
+            try:
+                producer.produce(topic, f"{part}-{sent[part]}".encode(), partition=part,
+                                 on_delivery=on_delivery)
+            except BufferError:
+                producer.poll(0.05)
+                continue
+            sent[part] += 1
+            n += 1
+            producer.poll(0)
+            if n % 200 == 0:
+                time.sleep(0.01)  # a steady stream, not a flood
+        producer.flush(120)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: len(delivered) >= 2000, 60, "2000 deliveries")
+        for round_ in (1, 2):
+            victim = describe(bootstrap, topic)[0]["leader"]
+            cluster.run("kill", str(victim))
+            wait_until(lambda: describe(bootstrap, topic)[0]["leader"] not in (None, victim), 30,
+                       f"round {round_}: new leader")
+            before = len(delivered)
+            wait_until(lambda: len(delivered) >= before + 1000, 60, f"round {round_}: deliveries resume")
+            cluster.run("start", str(victim))
+            wait_until(lambda: all(len(p["isr"]) == 3 for p in describe(bootstrap, topic).values()), 60,
+                       f"round {round_}: ISR re-expanded")
+    finally:
+        stop.set()
+        thread.join(150)
+    assert not failed, f"deliveries failed: {failed[:5]}"
+    for part in range(PARTITIONS):
+        values = [v for _, v in read_partition(bootstrap, topic, part)]
+        expected = [f"{part}-{i}".encode() for i in range(sent[part])]
+        assert len(values) == len(expected), \
+            f"partition {part}: {len(values)} records for {len(expected)} sent"
+        assert values == expected, f"partition {part}: duplicates, gaps or reordering"
+
+
+def test_committed_offsets_survive_killing_the_coordinator(cluster):
+    bootstrap = cluster.run("up").strip().splitlines()[-1].split("=", 1)[1]
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    topic = f"co-{uuid.uuid4().hex[:8]}"
+    admin.create_topics([NewTopic(topic, 2, 3)])[topic].result(timeout=30)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    offsets = [TopicPartition(topic, 0, 17), TopicPartition(topic, 1, 23)]
+    # The first commit may meet COORDINATOR_NOT_AVAILABLE while __consumer_offsets is created.
+    wait_until(lambda: [tp.error for tp in c.commit(offsets=offsets, asynchronous=False)] == [None, None],
+               60, "a commit")
+    c.close()
+    # The coordinator: the broker FindCoordinator names.
+    out = subprocess.run([str(spate_binary()), "group", "describe", group, "--bootstrap", bootstrap],
+                         capture_output=True, text=True, timeout=30)
+    m = re.search(r"[Cc]oordinator\D*(\d+)", out.stdout)
+    assert m, out.stdout + out.stderr
+    coordinator = int(m.group(1))
+    cluster.run("kill", str(coordinator))
+
+    def committed():
+        c2 = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+        try:
+            got = c2.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=10)
+            return [(tp.partition, tp.offset) for tp in got]
+        finally:
+            c2.close()
+
+    assert wait_until(lambda: committed() == [(0, 17), (1, 23)], 60,
+                      "committed offsets from the new coordinator")
