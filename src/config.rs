@@ -39,6 +39,7 @@ const KEYS: &[(&str, KeyDefault)] = &[
     ("admin.listener", KeyDefault::Value("127.0.0.1:9095")),
     ("replication.listener", KeyDefault::Value("127.0.0.1:9094")),
     ("replica.lag.time.max.ms", KeyDefault::Value("10000")),
+    ("offsets.topic.num.partitions", KeyDefault::Value("10")),
 ];
 
 /// Other names for a key: `data.dir` is Spate's (and `spate dev`'s) name for `log.dirs`.
@@ -235,6 +236,8 @@ pub struct ServerConfig {
     pub replication_listener: SocketAddr,
     /// `replica.lag.time.max.ms`: a follower lagging this long leaves the ISR.
     pub replica_lag_time_max: Duration,
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` when created.
+    pub offsets_topic_partitions: i32,
     /// Where each key's value came from.
     pub sources: BTreeMap<&'static str, Source>,
 }
@@ -281,6 +284,7 @@ impl ServerConfig {
             self.admin_listener.to_string(),
             self.replication_listener.to_string(),
             self.replica_lag_time_max.as_millis().to_string(),
+            self.offsets_topic_partitions.to_string(),
         ];
         KEYS.iter()
             .zip(values)
@@ -358,6 +362,9 @@ pub struct ConfigFlags {
     /// replica.lag.time.max.ms: a follower lagging this long leaves the ISR.
     #[arg(long, value_name = "MS")]
     pub replica_lag_time_max_ms: Option<String>,
+    /// offsets.topic.num.partitions: partitions of __consumer_offsets when it is created.
+    #[arg(long, value_name = "N")]
+    pub offsets_topic_num_partitions: Option<String>,
 }
 
 impl ConfigFlags {
@@ -388,6 +395,10 @@ impl ConfigFlags {
             ("admin.listener", &self.admin_listener),
             ("replication.listener", &self.replication_listener),
             ("replica.lag.time.max.ms", &self.replica_lag_time_max_ms),
+            (
+                "offsets.topic.num.partitions",
+                &self.offsets_topic_num_partitions,
+            ),
         ];
         all.into_iter()
             .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
@@ -644,6 +655,9 @@ fn validate(settings: BTreeMap<&'static str, Setting>) -> Result<ServerConfig, C
     let admin_listener = required(&settings, "admin.listener", parse_bind)?;
     let replication_listener = required(&settings, "replication.listener", parse_bind)?;
     let replica_lag_time_max = required(&settings, "replica.lag.time.max.ms", millis)?;
+    let offsets_topic_partitions = required(&settings, "offsets.topic.num.partitions", |s| {
+        parse_int(s, 1, 1000, "an integer from 1 to 1000")
+    })?;
     let multi_node = voters.len() > 1 || !roles.controller;
     let mut sources: BTreeMap<&'static str, Source> = settings
         .iter()
@@ -675,6 +689,7 @@ fn validate(settings: BTreeMap<&'static str, Setting>) -> Result<ServerConfig, C
         admin_listener,
         replication_listener,
         replica_lag_time_max,
+        offsets_topic_partitions,
         sources,
     };
     check_rules(&config)?;

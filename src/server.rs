@@ -64,6 +64,7 @@ fn node_config(c: &ServerConfig) -> NodeConfig {
         controller_addr: c.controller_listener,
         replication_addr: c.replication_listener,
         replica_lag_time_max: c.replica_lag_time_max,
+        offsets_topic_partitions: c.offsets_topic_partitions,
         advertised_host: Some(c.advertised_listener.host.clone()),
         advertised_port: Some(c.advertised_listener.port),
         num_partitions: c.num_partitions,

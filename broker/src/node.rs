@@ -43,6 +43,8 @@ pub struct NodeConfig {
     pub replication_addr: SocketAddr,
     /// `replica.lag.time.max.ms`: how long a follower may lag before leaving the ISR.
     pub replica_lag_time_max: Duration,
+    /// Partitions of `__consumer_offsets` when a broker creates it.
+    pub offsets_topic_partitions: i32,
     /// Host advertised to clients (default: the Kafka listener's IP).
     pub advertised_host: Option<String>,
     /// Port advertised to clients (default: the bound Kafka port).
@@ -81,6 +83,7 @@ impl NodeConfig {
             controller_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             replication_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             replica_lag_time_max: Duration::from_secs(10),
+            offsets_topic_partitions: 10,
             advertised_host: None,
             advertised_port: None,
             num_partitions: 1,
@@ -222,6 +225,7 @@ impl Node {
             broker_config.heartbeat_interval = config.heartbeat_interval;
             broker_config.max_request_bytes = config.max_request_bytes;
             broker_config.replica_lag_time_max = config.replica_lag_time_max;
+            broker_config.offsets_topic_partitions = config.offsets_topic_partitions;
             let started = Broker::start(broker_config, kafka_listener, replication_listener)
                 .await
                 .context("cannot start the broker")?;

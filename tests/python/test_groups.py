@@ -25,15 +25,19 @@ SESSION_TIMEOUT_MS = 6000
 class GroupMember:
     """A confluent-kafka consumer polling in a thread, recording its assignment."""
 
-    def __init__(self, bootstrap: str, group: str, topic: str, strategy: str = "range"):
-        self.consumer = Consumer({
+    def __init__(self, bootstrap: str, group: str, topic: str, strategy: str = "range",
+                 instance_id: str | None = None):
+        config = {
             "bootstrap.servers": bootstrap,
             "group.id": group,
             "session.timeout.ms": SESSION_TIMEOUT_MS,
             "heartbeat.interval.ms": 500,
             "partition.assignment.strategy": strategy,
             "auto.offset.reset": "earliest",
-        })
+        }
+        if instance_id:
+            config["group.instance.id"] = instance_id
+        self.consumer = Consumer(config)
         self.assigned: set[int] = set()
         self.lock = threading.Lock()
         self.stop = threading.Event()
@@ -150,6 +154,31 @@ def test_cooperative_sticky_rebalances(broker, topic):
         wait_for(lambda: spread_evenly(members, 6), 60, "two each after incremental rebalances")
         # Sticky: the first member kept partitions it had (it only gave some away).
         assert first.partitions() <= set(range(6))
+    finally:
+        for m in members:
+            m.close()
+
+
+def test_static_member_restart_keeps_its_partitions_without_a_rebalance(broker, topic):
+    create_topic(broker.bootstrap, topic, partitions=4)
+    group = f"static-{uuid.uuid4().hex[:8]}"
+    a = GroupMember(broker.bootstrap, group, topic, instance_id="a")
+    b = GroupMember(broker.bootstrap, group, topic, instance_id="b")
+    members = [a, b]
+    try:
+        wait_for(lambda: spread_evenly(members, 4), 60, "two partitions each")
+        time.sleep(1)
+        before_a, rebalances_a = a.partitions(), a.rebalances
+        before_b = b.partitions()
+        # A static member closing does not leave the group (KIP-345): its replacement with
+        # the same group.instance.id gets the same partitions and `a` is not disturbed.
+        b.close()
+        members = [a]
+        b2 = GroupMember(broker.bootstrap, group, topic, instance_id="b")
+        members.append(b2)
+        wait_for(lambda: b2.partitions() == before_b, 30, "the restarted static member's partitions")
+        assert a.partitions() == before_a
+        assert a.rebalances == rebalances_a, "the other member went through a rebalance"
     finally:
         for m in members:
             m.close()
