@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::error::{Error, Result};
 use crate::types::{Acks, Compression};
 
 /// Settings shared by every client: where the cluster is and how patient to be.
@@ -78,6 +79,11 @@ pub struct ProducerConfig {
     pub metadata_max_age: Duration,
     /// How long a record may take from `send` to its ack, retries included, before failing.
     pub delivery_timeout: Duration,
+    /// Idempotent producer (KIP-98): a producer id and per-partition sequence numbers let
+    /// the broker drop duplicates from retries, and ordering holds across retries. Needs
+    /// `acks = All` (other acks are refused) and caps `client.max_in_flight` at 5. Off by
+    /// default here (the Java client defaults to on) to keep the plain producer's behaviour.
+    pub enable_idempotence: bool,
 }
 
 impl ProducerConfig {
@@ -96,7 +102,20 @@ impl ProducerConfig {
             produce_timeout: Duration::from_secs(30),
             metadata_max_age: Duration::from_secs(300),
             delivery_timeout: Duration::from_secs(120),
+            enable_idempotence: false,
         }
+    }
+
+    /// Checks settings that cannot work together.
+    pub fn validate(&self) -> Result<()> {
+        if self.enable_idempotence && self.acks != Acks::All {
+            return Err(Error::InvalidArgument(format!(
+                "enable_idempotence needs acks=all, got acks={:?}; set acks to All or turn \
+                 idempotence off",
+                self.acks
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -170,5 +189,18 @@ mod tests {
         assert_eq!(c.backoff(3), Duration::from_millis(800));
         assert_eq!(c.backoff(4), Duration::from_secs(1));
         assert_eq!(c.backoff(40), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn idempotence_needs_acks_all() {
+        let mut c = ProducerConfig::new("x:1");
+        c.enable_idempotence = true;
+        assert!(c.validate().is_ok());
+        c.acks = Acks::Leader;
+        assert!(c
+            .validate()
+            .is_err_and(|e| e.to_string().contains("acks=all")));
+        c.enable_idempotence = false;
+        assert!(c.validate().is_ok());
     }
 }

@@ -292,6 +292,52 @@ async fn consumer_start_positions_skip_inside_batches() {
 }
 
 #[tokio::test]
+async fn idempotent_retry_keeps_the_sequence() {
+    let broker = MockBroker::start().await;
+    broker.create_topic("t", 1);
+    let mut config = producer_config(&broker.addr);
+    config.enable_idempotence = true;
+    // One record per batch, so each send is its own sequenced batch.
+    config.batch_size = 1;
+    let producer = Producer::connect(config).await.unwrap();
+    // The first attempt of the first batch is refused with NOT_LEADER (retriable).
+    broker.state.lock().unwrap().produce_errors = vec![6];
+    let mut futures = Vec::new();
+    for i in 0..3u8 {
+        let value = Some(Bytes::from(vec![i]));
+        futures.push(
+            producer
+                .send("t", Some(0), None, value, Vec::new())
+                .await
+                .unwrap(),
+        );
+    }
+    let mut offsets = Vec::new();
+    for f in futures {
+        offsets.push(f.await.unwrap().offset);
+    }
+    producer.close().await.unwrap();
+    assert_eq!(offsets, vec![0, 1, 2], "order kept across the retry");
+    {
+        let st = broker.state.lock().unwrap();
+        assert_eq!(st.init_producer_id_requests, 1);
+        let attempts = &st.produce_attempts;
+        assert!(attempts.iter().all(|a| a.1 == 1000), "{attempts:?}");
+        assert_eq!(attempts[0], (0, 1000, 0, 6), "first attempt refused");
+        // The retry of sequence 0 keeps it; what the log holds is 0, 1, 2 in order.
+        let accepted: Vec<i32> = attempts.iter().filter(|a| a.3 == 0).map(|a| a.2).collect();
+        assert_eq!(accepted, vec![0, 1, 2], "{attempts:?}");
+    }
+
+    let mut config = producer_config(&broker.addr);
+    config.enable_idempotence = true;
+    config.acks = Acks::Leader;
+    assert!(Producer::connect(config)
+        .await
+        .is_err_and(|e| e.to_string().contains("acks=all")));
+}
+
+#[tokio::test]
 async fn acks_zero_and_retry_after_not_leader() {
     let broker = MockBroker::start().await;
     broker.create_topic("t", 2);

@@ -43,6 +43,9 @@ pub struct ProduceArgs {
     /// Target batch size in bytes.
     #[arg(long, default_value_t = 16384)]
     batch_size: usize,
+    /// Idempotent producer: no duplicates from retries, order kept (needs --acks all).
+    #[arg(long)]
+    idempotent: bool,
 }
 
 #[derive(Default)]
@@ -76,6 +79,8 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
     config.compression = args.compression;
     config.linger = Duration::from_millis(args.linger_ms);
     config.batch_size = args.batch_size;
+    config.enable_idempotence = args.idempotent;
+    config.validate()?;
     let producer = Producer::connect(config)
         .await
         .with_context(|| format!("cannot reach the cluster at {}", args.conn.bootstrap))?;

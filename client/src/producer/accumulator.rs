@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::batch::{DeliveryFuture, ProducerBatch};
+use super::idempotence::Sequencer;
 use super::partitioner::Sticky;
+use crate::error::Error;
 use crate::types::{Header, NodeId, TopicPartition};
 
 /// Batching limits.
@@ -41,6 +43,9 @@ pub struct Drained {
     pub requests: Vec<(NodeId, Vec<ProducerBatch>)>,
     /// Batches past their delivery timeout; the caller fails them.
     pub expired: Vec<ProducerBatch>,
+    /// Idempotent producer: batches that must fail because an earlier one of their
+    /// partition failed for good; the caller fails them with the error.
+    pub failed: Vec<(ProducerBatch, Error)>,
     /// Topics with a ready batch but no known leader; metadata needs a refresh.
     pub unknown_leaders: Vec<String>,
     /// The earliest time something becomes ready (for the sender's sleep).
@@ -53,6 +58,8 @@ pub struct Accumulator {
     topics: HashMap<Arc<str>, TopicQueues>,
     next_seq: u64,
     batches: usize,
+    /// Set for an idempotent producer: sequences and the in-flight ordering rule.
+    sequencer: Option<Sequencer>,
 }
 
 /// What `append` did.
@@ -73,7 +80,22 @@ impl Accumulator {
             topics: HashMap::new(),
             next_seq: 0,
             batches: 0,
+            sequencer: None,
         }
+    }
+
+    /// An accumulator for an idempotent producer: nothing drains until the sequencer has a
+    /// producer id, and batches get sequences as they go out.
+    pub fn idempotent(limits: Limits) -> Self {
+        Self {
+            sequencer: Some(Sequencer::new()),
+            ..Self::new(limits)
+        }
+    }
+
+    /// The idempotent producer's sequence state, if enabled.
+    pub fn sequencer_mut(&mut self) -> Option<&mut Sequencer> {
+        self.sequencer.as_mut()
     }
 
     /// Number of unsent batches (in flight ones not counted).
@@ -206,9 +228,28 @@ impl Accumulator {
         let mut sizes: Vec<usize> = Vec::new();
         let mut no_slot: Vec<NodeId> = Vec::new();
         let limits = self.limits;
+        let mut sequencer = self.sequencer.as_mut();
+        let mut removed = 0;
         for (topic, queues) in self.topics.iter_mut() {
             for (index, queue) in queues.partitions.iter_mut().enumerate() {
+                let expired_before = out.expired.len();
                 expire(queue, now, limits.delivery_timeout, &mut out.expired);
+                if let Some(seqr) = sequencer.as_deref_mut() {
+                    for b in &out.expired[expired_before..] {
+                        let err = Error::Timeout {
+                            api: "Produce (delivery timeout)".into(),
+                            addr: b.tp.to_string(),
+                            ms: limits.delivery_timeout.as_millis() as u64,
+                        };
+                        seqr.on_expired(b, &err);
+                    }
+                    while let Some(err) = queue.front().and_then(|b| seqr.doomed(b)) {
+                        if let Some(b) = queue.pop_front() {
+                            out.failed.push((b, err));
+                            removed += 1;
+                        }
+                    }
+                }
                 let Some(front) = queue.front() else { continue };
                 // A linger too large for the clock never expires rather than overflowing.
                 let linger_end = front
@@ -222,6 +263,11 @@ impl Accumulator {
                 let ready = force || front.full || queue.len() > 1 || linger_end <= now;
                 if !ready {
                     wake_at(&mut out.next_wake, linger_end);
+                    continue;
+                }
+                // Idempotence: no producer id yet, a full in-flight window, or a retry
+                // waiting for earlier attempts; the settled responses wake the sender.
+                if sequencer.as_deref().is_some_and(|s| !s.may_send(front)) {
                     continue;
                 }
                 let partition = index as i32;
@@ -257,15 +303,18 @@ impl Accumulator {
                 else {
                     continue;
                 };
-                let Some(batch) = queue.pop_front() else {
+                let Some(mut batch) = queue.pop_front() else {
                     continue;
                 };
+                if let Some(seqr) = sequencer.as_deref_mut() {
+                    seqr.on_send(&mut batch);
+                }
                 *used += size;
                 request.1.push(batch);
                 self.batches -= 1;
             }
         }
-        self.batches -= out.expired.len();
+        self.batches -= out.expired.len() + removed;
         out
     }
 
@@ -478,6 +527,37 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[test]
+    fn idempotent_drain_waits_for_the_producer_id_and_sequences_in_order() {
+        use crate::producer::idempotence::ProducerIdentity;
+        let t0 = Instant::now();
+        let mut a = Accumulator::idempotent(Limits {
+            batch_size: 61 + 100,
+            linger: Duration::ZERO,
+            max_request_size: 10_000,
+            delivery_timeout: Duration::from_secs(60),
+        });
+        for _ in 0..3 {
+            add(&mut a, "t", 0, 100, t0);
+        }
+        assert!(a.drain(t0, true, leaders, |_| true).requests.is_empty());
+        a.sequencer_mut().unwrap().set_identity(ProducerIdentity {
+            producer_id: 9,
+            epoch: 1,
+        });
+        let mut sent = Vec::new();
+        for _ in 0..3 {
+            let mut d = a.drain(t0, true, leaders, |_| true);
+            sent.push(d.requests.remove(0).1.remove(0));
+        }
+        let seqs: Vec<Option<i32>> = sent.iter().map(|b| b.base_sequence()).collect();
+        assert_eq!(seqs, vec![Some(0), Some(1), Some(2)]);
+        // The first fails and goes back: it waits until the other two came back.
+        let first = sent.remove(0);
+        assert!(a.reenqueue(first).is_none());
+        assert!(a.drain(t0, true, leaders, |_| true).requests.is_empty());
     }
 
     #[test]

@@ -55,6 +55,9 @@ pub struct ProducerBatch {
     pub attempts: u32,
     /// Not to be sent before this (retry backoff).
     pub retry_at: Option<Instant>,
+    /// Idempotent producers: the first record's sequence, set once on the first send and
+    /// kept across retries (a batch is never re-sequenced).
+    base_sequence: Option<i32>,
     records: Vec<Record>,
     record_count: usize,
     encoded: Option<Bytes>,
@@ -74,6 +77,7 @@ impl ProducerBatch {
             full: false,
             attempts: 0,
             retry_at: None,
+            base_sequence: None,
             records: Vec::new(),
             record_count: 0,
             encoded: None,
@@ -126,6 +130,28 @@ impl ProducerBatch {
             index,
             timestamp,
         }
+    }
+
+    /// The base sequence, once an idempotent producer assigned one.
+    pub fn base_sequence(&self) -> Option<i32> {
+        self.base_sequence
+    }
+
+    /// Stamps producer id, epoch and sequences on the records (idempotent producer). Only
+    /// before the first encode: the encoded bytes are what retries resend.
+    pub fn set_producer(&mut self, producer_id: i64, epoch: i16, base_sequence: i32) {
+        if self.encoded.is_some() || self.base_sequence.is_some() {
+            return;
+        }
+        for (i, r) in self.records.iter_mut().enumerate() {
+            r.producer_id = producer_id;
+            r.producer_epoch = epoch;
+            // Two's-complement steps keep `offset - sequence` constant, so the encoder keeps
+            // one batch and writes `base_sequence` into the header; Kafka's wrap to 0 only
+            // matters for the next batch's base (see `idempotence::next_sequence`).
+            r.sequence = base_sequence.wrapping_add(i as i32);
+        }
+        self.base_sequence = Some(base_sequence);
     }
 
     /// Number of records.
@@ -324,6 +350,24 @@ mod tests {
         drop(b);
         for f in futs {
             assert!(matches!(f.await, Err(Error::Closed)));
+        }
+    }
+
+    #[test]
+    fn producer_fields_reach_the_batch_header() {
+        for base in [0, 7, i32::MAX - 1] {
+            let (mut b, _futs) = batch_with(4);
+            b.set_producer(42, 3, base);
+            // A second stamp (a retry) changes nothing.
+            b.set_producer(43, 4, 0);
+            assert_eq!(b.base_sequence(), Some(base));
+            let mut bytes = b.encode(Compression::None).unwrap();
+            let sets = RecordBatchDecoder::decode_all(&mut bytes).unwrap();
+            assert_eq!(sets.len(), 1, "base {base}: one batch");
+            let first = &sets[0].records[0];
+            assert_eq!((first.producer_id, first.producer_epoch), (42, 3));
+            assert_eq!(first.sequence, base);
+            assert_eq!(sets[0].records.len(), 4);
         }
     }
 

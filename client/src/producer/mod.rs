@@ -4,10 +4,12 @@
 //! - [`partitioner`]: explicit / murmur2(key) / sticky choice of partition.
 //! - [`batch`]: one partition's batch, its encoding and its shared completion.
 //! - [`accumulator`]: the queues and the "what goes out now" rules (pure).
+//! - [`idempotence`]: producer id, sequence numbers and retry ordering (pure).
 //! - `sender`: the background task and response handling.
 
 pub mod accumulator;
 pub mod batch;
+pub mod idempotence;
 pub mod partitioner;
 mod sender;
 
@@ -57,6 +59,8 @@ pub(crate) struct Inner {
     /// Batches opened and not yet completed; flush waits for zero.
     outstanding: watch::Sender<usize>,
     refreshing: AtomicBool,
+    /// An InitProducerId task is running (idempotent producer).
+    initializing: AtomicBool,
 }
 
 struct State {
@@ -78,12 +82,20 @@ impl Inner {
 impl Producer {
     /// Connects to the cluster and starts the sender.
     pub async fn connect(config: ProducerConfig) -> Result<Producer> {
+        config.validate()?;
         let cluster = Cluster::connect(config.client.clone()).await?;
         Ok(Self::with_cluster(cluster, config))
     }
 
-    /// A producer over an existing cluster handle (shares its connections).
-    pub fn with_cluster(cluster: Arc<Cluster>, config: ProducerConfig) -> Producer {
+    /// A producer over an existing cluster handle (shares its connections). With
+    /// `enable_idempotence` it forces acks=all and at most 5 requests in flight per broker
+    /// (`connect` refuses other acks instead).
+    pub fn with_cluster(cluster: Arc<Cluster>, mut config: ProducerConfig) -> Producer {
+        if config.enable_idempotence {
+            config.acks = crate::types::Acks::All;
+            config.client.max_in_flight =
+                config.client.max_in_flight.min(idempotence::MAX_IN_FLIGHT);
+        }
         let limits = Limits {
             batch_size: config.batch_size.max(1),
             linger: config.linger,
@@ -94,7 +106,11 @@ impl Producer {
         let inner = Arc::new(Inner {
             cluster,
             state: Mutex::new(State {
-                acc: Accumulator::new(limits),
+                acc: if config.enable_idempotence {
+                    Accumulator::idempotent(limits)
+                } else {
+                    Accumulator::new(limits)
+                },
                 in_flight: HashMap::new(),
                 flushing: 0,
                 closing: false,
@@ -103,6 +119,7 @@ impl Producer {
             memory: Semaphore::new(memory),
             outstanding: watch::channel(0).0,
             refreshing: AtomicBool::new(false),
+            initializing: AtomicBool::new(false),
             config,
         });
         let task = tokio::spawn(sender::run(inner.clone()));

@@ -7,10 +7,13 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::messages::{
+    ApiKey, InitProducerIdRequest, ProduceRequest, ProduceResponse, ProducerId, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 
 use super::batch::{BatchAck, ProducerBatch, BATCH_HEADER};
+use super::idempotence::{ProducerIdentity, Settle};
 use super::Inner;
 use crate::error::{Error, Result};
 use crate::types::{Acks, NodeId};
@@ -25,7 +28,7 @@ pub(super) async fn run(inner: Arc<Inner>) {
         let now = Instant::now();
         let meta = inner.cluster.metadata();
         let max_in_flight = inner.config.client.max_in_flight.max(1);
-        let (drained, finished, topics) = {
+        let (drained, finished, topics, needs_id) = {
             let Ok(mut guard) = inner.state.lock() else {
                 return;
             };
@@ -48,8 +51,18 @@ pub(super) async fn run(inner: Arc<Inner>) {
             let finished =
                 st.closing && st.acc.is_empty() && st.in_flight.values().all(|n| *n == 0);
             let stale = now.duration_since(last_refresh) >= inner.config.metadata_max_age;
-            (drained, finished, stale.then(|| st.acc.topics()))
+            let needs_id = st
+                .acc
+                .sequencer_mut()
+                .is_some_and(|s| s.identity().is_none());
+            (drained, finished, stale.then(|| st.acc.topics()), needs_id)
         };
+        if needs_id {
+            start_init(&inner);
+        }
+        for (mut batch, err) in drained.failed {
+            finish(&inner, &mut batch, Err(err));
+        }
         for mut batch in drained.expired {
             let err = Error::Timeout {
                 api: "Produce (delivery timeout)".into(),
@@ -88,68 +101,157 @@ pub(super) async fn run(inner: Arc<Inner>) {
 async fn send_request(inner: Arc<Inner>, node: NodeId, mut batches: Vec<ProducerBatch>) {
     let result = produce(&inner, node, &mut batches).await;
     let acked_at = Instant::now();
-    let mut retry = Vec::new();
+    let outcomes: Vec<(ProducerBatch, Result<BatchAck>)> = batches
+        .into_iter()
+        .map(|b| {
+            let outcome = outcome_of(&result, &b, node, acked_at);
+            (b, outcome)
+        })
+        .collect();
+    let mut done = Vec::new();
     let mut refresh: Vec<String> = Vec::new();
-    for mut batch in batches {
-        let outcome = match &result {
-            Err(e) => Err(e.clone()),
-            Ok(None) => Ok(BatchAck {
-                base_offset: -1,
-                log_append_time: -1,
-                acked_at,
-            }),
-            Ok(Some(resp)) => match find_partition(resp, &batch) {
-                Some(p) => match Error::from_code(
-                    p.error_code,
-                    p.error_message.as_ref().map(|m| m.to_string()),
-                    format!("produce to {}", batch.tp),
-                ) {
-                    None => Ok(BatchAck {
-                        base_offset: p.base_offset,
-                        log_append_time: p.log_append_time_ms,
-                        acked_at,
-                    }),
-                    Some(e) => Err(e),
-                },
-                None => Err(Error::protocol(format!(
-                    "Produce response from broker {node} has no entry for {}",
-                    batch.tp
-                ))),
-            },
-        };
-        match outcome {
-            Ok(ack) => finish(&inner, &mut batch, Ok(ack)),
-            Err(e) if e.is_retriable() && batch.attempts < inner.config.client.retries => {
-                // A retry after a timeout may duplicate the batch: this producer is not idempotent.
-                tracing::debug!(tp = %batch.tp, attempt = batch.attempts, error = %e, "retrying batch");
-                if e.needs_metadata_refresh() && !refresh.iter().any(|t| **t == *batch.tp.topic) {
-                    refresh.push(batch.tp.topic.to_string());
+    match inner.state.lock() {
+        Ok(mut st) => {
+            if let Some(n) = st.in_flight.get_mut(&node) {
+                *n = n.saturating_sub(1);
+            }
+            for (mut batch, outcome) in outcomes {
+                let can_retry = batch.attempts < inner.config.client.retries;
+                // Settled under the lock so sequence state and queue order change together.
+                let settle = match st.acc.sequencer_mut() {
+                    Some(seqr) => seqr.settle(&batch, outcome, can_retry),
+                    // Not idempotent: a retry after a timeout may duplicate the batch.
+                    None => match outcome {
+                        Err(e) if e.is_retriable() && can_retry => Settle::Retry(e),
+                        other => Settle::Complete(other),
+                    },
+                };
+                match settle {
+                    Settle::Complete(r) => done.push((batch, r)),
+                    Settle::Retry(e) => {
+                        tracing::debug!(tp = %batch.tp, attempt = batch.attempts, error = %e, "retrying batch");
+                        if e.needs_metadata_refresh()
+                            && !refresh.iter().any(|t| **t == *batch.tp.topic)
+                        {
+                            refresh.push(batch.tp.topic.to_string());
+                        }
+                        batch.retry_at =
+                            acked_at.checked_add(inner.config.client.backoff(batch.attempts));
+                        batch.attempts += 1;
+                        if let Some(b) = st.acc.reenqueue(batch) {
+                            done.push((b, Err(Error::Closed)));
+                        }
+                    }
                 }
-                batch.retry_at = acked_at.checked_add(inner.config.client.backoff(batch.attempts));
-                batch.attempts += 1;
-                retry.push(batch);
-            }
-            Err(e) => finish(&inner, &mut batch, Err(e)),
-        }
-    }
-    let mut unqueued = Vec::new();
-    if let Ok(mut st) = inner.state.lock() {
-        if let Some(n) = st.in_flight.get_mut(&node) {
-            *n = n.saturating_sub(1);
-        }
-        for batch in retry {
-            if let Some(b) = st.acc.reenqueue(batch) {
-                unqueued.push(b);
             }
         }
+        Err(_) => done.extend(outcomes),
     }
-    for mut b in unqueued {
-        finish(&inner, &mut b, Err(Error::Closed));
+    for (mut b, r) in done {
+        finish(&inner, &mut b, r);
     }
     if !refresh.is_empty() {
         request_refresh(&inner, refresh);
     }
     inner.wake.notify_one();
+}
+
+/// What the response (or the request's failure) says about one batch.
+fn outcome_of(
+    result: &Result<Option<ProduceResponse>>,
+    batch: &ProducerBatch,
+    node: NodeId,
+    acked_at: Instant,
+) -> Result<BatchAck> {
+    match result {
+        Err(e) => Err(e.clone()),
+        Ok(None) => Ok(BatchAck {
+            base_offset: -1,
+            log_append_time: -1,
+            acked_at,
+        }),
+        Ok(Some(resp)) => match find_partition(resp, batch) {
+            Some(p) => match Error::from_code(
+                p.error_code,
+                p.error_message.as_ref().map(|m| m.to_string()),
+                format!("produce to {}", batch.tp),
+            ) {
+                None => Ok(BatchAck {
+                    base_offset: p.base_offset,
+                    log_append_time: p.log_append_time_ms,
+                    acked_at,
+                }),
+                Some(e) => Err(e),
+            },
+            None => Err(Error::protocol(format!(
+                "Produce response from broker {node} has no entry for {}",
+                batch.tp
+            ))),
+        },
+    }
+}
+
+/// Gets a producer id in the background (idempotent producer), retrying with backoff, then
+/// wakes the sender. Nothing is sent before it succeeds; records wait up to their delivery
+/// timeout.
+fn start_init(inner: &Arc<Inner>) {
+    if inner.initializing.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let inner = inner.clone();
+    tokio::spawn(async move {
+        let mut attempt = 0;
+        loop {
+            match init_producer_id(&inner).await {
+                Ok(id) => {
+                    tracing::debug!(
+                        producer_id = id.producer_id,
+                        epoch = id.epoch,
+                        "producer id assigned"
+                    );
+                    if let Ok(mut st) = inner.state.lock() {
+                        if let Some(s) = st.acc.sequencer_mut() {
+                            s.set_identity(id);
+                        }
+                    }
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "InitProducerId failed; retrying");
+                    let give_up = inner
+                        .state
+                        .lock()
+                        .map_or(true, |st| st.closing && st.acc.is_empty());
+                    if give_up {
+                        break;
+                    }
+                    tokio::time::sleep(inner.config.client.backoff(attempt)).await;
+                    attempt = attempt.saturating_add(1);
+                }
+            }
+        }
+        inner.initializing.store(false, Ordering::Release);
+        inner.wake.notify_one();
+    });
+}
+
+/// InitProducerId without a transactional id: a fresh producer id and epoch.
+async fn init_producer_id(inner: &Inner) -> Result<ProducerIdentity> {
+    let conn = inner.cluster.any_connection().await?;
+    let version = conn.api_version(ApiKey::InitProducerId)?;
+    let req = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let resp = conn.request(version, &req).await?;
+    if let Some(e) = Error::from_code(resp.error_code, None, "InitProducerId") {
+        return Err(e);
+    }
+    Ok(ProducerIdentity {
+        producer_id: resp.producer_id.0,
+        epoch: resp.producer_epoch,
+    })
 }
 
 async fn produce(

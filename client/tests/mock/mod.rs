@@ -54,6 +54,11 @@ pub struct State {
     /// Answer the next request with garbage (bad-input tests).
     pub garbage: bool,
     pub produce_requests: usize,
+    /// Every Produce attempt's (partition, producer id, base sequence, error code sent).
+    pub produce_attempts: Vec<(i32, i64, i32, i16)>,
+    pub init_producer_id_requests: usize,
+    /// Idempotent producers: the next base sequence each partition accepts.
+    pub expected_sequence: HashMap<(String, i32), i32>,
     pub auto_create: bool,
     /// Act like an old broker that only knows ApiVersions v0.
     pub api_versions_v0_only: bool,
@@ -166,6 +171,7 @@ fn handle(h: &RequestHeader, mut body: Bytes, state: &Mutex<State>, port: i32) -
                 (37, 0, 3),
                 (44, 0, 1),
                 (60, 0, 1),
+                (22, 0, 5),
             ];
             let old_broker = st.api_versions_v0_only;
             let mut resp = ApiVersionsResponse::default();
@@ -243,9 +249,27 @@ fn handle(h: &RequestHeader, mut body: Bytes, state: &Mutex<State>, port: i32) -
                     let mut pr = PartitionProduceResponse::default()
                         .with_index(p.index)
                         .with_log_append_time_ms(-1);
-                    if let Some(code) =
-                        (!st.produce_errors.is_empty()).then(|| st.produce_errors.remove(0))
-                    {
+                    let injected =
+                        (!st.produce_errors.is_empty()).then(|| st.produce_errors.remove(0));
+                    // RecordBatch v2 header: producer id at 43, base sequence at 53.
+                    let raw = p.records.as_ref().unwrap();
+                    let pid = (&raw[43..51]).get_i64();
+                    let base_seq = (&raw[53..57]).get_i32();
+                    let key = (t.name.0.to_string(), p.index);
+                    let expected = *st.expected_sequence.get(&key).unwrap_or(&0);
+                    // Like Kafka: a gap is out of order (45), an old sequence a duplicate (46).
+                    let injected = injected.or(match pid >= 0 {
+                        true if base_seq > expected => Some(45),
+                        true if base_seq < expected => Some(46),
+                        _ => None,
+                    });
+                    st.produce_attempts
+                        .push((p.index, pid, base_seq, injected.unwrap_or(0)));
+                    if pid >= 0 && injected.is_none() {
+                        let records = (&raw[23..27]).get_i32() + 1;
+                        st.expected_sequence.insert(key, base_seq + records);
+                    }
+                    if let Some(code) = injected {
                         pr.error_code = code;
                         pr.base_offset = -1;
                     } else if let Some(log) = st
@@ -269,6 +293,15 @@ fn handle(h: &RequestHeader, mut body: Bytes, state: &Mutex<State>, port: i32) -
             if req.acks == 0 {
                 return None;
             }
+            frame(c, v, &resp)
+        }
+        ApiKey::InitProducerId => {
+            let req = InitProducerIdRequest::decode(&mut body, v).unwrap();
+            assert!(req.transactional_id.is_none());
+            st.init_producer_id_requests += 1;
+            let resp = InitProducerIdResponse::default()
+                .with_producer_id(ProducerId(1000))
+                .with_producer_epoch(0);
             frame(c, v, &resp)
         }
         ApiKey::Fetch => {

@@ -70,6 +70,9 @@ pub struct ProduceBench {
     /// Print the final result as one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Idempotent producer (needs --acks all; caps --max-in-flight at 5).
+    #[arg(long)]
+    idempotent: bool,
 }
 
 struct Outcome {
@@ -147,6 +150,7 @@ fn config(args: &ProduceBench) -> ProducerConfig {
     c.batch_size = args.batch_size;
     c.linger = Duration::from_millis(args.linger_ms);
     c.compression = args.compression;
+    c.enable_idempotence = args.idempotent;
     c.max_request_size = args.max_request_size.max(args.batch_size);
     // Room for a full pipeline of requests plus one filling; more would only add queueing
     // latency once the broker is the bottleneck.
@@ -165,6 +169,7 @@ async fn run_one(
     payloads: Arc<Vec<Bytes>>,
     window: Arc<Window>,
 ) -> anyhow::Result<Outcome> {
+    config.validate()?;
     let producer = Producer::connect(config)
         .await
         .context("cannot reach the cluster")?;
@@ -273,6 +278,7 @@ fn print_result(args: &ProduceBench, total: &Outcome, elapsed: Duration) {
             "record_size": args.record_size,
             "producers": args.producers,
             "acks": format!("{:?}", args.acks).to_lowercase(),
+            "idempotent": args.idempotent,
             "compression": format!("{:?}", args.compression).to_lowercase(),
             "batch_size": args.batch_size,
             "linger_ms": args.linger_ms,
