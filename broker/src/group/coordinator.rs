@@ -64,11 +64,15 @@ pub fn partition_for(group: &str, partitions: i32) -> i32 {
 /// One group's state on its coordinator.
 struct GroupEntry {
     group: Group,
-    offsets: BTreeMap<(String, i32), CommittedOffset>,
+    /// Committed offsets, each with the log offset of the record that set it (commits
+    /// finish out of order; the log order decides).
+    offsets: BTreeMap<(String, i32), (CommittedOffset, i64)>,
     joins: HashMap<String, oneshot::Sender<JoinResponse>>,
     syncs: HashMap<String, oneshot::Sender<SyncResponse>>,
-    /// (generation, members) of the last group metadata written.
-    persisted: Option<(i32, usize)>,
+    /// Fingerprint of the last group metadata written.
+    persisted: Option<u64>,
+    /// Since when the group has been Empty (offsets expire relative to it, KIP-211).
+    empty_since: Option<i64>,
 }
 
 impl GroupEntry {
@@ -79,7 +83,25 @@ impl GroupEntry {
             joins: HashMap::new(),
             syncs: HashMap::new(),
             persisted: None,
+            empty_since: None,
         }
+    }
+
+    /// What the persisted group metadata depends on: generation, leader, state, and every
+    /// member's id, instance id and assignment (a static member's replacement changes
+    /// only its id).
+    fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.group.generation_id().hash(&mut h);
+        self.group.leader().hash(&mut h);
+        self.group.state().name().hash(&mut h);
+        for m in self.group.members() {
+            m.member_id.hash(&mut h);
+            m.group_instance_id.hash(&mut h);
+            m.assignment.hash(&mut h);
+        }
+        h.finish()
     }
 
     /// Hands responses to the requests waiting for them.
@@ -100,24 +122,23 @@ impl GroupEntry {
         }
     }
 
-    /// The group metadata to write, if membership changed since the last write (only in
-    /// Stable and Empty: the states a new coordinator can resume from).
-    fn metadata_to_persist(&mut self) -> Option<GroupSnapshot> {
+    /// The group metadata to write (with its fingerprint), if it changed since the last
+    /// committed write (only in Stable and Empty: the states a new coordinator can resume
+    /// from). `persisted` is set once the write committed.
+    fn metadata_to_persist(&self) -> Option<(GroupSnapshot, u64)> {
         let state = self.group.state();
         if !matches!(state, GroupState::Stable | GroupState::Empty) {
             return None;
         }
-        let now = (self.group.generation_id(), self.group.members().count());
-        if self.persisted == Some(now) {
-            return None;
-        }
-        self.persisted = Some(now);
-        Some(self.group.snapshot())
+        let now = self.fingerprint();
+        (self.persisted != Some(now)).then(|| (self.group.snapshot(), now))
     }
 }
 
 struct ShardState {
     loaded: bool,
+    /// Set once leadership moved: every operation then answers NOT_COORDINATOR.
+    resigned: bool,
     groups: HashMap<String, GroupEntry>,
 }
 
@@ -130,10 +151,20 @@ struct Shard {
 }
 
 impl Shard {
-    /// Appends `batch` and waits until it is committed.
-    async fn write(&self, batch: Vec<OffsetsRecord>) -> Result<(), i16> {
+    /// The state, unless this shard resigned.
+    fn live(&self) -> Result<parking_lot::MutexGuard<'_, ShardState>, i16> {
+        let state = self.state.lock();
+        if state.resigned {
+            return Err(code::NOT_COORDINATOR);
+        }
+        Ok(state)
+    }
+
+    /// Appends `batch` in this shard's leader epoch and waits until it is committed;
+    /// returns the log offset of its last record.
+    async fn write(&self, batch: Vec<OffsetsRecord>) -> Result<i64, i16> {
         if batch.is_empty() {
-            return Ok(());
+            return Ok(-1);
         }
         let bytes = records::encode(&batch, now_ms()).map_err(|e| {
             tracing::error!(error = %e, "cannot encode offsets records");
@@ -141,18 +172,19 @@ impl Shard {
         })?;
         let min_insync = self.partition.settings().min_insync_replicas.max(1) as usize;
         let written = async {
-            let (info, epoch) =
-                self.partition
-                    .append_as_leader(&bytes, Some(min_insync), now_ms())?;
-            if epoch != self.leader_epoch {
-                return Err(BrokerError::NotLeaderOrFollower("leadership moved".into()));
-            }
+            let info = self.partition.append_in_epoch(
+                &bytes,
+                Some(min_insync),
+                self.leader_epoch,
+                now_ms(),
+            )?;
             self.partition
-                .wait_high_watermark(info.last_offset + 1, epoch, min_insync)
+                .wait_high_watermark(info.last_offset + 1, self.leader_epoch, min_insync)
                 .await
+                .map(|()| info.last_offset)
         };
         match tokio::time::timeout(WRITE_TIMEOUT, written).await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(offset)) => Ok(offset),
             Ok(Err(e)) => {
                 tracing::warn!(partition = %self.partition.tp, error = %e, "offsets write failed");
                 Err(match e {
@@ -226,6 +258,7 @@ impl GroupCoordinator {
                     leader_epoch: partition.leader_state().leader_epoch,
                     state: Mutex::new(ShardState {
                         loaded: false,
+                        resigned: false,
                         groups: HashMap::new(),
                     }),
                     stop: watch::channel(false).0,
@@ -259,7 +292,7 @@ impl GroupCoordinator {
             .get(&index)
             .cloned()
             .ok_or(code::NOT_COORDINATOR)?;
-        if !shard.state.lock().loaded {
+        if !shard.live()?.loaded {
             return Err(code::LOAD_IN_PROGRESS);
         }
         Ok(shard)
@@ -282,8 +315,8 @@ impl GroupCoordinator {
         let max_wait =
             Duration::from_millis(req.rebalance_timeout_ms.max(0) as u64) + Duration::from_secs(10);
         let (tx, rx) = oneshot::channel();
-        {
-            let mut state = shard.state.lock();
+        let persist = {
+            let mut state = shard.live()?;
             let config = self.config.clone();
             let entry = state
                 .groups
@@ -292,6 +325,11 @@ impl GroupCoordinator {
             entry.joins.insert(key, tx);
             let deliveries = entry.group.join(req, fresh, now_ms());
             entry.deliver(deliveries);
+            // A static member replaced in Stable changes the stored member ids.
+            entry.metadata_to_persist()
+        };
+        if let Some((snapshot, fingerprint)) = persist {
+            persist_metadata(&shard, group_id, snapshot, fingerprint).await;
         }
         wait(rx, max_wait).await
     }
@@ -313,7 +351,7 @@ impl GroupCoordinator {
         let shard = self.shard(group_id, partitions)?;
         let (tx, rx) = oneshot::channel();
         let (ready, persist) = {
-            let mut state = shard.state.lock();
+            let mut state = shard.live()?;
             let Some(entry) = state.groups.get_mut(group_id) else {
                 return Ok(SyncResponse::error(ErrorCode::UnknownMemberId));
             };
@@ -334,18 +372,8 @@ impl GroupCoordinator {
                 .collect();
             (ready, entry.metadata_to_persist())
         };
-        if let Some(snapshot) = persist {
-            let record = OffsetsRecord::Group {
-                group: group_id.to_string(),
-                value: Some(snapshot),
-            };
-            if let Err(code) = shard.write(vec![record]).await {
-                tracing::warn!(
-                    group = group_id,
-                    code,
-                    "group metadata not stored; a coordinator failover will need a rebalance"
-                );
-            }
+        if let Some((snapshot, fingerprint)) = persist {
+            persist_metadata(&shard, group_id, snapshot, fingerprint).await;
         }
         for (tx, response) in ready {
             let _ = tx.send(response);
@@ -364,7 +392,7 @@ impl GroupCoordinator {
         generation_id: i32,
     ) -> CoordinatorResult<ErrorCode> {
         let shard = self.shard(group_id, partitions)?;
-        let mut state = shard.state.lock();
+        let mut state = shard.live()?;
         let Some(entry) = state.groups.get_mut(group_id) else {
             return Ok(ErrorCode::UnknownMemberId);
         };
@@ -382,7 +410,7 @@ impl GroupCoordinator {
     ) -> CoordinatorResult<Vec<ErrorCode>> {
         let shard = self.shard(group_id, partitions)?;
         let (codes, persist) = {
-            let mut state = shard.state.lock();
+            let mut state = shard.live()?;
             let Some(entry) = state.groups.get_mut(group_id) else {
                 return Ok(vec![ErrorCode::UnknownMemberId; members.len()]);
             };
@@ -390,12 +418,8 @@ impl GroupCoordinator {
             entry.deliver(deliveries);
             (codes, entry.metadata_to_persist())
         };
-        if let Some(snapshot) = persist {
-            let record = OffsetsRecord::Group {
-                group: group_id.to_string(),
-                value: Some(snapshot),
-            };
-            let _ = shard.write(vec![record]).await;
+        if let Some((snapshot, fingerprint)) = persist {
+            persist_metadata(&shard, group_id, snapshot, fingerprint).await;
         }
         Ok(codes)
     }
@@ -415,7 +439,7 @@ impl GroupCoordinator {
     ) -> CoordinatorResult<Vec<i16>> {
         let shard = self.shard(group_id, partitions)?;
         let group_check = {
-            let mut state = shard.state.lock();
+            let mut state = shard.live()?;
             let config = self.config.clone();
             let entry = state
                 .groups
@@ -448,11 +472,14 @@ impl GroupCoordinator {
         }
         let written = shard.write(batch.clone()).await;
         match written {
-            Ok(()) => {
+            Ok(log_offset) => {
                 let mut state = shard.state.lock();
-                if let Some(entry) = state.groups.get_mut(group_id) {
-                    apply_offsets(entry, batch);
-                }
+                let config = self.config.clone();
+                let entry = state
+                    .groups
+                    .entry(group_id.to_string())
+                    .or_insert_with(|| GroupEntry::new(Group::new(group_id.to_string(), config)));
+                apply_offsets(entry, batch, log_offset);
             }
             Err(code) => {
                 for c in codes.iter_mut().filter(|c| **c == 0) {
@@ -472,10 +499,12 @@ impl GroupCoordinator {
         topics: Option<Vec<(String, Vec<i32>)>>,
     ) -> CoordinatorResult<Vec<OffsetEntry>> {
         let shard = self.shard(group_id, partitions)?;
-        let state = shard.state.lock();
+        let state = shard.live()?;
         let offsets = state.groups.get(group_id).map(|e| &e.offsets);
         let entry = |topic: &str, partition: i32| {
-            let c = offsets.and_then(|o| o.get(&(topic.to_string(), partition)));
+            let c = offsets
+                .and_then(|o| o.get(&(topic.to_string(), partition)))
+                .map(|(c, _)| c);
             OffsetEntry {
                 topic: topic.to_string(),
                 partition,
@@ -500,7 +529,7 @@ impl GroupCoordinator {
     /// DescribeGroups: the group (state Dead when unknown).
     pub fn describe(&self, group_id: &str, partitions: i32) -> CoordinatorResult<GroupView> {
         let shard = self.shard(group_id, partitions)?;
-        let state = shard.state.lock();
+        let state = shard.live()?;
         Ok(match state.groups.get(group_id) {
             Some(entry) => GroupView::of(&entry.group),
             None => GroupView::dead(group_id),
@@ -533,7 +562,7 @@ impl GroupCoordinator {
     pub async fn delete_group(&self, group_id: &str, partitions: i32) -> CoordinatorResult<i16> {
         let shard = self.shard(group_id, partitions)?;
         let batch = {
-            let state = shard.state.lock();
+            let mut state = shard.live()?;
             let Some(entry) = state.groups.get(group_id) else {
                 return Ok(code::GROUP_ID_NOT_FOUND);
             };
@@ -541,17 +570,19 @@ impl GroupCoordinator {
             if !check.is_ok() {
                 return Ok(check.code());
             }
-            tombstones(group_id, entry, None, true)
+            let batch = tombstones(group_id, entry, None, true);
+            // Gone from memory before the tombstones are written: a commit or join racing
+            // the delete starts a new group, whose records land after the tombstones.
+            if let Some(mut entry) = state.groups.remove(group_id) {
+                let deliveries = entry.group.shut_down();
+                entry.deliver(deliveries);
+            }
+            batch
         };
-        if let Err(code) = shard.write(batch).await {
-            return Ok(code);
+        match shard.write(batch).await {
+            Ok(_) => Ok(0),
+            Err(code) => Ok(code),
         }
-        let mut state = shard.state.lock();
-        if let Some(mut entry) = state.groups.remove(group_id) {
-            let deliveries = entry.group.shut_down();
-            entry.deliver(deliveries);
-        }
-        Ok(0)
     }
 
     /// OffsetDelete: removes the offsets of `topics`' partitions, unless the (non-empty)
@@ -564,7 +595,7 @@ impl GroupCoordinator {
     ) -> CoordinatorResult<Vec<(String, i32, i16)>> {
         let shard = self.shard(group_id, partitions)?;
         let (batch, results) = {
-            let state = shard.state.lock();
+            let state = shard.live()?;
             let Some(entry) = state.groups.get(group_id) else {
                 return Err(code::GROUP_ID_NOT_FOUND);
             };
@@ -590,10 +621,10 @@ impl GroupCoordinator {
             }
             (batch, results)
         };
-        shard.write(batch.clone()).await?;
+        let log_offset = shard.write(batch.clone()).await?;
         let mut state = shard.state.lock();
         if let Some(entry) = state.groups.get_mut(group_id) {
-            apply_offsets(entry, batch);
+            apply_offsets(entry, batch, log_offset);
         }
         Ok(results)
     }
@@ -704,7 +735,9 @@ fn subscribed_topics(group: &Group) -> Vec<String> {
     topics
 }
 
-fn apply_offsets(entry: &mut GroupEntry, batch: Vec<OffsetsRecord>) {
+/// Applies offset records written at `log_offset` (the batch's last record): a value
+/// set by a later record is kept, so concurrent commits end as the log orders them.
+fn apply_offsets(entry: &mut GroupEntry, batch: Vec<OffsetsRecord>, log_offset: i64) {
     for r in batch {
         if let OffsetsRecord::Offset {
             topic,
@@ -713,14 +746,50 @@ fn apply_offsets(entry: &mut GroupEntry, batch: Vec<OffsetsRecord>) {
             ..
         } = r
         {
+            let key = (topic, partition);
+            if entry
+                .offsets
+                .get(&key)
+                .is_some_and(|(_, at)| *at > log_offset)
+            {
+                continue;
+            }
             match value {
                 Some(v) => {
-                    entry.offsets.insert((topic, partition), v);
+                    entry.offsets.insert(key, (v, log_offset));
                 }
                 None => {
-                    entry.offsets.remove(&(topic, partition));
+                    entry.offsets.remove(&key);
                 }
             }
+        }
+    }
+}
+
+/// Writes a group's metadata; marks it persisted only once committed (the timer task
+/// retries otherwise).
+async fn persist_metadata(
+    shard: &Shard,
+    group_id: &str,
+    snapshot: GroupSnapshot,
+    fingerprint: u64,
+) {
+    let record = OffsetsRecord::Group {
+        group: group_id.to_string(),
+        value: Some(snapshot),
+    };
+    match shard.write(vec![record]).await {
+        Ok(_) => {
+            if let Some(entry) = shard.state.lock().groups.get_mut(group_id) {
+                entry.persisted = Some(fingerprint);
+            }
+        }
+        Err(code) => {
+            tracing::warn!(
+                group = group_id,
+                code,
+                "group metadata not stored yet; retrying"
+            );
         }
     }
 }
@@ -736,7 +805,7 @@ fn tombstones(
     let mut out: Vec<OffsetsRecord> = entry
         .offsets
         .iter()
-        .filter(|(_, c)| older_than.is_none_or(|t| c.commit_timestamp < t))
+        .filter(|(_, (c, _))| older_than.is_none_or(|t| c.commit_timestamp < t))
         .map(|((topic, partition), _)| OffsetsRecord::Offset {
             group: group_id.to_string(),
             topic: topic.clone(),
@@ -765,8 +834,10 @@ async fn wait<T>(rx: oneshot::Receiver<T>, max_wait: Duration) -> CoordinatorRes
 impl Shard {
     /// Leadership moved: answer every waiting request and stop the timers.
     fn resign(&self) {
-        let _ = self.stop.send(true);
+        // send_replace: stored even when the timer task has not subscribed yet.
+        self.stop.send_replace(true);
         let mut state = self.state.lock();
+        state.resigned = true;
         for (_, mut entry) in state.groups.drain() {
             let deliveries = entry.group.shut_down();
             entry.deliver(deliveries);
@@ -776,27 +847,38 @@ impl Shard {
     }
 }
 
-/// Loads the shard from its partition, then runs its timers until it is dropped.
+/// Loads the shard from its partition (retrying on read errors), then runs its timers
+/// until it is dropped.
 async fn load_and_run(shard: Arc<Shard>, config: GroupConfig, retention_ms: i64) {
     let mut stop = shard.stop.subscribe();
-    let partition = shard.partition.clone();
-    let loaded = tokio::task::spawn_blocking(move || load(&partition)).await;
-    let (snapshots, offsets) = match loaded {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(error = %e, "loading groups failed");
+    let (snapshots, offsets) = loop {
+        if *stop.borrow() {
             return;
+        }
+        let partition = shard.partition.clone();
+        match tokio::task::spawn_blocking(move || load(&partition)).await {
+            Ok(Ok(loaded)) => break loaded,
+            Ok(Err(e)) => {
+                tracing::error!(partition = %shard.partition.tp, error = %e, "loading groups failed; retrying")
+            }
+            Err(e) => {
+                tracing::error!(partition = %shard.partition.tp, error = %e, "loading groups failed; retrying")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return,
         }
     };
     {
         let now = now_ms();
         let mut state = shard.state.lock();
-        if *stop.borrow() {
+        if state.resigned {
             return;
         }
         for (id, snapshot) in snapshots {
             let mut entry = GroupEntry::new(Group::from_snapshot(snapshot, config.clone(), now));
-            entry.persisted = Some((entry.group.generation_id(), entry.group.members().count()));
+            entry.persisted = Some(entry.fingerprint());
             state.groups.insert(id, entry);
         }
         for ((group, topic, partition), value) in offsets {
@@ -810,13 +892,15 @@ async fn load_and_run(shard: Arc<Shard>, config: GroupConfig, retention_ms: i64)
         tracing::info!(partition = %shard.partition.tp, groups = state.groups.len(), "coordinating groups");
     }
     let mut ticker = tokio::time::interval(TICK);
+    let writing = Arc::new(std::sync::atomic::AtomicBool::new(false));
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = stop.changed() => return,
         }
         let now = now_ms();
-        let mut writes = Vec::new();
+        let mut metadata = Vec::new();
+        let mut expired = Vec::new();
         {
             let mut state = shard.state.lock();
             for (id, entry) in state.groups.iter_mut() {
@@ -825,45 +909,69 @@ async fn load_and_run(shard: Arc<Shard>, config: GroupConfig, retention_ms: i64)
                     let deliveries = entry.group.tick(now);
                     entry.deliver(deliveries);
                 }
-                if let Some(snapshot) = entry.metadata_to_persist() {
-                    writes.push(OffsetsRecord::Group {
-                        group: id.clone(),
-                        value: Some(snapshot),
-                    });
+                if let Some((snapshot, fingerprint)) = entry.metadata_to_persist() {
+                    metadata.push((id.clone(), snapshot, fingerprint));
                 }
+                // Offsets expire once the group has been empty for the retention time
+                // (KIP-211), and are themselves older than it.
                 if entry.group.state() == GroupState::Empty {
-                    let expired = tombstones(id, entry, Some(now - retention_ms), false);
-                    apply_offsets(entry, expired.clone());
-                    writes.extend(expired);
+                    let since = *entry.empty_since.get_or_insert(now);
+                    if now - since >= retention_ms {
+                        expired.extend(tombstones(id, entry, Some(now - retention_ms), false));
+                    }
+                } else {
+                    entry.empty_since = None;
                 }
             }
         }
-        if !writes.is_empty() {
-            let _ = shard.write(writes).await;
+        // Writes never hold up the timers: at most one batch of them at a time.
+        if (metadata.is_empty() && expired.is_empty())
+            || writing.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            continue;
         }
+        let (shard, writing) = (shard.clone(), writing.clone());
+        tokio::spawn(async move {
+            for (id, snapshot, fingerprint) in metadata {
+                persist_metadata(&shard, &id, snapshot, fingerprint).await;
+            }
+            if !expired.is_empty() {
+                if let Ok(at) = shard.write(expired.clone()).await {
+                    let mut state = shard.state.lock();
+                    for r in expired {
+                        if let OffsetsRecord::Offset { ref group, .. } = r {
+                            if let Some(entry) = state.groups.get_mut(group) {
+                                apply_offsets(entry, vec![r.clone()], at);
+                            }
+                        }
+                    }
+                }
+            }
+            writing.store(false, std::sync::atomic::Ordering::SeqCst);
+        });
     }
 }
 
 type Loaded = (
     HashMap<String, GroupSnapshot>,
-    BTreeMap<(String, String, i32), CommittedOffset>,
+    BTreeMap<(String, String, i32), (CommittedOffset, i64)>,
 );
 
 /// Replays the partition from its log start to its end.
-fn load(partition: &Partition) -> Loaded {
+fn load(partition: &Partition) -> Result<Loaded, BrokerError> {
     let mut groups = HashMap::new();
     let mut offsets = BTreeMap::new();
     let mut next = partition.log_start_offset();
     let end = partition.log_end_offset();
     let mut skipped = 0;
     while next < end {
-        let chunk = partition.with_log(|log| log.read(next, LOAD_CHUNK, end, true));
-        let Ok(chunk) = chunk else { break };
+        let chunk = partition.with_log(|log| log.read(next, LOAD_CHUNK, end, true))?;
         let headers: Vec<_> = crate::log::batch::batches(&chunk)
             .map_while(|v| v.ok().map(|v| *v.header()))
             .collect();
         let Some(last) = headers.last() else { break };
-        next = last.last_offset() + 1;
+        let at = last.last_offset();
+        next = at + 1;
         let (decoded, bad) = records::decode(chunk);
         skipped += bad;
         for r in decoded {
@@ -875,7 +983,7 @@ fn load(partition: &Partition) -> Loaded {
                     value,
                 } => match value {
                     Some(v) => {
-                        offsets.insert((group, topic, partition), v);
+                        offsets.insert((group, topic, partition), (v, at));
                     }
                     None => {
                         offsets.remove(&(group, topic, partition));
@@ -896,7 +1004,7 @@ fn load(partition: &Partition) -> Loaded {
     if skipped > 0 {
         tracing::warn!(partition = %partition.tp, skipped, "offsets records that did not decode were skipped");
     }
-    (groups, offsets)
+    Ok((groups, offsets))
 }
 
 #[cfg(test)]

@@ -149,6 +149,7 @@ pub async fn join_group(ctx: &RequestContext, req: JoinGroupRequest) -> JoinGrou
         JoinGroupResponse::default()
             .with_error_code(code)
             .with_generation_id(-1)
+            .with_protocol_name((v < 7).then(|| str_bytes("")))
             .with_member_id(str_bytes(member))
     };
     let Ok(partitions) = partitions_or(&ctx.state).await else {
@@ -197,7 +198,12 @@ pub async fn join_group(ctx: &RequestContext, req: JoinGroupRequest) -> JoinGrou
                 .with_error_code(r.error.code())
                 .with_generation_id(r.generation_id)
                 .with_protocol_type(r.protocol_type.map(str_bytes))
-                .with_protocol_name(r.protocol_name.map(str_bytes))
+                // Before v7 the name is not nullable: Kafka sends "" when there is none.
+                .with_protocol_name(
+                    r.protocol_name
+                        .map(str_bytes)
+                        .or_else(|| (v < 7).then(|| str_bytes(""))),
+                )
                 .with_leader(str_bytes(r.leader))
                 .with_skip_assignment(v >= 9 && r.skip_assignment)
                 .with_member_id(str_bytes(r.member_id))

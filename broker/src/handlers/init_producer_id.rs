@@ -38,7 +38,8 @@ pub async fn handle(ctx: &RequestContext, req: InitProducerIdRequest) -> InitPro
             .with_producer_epoch(0),
         Err(e) => {
             tracing::warn!(error = %e, "cannot allocate a producer id");
-            failed(ResponseError::CoordinatorNotAvailable)
+            // Retriable for every client (Kafka answers the same while ids are unavailable).
+            failed(ResponseError::CoordinatorLoadInProgress)
         }
     }
 }

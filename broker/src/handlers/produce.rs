@@ -39,6 +39,12 @@ pub fn handle(ctx: &RequestContext, req: ProduceRequest) -> Option<PendingRespon
                     ResponseError::InvalidRequiredAcks.code(),
                     format!("acks must be -1, 0 or 1, got {acks}"),
                 )
+            } else if name == crate::group::coordinator::OFFSETS_TOPIC {
+                // Internal: only the group coordinator writes it (Kafka refuses it too).
+                Appended::Failed(
+                    ResponseError::InvalidTopicException.code(),
+                    format!("cannot append to the internal topic {name}"),
+                )
             } else if req.transactional_id.is_some() {
                 Appended::Failed(
                     ResponseError::TransactionalIdAuthorizationFailed.code(),

@@ -453,6 +453,30 @@ impl Partition {
         min_insync: Option<usize>,
         now_ms: i64,
     ) -> Result<(AppendInfo, i32)> {
+        self.append_checked(records, min_insync, None, now_ms)
+    }
+
+    /// Leader append only while still leading at `leader_epoch` (checked under the role
+    /// lock, before anything is written): internal writers that must not write into a
+    /// later leadership of this broker.
+    pub fn append_in_epoch(
+        &self,
+        records: &[u8],
+        min_insync: Option<usize>,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo> {
+        self.append_checked(records, min_insync, Some(leader_epoch), now_ms)
+            .map(|(info, _)| info)
+    }
+
+    fn append_checked(
+        &self,
+        records: &[u8],
+        min_insync: Option<usize>,
+        expected_epoch: Option<i32>,
+        now_ms: i64,
+    ) -> Result<(AppendInfo, i32)> {
         self.ensure_online()?;
         let mut buf = records.to_vec();
         // Hold the role across the append, so leadership cannot change between the check
@@ -462,6 +486,9 @@ impl Partition {
         let Role::Leader(rs) = &mut *role else {
             return Err(self.not_leader());
         };
+        if expected_epoch.is_some_and(|e| e != rs.leader_epoch().0) {
+            return Err(self.not_leader());
+        }
         if let Some(min) = min_insync {
             rs.can_accept_acks_all(min)
                 .map_err(|e| BrokerError::NotEnoughReplicas(format!("{}: {e}", self.tp)))?;
@@ -652,6 +679,8 @@ impl Partition {
         drop(role);
         if leo != before || restart {
             tracing::info!(partition = %self.tp, from = before, to = leo, restart, "truncated as follower");
+            // The saved producer state may describe batches that are gone now.
+            self.save_producer_state(crate::broker::now_ms(), true);
         }
         self.publish(|p| {
             p.log_end_offset = leo;

@@ -375,9 +375,9 @@ mod tests {
             decode_frame(Bytes::from(header(999, 0))),
             Err(DispatchError::UnknownApi(999))
         ));
-        // JoinGroup exists in Kafka but not here (yet).
+        // AddPartitionsToTxn exists in Kafka but not here (no transactions).
         assert!(matches!(
-            decode_frame(Bytes::from(header(ApiKey::JoinGroup as i16, 0))),
+            decode_frame(Bytes::from(header(ApiKey::AddPartitionsToTxn as i16, 0))),
             Err(DispatchError::UnsupportedVersion { .. })
         ));
         assert!(matches!(
