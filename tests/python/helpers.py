@@ -35,9 +35,10 @@ def consumer(bootstrap: str, **conf) -> Consumer:
 
 
 def create_topic(bootstrap: str, name: str, partitions: int = 1, config: dict | None = None,
-                 timeout: float = 30) -> None:
+                 timeout: float = 30, replication_factor: int = 1) -> None:
     a = admin(bootstrap)
-    fut = a.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1,
+    fut = a.create_topics([NewTopic(name, num_partitions=partitions,
+                                    replication_factor=replication_factor,
                                     config=config or {})], operation_timeout=timeout)[name]
     fut.result(timeout=timeout)
     wait_for_topic(a, name, partitions, timeout)

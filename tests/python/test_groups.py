@@ -1,7 +1,9 @@
-"""Consumer groups with real clients on one broker: three confluent-kafka consumers share a
-6-partition topic two partitions each; when one leaves, or is killed, the others take its
-partitions (the killed one within the session timeout); cooperative-sticky rebalances
-work; kafka-python consumers in a group split partitions and commit.
+"""Consumer groups with real clients on the 3-node local cluster (deploy/local/cluster.sh):
+three confluent-kafka consumers share a 6-partition topic two partitions each; when one
+leaves, or is killed, the others take its partitions (the killed one within the session
+timeout); cooperative-sticky rebalances work; a static member restarts without a
+rebalance; kafka-python consumers in a group split partitions and commit; `spate group`
+shows lag, resets and deletes.
 """
 from __future__ import annotations
 
@@ -17,9 +19,25 @@ import uuid
 from confluent_kafka import Consumer
 from kafka import KafkaConsumer
 
+import pytest
+
 from helpers import create_topic
+from test_local_cluster import SCRIPT, LocalCluster
 
 SESSION_TIMEOUT_MS = 6000
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    """One 3-node cluster for the whole module (it stands in for the single broker the
+    other modules use: tests only need its `bootstrap`)."""
+    cluster = LocalCluster(tmp_path_factory.mktemp("groups"))
+    try:
+        cluster.bootstrap = cluster.run("up").strip().splitlines()[-1].split("=", 1)[1]
+        yield cluster
+    finally:
+        subprocess.run(["bash", str(SCRIPT), "down", "--purge"], env=cluster.env,
+                       capture_output=True, timeout=120)
 
 
 class GroupMember:
@@ -92,7 +110,7 @@ def spread_evenly(members: list[GroupMember], partitions: int) -> bool:
 
 
 def test_three_consumers_split_six_partitions_and_take_over_on_leave(broker, topic):
-    create_topic(broker.bootstrap, topic, partitions=6)
+    create_topic(broker.bootstrap, topic, partitions=6, replication_factor=3)
     group = f"g-{uuid.uuid4().hex[:8]}"
     members = [GroupMember(broker.bootstrap, group, topic) for _ in range(3)]
     try:
@@ -119,7 +137,7 @@ KILLABLE = textwrap.dedent("""
 
 
 def test_a_killed_consumer_s_partitions_move_within_the_session_timeout(broker, topic):
-    create_topic(broker.bootstrap, topic, partitions=6)
+    create_topic(broker.bootstrap, topic, partitions=6, replication_factor=3)
     group = f"g-{uuid.uuid4().hex[:8]}"
     members = [GroupMember(broker.bootstrap, group, topic) for _ in range(2)]
     proc = subprocess.Popen([sys.executable, "-c", KILLABLE, broker.bootstrap, group, topic],
@@ -143,7 +161,7 @@ def test_a_killed_consumer_s_partitions_move_within_the_session_timeout(broker, 
 
 
 def test_cooperative_sticky_rebalances(broker, topic):
-    create_topic(broker.bootstrap, topic, partitions=6)
+    create_topic(broker.bootstrap, topic, partitions=6, replication_factor=3)
     group = f"g-{uuid.uuid4().hex[:8]}"
     first = GroupMember(broker.bootstrap, group, topic, strategy="cooperative-sticky")
     members = [first]
@@ -160,7 +178,7 @@ def test_cooperative_sticky_rebalances(broker, topic):
 
 
 def test_static_member_restart_keeps_its_partitions_without_a_rebalance(broker, topic):
-    create_topic(broker.bootstrap, topic, partitions=4)
+    create_topic(broker.bootstrap, topic, partitions=4, replication_factor=3)
     group = f"static-{uuid.uuid4().hex[:8]}"
     a = GroupMember(broker.bootstrap, group, topic, instance_id="a")
     b = GroupMember(broker.bootstrap, group, topic, instance_id="b")
@@ -186,7 +204,7 @@ def test_static_member_restart_keeps_its_partitions_without_a_rebalance(broker, 
 
 def test_kafka_python_group_consumers_split_and_commit(broker, topic):
     from kafka import KafkaProducer
-    create_topic(broker.bootstrap, topic, partitions=4)
+    create_topic(broker.bootstrap, topic, partitions=4, replication_factor=3)
     p = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
     for i in range(40):
         p.send(topic, value=f"k{i}".encode(), partition=i % 4)
@@ -226,7 +244,7 @@ def test_spate_group_cli_shows_lag_resets_and_deletes(broker, topic):
         assert r.returncode == 0, r.stdout + r.stderr
         return r.stdout
 
-    create_topic(broker.bootstrap, topic, partitions=2)
+    create_topic(broker.bootstrap, topic, partitions=2, replication_factor=3)
     p = Producer({"bootstrap.servers": broker.bootstrap})
     for i in range(10):
         p.produce(topic, f"v{i}".encode(), partition=i % 2)
