@@ -230,7 +230,7 @@ pub struct ServerConfig {
     pub heartbeat_interval: Duration,
     /// `socket.request.max.bytes`.
     pub socket_request_max_bytes: i32,
-    /// `admin.listener`: reserved for the HTTP admin endpoint.
+    /// `admin.listener`: where the HTTP admin endpoint (health, readiness, metrics) binds.
     pub admin_listener: SocketAddr,
     /// `replication.listener`: where followers fetch from this broker (gRPC).
     pub replication_listener: SocketAddr,
@@ -353,7 +353,7 @@ pub struct ConfigFlags {
     /// socket.request.max.bytes: largest request frame accepted.
     #[arg(long, value_name = "BYTES")]
     pub socket_request_max_bytes: Option<String>,
-    /// admin.listener: HTTP admin bind address, HOST:PORT (reserved).
+    /// admin.listener: HTTP admin bind address, HOST:PORT.
     #[arg(long, value_name = "HOST:PORT")]
     pub admin_listener: Option<String>,
     /// replication.listener: replication gRPC bind address, HOST:PORT.

@@ -18,6 +18,9 @@ pub struct DevArgs {
     /// Controller gRPC address (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:9093", env = "SPATE_CONTROLLER_ADDR")]
     controller_addr: SocketAddr,
+    /// HTTP admin address: /healthz, /readyz, /metrics, /v1/* (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:9095", env = "SPATE_ADMIN_ADDR")]
+    admin_addr: SocketAddr,
     /// Host advertised to clients (default: the Kafka listener's IP).
     #[arg(long)]
     advertised_host: Option<String>,
@@ -40,6 +43,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir.clone(),
         kafka_addr: args.kafka_addr,
         controller_addr: args.controller_addr,
+        admin_addr: Some(args.admin_addr),
         advertised_host: args.advertised_host,
         num_partitions: args.num_partitions,
         auto_create_topics: !args.no_auto_create_topics,
@@ -48,9 +52,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     .await?;
     let show = |a: Option<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
     println!(
-        "spate dev ready: kafka={} controller={} data={} ({} ms)",
+        "spate dev ready: kafka={} controller={} admin={} data={} ({} ms)",
         show(node.kafka_addr),
         show(node.controller_addr),
+        show(node.admin_addr),
         args.data_dir.display(),
         started.elapsed().as_millis()
     );

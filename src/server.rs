@@ -20,8 +20,8 @@ pub struct ServerArgs {
     flags: ConfigFlags,
 }
 
-/// Keys that are parsed and validated but not yet acted on.
-const NOT_ACTED_ON: &[&str] = &["admin.listener"];
+/// Keys that are parsed and validated but not yet acted on (none at present).
+const NOT_ACTED_ON: &[&str] = &[];
 
 /// Runs until SIGINT or SIGTERM, then shuts down cleanly.
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -41,11 +41,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let node = Node::start(node_config).await?;
     println!(
-        "spate server ready: node={} roles={} kafka={} controller={} data={} ({} ms)",
+        "spate server ready: node={} roles={} kafka={} controller={} admin={} data={} ({} ms)",
         config.node_id.0,
         config.roles,
         config.advertised_listener,
         config.controller_listener,
+        node.admin_addr.map(|a| a.to_string()).unwrap_or_default(),
         config.data_dir.display(),
         started.elapsed().as_millis()
     );
@@ -63,6 +64,7 @@ fn node_config(c: &ServerConfig) -> NodeConfig {
         kafka_addr: c.listener,
         controller_addr: c.controller_listener,
         replication_addr: c.replication_listener,
+        admin_addr: Some(c.admin_listener),
         replica_lag_time_max: c.replica_lag_time_max,
         offsets_topic_partitions: c.offsets_topic_partitions,
         advertised_host: Some(c.advertised_listener.host.clone()),
@@ -129,6 +131,7 @@ mod tests {
         assert_eq!(n.num_partitions, 3);
         assert!(!n.auto_create_topics);
         assert_eq!(n.roles, Roles::COMBINED);
+        assert_eq!(n.admin_addr, Some("127.0.0.1:9095".parse().unwrap()));
     }
 
     #[test]
@@ -170,6 +173,7 @@ mod tests {
         let c = config(
             "node.id = 1\ncontroller.quorum.voters = '1@a:9093'\nadmin.listener = '127.0.0.1:9095'\n",
         );
-        assert_eq!(not_acted_on(&c), ["admin.listener"]);
+        // admin.listener is served now (the HTTP admin port).
+        assert!(not_acted_on(&c).is_empty());
     }
 }

@@ -54,6 +54,8 @@ pub struct BrokerState {
     pub isr_updater: IsrUpdater,
     /// Injected link faults (tests).
     pub faults: Arc<LinkFaults>,
+    /// Prometheus metrics.
+    pub metrics: crate::metrics::Metrics,
     /// Consumer groups coordinated here.
     pub groups: crate::group::coordinator::GroupCoordinator,
     /// Producer ids for InitProducerId.
@@ -101,6 +103,7 @@ impl Broker {
             faults,
             producer_ids: Default::default(),
             groups: Default::default(),
+            metrics: Default::default(),
             config,
         });
         let (shutdown, shutdown_rx) = watch::channel(false);

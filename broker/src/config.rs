@@ -37,6 +37,9 @@ pub struct BrokerConfig {
     pub fetch_session_slots: usize,
     /// Broker heartbeat interval towards the controller.
     pub heartbeat_interval: Duration,
+    /// `broker.session.timeout.ms`: the controller fences a broker silent this long, so a
+    /// broker that has not reached it for this long reports itself not ready.
+    pub session_timeout: Duration,
     /// `replica.lag.time.max.ms`: a follower that has not reached the leader's LEO for
     /// this long leaves the ISR.
     pub replica_lag_time_max: Duration,
@@ -66,6 +69,7 @@ impl BrokerConfig {
             log_maintenance_interval: Duration::from_millis(500),
             fetch_session_slots: 1000,
             heartbeat_interval: Duration::from_millis(1000),
+            session_timeout: Duration::from_secs(9),
             replica_lag_time_max: Duration::from_secs(10),
             replica_fetch_max_wait: Duration::from_millis(500),
             replication_advertised_port: 0,

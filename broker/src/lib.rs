@@ -16,9 +16,11 @@
 //! - [`group`]: the classic consumer group protocol as a pure state machine.
 //! - [`topic_config`]: effective topic configs and the log settings they imply.
 //! - [`error`]: the broker's errors and their single mapping to Kafka error codes.
+//! - [`admin_http`]: the HTTP admin port (health, readiness, metrics, JSON views).
 //! - [`broker`]: wiring and shutdown; [`node`]: controller + broker in one process.
 #![forbid(unsafe_code)]
 
+pub mod admin_http;
 pub mod broker;
 pub mod config;
 pub mod error;
@@ -28,6 +30,7 @@ pub mod group;
 pub mod handlers;
 pub mod log;
 pub mod metadata;
+pub mod metrics;
 pub mod node;
 pub mod partition;
 pub mod producer_ids;

@@ -3,11 +3,14 @@
 //! and the in-process test clusters start nodes through here.
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use spate_controller::node::{self as controller, ControllerConfig, ControllerHandle};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::{Broker, BrokerConfig};
 
@@ -41,6 +44,9 @@ pub struct NodeConfig {
     pub controller_addr: SocketAddr,
     /// Replication gRPC address other brokers fetch from (port 0: any free port).
     pub replication_addr: SocketAddr,
+    /// HTTP admin address (`admin.listener`; port 0: any free port; `None`: no admin
+    /// server).
+    pub admin_addr: Option<SocketAddr>,
     /// `replica.lag.time.max.ms`: how long a follower may lag before leaving the ISR.
     pub replica_lag_time_max: Duration,
     /// Partitions of `__consumer_offsets` when a broker creates it.
@@ -82,6 +88,7 @@ impl NodeConfig {
             kafka_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             controller_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             replication_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_addr: None,
             replica_lag_time_max: Duration::from_secs(10),
             offsets_topic_partitions: 10,
             advertised_host: None,
@@ -104,12 +111,22 @@ impl NodeConfig {
 pub struct Node {
     /// The broker, when this node has the broker role.
     pub broker: Option<Broker>,
-    /// The controller, when this node has the controller role.
-    pub controller: Option<ControllerHandle>,
+    /// The controller, when this node has the controller role (shared with the admin
+    /// server).
+    pub controller: Option<Arc<ControllerHandle>>,
     /// Bound Kafka address (broker role).
     pub kafka_addr: Option<SocketAddr>,
     /// Bound controller address (controller role).
     pub controller_addr: Option<SocketAddr>,
+    /// Bound HTTP admin address, when [`NodeConfig::admin_addr`] is set.
+    pub admin_addr: Option<SocketAddr>,
+    admin: Option<AdminServer>,
+}
+
+/// The running admin HTTP server and its stop signal.
+struct AdminServer {
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
 }
 
 impl Node {
@@ -125,6 +142,13 @@ impl Node {
         if !config.roles.controller && !config.roles.broker {
             bail!("process.roles is empty: a node must be a controller, a broker or both");
         }
+        // Bound first, so a taken port fails before anything else starts.
+        let admin_listener = match config.admin_addr {
+            Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
+                format!("cannot listen on admin address {addr} (admin.listener)")
+            })?),
+            None => None,
+        };
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
         let cluster_id = meta_properties(&config.data_dir, config.node_id)?;
@@ -173,7 +197,7 @@ impl Node {
                     .context("the one-voter controller elected no leader within 30 s")?;
             }
             controller_addr = Some(bound);
-            controller = Some(handle);
+            controller = Some(Arc::new(handle));
         }
 
         let mut broker = None;
@@ -223,6 +247,7 @@ impl Node {
             broker_config.default_replication_factor = config.default_replication_factor;
             broker_config.rack = config.rack.clone();
             broker_config.heartbeat_interval = config.heartbeat_interval;
+            broker_config.session_timeout = config.session_timeout;
             broker_config.max_request_bytes = config.max_request_bytes;
             broker_config.replica_lag_time_max = config.replica_lag_time_max;
             broker_config.offsets_topic_partitions = config.offsets_topic_partitions;
@@ -240,22 +265,64 @@ impl Node {
             kafka_addr = Some(bound);
             broker = Some(started);
         }
+        let mut admin_addr = None;
+        let mut admin = None;
+        if let Some(listener) = admin_listener {
+            admin_addr = Some(listener.local_addr()?);
+            let (shutdown, shutdown_rx) = watch::channel(false);
+            let task = tokio::spawn(crate::admin_http::serve(
+                listener,
+                broker.as_ref().map(|b: &Broker| b.state().clone()),
+                controller.clone(),
+                shutdown_rx,
+            ));
+            let task = tokio::spawn(async move {
+                match task.await {
+                    Ok(Err(e)) => tracing::error!(error = %e, "admin HTTP server stopped"),
+                    Err(e) => tracing::error!(error = %e, "admin HTTP server panicked"),
+                    Ok(Ok(())) => {}
+                }
+            });
+            tracing::info!(addr = ?admin_addr, "admin HTTP listening");
+            admin = Some(AdminServer { shutdown, task });
+        }
         Ok(Node {
             broker,
             controller,
             kafka_addr,
             controller_addr,
+            admin_addr,
+            admin,
         })
     }
 
-    /// Clean shutdown: broker first (flushes logs), then controller.
+    /// Clean shutdown: admin server first (it holds the broker and controller), then the
+    /// broker (flushes logs), then the controller.
     pub async fn shutdown(self) {
+        if let Some(admin) = self.admin {
+            let _ = admin.shutdown.send(true);
+            let mut task = admin.task;
+            if tokio::time::timeout(Duration::from_secs(5), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+                let _ = task.await;
+            }
+        }
         if let Some(broker) = self.broker {
             broker.shutdown().await;
         }
         if let Some(controller) = self.controller {
-            if let Err(e) = controller.shutdown().await {
-                tracing::warn!(error = %e, "controller did not shut down cleanly");
+            match Arc::try_unwrap(controller) {
+                Ok(controller) => {
+                    if let Err(e) = controller.shutdown().await {
+                        tracing::warn!(error = %e, "controller did not shut down cleanly");
+                    }
+                }
+                Err(_) => tracing::warn!(
+                    "controller handle still shared elsewhere; dropped without a clean shutdown"
+                ),
             }
         }
     }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A 3-node Spate cluster on 127.0.0.1: every node is a controller voter and a broker.
 #
-#   deploy/local/cluster.sh up                 start nodes 1-3; prints BOOTSTRAP=... last
+#   deploy/local/cluster.sh up                 start nodes 1-3; prints ADMIN=... and then
+#                                              BOOTSTRAP=... as its last two lines
 #   deploy/local/cluster.sh down [--purge]     SIGTERM all; --purge also deletes the data
 #   deploy/local/cluster.sh status             which nodes run, and `spate cluster info`
 #   deploy/local/cluster.sh kill N             SIGKILL node N
@@ -11,7 +12,8 @@
 #
 # Node N: Kafka on 127.0.0.1:$((SPATE_CLUSTER_PORT + N)), controller on
 # 127.0.0.1:$((SPATE_CLUSTER_PORT + 100 + N)), replication on
-# 127.0.0.1:$((SPATE_CLUSTER_PORT + 200 + N)). Data and logs under $SPATE_CLUSTER_DIR
+# 127.0.0.1:$((SPATE_CLUSTER_PORT + 200 + N)), HTTP admin (/healthz, /readyz, /metrics,
+# /v1/...) on 127.0.0.1:$((SPATE_CLUSTER_PORT + 300 + N)). Data and logs under $SPATE_CLUSTER_DIR
 # (default ./.spate-cluster). The binary is $SPATE_BIN, else target/release/spate, else
 # target/debug/spate (build it first: cargo build --release).
 set -euo pipefail
@@ -35,6 +37,7 @@ bin() {
 kafka_port() { echo $((PORT + $1)); }
 controller_port() { echo $((PORT + 100 + $1)); }
 replication_port() { echo $((PORT + 200 + $1)); }
+admin_port() { echo $((PORT + 300 + $1)); }
 voters() {
   local v=() n
   for n in "${NODES[@]}"; do v+=("$n@127.0.0.1:$(controller_port "$n")"); done
@@ -44,6 +47,11 @@ bootstrap() {
   local b=() n
   for n in "${NODES[@]}"; do b+=("127.0.0.1:$(kafka_port "$n")"); done
   (IFS=,; echo "${b[*]}")
+}
+admins() {
+  local a=() n
+  for n in "${NODES[@]}"; do a+=("127.0.0.1:$(admin_port "$n")"); done
+  (IFS=,; echo "${a[*]}")
 }
 controllers() {
   local c=() n
@@ -64,6 +72,7 @@ start_node() {
     --listeners "127.0.0.1:$(kafka_port "$n")" \
     --controller-listener "127.0.0.1:$(controller_port "$n")" \
     --replication-listener "127.0.0.1:$(replication_port "$n")" \
+    --admin-listener "127.0.0.1:$(admin_port "$n")" \
     --controller-quorum-voters "$(voters)" \
     --data-dir "$DIR/node$n/data" \
     >>"$DIR/node$n.log" 2>&1 </dev/null &
@@ -103,6 +112,7 @@ case "$cmd" in
     "$(bin)" cluster wait --bootstrap "$(bootstrap)" --brokers 3 \
       --timeout-ms $(( (deadline - SECONDS > 1 ? deadline - SECONDS : 1) * 1000 )) >/dev/null \
       || die "not every broker lists 3 brokers within ${UP_TIMEOUT_S}s (see $DIR/node*.log)"
+    echo "ADMIN=$(admins)"
     echo "BOOTSTRAP=$(bootstrap)"
     ;;
   down)
@@ -119,5 +129,5 @@ case "$cmd" in
   start) check_node "${1:-}"; start_node "$1" ;;
   restart) check_node "${1:-}"; stop_node "$1" TERM; start_node "$1" ;;
   logs) check_node "${1:-}"; tail -n 200 "$DIR/node$1.log" ;;
-  *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; [ -z "$cmd" ] || exit 2 ;;
+  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; [ -z "$cmd" ] || exit 2 ;;
 esac

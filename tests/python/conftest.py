@@ -1,6 +1,7 @@
 """Fixtures for the real-client compatibility tests: a spate broker in a subprocess.
 
-`spate dev --data-dir DIR --kafka-addr 127.0.0.1:PORT --controller-addr 127.0.0.1:0`
+`spate dev --data-dir DIR --kafka-addr 127.0.0.1:PORT --controller-addr 127.0.0.1:0
+--admin-addr 127.0.0.1:0`
 runs a single-node cluster. It prints a line containing "ready" on stdout once it serves
 Kafka; we also wait until the port accepts TCP connections. The binary is $SPATE_BIN, or
 target/debug/spate under the repository root.
@@ -94,7 +95,8 @@ class SpateBroker:
         return [str(self.binary), "dev",
                 "--data-dir", str(self.data_dir),
                 "--kafka-addr", self.bootstrap,
-                "--controller-addr", "127.0.0.1:0"]
+                "--controller-addr", "127.0.0.1:0",
+                "--admin-addr", "127.0.0.1:0"]
 
     def start(self, timeout: float = START_TIMEOUT_S) -> "SpateBroker":
         if self.alive():

@@ -25,7 +25,7 @@ SESSION_TIMEOUT_S = 9  # broker.session.timeout.ms default
 
 
 def ports_free(base: int) -> bool:
-    for port in [base + off + n for off in (0, 100, 200) for n in (1, 2, 3)]:
+    for port in [base + off + n for off in (0, 100, 200, 300) for n in (1, 2, 3)]:
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
@@ -40,6 +40,7 @@ class LocalCluster:
         base = random.randrange(20000, 40000, 10)
         while not ports_free(base):
             base = random.randrange(20000, 40000, 10)
+        self.port = base
         self.env = dict(os.environ, SPATE_CLUSTER_DIR=str(self.dir), SPATE_CLUSTER_PORT=str(base),
                         SPATE_BIN=str(spate_binary()))
         self.controllers = ",".join(f"127.0.0.1:{base + 100 + n}" for n in (1, 2, 3))
@@ -95,8 +96,10 @@ def wait_until(cond, timeout: float, what: str):
 
 def test_three_node_cluster_survives_controller_and_broker_loss(cluster):
     out = cluster.run("up")
-    last = out.strip().splitlines()[-1]
+    *_, admin_line, last = out.strip().splitlines()
     assert last.startswith("BOOTSTRAP="), out
+    assert admin_line == "ADMIN=" + ",".join(
+        f"127.0.0.1:{cluster.port + 300 + n}" for n in (1, 2, 3)), out
     bootstrap = last.split("=", 1)[1]
 
     kcat = subprocess.run(["kcat", "-b", bootstrap, "-L"], capture_output=True, text=True, timeout=60)

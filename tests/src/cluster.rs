@@ -79,6 +79,7 @@ impl Cluster {
                     .parse()
                     .unwrap(),
                 kafka_addr: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+                admin_addr: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
                 voters: voters.clone(),
                 session_timeout: options.session_timeout,
                 heartbeat_interval: options.heartbeat_interval,
@@ -108,6 +109,11 @@ impl Cluster {
         self.nodes[id as usize - 1]
             .as_ref()
             .expect("node is running")
+    }
+
+    /// Node `id`'s bound HTTP admin address.
+    pub fn admin_addr(&self, id: i32) -> std::net::SocketAddr {
+        self.node(id).admin_addr.expect("admin server is running")
     }
 
     /// Whether node `id` runs.

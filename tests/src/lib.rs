@@ -4,6 +4,7 @@
 //! Real-client compatibility tests (kcat, confluent-kafka, kafka-python) live in
 //! `tests/python/` and start the `spate` binary instead.
 pub mod cluster;
+pub mod http;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

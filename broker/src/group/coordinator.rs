@@ -536,6 +536,22 @@ impl GroupCoordinator {
         })
     }
 
+    /// Every committed offset of every group loaded here: (group, topic, partition,
+    /// offset), for the consumer-lag metric.
+    pub fn committed_offsets(&self) -> Vec<(String, String, i32, i64)> {
+        let shards: Vec<Arc<Shard>> = self.shards.lock().values().cloned().collect();
+        let mut out = Vec::new();
+        for shard in shards {
+            let state = shard.state.lock();
+            for (id, entry) in &state.groups {
+                for ((topic, partition), (committed, _)) in &entry.offsets {
+                    out.push((id.clone(), topic.clone(), *partition, committed.offset));
+                }
+            }
+        }
+        out
+    }
+
     /// ListGroups: every group of every loaded shard here (with its protocol type and
     /// state name).
     pub fn list(&self) -> Vec<(String, String, &'static str)> {

@@ -128,6 +128,13 @@ async fn fetch(state: Arc<BrokerState>, req: FetchRequest) -> FetchResponse {
             break read_all(&state, &resolved.targets, max_bytes);
         }
     };
+    for a in answers.iter().filter(|a| !a.records.is_empty()) {
+        state.metrics.bytes_out(
+            &a.tp.topic,
+            a.records.len() as u64,
+            record_count(&a.records),
+        );
+    }
     let session_id = resolved.session_id;
     let mut sent = Vec::new();
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
@@ -164,6 +171,15 @@ async fn fetch(state: Arc<BrokerState>, req: FetchRequest) -> FetchResponse {
         .with_error_code(0)
         .with_session_id(session_id)
         .with_responses(topics)
+}
+
+/// Records in `records`, from the batch headers (no record is decoded); a trailing
+/// partial batch is not counted.
+fn record_count(records: &[u8]) -> u64 {
+    crate::log::batch::batches(records)
+        .map_while(Result::ok)
+        .map(|b| b.header().records_count.max(0) as u64)
+        .sum()
 }
 
 /// Reads every target once within the response budget.

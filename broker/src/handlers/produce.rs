@@ -60,6 +60,14 @@ pub fn handle(ctx: &RequestContext, req: ProduceRequest) -> Option<PendingRespon
         }
         topics.push((topic.name, partitions));
     }
+    for (name, partitions) in &topics {
+        for (_, outcome) in partitions {
+            if let Appended::Done(_, info, _) = outcome {
+                let m = &ctx.state.metrics;
+                m.bytes_in(name.0.as_str(), info.bytes as u64, info.record_count as u64);
+            }
+        }
+    }
     if acks == 0 {
         // No response is owed, so an error can only be signalled as Kafka does: by closing
         // the connection, which makes the client refresh its metadata.
@@ -70,6 +78,7 @@ pub fn handle(ctx: &RequestContext, req: ProduceRequest) -> Option<PendingRespon
     }
     let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
     let version = ctx.api_version;
+    let state = ctx.state.clone();
     Some(ctx.later(async move {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut responses = Vec::with_capacity(topics.len());
@@ -78,7 +87,11 @@ pub fn handle(ctx: &RequestContext, req: ProduceRequest) -> Option<PendingRespon
             for (index, outcome) in partitions {
                 let result = match outcome {
                     Appended::Done(partition, info, epoch) => {
-                        match await_acks(&partition, &info, epoch, acks, deadline).await {
+                        // Left on drop too (the connection closed while waiting).
+                        let waiting = state.metrics.purgatory_entry();
+                        let acked = await_acks(&partition, &info, epoch, acks, deadline).await;
+                        drop(waiting);
+                        match acked {
                             Ok(()) => Ok((info, partition.log_start_offset())),
                             Err(e) => Err((e.code(), e.to_string())),
                         }

@@ -2,7 +2,9 @@
 //! client (over loopback in combined mode too, so there is one code path), with a short
 //! retry policy for heartbeats and a patient one for admin requests.
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use spate_controller::{ControllerClient, RetryPolicy};
 
@@ -16,6 +18,9 @@ pub struct ControllerLink {
     /// How many controllers there are: a call must be able to try each of them.
     controllers: u32,
     faults: Arc<LinkFaults>,
+    /// When a heartbeat last got an answer: readiness (`/readyz`) needs a signal that
+    /// works even when the metadata stream that would carry our fencing is cut.
+    last_heartbeat_ok: Mutex<Option<Instant>>,
 }
 
 impl ControllerLink {
@@ -28,12 +33,14 @@ impl ControllerLink {
                 error: String::new(),
                 controllers,
                 faults,
+                last_heartbeat_ok: Mutex::new(None),
             },
             Err(e) => ControllerLink {
                 template: None,
                 error: e.to_string(),
                 controllers,
                 faults,
+                last_heartbeat_ok: Mutex::new(None),
             },
         }
     }
@@ -48,6 +55,16 @@ impl ControllerLink {
             .clone()
             .map(|c| c.with_retry(retry))
             .ok_or_else(|| BrokerError::ControllerUnavailable(self.error.clone()))
+    }
+
+    /// Notes that the controller just answered a heartbeat.
+    pub fn record_heartbeat_ok(&self) {
+        *self.last_heartbeat_ok.lock() = Some(Instant::now());
+    }
+
+    /// How long ago a heartbeat last got an answer (`None`: never).
+    pub fn since_heartbeat_ok(&self) -> Option<Duration> {
+        self.last_heartbeat_ok.lock().map(|t| t.elapsed())
     }
 
     /// For admin requests forwarded from clients: retries for up to ~10 s.

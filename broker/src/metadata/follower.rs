@@ -118,7 +118,7 @@ async fn heartbeat_loop(state: Arc<BrokerState>) {
                 );
                 return;
             }
-            Ok(_) => {}
+            Ok(_) => state.controller.record_heartbeat_ok(),
             Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
         }
     }
@@ -174,12 +174,25 @@ async fn follow(state: Arc<BrokerState>, shutdown: watch::Receiver<bool>) {
                 );
                 continue;
             }
+            let unfenced_before: Vec<NodeId> = image
+                .brokers()
+                .values()
+                .filter(|b| !b.fenced)
+                .map(|b| b.id)
+                .collect();
             let errors = image.apply_batch(&batch);
             if !errors.is_empty() {
                 // Our copy diverged from the controller's: start over from a snapshot.
                 tracing::error!(offset = batch.offset, errors = ?errors, "cannot apply metadata batch; refetching");
                 image = MetadataImage::default();
                 break;
+            }
+            // Fence events: brokers unfenced before this batch and fenced after it (a
+            // snapshot replacing the image counts the same way).
+            for id in unfenced_before {
+                if image.broker(id).is_some_and(|b| b.fenced) {
+                    state.metrics.broker_fenced();
+                }
             }
             let shared = Arc::new(image.clone());
             let replicas_state = state.clone();

@@ -38,6 +38,11 @@ impl MetadataCache {
         self.version.send_modify(|v| *v += 1);
     }
 
+    /// How many images have been published (0: none applied yet).
+    pub fn version(&self) -> u64 {
+        *self.version.borrow()
+    }
+
     /// A receiver notified on every published image.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.version.subscribe()

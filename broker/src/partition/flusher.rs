@@ -15,7 +15,9 @@ pub async fn run(partition: Arc<Partition>) {
             let job = partition.log.lock().flush_job();
             let Some(job) = job else { break };
             let upto = job.upto;
+            let started = std::time::Instant::now();
             let synced = tokio::task::spawn_blocking(move || job.run()).await;
+            crate::metrics::LOG_METRICS.fsync(started.elapsed().as_secs_f64());
             // Publish what the log now records as durable, not the job's target: a
             // truncation while the job ran caps what the job may claim.
             let result = match synced {

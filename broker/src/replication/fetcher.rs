@@ -22,6 +22,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tonic::transport::Channel;
+use tracing::Instrument;
 
 use super::server::MAX_MESSAGE_BYTES;
 use crate::broker::{now_ms, BrokerState};
@@ -233,7 +234,15 @@ async fn run(
             .filter(|(_, f)| f.phase == Phase::Fetch && f.retry_at.is_none_or(|t| t <= now))
             .map(|(tp, f)| (tp.clone(), f.clone()))
             .collect();
-        if !fetch_round(&state, rpc, &partitions, fetching, &wake).await {
+        let span = tracing::debug_span!(
+            "replica_fetch",
+            leader = leader.0,
+            partitions = fetching.len()
+        );
+        if !fetch_round(&state, rpc, &partitions, fetching, &wake)
+            .instrument(span)
+            .await
+        {
             sleep_or_wake(&wake, TRANSPORT_BACKOFF, &mut shutdown).await;
         }
     }

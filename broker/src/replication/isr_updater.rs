@@ -148,6 +148,10 @@ async fn send(state: &BrokerState, batch: Vec<Proposal>) -> Vec<Proposal> {
         match result {
             Some(r) if r.error_code == 0 => {
                 let isr: Vec<NodeId> = r.isr.iter().map(|&id| NodeId(id)).collect();
+                state.metrics.isr_change(match change.kind {
+                    IsrChangeKind::Expand { .. } => "expand",
+                    _ => "shrink",
+                });
                 p.on_isr_committed(r.leader_epoch, isr, r.partition_epoch);
             }
             Some(r) if ABANDON.contains(&r.error_code) => {

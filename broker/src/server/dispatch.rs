@@ -268,7 +268,18 @@ pub async fn dispatch(
     peer: std::net::SocketAddr,
     frame: Bytes,
 ) -> Result<Option<PendingResponse>, DispatchError> {
-    let (key, version, correlation_id, client_id, request) = match decode_frame(frame)? {
+    let start = std::time::Instant::now();
+    let decoded = decode_frame(frame).inspect_err(|e| {
+        // Frames of a known API that cannot be served count as that API's errors.
+        if let DispatchError::UnsupportedVersion { key, version, .. }
+        | DispatchError::Malformed { key, version, .. } = e
+        {
+            let api = format!("{key:?}");
+            let seconds = start.elapsed().as_secs_f64();
+            state.metrics.record_request(&api, *version, true, seconds);
+        }
+    })?;
+    let (key, version, correlation_id, client_id, request) = match decoded {
         Decoded::UnsupportedApiVersions { correlation_id } => {
             let body = handlers::api_versions::unsupported_version_response();
             let outcome = encode_frame(ApiKey::ApiVersions, 0, correlation_id, &body);
@@ -291,7 +302,38 @@ pub async fn dispatch(
         peer,
     };
     let span = tracing::debug_span!("request", api = ?key, version, correlation_id, client = %ctx.client_id);
-    Ok(route(ctx, *request).instrument(span).await)
+    let pending = route(ctx, *request).instrument(span).await;
+    Ok(timed(state.clone(), key, version, start, pending))
+}
+
+/// Records the request in the metrics once its response is ready (for acks=0 produce
+/// with nothing to answer, at once). Errors counted here are the request-level failures
+/// visible without decoding the response: a response that closes the connection.
+/// Per-partition error codes inside a response are not counted.
+fn timed(
+    state: Arc<BrokerState>,
+    key: ApiKey,
+    version: i16,
+    start: std::time::Instant,
+    pending: Option<PendingResponse>,
+) -> Option<PendingResponse> {
+    let record = move |outcome: &Outcome| {
+        let error = matches!(outcome, Outcome::Close);
+        let api = format!("{key:?}");
+        let seconds = start.elapsed().as_secs_f64();
+        state.metrics.record_request(&api, version, error, seconds);
+    };
+    match pending {
+        None => {
+            record(&Outcome::Nothing);
+            None
+        }
+        Some(pending) => Some(Box::pin(async move {
+            let outcome = pending.await;
+            record(&outcome);
+            outcome
+        })),
+    }
 }
 
 /// Runs the handler of a decoded request.
