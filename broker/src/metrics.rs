@@ -191,7 +191,7 @@ impl Metrics {
         );
         r.register(
             "kafka_request_errors",
-            "Kafka requests that failed as a whole: undecodable, unsupported version, or answered by closing the connection",
+            "Kafka requests answered with any error code, or that failed as a whole (undecodable, unsupported version, connection closed)",
             m.request_errors.clone(),
         );
         r.register(
@@ -594,13 +594,14 @@ mod tests {
             sample(&text, "spate_kafka_request_duration_seconds_bucket", f),
             Some(1.0)
         );
+        // Created at 0 with the API's first request, so dashboards see the series.
         assert_eq!(
             sample(
                 &text,
                 "spate_kafka_request_errors_total",
                 r#"api="Fetch",version="12""#
             ),
-            None
+            Some(0.0)
         );
     }
 

@@ -214,6 +214,12 @@ async fn metrics_move_by_what_was_produced_and_consumed() {
         .await
         .unwrap();
     assert_eq!(read.len(), 50);
+    // A produce to a partition that does not exist is answered with an error code.
+    let batch = spate_tests::encode_batch(&[&value[..]], Compression::None).unwrap();
+    let (code, _) = spate_tests::cluster::produce(&mut to_leader, "metered", 7, -1, 10_000, batch)
+        .await
+        .unwrap();
+    assert_eq!(code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
     let after = get(admin, "/metrics").await.unwrap().body;
     let delta = |key: &str| sample(&after, key) - sample(&before, key);
     assert_eq!(
@@ -230,11 +236,15 @@ async fn metrics_move_by_what_was_produced_and_consumed() {
     );
     assert_eq!(
         delta(r#"spate_kafka_requests_total{api="Produce",version="9"}"#),
-        50.0
+        51.0
+    );
+    assert_eq!(
+        delta(r#"spate_kafka_request_errors_total{api="Produce",version="9"}"#),
+        1.0
     );
     assert_eq!(
         delta(r#"spate_kafka_request_duration_seconds_count{api="Produce",version="9"}"#),
-        50.0
+        51.0
     );
     assert!(sample(&after, "spate_partitions_led") >= 1.0, "{after}");
     assert_eq!(sample(&after, "spate_partitions_under_replicated"), 0.0);

@@ -22,6 +22,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tracing::Instrument;
 
+use super::response_errors::ResponseErrors;
+
 use super::api_versions;
 use crate::broker::BrokerState;
 use crate::handlers;
@@ -85,6 +87,8 @@ pub struct RequestContext {
     pub client_id: String,
     /// The client's address.
     pub peer: std::net::SocketAddr,
+    /// Set when the response carries an error code (for the request metrics).
+    pub answered_error: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl RequestContext {
@@ -94,7 +98,8 @@ impl RequestContext {
     }
 
     /// A response that is already known.
-    pub fn ready<R: Encodable>(&self, body: &R) -> PendingResponse {
+    pub fn ready<R: Encodable + ResponseErrors>(&self, body: &R) -> PendingResponse {
+        self.note_errors(body);
         let outcome = self.encode(body);
         Box::pin(async move { outcome })
     }
@@ -102,11 +107,22 @@ impl RequestContext {
     /// A response that completes later.
     pub fn later<R, F>(&self, fut: F) -> PendingResponse
     where
-        R: Encodable + Send + 'static,
+        R: Encodable + ResponseErrors + Send + 'static,
         F: Future<Output = R> + Send + 'static,
     {
         let ctx = self.clone();
-        Box::pin(async move { ctx.encode(&fut.await) })
+        Box::pin(async move {
+            let body = fut.await;
+            ctx.note_errors(&body);
+            ctx.encode(&body)
+        })
+    }
+
+    fn note_errors<R: ResponseErrors>(&self, body: &R) {
+        if body.has_error() {
+            self.answered_error
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 }
 
@@ -300,25 +316,35 @@ pub async fn dispatch(
         correlation_id,
         client_id,
         peer,
+        answered_error: Arc::default(),
     };
     let span = tracing::debug_span!("request", api = ?key, version, correlation_id, client = %ctx.client_id);
+    let answered_error = ctx.answered_error.clone();
     let pending = route(ctx, *request).instrument(span).await;
-    Ok(timed(state.clone(), key, version, start, pending))
+    Ok(timed(
+        state.clone(),
+        key,
+        version,
+        start,
+        answered_error,
+        pending,
+    ))
 }
 
 /// Records the request in the metrics once its response is ready (for acks=0 produce
-/// with nothing to answer, at once). Errors counted here are the request-level failures
-/// visible without decoding the response: a response that closes the connection.
-/// Per-partition error codes inside a response are not counted.
+/// with nothing to answer, at once). It counts as an error when the response carries any
+/// error code, or closes the connection.
 fn timed(
     state: Arc<BrokerState>,
     key: ApiKey,
     version: i16,
     start: std::time::Instant,
+    answered_error: Arc<std::sync::atomic::AtomicBool>,
     pending: Option<PendingResponse>,
 ) -> Option<PendingResponse> {
     let record = move |outcome: &Outcome| {
-        let error = matches!(outcome, Outcome::Close);
+        let error = matches!(outcome, Outcome::Close)
+            || answered_error.load(std::sync::atomic::Ordering::Relaxed);
         let api = format!("{key:?}");
         let seconds = start.elapsed().as_secs_f64();
         state.metrics.record_request(&api, version, error, seconds);

@@ -4,3 +4,4 @@ pub mod api_versions;
 pub mod connection;
 pub mod dispatch;
 pub mod listener;
+pub mod response_errors;
