@@ -174,6 +174,35 @@ async fn readiness_fails_while_a_broker_is_cut_off_and_recovers_after() {
     cluster.shutdown().await;
 }
 
+/// A restarted node serves its admin port before its broker has registered, caught up
+/// and reopened its logs: readiness is false until then, and true after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_is_false_while_a_restarted_broker_recovers() {
+    let mut cluster = Cluster::start().await;
+    let mut conn = cluster.connect(1).await;
+    assert_eq!(create_topic(&mut conn, "recovering", 3, 3, &[]).await, 0);
+    cluster.wait_partition_ready("recovering", 0, 3).await;
+    let active = cluster.active_controller().unwrap();
+    let victim = (1..=3).find(|id| *id != active).unwrap();
+    cluster.stop(victim).await;
+    cluster.restart(victim).await;
+    let admin = cluster.admin_addr(victim);
+    let first = get(admin, "/readyz").await.unwrap();
+    assert_eq!(
+        first.status, 503,
+        "ready before registering: {}",
+        first.body
+    );
+    let ready = poll(admin, "/readyz", Duration::from_secs(30), |r| {
+        r.status == 200
+    })
+    .await;
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    let body = json(&ready);
+    assert_eq!(body["checks"]["logs_recovered"], true, "{body}");
+    cluster.shutdown().await;
+}
+
 /// `name{labels} value` samples of a scrape, by the part before the value.
 fn samples(text: &str) -> std::collections::BTreeMap<String, f64> {
     text.lines()
