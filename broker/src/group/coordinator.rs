@@ -142,6 +142,15 @@ struct ShardState {
     groups: HashMap<String, GroupEntry>,
 }
 
+impl ShardState {
+    /// The group `id`, created (Empty) when unknown.
+    fn group(&mut self, id: &str, config: &GroupConfig) -> &mut GroupEntry {
+        self.groups
+            .entry(id.to_string())
+            .or_insert_with(|| GroupEntry::new(Group::new(id.to_string(), config.clone())))
+    }
+}
+
 /// The groups of one `__consumer_offsets` partition this broker leads.
 struct Shard {
     partition: Arc<Partition>,
@@ -317,11 +326,7 @@ impl GroupCoordinator {
         let (tx, rx) = oneshot::channel();
         let persist = {
             let mut state = shard.live()?;
-            let config = self.config.clone();
-            let entry = state
-                .groups
-                .entry(group_id.to_string())
-                .or_insert_with(|| GroupEntry::new(Group::new(group_id.to_string(), config)));
+            let entry = state.group(group_id, &self.config);
             entry.joins.insert(key, tx);
             let deliveries = entry.group.join(req, fresh, now_ms());
             entry.deliver(deliveries);
@@ -440,11 +445,7 @@ impl GroupCoordinator {
         let shard = self.shard(group_id, partitions)?;
         let group_check = {
             let mut state = shard.live()?;
-            let config = self.config.clone();
-            let entry = state
-                .groups
-                .entry(group_id.to_string())
-                .or_insert_with(|| GroupEntry::new(Group::new(group_id.to_string(), config)));
+            let entry = state.group(group_id, &self.config);
             commit_allowed(&entry.group, member_id, group_instance_id, generation_id)
         };
         if let Err(e) = group_check {
@@ -474,11 +475,7 @@ impl GroupCoordinator {
         match written {
             Ok(log_offset) => {
                 let mut state = shard.state.lock();
-                let config = self.config.clone();
-                let entry = state
-                    .groups
-                    .entry(group_id.to_string())
-                    .or_insert_with(|| GroupEntry::new(Group::new(group_id.to_string(), config)));
+                let entry = state.group(group_id, &self.config);
                 apply_offsets(entry, batch, log_offset);
             }
             Err(code) => {
@@ -898,10 +895,7 @@ async fn load_and_run(shard: Arc<Shard>, config: GroupConfig, retention_ms: i64)
             state.groups.insert(id, entry);
         }
         for ((group, topic, partition), value) in offsets {
-            let entry = state
-                .groups
-                .entry(group.clone())
-                .or_insert_with(|| GroupEntry::new(Group::new(group.clone(), config.clone())));
+            let entry = state.group(&group, &config);
             entry.offsets.insert((topic, partition), value);
         }
         state.loaded = true;
