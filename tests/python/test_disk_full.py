@@ -61,7 +61,10 @@ def test_full_disk_fails_produce_and_loses_nothing_acknowledged(small_disk, tmp_
         assert failure is not None, "the disk never filled"
         assert failure.code() in (KafkaError.KAFKA_STORAGE_ERROR, KafkaError.NOT_LEADER_FOR_PARTITION), failure
         assert b.alive(), "the broker died when the disk filled"
-        assert acked == list(range(len(acked))), "acknowledged offsets are not dense from 0"
+        gaps = [(a, b) for a, b in zip(acked, acked[1:]) if b != a + 1][:5]
+        assert acked == list(range(len(acked))), \
+            f"acknowledged offsets are not dense from 0: {len(acked)} acked, first " \
+            f"{acked[:1]}, jumps {gaps}, first failure {failure}"
         # Still serving: metadata answers while the partition is offline here.
         md = admin(b.bootstrap).list_topics(topic, timeout=30)
         assert topic in md.topics
