@@ -65,9 +65,32 @@ impl Cluster {
         Cluster::start_with(ClusterOptions::default()).await
     }
 
-    /// Starts three nodes and waits until all are unfenced.
+    /// Starts three nodes and waits until all are unfenced. Ports are picked free and then
+    /// bound, so a parallel test can take one in between: on a bind failure the attempt is
+    /// torn down and repeated with fresh ports.
     pub async fn start_with(options: ClusterOptions) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
+        for attempt in 1..=5 {
+            match Cluster::try_start(&options).await {
+                Ok(cluster) => {
+                    cluster
+                        .wait_image(Duration::from_secs(30), |img| {
+                            img.unfenced_brokers().len() == 3
+                        })
+                        .await
+                        .expect("three unfenced brokers");
+                    return cluster;
+                }
+                Err(e) if attempt < 5 => {
+                    tracing::warn!(error = %e, attempt, "cluster did not start; retrying with fresh ports")
+                }
+                Err(e) => panic!("cluster did not start: {e:#}"),
+            }
+        }
+        unreachable!("the last attempt panics")
+    }
+
+    async fn try_start(options: &ClusterOptions) -> anyhow::Result<Cluster> {
+        let dir = tempfile::tempdir()?;
         let controller_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let voters: Vec<(u64, String)> = (0..3)
             .map(|i| (i as u64 + 1, format!("127.0.0.1:{}", controller_ports[i])))
@@ -89,19 +112,25 @@ impl Cluster {
             })
             .collect();
         let started = futures::future::join_all(configs.iter().cloned().map(Node::start)).await;
-        let nodes = started.into_iter().map(|n| Some(n.unwrap())).collect();
-        let cluster = Cluster {
+        let mut nodes = Vec::new();
+        let mut failure = None;
+        for n in started {
+            match n {
+                Ok(node) => nodes.push(Some(node)),
+                Err(e) => failure = Some(e),
+            }
+        }
+        if let Some(e) = failure {
+            for node in nodes.into_iter().flatten() {
+                node.shutdown().await;
+            }
+            return Err(e);
+        }
+        Ok(Cluster {
             configs,
             nodes,
             _dir: dir,
-        };
-        cluster
-            .wait_image(Duration::from_secs(30), |img| {
-                img.unfenced_brokers().len() == 3
-            })
-            .await
-            .expect("three unfenced brokers");
-        cluster
+        })
     }
 
     /// A live node.
