@@ -228,13 +228,9 @@ impl Group {
         out: &mut Vec<Delivery>,
     ) {
         let previous_leader = self.leader.clone().unwrap_or_default();
-        let Some(index) = self.members.get_index_of(old_member_id) else {
+        let Some((index, _, mut member)) = self.members.shift_remove_full(old_member_id) else {
             return;
         };
-        let (_, mut member) = self
-            .members
-            .shift_remove_index(index)
-            .expect("index just looked up");
         if member.awaiting_join {
             let response = JoinResponse::error(old_member_id, ErrorCode::FencedInstanceId);
             out.push(Delivery::Join(old_member_id.to_string(), response));
