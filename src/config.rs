@@ -26,6 +26,7 @@ const KEYS: &[(&str, KeyDefault)] = &[
     ("process.roles", KeyDefault::Value("broker,controller")),
     ("listeners", KeyDefault::Value("PLAINTEXT://127.0.0.1:9092")),
     ("advertised.listeners", KeyDefault::None),
+    ("inter.broker.listener.name", KeyDefault::None),
     ("controller.listener", KeyDefault::Value("127.0.0.1:9093")),
     ("controller.quorum.voters", KeyDefault::Required),
     ("log.dirs", KeyDefault::Value("./spate-data")),
@@ -184,6 +185,17 @@ impl fmt::Display for HostPort {
     }
 }
 
+/// One named Kafka listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaListener {
+    /// Listener name, upper case (`PLAINTEXT` when a listener is given without one).
+    pub name: String,
+    /// Bind address.
+    pub bind: SocketAddr,
+    /// Address clients connecting to this listener are given for every broker.
+    pub advertised: HostPort,
+}
+
 /// A member of the controller quorum (`ID@HOST:PORT`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Voter {
@@ -204,12 +216,14 @@ impl fmt::Display for Voter {
 pub struct ServerConfig {
     /// `node.id`.
     pub node_id: NodeId,
+    /// `node.id = 'hostname'`: the node id was taken from the host name's ordinal.
+    pub node_id_from_hostname: bool,
     /// `process.roles`.
     pub roles: Roles,
-    /// `listeners`: where the Kafka protocol is served.
-    pub listener: SocketAddr,
-    /// `advertised.listeners`: what clients are told to connect to.
-    pub advertised_listener: HostPort,
+    /// `listeners` with their `advertised.listeners`: where the Kafka protocol is served
+    /// and what clients of each listener are told to connect to. The inter-broker
+    /// listener (`inter.broker.listener.name`, else the first listed) comes first.
+    pub listeners: Vec<KafkaListener>,
     /// `controller.listener`: where the controller's gRPC service binds.
     pub controller_listener: SocketAddr,
     /// `controller.quorum.voters`.
@@ -259,7 +273,7 @@ impl ServerConfig {
             None => None,
         };
         let file = path.zip(text.as_deref());
-        resolve(file, env, flags)
+        resolve_on_host(file, env, flags, hostname().as_deref())
     }
 
     /// The effective value of every key and where it came from, for the start-up log.
@@ -267,10 +281,14 @@ impl ServerConfig {
         let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "(unset)".to_string());
         let voters: Vec<String> = self.voters.iter().map(Voter::to_string).collect();
         let values = [
-            self.node_id.0.to_string(),
+            match self.node_id_from_hostname {
+                true => format!("{} (the host name's ordinal)", self.node_id.0),
+                false => self.node_id.0.to_string(),
+            },
             self.roles.to_string(),
-            format!("PLAINTEXT://{}", self.listener),
-            format!("PLAINTEXT://{}", self.advertised_listener),
+            join(self.listeners.iter().map(|l| format!("{}://{}", l.name, l.bind))),
+            join(self.listeners.iter().map(|l| format!("{}://{}", l.name, l.advertised))),
+            self.listeners[0].name.clone(),
             self.controller_listener.to_string(),
             voters.join(","),
             self.data_dir.display().to_string(),
@@ -296,6 +314,10 @@ impl ServerConfig {
     }
 }
 
+fn join(items: impl Iterator<Item = String>) -> String {
+    items.collect::<Vec<_>>().join(",")
+}
+
 /// The `SPATE_*` variables of this process (non-Unicode ones are skipped).
 pub fn spate_env() -> BTreeMap<String, String> {
     std::env::vars_os()
@@ -314,12 +336,17 @@ pub struct ConfigFlags {
     /// process.roles: broker, controller or broker,controller.
     #[arg(long, value_name = "ROLES")]
     pub process_roles: Option<String>,
-    /// listeners: Kafka listener, e.g. PLAINTEXT://0.0.0.0:9092.
+    /// listeners: Kafka listeners NAME://IP:PORT, comma separated, e.g.
+    /// INTERNAL://0.0.0.0:9092,EXTERNAL://0.0.0.0:29092.
     #[arg(long, value_name = "LISTENER")]
     pub listeners: Option<String>,
-    /// advertised.listeners: address given to clients, e.g. PLAINTEXT://kafka-0:9092.
+    /// advertised.listeners: per listener, the address its clients are given, e.g.
+    /// INTERNAL://kafka-0:9092,EXTERNAL://127.0.0.1:29092.
     #[arg(long, value_name = "LISTENER")]
     pub advertised_listeners: Option<String>,
+    /// inter.broker.listener.name: the listener whose advertised host peers use (default: the first).
+    #[arg(long, value_name = "NAME")]
+    pub inter_broker_listener_name: Option<String>,
     /// controller.listener: controller gRPC bind address, HOST:PORT.
     #[arg(long, value_name = "HOST:PORT")]
     pub controller_listener: Option<String>,
@@ -375,6 +402,7 @@ impl ConfigFlags {
             ("process.roles", &self.process_roles),
             ("listeners", &self.listeners),
             ("advertised.listeners", &self.advertised_listeners),
+            ("inter.broker.listener.name", &self.inter_broker_listener_name),
             ("controller.listener", &self.controller_listener),
             ("controller.quorum.voters", &self.controller_quorum_voters),
             ("log.dirs", &self.log_dirs),
@@ -418,10 +446,21 @@ struct Setting {
 
 /// Merges the file (path and text), the environment and the flags, then validates.
 /// Pure: the caller does the reading.
+#[cfg(test)]
 pub fn resolve(
     file: Option<(&Path, &str)>,
     env: &BTreeMap<String, String>,
     flags: &ConfigFlags,
+) -> Result<ServerConfig, ConfigError> {
+    resolve_on_host(file, env, flags, None)
+}
+
+/// [`resolve`] on a host called `hostname` (for `node.id.from.hostname`).
+pub fn resolve_on_host(
+    file: Option<(&Path, &str)>,
+    env: &BTreeMap<String, String>,
+    flags: &ConfigFlags,
+    hostname: Option<&str>,
 ) -> Result<ServerConfig, ConfigError> {
     let mut merged = BTreeMap::new();
     if let Some((path, text)) = file {
@@ -449,7 +488,7 @@ pub fn resolve(
             });
         }
     }
-    validate(merged)
+    validate(merged, hostname)
 }
 
 /// Lays one source's values over the lower ones; a key and its alias set to different
@@ -604,13 +643,59 @@ fn required<T>(
     field(settings, key, parse)?.ok_or(ConfigError::Missing { key })
 }
 
-/// Turns merged raw values into a [`ServerConfig`], checking every rule.
-fn validate(settings: BTreeMap<&'static str, Setting>) -> Result<ServerConfig, ConfigError> {
-    let node_id = required(&settings, "node.id", |s| {
-        parse_int::<i32>(s, 0, i32::MAX, "a node id (an integer >= 0)").map(NodeId)
+/// This machine's host name (`/proc/sys/kernel/hostname`, else `$HOSTNAME`).
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+}
+
+/// The ordinal a StatefulSet gives its pods: `spate-2` (or `spate-2.svc...`) -> 2.
+fn hostname_ordinal(hostname: &str) -> Option<i32> {
+    let first_label = hostname.split('.').next()?;
+    let (_, ordinal) = first_label.rsplit_once('-')?;
+    if ordinal.is_empty() || !ordinal.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    ordinal.parse().ok()
+}
+
+/// `node.id`: an integer, or `hostname` for the host name's ordinal (StatefulSet pods).
+fn node_id(
+    settings: &BTreeMap<&'static str, Setting>,
+    hostname: Option<&str>,
+) -> Result<(NodeId, bool), ConfigError> {
+    let parsed = required(settings, "node.id", |s| match s {
+        "hostname" => {
+            let host = hostname.unwrap_or("");
+            hostname_ordinal(host).map(|id| (NodeId(id), true)).ok_or_else(|| {
+                format!("takes the ordinal of the host name, but '{host}' does not end in -N (as StatefulSet pods spate-0, spate-1... do)")
+            })
+        }
+        _ => parse_int::<i32>(s, 0, i32::MAX, "a node id (an integer >= 0, or 'hostname')")
+            .map(|id| (NodeId(id), false)),
     })?;
+    Ok(parsed)
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err("is not true or false".to_string()),
+    }
+}
+
+/// Turns merged raw values into a [`ServerConfig`], checking every rule.
+fn validate(
+    settings: BTreeMap<&'static str, Setting>,
+    hostname: Option<&str>,
+) -> Result<ServerConfig, ConfigError> {
+    let (node_id, node_id_from_hostname) = node_id(&settings, hostname)?;
     let roles = required(&settings, "process.roles", parse_roles)?;
-    let listener = required(&settings, "listeners", parse_listener)?;
+    let binds = required(&settings, "listeners", parse_listeners)?;
     let controller_listener = required(&settings, "controller.listener", parse_bind)?;
     let voters = match settings.get("controller.quorum.voters") {
         None => {
@@ -638,11 +723,7 @@ fn validate(settings: BTreeMap<&'static str, Setting>) -> Result<ServerConfig, C
     let default_replication_factor = required(&settings, "default.replication.factor", |s| {
         parse_int(s, 1, i16::MAX, "an integer from 1 to 32767")
     })?;
-    let auto_create_topics = required(&settings, "auto.create.topics.enable", |s| match s {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err("is not true or false".to_string()),
-    })?;
+    let auto_create_topics = required(&settings, "auto.create.topics.enable", parse_bool)?;
     let millis = |s: &str| {
         parse_int(s, 1, u32::MAX, "a number of milliseconds >= 1")
             .map(|ms| Duration::from_millis(ms.into()))
@@ -663,19 +744,20 @@ fn validate(settings: BTreeMap<&'static str, Setting>) -> Result<ServerConfig, C
         .iter()
         .map(|(k, s)| (*k, s.origin.clone()))
         .collect();
-    let advertised_listener = match field(&settings, "advertised.listeners", parse_advertised)? {
-        Some(a) => a,
-        None => {
-            sources.insert("advertised.listeners", Source::Derived);
-            derive_advertised(listener, multi_node)?
-        }
-    };
+    let advertised = field(&settings, "advertised.listeners", parse_advertised)?;
+    if advertised.is_none() {
+        sources.insert("advertised.listeners", Source::Derived);
+    }
+    let inter_broker = field(&settings, "inter.broker.listener.name", |s| {
+        parse_listener_name(s).map_err(|e| format!("is not a listener name: {e}"))
+    })?;
+    let listeners = pair_listeners(binds, advertised.unwrap_or_default(), inter_broker, multi_node)?;
 
     let config = ServerConfig {
         node_id,
+        node_id_from_hostname,
         roles,
-        listener,
-        advertised_listener,
+        listeners,
         controller_listener,
         voters,
         data_dir,
@@ -734,7 +816,7 @@ fn check_rules(c: &ServerConfig) -> Result<(), ConfigError> {
     }
     let mut binds = vec![("admin.listener", c.admin_listener)];
     if roles.broker {
-        binds.push(("listeners", c.listener));
+        binds.extend(c.listeners.iter().map(|l| ("listeners", l.bind)));
         binds.push(("replication.listener", c.replication_listener));
     }
     if roles.controller {
@@ -764,15 +846,64 @@ fn check_port_clashes(binds: &[(&'static str, SocketAddr)]) -> Result<(), Config
     Ok(())
 }
 
+/// Gives each bound listener its advertised address (given, or derived from the bind
+/// address) and puts the inter-broker listener first.
+fn pair_listeners(
+    binds: Vec<(String, SocketAddr)>,
+    advertised: Vec<(String, HostPort)>,
+    inter_broker: Option<String>,
+    multi_node: bool,
+) -> Result<Vec<KafkaListener>, ConfigError> {
+    if let Some((name, _)) = advertised.iter().find(|(n, _)| !binds.iter().any(|(b, _)| b == n)) {
+        return Err(ConfigError::Conflict {
+            key: "advertised.listeners",
+            message: format!(
+                "names listener {name}, which is not in listeners ({})",
+                join(binds.iter().map(|(n, _)| n.clone()))
+            ),
+        });
+    }
+    let mut out = Vec::with_capacity(binds.len());
+    for (name, bind) in binds {
+        let advertised = match advertised.iter().find(|(n, _)| *n == name) {
+            Some((_, hp)) => hp.clone(),
+            None => derive_advertised(&name, bind, multi_node)?,
+        };
+        out.push(KafkaListener {
+            name,
+            bind,
+            advertised,
+        });
+    }
+    if let Some(inter) = inter_broker {
+        let Some(i) = out.iter().position(|l| l.name == inter) else {
+            return Err(ConfigError::Conflict {
+                key: "inter.broker.listener.name",
+                message: format!(
+                    "'{inter}' is not in listeners ({})",
+                    join(out.iter().map(|l| l.name.clone()))
+                ),
+            });
+        };
+        let first = out.remove(i);
+        out.insert(0, first);
+    }
+    Ok(out)
+}
+
 /// The advertised address when none is set: the listener, with a wildcard IP replaced by
 /// loopback — which only works when every client and peer runs on this host.
-fn derive_advertised(listener: SocketAddr, multi_node: bool) -> Result<HostPort, ConfigError> {
+fn derive_advertised(
+    name: &str,
+    listener: SocketAddr,
+    multi_node: bool,
+) -> Result<HostPort, ConfigError> {
     let ip = listener.ip();
     if ip.is_unspecified() && multi_node {
         return Err(ConfigError::Conflict {
             key: "advertised.listeners",
             message: format!(
-                "not set, and listeners 'PLAINTEXT://{listener}' binds every interface, so there is no one address to give clients and peers of a multi-node cluster; set advertised.listeners to PLAINTEXT://HOST:{} with the name this node is reached by",
+                "has no entry for listener '{name}://{listener}', which binds every interface, so there is no one address to give clients and peers of a multi-node cluster; add {name}://HOST:{} with the name this node is reached by",
                 listener.port()
             ),
         });
@@ -826,26 +957,55 @@ fn parse_roles(s: &str) -> Result<Roles, String> {
     Ok(roles)
 }
 
-/// `listeners`: one `PLAINTEXT://IP:PORT` (the `PLAINTEXT://` is optional).
-fn parse_listener(s: &str) -> Result<SocketAddr, String> {
-    if s.contains(',') {
-        return Err(
-            "lists more than one listener; this build serves one PLAINTEXT listener".to_string(),
-        );
+/// A listener name: letters, digits and `_`, upper-cased. Names of Kafka's security
+/// protocols other than PLAINTEXT are refused: every Spate listener is plaintext.
+fn parse_listener_name(name: &str) -> Result<String, String> {
+    let upper = name.trim().to_ascii_uppercase();
+    if upper.is_empty() || !upper.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(format!("listener name '{name}' is not letters, digits and _"));
     }
-    let rest = strip_plaintext(s)?;
-    parse_bind(rest)
+    if matches!(upper.as_str(), "SSL" | "SASL_PLAINTEXT" | "SASL_SSL") {
+        return Err(format!(
+            "uses listener '{name}'; every listener serves PLAINTEXT (TLS and SASL are not supported)"
+        ));
+    }
+    if upper == "REPLICATION" {
+        return Err("uses the reserved listener name 'REPLICATION' (replication.listener is that one)".to_string());
+    }
+    Ok(upper)
 }
 
-/// `PLAINTEXT://x` -> `x`; other security protocols are refused.
-fn strip_plaintext(s: &str) -> Result<&str, String> {
-    match s.split_once("://") {
-        Some((name, rest)) if name.eq_ignore_ascii_case("PLAINTEXT") => Ok(rest),
-        Some((name, _)) => Err(format!(
-            "uses listener '{name}'; expected PLAINTEXT://HOST:PORT (TLS and SASL are not supported)"
-        )),
-        None => Ok(s),
+/// A comma list of `NAME://ADDRESS` (`NAME://` may be left out for a single `PLAINTEXT`
+/// listener); `parse` reads the address. Names must be unique.
+fn parse_named<T>(
+    s: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Vec<(String, T)>, String> {
+    let mut out: Vec<(String, T)> = Vec::new();
+    let entries: Vec<&str> = s.split(',').map(str::trim).filter(|e| !e.is_empty()).collect();
+    for entry in entries.iter().copied() {
+        let (name, rest) = match entry.split_once("://") {
+            Some((name, rest)) => (parse_listener_name(name)?, rest),
+            None => ("PLAINTEXT".to_string(), entry),
+        };
+        if out.iter().any(|(n, _)| *n == name) {
+            return Err(format!("lists listener {name} twice"));
+        }
+        let value = parse(rest).map_err(|e| match entries.len() {
+            1 => e,
+            _ => format!("has '{entry}', which {e}"),
+        })?;
+        out.push((name, value));
     }
+    if out.is_empty() {
+        return Err("is empty; expected NAME://HOST:PORT[,NAME://HOST:PORT...]".to_string());
+    }
+    Ok(out)
+}
+
+/// `listeners`: `NAME://IP:PORT[,...]`, e.g. `INTERNAL://0.0.0.0:9092,EXTERNAL://0.0.0.0:29092`.
+fn parse_listeners(s: &str) -> Result<Vec<(String, SocketAddr)>, String> {
+    parse_named(s, parse_bind)
 }
 
 /// A bind address: `IP:PORT`, `[IPv6]:PORT`, `localhost:PORT` or `:PORT` (all interfaces).
@@ -885,22 +1045,19 @@ fn parse_host_port(s: &str) -> Option<HostPort> {
     })
 }
 
-fn parse_advertised(s: &str) -> Result<HostPort, String> {
-    if s.contains(',') {
-        return Err(
-            "lists more than one listener; this build serves one PLAINTEXT listener".to_string(),
-        );
-    }
-    let hp = parse_host_port(strip_plaintext(s)?)
-        .ok_or("is not PLAINTEXT://HOST:PORT with a port from 1 to 65535")?;
-    if hp
-        .host
-        .parse::<IpAddr>()
-        .is_ok_and(|ip| ip.is_unspecified())
-    {
-        return Err("is a wildcard address clients cannot connect to; advertise this node's host name or IP".to_string());
-    }
-    Ok(hp)
+/// `advertised.listeners`: `NAME://HOST:PORT[,...]` for some or all listeners.
+fn parse_advertised(s: &str) -> Result<Vec<(String, HostPort)>, String> {
+    parse_named(s, |a| {
+        let hp = parse_host_port(a).ok_or("is not HOST:PORT with a port from 1 to 65535")?;
+        if hp
+            .host
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_unspecified())
+        {
+            return Err("is a wildcard address clients cannot connect to; advertise this node's host name or IP".to_string());
+        }
+        Ok(hp)
+    })
 }
 
 /// `ID@HOST:PORT[,ID@HOST:PORT...]`; on error, the offending text (the entry that does
@@ -993,9 +1150,9 @@ mod tests {
                 controller: true
             }
         );
-        assert_eq!(c.listener, "127.0.0.1:9092".parse().unwrap());
+        assert_eq!(c.listeners[0].bind, "127.0.0.1:9092".parse().unwrap());
         assert_eq!(
-            c.advertised_listener,
+            c.listeners[0].advertised,
             HostPort {
                 host: "127.0.0.1".into(),
                 port: 9092
@@ -1138,7 +1295,7 @@ mod tests {
             .to_string();
         assert_eq!(
             e,
-            "node.id: '-1' is not a node id (an integer >= 0) (from SPATE_NODE_ID)"
+            "node.id: '-1' is not a node id (an integer >= 0, or 'hostname') (from SPATE_NODE_ID)"
         );
         assert!(
             error("node.id = 'one'\ncontroller.quorum.voters = '1@h:9093'")
@@ -1239,19 +1396,19 @@ mod tests {
         let e = error(&format!("{MIN}listeners = 'PLAINTEXT://kafka-0:9092'\n"));
         assert!(e.contains("put host names in advertised.listeners"), "{e}");
         let e = error(&format!(
-            "{MIN}listeners = 'PLAINTEXT://a:9092,SSL://b:9093'\n"
+            "{MIN}listeners = 'PLAINTEXT://127.0.0.1:9092,SSL://127.0.0.1:9093'\n"
         ));
-        assert!(e.contains("more than one listener"), "{e}");
+        assert!(e.contains("uses listener 'SSL'"), "{e}");
         assert_eq!(
-            file(&format!("{MIN}listeners = 'PLAINTEXT://:9092'\n")).listener,
+            file(&format!("{MIN}listeners = 'PLAINTEXT://:9092'\n")).listeners[0].bind,
             "0.0.0.0:9092".parse().unwrap()
         );
         assert_eq!(
-            file(&format!("{MIN}listeners = 'localhost:9092'\n")).listener,
+            file(&format!("{MIN}listeners = 'localhost:9092'\n")).listeners[0].bind,
             "127.0.0.1:9092".parse().unwrap()
         );
         assert_eq!(
-            file(&format!("{MIN}listeners = '[::1]:9092'\n")).listener,
+            file(&format!("{MIN}listeners = '[::1]:9092'\n")).listeners[0].bind,
             "[::1]:9092".parse().unwrap()
         );
     }
@@ -1280,19 +1437,19 @@ mod tests {
     #[test]
     fn advertised_listener_is_derived_or_validated() {
         let c = file(&format!("{MIN}listeners = 'PLAINTEXT://0.0.0.0:9092'\n"));
-        assert_eq!(c.advertised_listener.to_string(), "127.0.0.1:9092");
+        assert_eq!(c.listeners[0].advertised.to_string(), "127.0.0.1:9092");
         let c = file(&format!("{MIN}listeners = '[::]:9092'\n"));
-        assert_eq!(c.advertised_listener.to_string(), "[::1]:9092");
+        assert_eq!(c.listeners[0].advertised.to_string(), "[::1]:9092");
         let c = file(&format!("{MIN}listeners = '10.0.0.5:9092'\n"));
-        assert_eq!(c.advertised_listener.to_string(), "10.0.0.5:9092");
+        assert_eq!(c.listeners[0].advertised.to_string(), "10.0.0.5:9092");
         let three = "node.id = 1\ncontroller.quorum.voters = '1@a:9093,2@b:9093,3@c:9093'\nlisteners = '0.0.0.0:9092'\n";
         let e = error(three);
-        assert!(e.starts_with("advertised.listeners: not set, and listeners 'PLAINTEXT://0.0.0.0:9092' binds every interface"), "{e}");
+        assert!(e.starts_with("advertised.listeners: has no entry for listener 'PLAINTEXT://0.0.0.0:9092', which binds every interface"), "{e}");
         let c = file(&format!(
             "{three}advertised.listeners = 'PLAINTEXT://kafka-0.spate:9092'\n"
         ));
         assert_eq!(
-            c.advertised_listener,
+            c.listeners[0].advertised,
             HostPort {
                 host: "kafka-0.spate".into(),
                 port: 9092
@@ -1301,7 +1458,84 @@ mod tests {
         let e = error(&format!("{MIN}advertised.listeners = '0.0.0.0:9092'\n"));
         assert!(e.contains("wildcard address"), "{e}");
         let e = error(&format!("{MIN}advertised.listeners = 'kafka:0'\n"));
-        assert!(e.contains("is not PLAINTEXT://HOST:PORT"), "{e}");
+        assert!(e.contains("is not HOST:PORT"), "{e}");
+    }
+
+    #[test]
+    fn internal_and_external_listeners_each_get_their_advertised_address() {
+        let three = "node.id = 2\ncontroller.quorum.voters = '1@a:9093,2@b:9093,3@c:9093'\n";
+        let c = file(&format!(
+            "{three}listeners = 'external://0.0.0.0:29092,INTERNAL://0.0.0.0:9092'\nadvertised.listeners = 'INTERNAL://spate-2:9092,EXTERNAL://127.0.0.1:29093'\ninter.broker.listener.name = 'internal'\n"
+        ));
+        let got: Vec<String> = c
+            .listeners
+            .iter()
+            .map(|l| format!("{} {} {}", l.name, l.bind, l.advertised))
+            .collect();
+        // The inter-broker listener comes first whatever the order in `listeners`.
+        assert_eq!(
+            got,
+            [
+                "INTERNAL 0.0.0.0:9092 spate-2:9092",
+                "EXTERNAL 0.0.0.0:29092 127.0.0.1:29093"
+            ]
+        );
+        let effective = c.effective();
+        let value = |k: &str| effective.iter().find(|(key, ..)| *key == k).unwrap().1.clone();
+        assert_eq!(value("inter.broker.listener.name"), "INTERNAL");
+        assert_eq!(
+            value("advertised.listeners"),
+            "INTERNAL://spate-2:9092,EXTERNAL://127.0.0.1:29093"
+        );
+        // Without inter.broker.listener.name the first listed is the inter-broker one.
+        let c = file(&format!(
+            "{three}listeners = 'A://0.0.0.0:1,B://0.0.0.0:2'\nadvertised.listeners = 'A://x:1,B://y:2'\n"
+        ));
+        assert_eq!(c.listeners[0].name, "A");
+
+        let e = error(&format!(
+            "{three}listeners = 'A://0.0.0.0:1,B://0.0.0.0:2'\nadvertised.listeners = 'A://x:1'\n"
+        ));
+        assert!(e.contains("has no entry for listener 'B://0.0.0.0:2'"), "{e}");
+        let e = error(&format!(
+            "{three}listeners = 'A://10.0.0.1:1'\nadvertised.listeners = 'C://x:1'\n"
+        ));
+        assert!(e.contains("names listener C, which is not in listeners (A)"), "{e}");
+        let e = error(&format!("{MIN}listeners = 'A://127.0.0.1:1,a://127.0.0.1:2'\n"));
+        assert!(e.contains("lists listener A twice"), "{e}");
+        let e = error(&format!("{MIN}listeners = 'A://127.0.0.1:1,B://127.0.0.1:1'\n"));
+        assert!(e.contains("clashes with listeners"), "{e}");
+        let e = error(&format!("{MIN}listeners = 'A://127.0.0.1:1,B://127.0.0.1:x'\n"));
+        assert!(e.contains("has 'B://127.0.0.1:x', which has no valid port"), "{e}");
+        let e = error(&format!("{MIN}inter.broker.listener.name = 'X'\n"));
+        assert!(e.contains("'X' is not in listeners (PLAINTEXT)"), "{e}");
+        let e = error(&format!("{MIN}listeners = 'REPLICATION://127.0.0.1:1'\n"));
+        assert!(e.contains("reserved listener name"), "{e}");
+    }
+
+    #[test]
+    fn node_id_comes_from_the_hostname_ordinal_when_asked() {
+        let on = |host: Option<&str>| {
+            resolve_on_host(
+                Some((Path::new("spate.toml"), "node.id = 'hostname'\ncontroller.quorum.voters = '0@spate-0.h:9093,1@spate-1.h:9093,2@spate-2.h:9093'\nadvertised.listeners = 'x:9092'\n")),
+                &BTreeMap::new(),
+                &ConfigFlags::default(),
+                host,
+            )
+        };
+        let c = on(Some("spate-2")).unwrap();
+        assert_eq!(c.node_id, NodeId(2));
+        assert!(c.node_id_from_hostname);
+        assert_eq!(c.effective()[0].1, "2 (the host name's ordinal)");
+        assert_eq!(hostname_ordinal("spate-12.spate-headless.ns.svc"), Some(12));
+        assert_eq!(hostname_ordinal("my-cluster-3"), Some(3));
+        for bad in ["spate", "spate-", "spate-x1", "spate-1a", ""] {
+            assert_eq!(hostname_ordinal(bad), None, "{bad}");
+        }
+        let e = on(Some("laptop")).unwrap_err().to_string();
+        assert!(e.contains("'laptop' does not end in -N"), "{e}");
+        let e = on(None).unwrap_err().to_string();
+        assert!(e.contains("'' does not end in -N"), "{e}");
     }
 
     #[test]
@@ -1356,7 +1590,7 @@ mod tests {
         assert_eq!(blocks.len(), 2);
         let three = file(blocks[0]);
         assert_eq!(three.voters.len(), 3);
-        assert_eq!(three.advertised_listener.host, "kafka-1.example");
+        assert_eq!(three.listeners[0].advertised.host, "kafka-1.example");
         let env = [
             ("SPATE_NODE_ID", "2"),
             (

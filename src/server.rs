@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use spate_broker::node::{Node, NodeConfig, Roles};
+use spate_broker::node::{ExtraListener, Node, NodeConfig, Roles};
 
 use crate::config::{ConfigFlags, ServerConfig, Source};
 
@@ -44,7 +44,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         "spate server ready: node={} roles={} kafka={} controller={} admin={} data={} ({} ms)",
         config.node_id.0,
         config.roles,
-        config.advertised_listener,
+        config
+            .listeners
+            .iter()
+            .map(|l| format!("{}://{}", l.name, l.advertised))
+            .collect::<Vec<_>>()
+            .join(","),
         config.controller_listener,
         node.admin_addr.map(|a| a.to_string()).unwrap_or_default(),
         config.data_dir.display(),
@@ -58,17 +63,29 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 
 /// Maps the validated configuration onto the node's settings.
 fn node_config(c: &ServerConfig) -> NodeConfig {
+    // Validation guarantees at least one listener; the inter-broker one is first.
+    let inter = &c.listeners[0];
     NodeConfig {
         node_id: c.node_id.0,
         data_dir: c.data_dir.clone(),
-        kafka_addr: c.listener,
+        kafka_addr: inter.bind,
+        listener_name: inter.name.clone(),
+        extra_listeners: c.listeners[1..]
+            .iter()
+            .map(|l| ExtraListener {
+                name: l.name.clone(),
+                addr: l.bind,
+                advertised_host: Some(l.advertised.host.clone()),
+                advertised_port: Some(l.advertised.port),
+            })
+            .collect(),
         controller_addr: c.controller_listener,
         replication_addr: c.replication_listener,
         admin_addr: Some(c.admin_listener),
         replica_lag_time_max: c.replica_lag_time_max,
         offsets_topic_partitions: c.offsets_topic_partitions,
-        advertised_host: Some(c.advertised_listener.host.clone()),
-        advertised_port: Some(c.advertised_listener.port),
+        advertised_host: Some(inter.advertised.host.clone()),
+        advertised_port: Some(inter.advertised.port),
         num_partitions: c.num_partitions,
         default_replication_factor: c.default_replication_factor as i32,
         auto_create_topics: c.auto_create_topics,

@@ -145,6 +145,8 @@ fn image_of(admin: &Admin) -> Arc<MetadataImage> {
     }
 }
 
+use crate::replication::fetcher::REPLICATION_LISTENER;
+
 async fn cluster(State(admin): State<Admin>) -> Json<Value> {
     let image = image_of(&admin);
     let node_id = match (&admin.broker, &admin.controller) {
@@ -161,13 +163,21 @@ async fn cluster(State(admin): State<Admin>) -> Json<Value> {
         .brokers()
         .values()
         .map(|b| {
-            let kafka = b
+            // Kafka endpoints in registration order: the first is the inter-broker one.
+            let kafka: serde_json::Map<String, Value> = b
                 .endpoints
                 .iter()
-                .find(|e| e.listener == crate::metadata::follower::KAFKA_LISTENER);
+                .filter(|e| e.listener != REPLICATION_LISTENER)
+                .map(|e| (e.listener.clone(), json!(format!("{}:{}", e.host, e.port))))
+                .collect();
+            let first = b
+                .endpoints
+                .iter()
+                .find(|e| e.listener != REPLICATION_LISTENER);
             json!({
                 "id": b.id.0,
-                "endpoint": kafka.map(|e| format!("{}:{}", e.host, e.port)),
+                "endpoint": first.map(|e| format!("{}:{}", e.host, e.port)),
+                "endpoints": kafka,
                 "rack": b.rack.clone().filter(|r| !r.is_empty()),
                 "fenced": b.fenced,
                 "epoch": b.epoch.0,

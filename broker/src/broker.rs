@@ -34,8 +34,12 @@ pub fn now_ms() -> i64 {
 pub struct BrokerState {
     /// Start-up settings.
     pub config: BrokerConfig,
-    /// The port clients are told to use.
-    pub advertised_port: u16,
+    /// The Kafka endpoints this broker registers, one per listener (advertised host and
+    /// port; port 0 in the config resolved to the bound port), inter-broker listener first.
+    pub endpoints: Vec<spate_proto::metadata::Endpoint>,
+    /// Set once a controlled shutdown (drain) began: heartbeats keep asking the controller
+    /// to keep us fenced and leaderless, and we are not ready any more.
+    pub draining: std::sync::atomic::AtomicBool,
     /// Metadata image followed from the controller.
     pub metadata: MetadataCache,
     /// Hosted partitions.
@@ -71,23 +75,42 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Starts serving Kafka on `listener` and replication on `replication_listener`.
+    /// Starts serving Kafka on `listeners` (one bound socket per entry of
+    /// `config.listeners`, in that order) and replication on `replication_listener`.
     pub async fn start(
         config: BrokerConfig,
-        listener: TcpListener,
+        listeners: Vec<TcpListener>,
         replication_listener: TcpListener,
     ) -> std::io::Result<Broker> {
-        let local_addr = listener.local_addr()?;
+        if listeners.is_empty() || listeners.len() != config.listeners.len() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "{} Kafka listener sockets for {} configured listeners",
+                    listeners.len(),
+                    config.listeners.len()
+                ),
+            ));
+        }
+        let local_addr = listeners[0].local_addr()?;
         let replication_addr = replication_listener.local_addr()?;
         std::fs::create_dir_all(config.log_dir())?;
-        let advertised_port = if config.advertised_port == 0 {
-            local_addr.port()
-        } else {
-            config.advertised_port
-        };
+        let mut endpoints = Vec::with_capacity(listeners.len());
+        for (spec, socket) in config.listeners.iter().zip(&listeners) {
+            let port = match spec.advertised_port {
+                0 => socket.local_addr()?.port(),
+                p => p,
+            };
+            endpoints.push(spate_proto::metadata::Endpoint {
+                listener: spec.name.clone(),
+                host: spec.advertised_host.clone(),
+                port: i32::from(port),
+            });
+        }
         let faults = Arc::new(LinkFaults::default());
         let state = Arc::new(BrokerState {
-            advertised_port,
+            endpoints,
+            draining: Default::default(),
             metadata: MetadataCache::default(),
             replicas: ReplicaManager::new(config.node_id, config.log_dir()),
             controller: ControllerLink::new(config.controller_addrs.clone(), faults.clone()),
@@ -126,7 +149,7 @@ impl Broker {
                 tracing::error!(error = %e, "replication service stopped");
             }
         });
-        let tasks = vec![
+        let mut tasks = vec![
             replication_server,
             tokio::spawn(isr_updater::run(state.clone(), shutdown_rx.clone())),
             tokio::spawn(isr_updater::expire_lagging(
@@ -135,8 +158,16 @@ impl Broker {
             )),
             tokio::spawn(follower::run(state.clone(), shutdown_rx.clone())),
             tokio::spawn(maintenance(state.clone(), shutdown_rx.clone())),
-            tokio::spawn(listener::run(listener, state.clone(), shutdown_rx)),
         ];
+        for (socket, spec) in listeners.into_iter().zip(&state.config.listeners) {
+            let name: Arc<str> = Arc::from(spec.name.as_str());
+            tasks.push(tokio::spawn(listener::run(
+                socket,
+                name,
+                state.clone(),
+                shutdown_rx.clone(),
+            )));
+        }
         tracing::info!(node_id = state.config.node_id, addr = %local_addr, replication = %replication_addr, "broker listening");
         Ok(Broker {
             state,

@@ -5,6 +5,34 @@ use std::time::Duration;
 /// Default largest request frame accepted (Kafka's `socket.request.max.bytes`).
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 100 * 1024 * 1024;
 
+/// The listener name of a single-listener broker (Kafka's default name).
+pub const DEFAULT_LISTENER_NAME: &str = "PLAINTEXT";
+
+/// One named Kafka listener as clients are told to reach it. A client is given the
+/// brokers' endpoints of the listener it connected to (Kafka's internal/external listener
+/// split: containers get container host names, the host gets published ports).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerSpec {
+    /// Listener name (`PLAINTEXT`, `INTERNAL`, `EXTERNAL`, ...); every listener speaks
+    /// plaintext Kafka.
+    pub name: String,
+    /// Host advertised for this listener.
+    pub advertised_host: String,
+    /// Port advertised for this listener; 0 means "the port the listener bound".
+    pub advertised_port: u16,
+}
+
+impl ListenerSpec {
+    /// The `PLAINTEXT` listener advertised as `host:port`.
+    pub fn plaintext(host: &str, port: u16) -> Self {
+        ListenerSpec {
+            name: DEFAULT_LISTENER_NAME.to_string(),
+            advertised_host: host.to_string(),
+            advertised_port: port,
+        }
+    }
+}
+
 /// Everything a broker needs to know at start-up.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -12,10 +40,10 @@ pub struct BrokerConfig {
     pub node_id: i32,
     /// Root of this node's data: partition logs live under `logs/`.
     pub data_dir: PathBuf,
-    /// Host advertised to clients in Metadata.
-    pub advertised_host: String,
-    /// Port advertised to clients; 0 means "the port the listener bound".
-    pub advertised_port: u16,
+    /// Kafka listeners, in the order of the bound sockets handed to
+    /// [`crate::Broker::start`]. The first is the inter-broker listener: its advertised host
+    /// is also where peers reach this broker's replication port.
+    pub listeners: Vec<ListenerSpec>,
     /// Rack, for rack-aware placement.
     pub rack: Option<String>,
     /// Controller addresses (`host:port`), tried in order.
@@ -57,8 +85,7 @@ impl BrokerConfig {
         BrokerConfig {
             node_id,
             data_dir: data_dir.into(),
-            advertised_host: "127.0.0.1".to_string(),
-            advertised_port: 0,
+            listeners: vec![ListenerSpec::plaintext("127.0.0.1", 0)],
             rack: None,
             controller_addrs: Vec::new(),
             cluster_id: String::new(),

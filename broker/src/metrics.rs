@@ -653,7 +653,8 @@ mod tests {
         let config = BrokerConfig::new(1, dir);
         let faults = std::sync::Arc::new(crate::faults::LinkFaults::default());
         BrokerState {
-            advertised_port: 9092,
+            endpoints: Vec::new(),
+            draining: Default::default(),
             metadata: Default::default(),
             replicas: crate::replica_manager::ReplicaManager::new(1, config.log_dir()),
             controller: crate::metadata::controller_link::ControllerLink::new(

@@ -38,8 +38,14 @@ pub struct NodeConfig {
     pub node_id: i32,
     /// Data directory (controller state and partition logs).
     pub data_dir: PathBuf,
-    /// Kafka listener address (port 0: any free port).
+    /// Kafka listener address (port 0: any free port): the inter-broker listener, named
+    /// [`NodeConfig::listener_name`].
     pub kafka_addr: SocketAddr,
+    /// Name of the listener at `kafka_addr` (`PLAINTEXT` unless set).
+    pub listener_name: String,
+    /// More named Kafka listeners (for example an `EXTERNAL` one for clients outside a
+    /// container network), each with its own advertised address.
+    pub extra_listeners: Vec<ExtraListener>,
     /// Controller gRPC address (port 0: any free port).
     pub controller_addr: SocketAddr,
     /// Replication gRPC address other brokers fetch from (port 0: any free port).
@@ -86,6 +92,8 @@ impl NodeConfig {
             node_id: 1,
             data_dir: data_dir.into(),
             kafka_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            listener_name: crate::config::DEFAULT_LISTENER_NAME.to_string(),
+            extra_listeners: Vec::new(),
             controller_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             replication_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin_addr: None,
@@ -107,6 +115,19 @@ impl NodeConfig {
     }
 }
 
+/// A Kafka listener besides the first one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraListener {
+    /// Listener name; clients connecting here get this listener's endpoints.
+    pub name: String,
+    /// Bind address (port 0: any free port).
+    pub addr: SocketAddr,
+    /// Advertised host (default: the bound IP).
+    pub advertised_host: Option<String>,
+    /// Advertised port (default: the bound port).
+    pub advertised_port: Option<u16>,
+}
+
 /// A running node.
 pub struct Node {
     /// The broker, when this node has the broker role.
@@ -114,8 +135,10 @@ pub struct Node {
     /// The controller, when this node has the controller role (shared with the admin
     /// server).
     pub controller: Option<Arc<ControllerHandle>>,
-    /// Bound Kafka address (broker role).
+    /// Bound Kafka address of the first listener (broker role).
     pub kafka_addr: Option<SocketAddr>,
+    /// Every bound Kafka listener by name, first listener first (broker role).
+    pub kafka_addrs: Vec<(String, SocketAddr)>,
     /// Bound controller address (controller role).
     pub controller_addr: Option<SocketAddr>,
     /// Bound HTTP admin address, when [`NodeConfig::admin_addr`] is set.
@@ -202,6 +225,7 @@ impl Node {
 
         let mut broker = None;
         let mut kafka_addr = None;
+        let mut kafka_addrs = Vec::new();
         if config.roles.broker {
             let kafka_listener = TcpListener::bind(config.kafka_addr)
                 .await
@@ -216,11 +240,35 @@ impl Node {
                     )
                 })?;
             let mut broker_config = BrokerConfig::new(config.node_id, &config.data_dir);
-            broker_config.advertised_host = config
-                .advertised_host
-                .clone()
-                .unwrap_or_else(|| bound.ip().to_string());
-            broker_config.advertised_port = config.advertised_port.unwrap_or(0);
+            broker_config.listeners = vec![crate::config::ListenerSpec {
+                name: config.listener_name.clone(),
+                advertised_host: config
+                    .advertised_host
+                    .clone()
+                    .unwrap_or_else(|| bound.ip().to_string()),
+                advertised_port: config.advertised_port.unwrap_or(0),
+            }];
+            kafka_addrs.push((config.listener_name.clone(), bound));
+            let mut sockets = vec![kafka_listener];
+            for extra in &config.extra_listeners {
+                let socket = TcpListener::bind(extra.addr).await.with_context(|| {
+                    format!(
+                        "cannot listen on Kafka address {} (listener {})",
+                        extra.addr, extra.name
+                    )
+                })?;
+                let extra_bound = socket.local_addr()?;
+                broker_config.listeners.push(crate::config::ListenerSpec {
+                    name: extra.name.clone(),
+                    advertised_host: extra
+                        .advertised_host
+                        .clone()
+                        .unwrap_or_else(|| extra_bound.ip().to_string()),
+                    advertised_port: extra.advertised_port.unwrap_or(0),
+                });
+                kafka_addrs.push((extra.name.clone(), extra_bound));
+                sockets.push(socket);
+            }
             broker_config.controller_addrs = if config.voters.is_empty() {
                 controller_addr.iter().map(|a| a.to_string()).collect()
             } else {
@@ -251,7 +299,7 @@ impl Node {
             broker_config.max_request_bytes = config.max_request_bytes;
             broker_config.replica_lag_time_max = config.replica_lag_time_max;
             broker_config.offsets_topic_partitions = config.offsets_topic_partitions;
-            let started = Broker::start(broker_config, kafka_listener, replication_listener)
+            let started = Broker::start(broker_config, sockets, replication_listener)
                 .await
                 .context("cannot start the broker")?;
             if let Some(timeout) = config.wait_ready {
@@ -290,6 +338,7 @@ impl Node {
             broker,
             controller,
             kafka_addr,
+            kafka_addrs,
             controller_addr,
             admin_addr,
             admin,

@@ -9,7 +9,7 @@ use crate::server::dispatch::RequestContext;
 pub fn describe(ctx: &RequestContext, _req: DescribeClusterRequest) -> DescribeClusterResponse {
     let state = &ctx.state;
     let image = state.metadata.image();
-    let brokers = super::metadata::live_brokers(&image)
+    let brokers = super::metadata::live_brokers(&image, &ctx.listener)
         .map(|(id, host, port, rack)| {
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(id))

@@ -132,10 +132,12 @@ fn broker_entries(state: &BrokerState) -> Vec<Entry> {
         ),
         (
             "advertised.listeners",
-            format!(
-                "PLAINTEXT://{}:{}",
-                c.advertised_host, state.advertised_port
-            ),
+            state
+                .endpoints
+                .iter()
+                .map(|e| format!("{}://{}:{}", e.listener, e.host, e.port))
+                .collect::<Vec<_>>()
+                .join(","),
             ConfigKind::List,
             "Addresses clients are given.",
         ),

@@ -69,7 +69,11 @@ async fn offsets_partitions(state: &BrokerState) -> Result<i32, i16> {
 }
 
 /// The coordinator (leader of the group's offsets partition) of `key`.
-async fn coordinator_of(state: &BrokerState, key: &str) -> Result<(i32, String, i32), i16> {
+async fn coordinator_of(
+    state: &BrokerState,
+    key: &str,
+    listener: &str,
+) -> Result<(i32, String, i32), i16> {
     let partitions = offsets_partitions(state).await?;
     let index = partition_for(key, partitions);
     let image = state.metadata.image();
@@ -82,7 +86,7 @@ async fn coordinator_of(state: &BrokerState, key: &str) -> Result<(i32, String, 
     let ep = broker
         .endpoints
         .iter()
-        .find(|e| e.listener == crate::metadata::follower::KAFKA_LISTENER)
+        .find(|e| e.listener == listener)
         .ok_or(code::NOT_AVAILABLE)?;
     Ok((leader.0, ep.host.clone(), ep.port))
 }
@@ -104,7 +108,7 @@ pub async fn find_coordinator(
         } else if key.is_empty() {
             Err(code::INVALID_GROUP_ID)
         } else {
-            coordinator_of(&ctx.state, &key).await
+            coordinator_of(&ctx.state, &key, &ctx.listener).await
         };
         let c = match found {
             Ok((node, host, port)) => Coordinator::default()

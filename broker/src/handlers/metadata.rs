@@ -78,7 +78,7 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
             .collect(),
     };
     MetadataResponse::default()
-        .with_brokers(brokers(&image))
+        .with_brokers(brokers(&image, &ctx.listener))
         .with_cluster_id(Some(str_bytes(state.config.cluster_id.clone())))
         .with_controller_id(BrokerId(controller_id(state, &image)))
         .with_topics(topics)
@@ -88,19 +88,21 @@ fn has_all_leaders(t: &TopicImage) -> bool {
     !t.partitions.is_empty() && t.partitions.values().all(|p| p.leader.is_some())
 }
 
-/// Unfenced brokers with their advertised endpoint: (id, host, port, rack).
-pub fn live_brokers(
-    image: &MetadataImage,
-) -> impl Iterator<Item = (i32, String, i32, Option<String>)> + '_ {
+/// Unfenced brokers with their endpoint on `listener`: (id, host, port, rack). A broker
+/// without that listener is left out, as Kafka does.
+pub fn live_brokers<'a>(
+    image: &'a MetadataImage,
+    listener: &'a str,
+) -> impl Iterator<Item = (i32, String, i32, Option<String>)> + 'a {
     image
         .brokers()
         .values()
         .filter(|b| !b.fenced)
-        .filter_map(|b| {
+        .filter_map(move |b| {
             let ep = b
                 .endpoints
                 .iter()
-                .find(|e| e.listener == crate::metadata::follower::KAFKA_LISTENER)?;
+                .find(|e| e.listener == listener)?;
             Some((
                 b.id.0,
                 ep.host.clone(),
@@ -110,8 +112,8 @@ pub fn live_brokers(
         })
 }
 
-fn brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
-    live_brokers(image)
+fn brokers(image: &MetadataImage, listener: &str) -> Vec<MetadataResponseBroker> {
+    live_brokers(image, listener)
         .map(|(id, host, port, rack)| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(id))

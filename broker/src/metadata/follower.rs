@@ -15,9 +15,6 @@ use super::persist;
 use crate::broker::{now_ms, BrokerState};
 use crate::replication::fetcher::REPLICATION_LISTENER;
 
-/// The listener name of the Kafka endpoint in broker registrations.
-pub const KAFKA_LISTENER: &str = "PLAINTEXT";
-
 /// How often the applied image is saved (it is cheap to refetch, so not on every batch).
 const SAVE_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -54,18 +51,17 @@ async fn register(state: &BrokerState, incarnation: &str) -> Result<i64, String>
     let request = RegisterBrokerRequest {
         broker_id: state.config.node_id,
         incarnation_id: incarnation.to_string(),
-        endpoints: vec![
-            Endpoint {
-                listener: KAFKA_LISTENER.to_string(),
-                host: state.config.advertised_host.clone(),
-                port: state.advertised_port as i32,
-            },
-            Endpoint {
+        // Every Kafka listener, then replication on the inter-broker listener's host.
+        endpoints: state
+            .endpoints
+            .iter()
+            .cloned()
+            .chain(state.endpoints.first().map(|inter| Endpoint {
                 listener: REPLICATION_LISTENER.to_string(),
-                host: state.config.advertised_host.clone(),
+                host: inter.host.clone(),
                 port: state.replication_port as i32,
-            },
-        ],
+            }))
+            .collect(),
         rack: state.config.rack.clone().unwrap_or_default(),
     };
     let mut client = state.controller.lifecycle().map_err(|e| e.to_string())?;

@@ -39,15 +39,22 @@ pub enum FrameError {
 pub struct Connection {
     stream: TcpStream,
     peer: SocketAddr,
+    listener: Arc<str>,
     state: Arc<BrokerState>,
 }
 
 impl Connection {
-    /// Wraps an accepted socket.
-    pub fn new(stream: TcpStream, peer: SocketAddr, state: Arc<BrokerState>) -> Self {
+    /// Wraps a socket accepted on the listener called `listener`.
+    pub fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        listener: Arc<str>,
+        state: Arc<BrokerState>,
+    ) -> Self {
         Connection {
             stream,
             peer,
+            listener,
             state,
         }
     }
@@ -57,6 +64,7 @@ impl Connection {
         let Connection {
             stream,
             peer,
+            listener,
             state,
         } = self;
         let (read_half, write_half) = stream.into_split();
@@ -77,7 +85,7 @@ impl Connection {
                     break;
                 }
             };
-            match dispatch::dispatch(&state, peer, frame).await {
+            match dispatch::dispatch(&state, peer, &listener, frame).await {
                 Ok(Some(pending)) => {
                     if tx.send(pending).await.is_err() {
                         break;

@@ -87,6 +87,8 @@ pub struct RequestContext {
     pub client_id: String,
     /// The client's address.
     pub peer: std::net::SocketAddr,
+    /// The listener the client connected to: it is given that listener's endpoints.
+    pub listener: Arc<str>,
     /// Set when the response carries an error code (for the request metrics).
     pub answered_error: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -282,6 +284,7 @@ pub fn decode_frame(mut frame: Bytes) -> Result<Decoded, DispatchError> {
 pub async fn dispatch(
     state: &Arc<BrokerState>,
     peer: std::net::SocketAddr,
+    listener: &Arc<str>,
     frame: Bytes,
 ) -> Result<Option<PendingResponse>, DispatchError> {
     let start = std::time::Instant::now();
@@ -316,6 +319,7 @@ pub async fn dispatch(
         correlation_id,
         client_id,
         peer,
+        listener: listener.clone(),
         answered_error: Arc::default(),
     };
     let span = tracing::debug_span!("request", api = ?key, version, correlation_id, client = %ctx.client_id);

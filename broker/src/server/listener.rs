@@ -7,11 +7,12 @@ use tokio::sync::watch;
 use super::connection::Connection;
 use crate::broker::BrokerState;
 
-/// Accept loop; returns when `shutdown` turns true. Clients are served only once the
+/// Accept loop of the listener called `name`; returns when `shutdown` turns true. Clients are served only once the
 /// broker holds a metadata image from the controller (as Kafka brokers wait for their
 /// initial catch-up): before that it would answer "unknown topic" for topics that exist.
 pub async fn run(
     listener: TcpListener,
+    name: Arc<str>,
     state: Arc<BrokerState>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -27,7 +28,7 @@ pub async fn run(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let conn = Connection::new(stream, peer, state.clone());
+                    let conn = Connection::new(stream, peer, name.clone(), state.clone());
                     let shutdown = shutdown.clone();
                     tokio::spawn(conn.serve(shutdown));
                 }
