@@ -41,6 +41,9 @@ const KEYS: &[(&str, KeyDefault)] = &[
     ("replication.listener", KeyDefault::Value("127.0.0.1:9094")),
     ("replica.lag.time.max.ms", KeyDefault::Value("10000")),
     ("offsets.topic.num.partitions", KeyDefault::Value("10")),
+    ("controlled.shutdown.timeout.ms", KeyDefault::Value("30000")),
+    ("leader.imbalance.check.interval.seconds", KeyDefault::Value("300")),
+    ("cluster.id", KeyDefault::None),
 ];
 
 /// Other names for a key: `data.dir` is Spate's (and `spate dev`'s) name for `log.dirs`.
@@ -252,6 +255,15 @@ pub struct ServerConfig {
     pub replica_lag_time_max: Duration,
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` when created.
     pub offsets_topic_partitions: i32,
+    /// `controlled.shutdown.timeout.ms`: how long a stopping broker waits for leadership
+    /// to move away (0: stop at once).
+    pub controlled_shutdown_timeout: Duration,
+    /// `leader.imbalance.check.interval.seconds`: how often the active controller moves
+    /// leadership back to preferred replicas.
+    pub leader_imbalance_check_interval: Duration,
+    /// `cluster.id`: the id a new data directory is created with (default: derived from
+    /// the voters, so all nodes agree); a data directory of another cluster is refused.
+    pub cluster_id: Option<String>,
     /// Where each key's value came from.
     pub sources: BTreeMap<&'static str, Source>,
 }
@@ -303,6 +315,9 @@ impl ServerConfig {
             self.replication_listener.to_string(),
             self.replica_lag_time_max.as_millis().to_string(),
             self.offsets_topic_partitions.to_string(),
+            self.controlled_shutdown_timeout.as_millis().to_string(),
+            self.leader_imbalance_check_interval.as_secs().to_string(),
+            opt(&self.cluster_id),
         ];
         KEYS.iter()
             .zip(values)
@@ -392,6 +407,17 @@ pub struct ConfigFlags {
     /// offsets.topic.num.partitions: partitions of __consumer_offsets when it is created.
     #[arg(long, value_name = "N")]
     pub offsets_topic_num_partitions: Option<String>,
+    /// controlled.shutdown.timeout.ms: on SIGTERM, wait this long for leadership to move
+    /// to other in-sync replicas before stopping (0: stop at once).
+    #[arg(long, value_name = "MS")]
+    pub controlled_shutdown_timeout_ms: Option<String>,
+    /// leader.imbalance.check.interval.seconds: how often leadership moves back to the
+    /// preferred replicas.
+    #[arg(long, value_name = "SECONDS")]
+    pub leader_imbalance_check_interval_seconds: Option<String>,
+    /// cluster.id: the cluster's id (default: derived from the voter list).
+    #[arg(long, value_name = "ID")]
+    pub cluster_id: Option<String>,
 }
 
 impl ConfigFlags {
@@ -427,6 +453,15 @@ impl ConfigFlags {
                 "offsets.topic.num.partitions",
                 &self.offsets_topic_num_partitions,
             ),
+            (
+                "controlled.shutdown.timeout.ms",
+                &self.controlled_shutdown_timeout_ms,
+            ),
+            (
+                "leader.imbalance.check.interval.seconds",
+                &self.leader_imbalance_check_interval_seconds,
+            ),
+            ("cluster.id", &self.cluster_id),
         ];
         all.into_iter()
             .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
@@ -739,6 +774,23 @@ fn validate(
     let offsets_topic_partitions = required(&settings, "offsets.topic.num.partitions", |s| {
         parse_int(s, 1, 1000, "an integer from 1 to 1000")
     })?;
+    let controlled_shutdown_timeout =
+        required(&settings, "controlled.shutdown.timeout.ms", |s| {
+            parse_int(s, 0, 600_000u64, "a number of milliseconds from 0 to 600000")
+                .map(Duration::from_millis)
+        })?;
+    let leader_imbalance_check_interval =
+        required(&settings, "leader.imbalance.check.interval.seconds", |s| {
+            parse_int(s, 1, 86_400u64, "a number of seconds from 1 to 86400")
+                .map(Duration::from_secs)
+        })?;
+    let cluster_id = field(&settings, "cluster.id", |s| {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        ok.then(|| s.to_string())
+            .ok_or_else(|| "is not 1 to 64 letters, digits, - or _".to_string())
+    })?;
     let multi_node = voters.len() > 1 || !roles.controller;
     let mut sources: BTreeMap<&'static str, Source> = settings
         .iter()
@@ -772,6 +824,9 @@ fn validate(
         replication_listener,
         replica_lag_time_max,
         offsets_topic_partitions,
+        controlled_shutdown_timeout,
+        leader_imbalance_check_interval,
+        cluster_id,
         sources,
     };
     check_rules(&config)?;

@@ -37,6 +37,10 @@ enum Command {
     Bench(cli::bench::BenchArgs),
     /// Inspect the cluster through its controllers (quorum, brokers, epochs).
     Cluster(cli::cluster::ClusterArgs),
+    /// Check a node's readiness (or liveness) on its admin port; exit 0 when healthy.
+    Health(cli::node::HealthArgs),
+    /// Move leadership off a broker and fence it (controlled shutdown without stopping).
+    Drain(cli::node::DrainArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -54,6 +58,8 @@ fn main() -> anyhow::Result<()> {
             Command::Group(args) => cli::group::run(args).await,
             Command::Bench(args) => cli::bench::run(args).await,
             Command::Cluster(args) => cli::cluster::run(args).await,
+            Command::Health(args) => cli::node::health(args).await,
+            Command::Drain(args) => cli::node::drain(args).await,
         }
     })
 }

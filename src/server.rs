@@ -56,6 +56,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         started.elapsed().as_millis()
     );
     crate::wait_for_shutdown_signal().await?;
+    if !config.controlled_shutdown_timeout.is_zero() {
+        // Leadership moves to other in-sync replicas first, so clients switch over at once
+        // and no acks=all write waits on a broker that is going away.
+        node.controlled_shutdown(config.controlled_shutdown_timeout)
+            .await;
+    }
     tracing::info!("shutting down");
     node.shutdown().await;
     Ok(())
@@ -83,6 +89,8 @@ fn node_config(c: &ServerConfig) -> NodeConfig {
         replication_addr: c.replication_listener,
         admin_addr: Some(c.admin_listener),
         replica_lag_time_max: c.replica_lag_time_max,
+        leader_imbalance_check_interval: c.leader_imbalance_check_interval,
+        cluster_id: c.cluster_id.clone(),
         offsets_topic_partitions: c.offsets_topic_partitions,
         advertised_host: Some(inter.advertised.host.clone()),
         advertised_port: Some(inter.advertised.port),

@@ -50,12 +50,47 @@ pub async fn serve(
         .route("/v1/cluster", get(cluster))
         .route("/v1/topics", get(topics))
         .route("/v1/groups", get(groups))
+        .route("/v1/drain", axum::routing::post(drain))
         .with_state(Admin { broker, controller });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|s| *s).await;
         })
         .await
+}
+
+/// `timeout_ms` of `POST /v1/drain`.
+#[derive(serde::Deserialize)]
+struct DrainParams {
+    timeout_ms: Option<u64>,
+}
+
+/// `POST /v1/drain[?timeout_ms=N]`: controlled shutdown without stopping (what a
+/// Kubernetes preStop hook runs): leadership moves to other in-sync replicas and the
+/// broker is fenced for good; 200 once it leads nothing, 504 if the wait (default 30 s)
+/// ran out, 404 on a controller-only node.
+async fn drain(
+    State(admin): State<Admin>,
+    axum::extract::Query(params): axum::extract::Query<DrainParams>,
+) -> Response {
+    let Some(state) = &admin.broker else {
+        let body = json!({"error": "this node has no broker role; nothing to drain"});
+        return (StatusCode::NOT_FOUND, Json(body)).into_response();
+    };
+    let timeout = Duration::from_millis(params.timeout_ms.unwrap_or(30_000).min(600_000));
+    let outcome = crate::controlled_shutdown::run(state, timeout).await;
+    let status = if outcome.completed() {
+        StatusCode::OK
+    } else {
+        StatusCode::GATEWAY_TIMEOUT
+    };
+    let body = json!({
+        "drained": outcome.completed(),
+        "fenced": outcome.fenced,
+        "leaders_left": outcome.leaders_left,
+        "elapsed_ms": outcome.elapsed.as_millis() as u64,
+    });
+    (status, Json(body)).into_response()
 }
 
 async fn healthz() -> &'static str {
@@ -117,6 +152,8 @@ pub fn broker_checks(state: &BrokerState) -> Vec<(&'static str, bool)> {
             ),
         ),
         ("logs_recovered", logs_recovered),
+        // A draining broker (controlled shutdown) must leave load balancers at once.
+        ("not_draining", !*state.draining.borrow()),
     ]
 }
 

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::BrokerConfig;
+use crate::controlled_shutdown::ControlledShutdown;
 use crate::faults::LinkFaults;
 use crate::fetch_session::FetchSessionCache;
 use crate::metadata::controller_link::ControllerLink;
@@ -39,7 +40,7 @@ pub struct BrokerState {
     pub endpoints: Vec<spate_proto::metadata::Endpoint>,
     /// Set once a controlled shutdown (drain) began: heartbeats keep asking the controller
     /// to keep us fenced and leaderless, and we are not ready any more.
-    pub draining: std::sync::atomic::AtomicBool,
+    pub draining: watch::Sender<bool>,
     /// Metadata image followed from the controller.
     pub metadata: MetadataCache,
     /// Hosted partitions.
@@ -110,7 +111,7 @@ impl Broker {
         let faults = Arc::new(LinkFaults::default());
         let state = Arc::new(BrokerState {
             endpoints,
-            draining: Default::default(),
+            draining: tokio::sync::watch::Sender::new(false),
             metadata: MetadataCache::default(),
             replicas: ReplicaManager::new(config.node_id, config.log_dir()),
             controller: ControllerLink::new(config.controller_addrs.clone(), faults.clone()),
@@ -193,6 +194,11 @@ impl Broker {
         image
             .broker(NodeId(self.state.config.node_id))
             .is_some_and(|b| !b.fenced)
+    }
+
+    /// Controlled shutdown: see [`crate::controlled_shutdown`].
+    pub async fn controlled_shutdown(&self, timeout: Duration) -> ControlledShutdown {
+        crate::controlled_shutdown::run(&self.state, timeout).await
     }
 
     /// Waits until [`Broker::is_ready`] or the timeout.

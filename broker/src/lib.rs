@@ -23,6 +23,7 @@
 pub mod admin_http;
 pub mod broker;
 pub mod config;
+pub mod controlled_shutdown;
 pub mod error;
 pub mod faults;
 pub mod fetch_session;

@@ -654,7 +654,7 @@ mod tests {
         let faults = std::sync::Arc::new(crate::faults::LinkFaults::default());
         BrokerState {
             endpoints: Vec::new(),
-            draining: Default::default(),
+            draining: tokio::sync::watch::Sender::new(false),
             metadata: Default::default(),
             replicas: crate::replica_manager::ReplicaManager::new(1, config.log_dir()),
             controller: crate::metadata::controller_link::ControllerLink::new(

@@ -55,6 +55,12 @@ pub struct NodeConfig {
     pub admin_addr: Option<SocketAddr>,
     /// `replica.lag.time.max.ms`: how long a follower may lag before leaving the ISR.
     pub replica_lag_time_max: Duration,
+    /// Controller: how often leadership moves back to preferred replicas.
+    pub leader_imbalance_check_interval: Duration,
+    /// `cluster.id`: the id a new data directory is formatted with (default: derived from
+    /// the voters of a multi-voter quorum, random for a single node); an existing data
+    /// directory with another id is refused.
+    pub cluster_id: Option<String>,
     /// Partitions of `__consumer_offsets` when a broker creates it.
     pub offsets_topic_partitions: i32,
     /// Host advertised to clients (default: the Kafka listener's IP).
@@ -99,6 +105,8 @@ impl NodeConfig {
             admin_addr: None,
             replica_lag_time_max: Duration::from_secs(10),
             offsets_topic_partitions: 10,
+            cluster_id: None,
+            leader_imbalance_check_interval: Duration::from_secs(300),
             advertised_host: None,
             advertised_port: None,
             num_partitions: 1,
@@ -174,7 +182,16 @@ impl Node {
         };
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
-        let cluster_id = meta_properties(&config.data_dir, config.node_id)?;
+        let wanted_cluster_id = config
+            .cluster_id
+            .clone()
+            .or_else(|| (config.voters.len() > 1).then(|| cluster_id_of_voters(&config.voters)));
+        let cluster_id = meta_properties(
+            &config.data_dir,
+            config.node_id,
+            wanted_cluster_id.as_deref(),
+            config.cluster_id.is_some(),
+        )?;
 
         let mut controller = None;
         let mut controller_addr = None;
@@ -206,6 +223,7 @@ impl Node {
                 heartbeat_interval: config.heartbeat_interval,
                 default_num_partitions: config.num_partitions,
                 default_replication_factor: config.default_replication_factor,
+                leader_imbalance_check_interval: config.leader_imbalance_check_interval,
                 ..ControllerConfig::default()
             };
             let handle = controller::start(controller_config, listener)
@@ -345,6 +363,18 @@ impl Node {
         })
     }
 
+    /// Controlled shutdown of the broker role (see [`crate::controlled_shutdown`]): waits
+    /// at most `timeout` for leadership to move away. `None` without a broker role.
+    pub async fn controlled_shutdown(
+        &self,
+        timeout: Duration,
+    ) -> Option<crate::controlled_shutdown::ControlledShutdown> {
+        match &self.broker {
+            Some(broker) => Some(broker.controlled_shutdown(timeout).await),
+            None => None,
+        }
+    }
+
     /// Clean shutdown: admin server first (it holds the broker and controller), then the
     /// broker (flushes logs), then the controller.
     pub async fn shutdown(self) {
@@ -379,7 +409,15 @@ impl Node {
 
 /// Reads or creates `meta.properties` (cluster id and node id, as Kafka keeps them), so a
 /// data dir is never silently reused by another node.
-pub fn meta_properties(dir: &Path, node_id: i32) -> anyhow::Result<String> {
+///
+/// A new data directory takes `wanted` (else a random id). An existing one keeps its id,
+/// unless `strict` (the id was configured) and it differs: that is another cluster's data.
+pub fn meta_properties(
+    dir: &Path,
+    node_id: i32,
+    wanted: Option<&str>,
+    strict: bool,
+) -> anyhow::Result<String> {
     let path = dir.join("meta.properties");
     if let Ok(text) = std::fs::read_to_string(&path) {
         let get = |key: &str| {
@@ -395,15 +433,45 @@ pub fn meta_properties(dir: &Path, node_id: i32) -> anyhow::Result<String> {
                 path.display()
             );
         }
-        return get("cluster.id").with_context(|| format!("{} has no cluster.id", path.display()));
+        let stored =
+            get("cluster.id").with_context(|| format!("{} has no cluster.id", path.display()))?;
+        if let Some(wanted) = wanted.filter(|w| *w != stored) {
+            if strict {
+                bail!(
+                    "{} holds cluster.id {stored}, but cluster.id {wanted} is configured: this data belongs to another cluster",
+                    path.display()
+                );
+            }
+            tracing::warn!(stored = %stored, derived = %wanted, "keeping the cluster id this data directory was created with");
+        }
+        return Ok(stored);
     }
-    let cluster_id = random_cluster_id();
+    let cluster_id = wanted.map_or_else(random_cluster_id, str::to_string);
     let text = format!("version=1\ncluster.id={cluster_id}\nnode.id={node_id}\n");
     let tmp = dir.join("meta.properties.tmp");
     std::fs::write(&tmp, text)?;
     std::fs::File::open(&tmp)?.sync_all()?;
     std::fs::rename(&tmp, &path)?;
     Ok(cluster_id)
+}
+
+/// The cluster id every node of a quorum derives alike when none is configured: 22
+/// URL-safe characters from checksums of the sorted voter list, so the brokers of one
+/// cluster report one id (clients refuse to mix clusters) without a formatting step.
+pub fn cluster_id_of_voters(voters: &[(u64, String)]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut sorted: Vec<String> = voters.iter().map(|(id, a)| format!("{id}@{a}")).collect();
+    sorted.sort();
+    let text = sorted.join(",");
+    let bits: Vec<u32> = (0u8..4)
+        .map(|salt| crc32c::crc32c_append(crc32c::crc32c(&[salt]), text.as_bytes()))
+        .collect();
+    let wide = bits
+        .iter()
+        .fold(0u128, |acc, b| (acc << 32) | u128::from(*b));
+    (0..22)
+        .map(|i| ALPHABET[((wide >> (i * 6)) & 63) as usize] as char)
+        .collect()
 }
 
 /// A random cluster id in Kafka's style (22 URL-safe characters).
@@ -414,4 +482,36 @@ fn random_cluster_id() -> String {
     (0..22)
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn voters_in_any_order_derive_one_cluster_id() {
+        let a = vec![(1, "a:9093".to_string()), (2, "b:9093".to_string())];
+        let b = vec![(2, "b:9093".to_string()), (1, "a:9093".to_string())];
+        let id = cluster_id_of_voters(&a);
+        assert_eq!(id.len(), 22);
+        assert_eq!(id, cluster_id_of_voters(&b));
+        assert_ne!(id, cluster_id_of_voters(&a[..1]));
+    }
+
+    #[test]
+    fn meta_properties_keeps_its_id_and_refuses_another_configured_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = meta_properties(dir.path(), 3, Some("derived-id"), false).unwrap();
+        assert_eq!(id, "derived-id");
+        // A later start keeps the stored id whatever is derived now...
+        assert_eq!(meta_properties(dir.path(), 3, Some("other"), false).unwrap(), id);
+        assert_eq!(meta_properties(dir.path(), 3, None, false).unwrap(), id);
+        // ...but a configured id that differs means someone else's data.
+        let e = meta_properties(dir.path(), 3, Some("other"), true).unwrap_err();
+        assert!(e.to_string().contains("belongs to another cluster"), "{e}");
+        let e = meta_properties(dir.path(), 4, None, false).unwrap_err();
+        assert!(e.to_string().contains("belongs to node 3"), "{e}");
+        let fresh = tempfile::tempdir().unwrap();
+        assert_eq!(meta_properties(fresh.path(), 1, None, false).unwrap().len(), 22);
+    }
 }

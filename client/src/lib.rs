@@ -20,6 +20,7 @@ pub mod config;
 pub mod connection;
 pub mod consumer;
 pub mod error;
+pub mod http;
 pub mod metadata;
 pub mod producer;
 pub mod types;

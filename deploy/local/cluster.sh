@@ -8,6 +8,10 @@
 #   deploy/local/cluster.sh kill N             SIGKILL node N
 #   deploy/local/cluster.sh start N            start node N
 #   deploy/local/cluster.sh restart N          SIGTERM node N, then start it
+#   deploy/local/cluster.sh roll               rolling restart: node by node, SIGTERM
+#                                              (controlled shutdown), start, and wait until
+#                                              all 3 brokers are back and every partition
+#                                              is in sync before the next node
 #   deploy/local/cluster.sh logs N             the last 200 lines of node N's log
 #
 # Node N: Kafka on 127.0.0.1:$((SPATE_CLUSTER_PORT + N)), controller on
@@ -80,18 +84,35 @@ start_node() {
   echo "node $n started (pid $!), log $DIR/node$n.log"
 }
 
-stop_node() {
-  local n="$1" sig="${2:-TERM}" pid i
-  running "$n" || { rm -f "$(pidfile "$n")"; return 0; }
+# SIGTERM starts a controlled shutdown (leadership moves away, bounded by
+# controlled.shutdown.timeout.ms, 30 s by default), then logs are flushed.
+STOP_TIMEOUT_S="${SPATE_CLUSTER_STOP_TIMEOUT:-45}"
+ROLL_TIMEOUT_MS="${SPATE_CLUSTER_ROLL_TIMEOUT_MS:-120000}"
+
+signal_node() {
+  local n="$1" sig="$2"
+  running "$n" || return 0
+  kill "-$sig" "$(cat "$(pidfile "$n")")" 2>/dev/null || true
+}
+
+await_stop() {
+  local n="$1" sig="$2" pid i
+  [ -f "$(pidfile "$n")" ] || return 0
   pid="$(cat "$(pidfile "$n")")"
-  kill "-$sig" "$pid" 2>/dev/null || true
-  for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  for i in $(seq 1 $((STOP_TIMEOUT_S * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   if kill -0 "$pid" 2>/dev/null; then
-    echo "node $n did not stop within 10 s; sending SIGKILL" >&2
+    echo "node $n did not stop within ${STOP_TIMEOUT_S} s; sending SIGKILL" >&2
     kill -KILL "$pid" 2>/dev/null || true
   fi
   rm -f "$(pidfile "$n")"
   echo "node $n stopped ($sig)"
+}
+
+stop_node() {
+  local n="$1" sig="${2:-TERM}"
+  running "$n" || { rm -f "$(pidfile "$n")"; return 0; }
+  signal_node "$n" "$sig"
+  await_stop "$n" "$sig"
 }
 
 unfenced_brokers() {
@@ -116,7 +137,10 @@ case "$cmd" in
     echo "BOOTSTRAP=$(bootstrap)"
     ;;
   down)
-    for n in "${NODES[@]}"; do stop_node "$n" TERM; done
+    # All at once: stopping one by one would leave the last nodes draining without a
+    # controller quorum.
+    for n in "${NODES[@]}"; do signal_node "$n" TERM; done
+    for n in "${NODES[@]}"; do await_stop "$n" TERM; done
     if [ "${1:-}" = "--purge" ]; then rm -rf "$DIR"; echo "removed $DIR"; fi
     ;;
   status)
@@ -128,6 +152,19 @@ case "$cmd" in
   kill) check_node "${1:-}"; stop_node "$1" KILL ;;
   start) check_node "${1:-}"; start_node "$1" ;;
   restart) check_node "${1:-}"; stop_node "$1" TERM; start_node "$1" ;;
+  roll)
+    for n in "${NODES[@]}"; do
+      running "$n" || die "node $n is not running; a rolling restart needs the whole cluster up"
+    done
+    for n in "${NODES[@]}"; do
+      stop_node "$n" TERM
+      start_node "$n"
+      "$(bin)" cluster wait --bootstrap "$(bootstrap)" --brokers 3 --in-sync \
+        --timeout-ms "$ROLL_TIMEOUT_MS" >/dev/null \
+        || die "after restarting node $n the cluster did not get back in sync within ${ROLL_TIMEOUT_MS} ms (see $DIR/node$n.log); stopping the roll"
+      echo "node $n restarted; all brokers up and every partition in sync"
+    done
+    ;;
   logs) check_node "${1:-}"; tail -n 200 "$DIR/node$1.log" ;;
-  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; [ -z "$cmd" ] || exit 2 ;;
+  *) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; [ -z "$cmd" ] || exit 2 ;;
 esac

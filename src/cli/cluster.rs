@@ -27,7 +27,8 @@ pub struct ClusterArgs {
 enum ClusterCmd {
     /// Quorum state, brokers (epoch, fenced or not, endpoint) and partition health.
     Info,
-    /// Wait until every listed broker's Metadata answer shows at least N brokers.
+    /// Wait until every listed broker's Metadata answer shows at least N brokers (and,
+    /// with --in-sync, every partition led and fully in sync).
     Wait {
         /// Kafka addresses to ask, host:port[,host:port].
         #[arg(long, env = "SPATE_BOOTSTRAP", default_value = "127.0.0.1:9092")]
@@ -35,6 +36,10 @@ enum ClusterCmd {
         /// Brokers each of them must list.
         #[arg(long, default_value_t = 3)]
         brokers: usize,
+        /// Also wait until every partition has a leader and its ISR holds every replica
+        /// (what a rolling restart waits for before the next node).
+        #[arg(long)]
+        in_sync: bool,
         /// Give up (exit non-zero) after this long.
         #[arg(long, default_value_t = 60_000)]
         timeout_ms: u64,
@@ -58,11 +63,13 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
         ClusterCmd::Wait {
             bootstrap,
             brokers,
+            in_sync,
             timeout_ms,
         } => {
             wait(
                 &bootstrap,
                 brokers,
+                in_sync,
                 std::time::Duration::from_millis(timeout_ms),
             )
             .await
@@ -72,7 +79,12 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
 
 /// Polls each broker until its own metadata lists `want` brokers: the controller may
 /// have unfenced a broker before every other broker has applied that change.
-async fn wait(bootstrap: &str, want: usize, timeout: std::time::Duration) -> anyhow::Result<()> {
+async fn wait(
+    bootstrap: &str,
+    want: usize,
+    in_sync: bool,
+    timeout: std::time::Duration,
+) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + timeout;
     for addr in bootstrap
         .split(',')
@@ -82,26 +94,58 @@ async fn wait(bootstrap: &str, want: usize, timeout: std::time::Duration) -> any
         loop {
             let mut config = spate_client::ClientConfig::new(addr.to_string());
             config.client_id = "spate-cli".to_string();
-            let seen = match spate_client::Cluster::connect(config).await {
+            let (seen, lagging) = match spate_client::Cluster::connect(config).await {
                 Ok(cluster) => {
-                    let n = cluster.metadata().brokers.len();
+                    // `connect` loads brokers only; --in-sync needs every topic.
+                    let metadata = match in_sync {
+                        true => cluster.refresh(None).await.unwrap_or_default(),
+                        false => cluster.metadata(),
+                    };
+                    let n = metadata.brokers.len();
+                    let lagging = not_in_sync(&metadata);
                     cluster.close();
-                    n
+                    (n, lagging)
                 }
-                Err(_) => 0,
+                Err(_) => (0, Vec::new()),
             };
-            if seen >= want {
+            if seen >= want && (!in_sync || lagging.is_empty()) {
                 break;
             }
             anyhow::ensure!(
                 tokio::time::Instant::now() < deadline,
-                "broker {addr} lists {seen} brokers, not {want}, after {timeout:?}"
+                "after {timeout:?}, broker {addr} lists {seen} brokers (want {want}){}",
+                match lagging.is_empty() {
+                    true => String::new(),
+                    false => format!("; not in sync: {}", lagging.join(", ")),
+                }
             );
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }
-    println!("every broker of {bootstrap} lists at least {want} brokers");
+    match in_sync {
+        true => println!(
+            "every broker of {bootstrap} lists at least {want} brokers and every partition in sync"
+        ),
+        false => println!("every broker of {bootstrap} lists at least {want} brokers"),
+    }
     Ok(())
+}
+
+/// `topic-partition` of every partition without a leader or with an ISR smaller than
+/// its replica set, in name order.
+fn not_in_sync(metadata: &spate_client::metadata::Metadata) -> Vec<String> {
+    let mut out: Vec<String> = metadata
+        .topics
+        .values()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .filter(|p| p.leader.is_none() || p.isr.len() < p.replicas.len())
+                .map(move |p| format!("{}-{}", t.name, p.partition))
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 async fn info(client: &mut ControllerClient, addrs: &[String]) -> anyhow::Result<()> {

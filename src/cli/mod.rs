@@ -10,6 +10,7 @@ pub mod bench;
 pub mod cluster;
 pub mod consume;
 pub mod group;
+pub mod node;
 pub mod produce;
 pub mod topic;
 

@@ -78,29 +78,45 @@ async fn register(state: &BrokerState, incarnation: &str) -> Result<i64, String>
     Ok(response.broker_epoch)
 }
 
-/// Heartbeats until the controller says our registration is gone.
+/// Heartbeats until the controller says our registration is gone. While draining
+/// (controlled shutdown) every heartbeat asks to be fenced and shut down, the first one
+/// at once and then every 200 ms until the controller has acted.
 async fn heartbeat_loop(state: Arc<BrokerState>) {
     let mut image_changes = state.metadata.subscribe();
+    let mut draining = state.draining.subscribe();
+    let mut sent_drain = false;
     loop {
-        // While fenced, heartbeat as soon as our metadata moves: the controller unfences us
-        // once we have caught up with it, and start-up should not wait a whole interval.
-        let fenced = state
-            .metadata
-            .image()
-            .broker(NodeId(state.config.node_id))
-            .is_none_or(|b| b.fenced);
-        if fenced {
-            let _ = tokio::time::timeout(state.config.heartbeat_interval, image_changes.changed())
-                .await;
+        let me = NodeId(state.config.node_id);
+        let fenced = state.metadata.image().broker(me).is_none_or(|b| b.fenced);
+        let drain = *draining.borrow_and_update();
+        if drain && !sent_drain {
+            // First heartbeat of the drain: no wait.
+        } else if drain {
+            let interval = state.config.heartbeat_interval;
+            let pause = if fenced { interval } else { interval.min(Duration::from_millis(200)) };
+            tokio::time::sleep(pause).await;
+        } else if fenced {
+            // While fenced, heartbeat as soon as our metadata moves: the controller
+            // unfences us once we have caught up with it, and start-up should not wait a
+            // whole interval.
+            tokio::select! {
+                _ = tokio::time::timeout(state.config.heartbeat_interval, image_changes.changed()) => {}
+                _ = draining.changed() => {}
+            }
         } else {
-            tokio::time::sleep(state.config.heartbeat_interval).await;
+            tokio::select! {
+                _ = tokio::time::sleep(state.config.heartbeat_interval) => {}
+                _ = draining.changed() => {}
+            }
         }
+        let drain = *draining.borrow();
+        sent_drain |= drain;
         let request = BrokerHeartbeatRequest {
             broker_id: state.config.node_id,
             broker_epoch: state.broker_epoch.load(Ordering::SeqCst),
             metadata_offset: state.metadata.image().offset(),
             want_fence: false,
-            want_shutdown: false,
+            want_shutdown: drain,
         };
         let Ok(mut client) = state.controller.lifecycle() else {
             continue;
