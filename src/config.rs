@@ -329,6 +329,21 @@ impl ServerConfig {
     }
 }
 
+/// `SPATE_*` variables that name no key (nor a CLI setting): probably typos, reported at
+/// start-up with the nearest key. Kubernetes' service links (`SPATE_PORT`,
+/// `SPATE_SERVICE_HOST`, ... for a Service called `spate`) land here too.
+pub fn unknown_env(env: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    const CLI: &[&str] = &["SPATE_CONFIG", "SPATE_BOOTSTRAP", "SPATE_CONTROLLERS", "SPATE_BIN"];
+    env.keys()
+        .filter(|var| !CLI.contains(&var.as_str()))
+        .filter(|var| !all_names().any(|name| env_var(name) == **var))
+        .map(|var| {
+            let name = var.trim_start_matches("SPATE_").to_ascii_lowercase();
+            (var.clone(), hint(&name))
+        })
+        .collect()
+}
+
 fn join(items: impl Iterator<Item = String>) -> String {
     items.collect::<Vec<_>>().join(",")
 }
@@ -1566,6 +1581,27 @@ mod tests {
         assert!(e.contains("'X' is not in listeners (PLAINTEXT)"), "{e}");
         let e = error(&format!("{MIN}listeners = 'REPLICATION://127.0.0.1:1'\n"));
         assert!(e.contains("reserved listener name"), "{e}");
+    }
+
+    #[test]
+    fn unknown_spate_variables_are_reported_with_the_nearest_key() {
+        let env: BTreeMap<String, String> = [
+            "SPATE_NODE_ID",
+            "SPATE_NODE_IDD",
+            "SPATE_BOOTSTRAP",
+            "SPATE_PORT",
+            "SPATE_LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS",
+        ]
+        .iter()
+        .map(|k| (k.to_string(), "1".to_string()))
+        .collect();
+        assert_eq!(
+            unknown_env(&env),
+            vec![
+                ("SPATE_NODE_IDD".to_string(), " (did you mean 'node.id'?)".to_string()),
+                ("SPATE_PORT".to_string(), String::new()),
+            ]
+        );
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         &crate::config::spate_env(),
         &args.flags,
     )?;
+    for (var, hint) in crate::config::unknown_env(&crate::config::spate_env()) {
+        tracing::warn!("{var} is not a configuration key; ignored{hint}");
+    }
     for (key, value, source) in config.effective() {
         tracing::info!("config {key} = {value} ({source})");
     }

@@ -26,10 +26,10 @@ K8S_DIR = REPO_ROOT / "deploy" / "k8s"
 # manifests should apply to clusters that are not on the newest Kubernetes.
 K8S_VERSION = "1.30.0"
 
-# Every SPATE_* variable `spate server` accepts. It rejects any other, so a key outside
-# this list would stop the pods at start.
+# Every SPATE_* variable `spate server` knows. It only warns about any other and runs on
+# without it, so a key outside this list would silently have no effect.
 ALLOWED_SPATE_KEYS = {
-    "SPATE_NODE_ID_FROM_HOSTNAME",
+    "SPATE_NODE_ID",
     "SPATE_PROCESS_ROLES",
     "SPATE_LISTENERS",
     "SPATE_ADVERTISED_LISTENERS",
@@ -46,6 +46,10 @@ ALLOWED_SPATE_KEYS = {
     "SPATE_OFFSETS_TOPIC_NUM_PARTITIONS",
     "SPATE_AUTO_CREATE_TOPICS_ENABLE",
     "SPATE_SOCKET_REQUEST_MAX_BYTES",
+    "SPATE_CONTROLLED_SHUTDOWN_TIMEOUT_MS",
+    "SPATE_LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS",
+    "SPATE_CLUSTER_ID",
+    "SPATE_INTER_BROKER_LISTENER_NAME",
 }
 
 ADMIN_PORT = 9095
@@ -159,7 +163,8 @@ def test_statefulset_shape(objects, statefulset):
         assert svc["spec"]["selector"].items() <= labels.items(), svc["metadata"]["name"]
 
     pod = spec["template"]["spec"]
-    # A Service named `spate` would otherwise inject SPATE_PORT etc., which the server rejects.
+    # A Service named `spate` would otherwise inject SPATE_PORT etc., which the server
+    # ignores but warns about at every start.
     assert pod["enableServiceLinks"] is False
     assert pod["terminationGracePeriodSeconds"] >= 60
 
@@ -192,16 +197,18 @@ def test_container_ports_and_probes(container):
     assert 90 <= budget <= 180, f"startupProbe allows {budget} s, expected about 2 minutes"
 
 
-def test_prestop_drains_within_grace_period(statefulset, container):
+def test_prestop_drains_within_grace_period(statefulset, container, config):
     command = container["lifecycle"]["preStop"]["exec"]["command"]
     assert Path(command[0]).name == "spate" and command[1] == "drain", command
     assert f"127.0.0.1:{ADMIN_PORT}" in command
-    timeout = command[command.index("--timeout") + 1]
-    m = re.fullmatch(r"(\d+)s", timeout)
-    assert m, timeout
-    # preStop, then up to 30 s of controlled shutdown on SIGTERM, must fit in the grace period.
+    assert "--timeout" not in command, "spate drain takes --timeout-ms MS"
+    timeout_ms = command[command.index("--timeout-ms") + 1]
+    assert re.fullmatch(r"\d+", timeout_ms), timeout_ms
+    # preStop, then controlled shutdown on SIGTERM (SPATE_CONTROLLED_SHUTDOWN_TIMEOUT_MS,
+    # default 30 s), must fit in the grace period.
+    shutdown_ms = int(config.get("SPATE_CONTROLLED_SHUTDOWN_TIMEOUT_MS", "30000"))
     grace = statefulset["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-    assert int(m.group(1)) + 30 < grace
+    assert (int(timeout_ms) + shutdown_ms) / 1000 < grace
 
 
 def test_security_context(statefulset, container):
@@ -231,9 +238,9 @@ def test_voters_are_the_statefulset_ordinals(statefulset, config):
     headless = statefulset["spec"]["serviceName"]
     expected = [f"{n}@{name}-{n}.{headless}:9093" for n in range(replicas)]
     assert config["SPATE_CONTROLLER_QUORUM_VOTERS"].split(",") == expected
-    # node.id comes from the ordinal, so the voter ids above are the pods' ids.
-    assert config["SPATE_NODE_ID_FROM_HOSTNAME"] == "true"
-    assert "SPATE_NODE_ID" not in config
+    # node.id comes from the ordinal (trailing -N of the host name), so the voter ids
+    # above are the pods' ids.
+    assert config["SPATE_NODE_ID"] == "hostname"
     assert config["SPATE_CONTROLLER_LISTENER"].endswith(":9093")
     assert config["SPATE_ADMIN_LISTENER"].endswith(f":{ADMIN_PORT}")
     assert config["SPATE_LOG_DIRS"].startswith("/var/lib/spate/")
@@ -265,7 +272,12 @@ def test_advertised_listener_per_pod(container, config):
     assert advertised.endswith(
         "://$(POD_NAME).spate-headless.$(POD_NAMESPACE).svc.cluster.local:9092"
     )
-    # Same listener name as the (first, inter-broker) listener the pod binds.
-    first_listener = config["SPATE_LISTENERS"].split(",")[0]
-    assert advertised.split("://")[0] == first_listener.split("://")[0]
-    assert first_listener.endswith("0.0.0.0:9092")
+    # Every advertised listener names a listener the pod binds, and the inter-broker one
+    # (explicit, else the first) is the per-pod address on the kafka port.
+    bound = dict(lst.split("://", 1) for lst in config["SPATE_LISTENERS"].split(","))
+    adv = dict(lst.split("://", 1) for lst in advertised.split(","))
+    assert set(adv) <= set(bound), (adv, bound)
+    inter_broker = config.get("SPATE_INTER_BROKER_LISTENER_NAME", next(iter(bound)))
+    assert inter_broker in adv, (inter_broker, adv)
+    assert bound[inter_broker] == "0.0.0.0:9092"
+    assert adv[inter_broker].endswith(".spate-headless.$(POD_NAMESPACE).svc.cluster.local:9092")

@@ -497,3 +497,98 @@ async fn min_insync_replicas_refuses_acks_all_before_and_after_appending() {
     assert_eq!(code, 0);
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controlled_shutdown_moves_leadership_to_the_isr_before_the_broker_stops() {
+    let mut cluster = Cluster::start().await;
+    let mut conn = cluster.connect(1).await;
+    let configs = [("min.insync.replicas", "2")];
+    assert_eq!(
+        cluster::create_topic(&mut conn, "drained", 3, 3, &configs).await,
+        0
+    );
+    for p in 0..3 {
+        cluster.wait_partition_ready("drained", p, 3).await;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let history = Arc::new(parking_lot::Mutex::new(History::default()));
+    let producer = tokio::spawn(produce_loop(
+        kafka_addrs(&cluster),
+        "drained",
+        "d",
+        100_000,
+        stop.clone(),
+        history.clone(),
+    ));
+    let acked = |n: usize| {
+        let history = history.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while history.lock().acked.len() < n && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            history.lock().acked.len() >= n
+        }
+    };
+    assert!(acked(100).await, "acks=all writes were not acknowledged");
+
+    // Drain the leader of partition 0 while it keeps running.
+    let (leader, _, epoch) = cluster.partition_state("drained", 0).unwrap();
+    let leader = leader.unwrap();
+    let outcome = cluster
+        .node(leader)
+        .controlled_shutdown(Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert!(outcome.completed(), "{outcome:?}");
+    // The controller moved every leadership away and took it out of every ISR at once,
+    // and it stays fenced (heartbeats keep asking) although it is still up.
+    let image = cluster
+        .wait_image(Duration::from_secs(5), |i| {
+            i.topic_by_name("drained").is_some_and(|t| {
+                t.partitions.values().all(|p| {
+                    p.leader.is_some_and(|l| l.0 != leader)
+                        && p.isr.iter().all(|r| r.0 != leader)
+                })
+            })
+        })
+        .await
+        .expect("leadership and ISR membership moved off the drained broker");
+    let p0 = &image.topic_by_name("drained").unwrap().partitions[&0];
+    assert!(p0.leader_epoch.0 > epoch);
+    let before = history.lock().acked.len();
+    assert!(
+        acked(before + 100).await,
+        "acks=all writes stopped after the drain"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await; // several heartbeat intervals
+    let state = cluster.node(leader).broker.as_ref().unwrap().state().clone();
+    let me = spate_controller::ids::NodeId(leader);
+    assert!(
+        state.metadata.image().broker(me).unwrap().fenced,
+        "a draining broker must not be unfenced again"
+    );
+    let admin = cluster.admin_addr(leader);
+    let ready = spate_tests::http::get(admin, "/readyz").await.unwrap();
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert!(ready.body.contains("\"not_draining\":false"), "{}", ready.body);
+
+    // It stops and comes back: a new incarnation is unfenced and rejoins the ISRs.
+    cluster.stop(leader).await;
+    cluster.restart(leader).await;
+    assert!(
+        cluster
+            .wait_for(Duration::from_secs(30), |c| (0..3).all(|p| c
+                .partition_state("drained", p)
+                .is_some_and(|(_, isr, _)| isr.len() == 3)))
+            .await,
+        "the restarted broker did not rejoin every ISR"
+    );
+    stop.store(true, Ordering::SeqCst);
+    producer.await.unwrap();
+    // The producer writes partition 0: every acknowledged value is there, once.
+    let l = cluster.partition_state("drained", 0).unwrap().0.unwrap();
+    let mut conn = cluster.connect(l).await;
+    let committed = cluster::read_all(&mut conn, "drained", 0).await.unwrap();
+    check_acked(&history.lock(), &committed);
+}
