@@ -44,6 +44,8 @@ const KEYS: &[(&str, KeyDefault)] = &[
     ("controlled.shutdown.timeout.ms", KeyDefault::Value("30000")),
     ("leader.imbalance.check.interval.seconds", KeyDefault::Value("300")),
     ("cluster.id", KeyDefault::None),
+    ("replication.advertised.listener", KeyDefault::None),
+    ("outbound.source.ip", KeyDefault::None),
 ];
 
 /// Other names for a key: `data.dir` is Spate's (and `spate dev`'s) name for `log.dirs`.
@@ -264,6 +266,11 @@ pub struct ServerConfig {
     /// `cluster.id`: the id a new data directory is created with (default: derived from
     /// the voters, so all nodes agree); a data directory of another cluster is refused.
     pub cluster_id: Option<String>,
+    /// `replication.advertised.listener`: where other brokers reach this broker's
+    /// replication service (default: the inter-broker listener's host and the bound port).
+    pub replication_advertised: Option<HostPort>,
+    /// `outbound.source.ip`: the local address outbound gRPC connections start from.
+    pub outbound_source_ip: Option<IpAddr>,
     /// Where each key's value came from.
     pub sources: BTreeMap<&'static str, Source>,
 }
@@ -318,6 +325,11 @@ impl ServerConfig {
             self.controlled_shutdown_timeout.as_millis().to_string(),
             self.leader_imbalance_check_interval.as_secs().to_string(),
             opt(&self.cluster_id),
+            self.replication_advertised
+                .as_ref()
+                .map_or_else(|| "(derived)".to_string(), HostPort::to_string),
+            self.outbound_source_ip
+                .map_or_else(|| "(unset)".to_string(), |ip| ip.to_string()),
         ];
         KEYS.iter()
             .zip(values)
@@ -433,6 +445,14 @@ pub struct ConfigFlags {
     /// cluster.id: the cluster's id (default: derived from the voter list).
     #[arg(long, value_name = "ID")]
     pub cluster_id: Option<String>,
+    /// replication.advertised.listener: HOST:PORT peers fetch from (default: the
+    /// inter-broker listener's host and the bound replication port).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub replication_advertised_listener: Option<String>,
+    /// outbound.source.ip: local IP outbound gRPC connections (Raft, controller,
+    /// replication) start from.
+    #[arg(long, value_name = "IP")]
+    pub outbound_source_ip: Option<String>,
 }
 
 impl ConfigFlags {
@@ -477,6 +497,11 @@ impl ConfigFlags {
                 &self.leader_imbalance_check_interval_seconds,
             ),
             ("cluster.id", &self.cluster_id),
+            (
+                "replication.advertised.listener",
+                &self.replication_advertised_listener,
+            ),
+            ("outbound.source.ip", &self.outbound_source_ip),
         ];
         all.into_iter()
             .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
@@ -806,6 +831,15 @@ fn validate(
         ok.then(|| s.to_string())
             .ok_or_else(|| "is not 1 to 64 letters, digits, - or _".to_string())
     })?;
+    let replication_advertised = field(&settings, "replication.advertised.listener", |s| {
+        parse_host_port(s).ok_or_else(|| "is not HOST:PORT with a port from 1 to 65535".to_string())
+    })?;
+    let outbound_source_ip = field(&settings, "outbound.source.ip", |s| {
+        s.parse::<IpAddr>()
+            .ok()
+            .filter(|ip| !ip.is_unspecified())
+            .ok_or_else(|| "is not a specific IP address of this host".to_string())
+    })?;
     let multi_node = voters.len() > 1 || !roles.controller;
     let mut sources: BTreeMap<&'static str, Source> = settings
         .iter()
@@ -842,6 +876,8 @@ fn validate(
         controlled_shutdown_timeout,
         leader_imbalance_check_interval,
         cluster_id,
+        replication_advertised,
+        outbound_source_ip,
         sources,
     };
     check_rules(&config)?;
@@ -1581,6 +1617,19 @@ mod tests {
         assert!(e.contains("'X' is not in listeners (PLAINTEXT)"), "{e}");
         let e = error(&format!("{MIN}listeners = 'REPLICATION://127.0.0.1:1'\n"));
         assert!(e.contains("reserved listener name"), "{e}");
+    }
+
+    #[test]
+    fn replication_address_and_source_ip_are_validated() {
+        let c = file(&format!(
+            "{MIN}replication.advertised.listener = 'proxy:7001'\noutbound.source.ip = '127.0.0.12'\n"
+        ));
+        assert_eq!(c.replication_advertised.unwrap().to_string(), "proxy:7001");
+        assert_eq!(c.outbound_source_ip, Some("127.0.0.12".parse().unwrap()));
+        let e = error(&format!("{MIN}outbound.source.ip = '0.0.0.0'\n"));
+        assert!(e.contains("is not a specific IP address"), "{e}");
+        let e = error(&format!("{MIN}replication.advertised.listener = 'proxy'\n"));
+        assert!(e.contains("is not HOST:PORT"), "{e}");
     }
 
     #[test]

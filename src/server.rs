@@ -41,6 +41,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     for key in not_acted_on(&config) {
         tracing::warn!("{key} is set but not acted on by this build yet");
     }
+    if let Some(ip) = config.outbound_source_ip {
+        spate_controller::network::source::set_source_ip(ip).map_err(anyhow::Error::msg)?;
+    }
     let started = Instant::now();
     let node = Node::start(node_config).await?;
     println!(
@@ -94,6 +97,10 @@ fn node_config(c: &ServerConfig) -> NodeConfig {
         replica_lag_time_max: c.replica_lag_time_max,
         leader_imbalance_check_interval: c.leader_imbalance_check_interval,
         cluster_id: c.cluster_id.clone(),
+        replication_advertised: c
+            .replication_advertised
+            .as_ref()
+            .map(|hp| (hp.host.clone(), hp.port)),
         offsets_topic_partitions: c.offsets_topic_partitions,
         advertised_host: Some(inter.advertised.host.clone()),
         advertised_port: Some(inter.advertised.port),

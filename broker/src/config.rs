@@ -75,6 +75,9 @@ pub struct BrokerConfig {
     pub replica_fetch_max_wait: Duration,
     /// Port advertised to other brokers for replication; 0 means the bound port.
     pub replication_advertised_port: u16,
+    /// Host advertised to other brokers for replication; `None` means the first
+    /// listener's advertised host.
+    pub replication_advertised_host: Option<String>,
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` when created.
     pub offsets_topic_partitions: i32,
 }
@@ -100,6 +103,7 @@ impl BrokerConfig {
             replica_lag_time_max: Duration::from_secs(10),
             replica_fetch_max_wait: Duration::from_millis(500),
             replication_advertised_port: 0,
+            replication_advertised_host: None,
             offsets_topic_partitions: 10,
         }
     }

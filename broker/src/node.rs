@@ -61,6 +61,9 @@ pub struct NodeConfig {
     /// the voters of a multi-voter quorum, random for a single node); an existing data
     /// directory with another id is refused.
     pub cluster_id: Option<String>,
+    /// Where peers reach the replication service (host, port); default: the first
+    /// listener's advertised host and the bound replication port.
+    pub replication_advertised: Option<(String, u16)>,
     /// Partitions of `__consumer_offsets` when a broker creates it.
     pub offsets_topic_partitions: i32,
     /// Host advertised to clients (default: the Kafka listener's IP).
@@ -106,6 +109,7 @@ impl NodeConfig {
             replica_lag_time_max: Duration::from_secs(10),
             offsets_topic_partitions: 10,
             cluster_id: None,
+            replication_advertised: None,
             leader_imbalance_check_interval: Duration::from_secs(300),
             advertised_host: None,
             advertised_port: None,
@@ -317,6 +321,10 @@ impl Node {
             broker_config.max_request_bytes = config.max_request_bytes;
             broker_config.replica_lag_time_max = config.replica_lag_time_max;
             broker_config.offsets_topic_partitions = config.offsets_topic_partitions;
+            if let Some((host, port)) = &config.replication_advertised {
+                broker_config.replication_advertised_host = Some(host.clone());
+                broker_config.replication_advertised_port = *port;
+            }
             let started = Broker::start(broker_config, sockets, replication_listener)
                 .await
                 .context("cannot start the broker")?;

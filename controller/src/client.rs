@@ -138,10 +138,10 @@ impl ControllerClient {
             } else {
                 format!("http://{addr}")
             };
-            let endpoint = Endpoint::from_shared(uri)
-                .map_err(|e| {
-                    ControllerError::Config(format!("bad controller address '{addr}': {e}"))
-                })?
+            let endpoint = Endpoint::from_shared(uri).map_err(|e| {
+                ControllerError::Config(format!("bad controller address '{addr}': {e}"))
+            })?;
+            let endpoint = crate::network::source::bind(endpoint)
                 .connect_timeout(Duration::from_secs(2))
                 .tcp_nodelay(true);
             channels.push((addr, endpoint.connect_lazy()));

@@ -219,7 +219,8 @@ class Rehearsal:
         return r.returncode == 0
 
     def logs(self) -> str:
-        return container_logs(self.containers, tail=120)
+        # The server colours its log even when it is not writing to a terminal.
+        return re.sub(r"\x1b\[[0-9;]*m", "", container_logs(self.containers, tail=120))
 
 
 @pytest.fixture
@@ -271,9 +272,20 @@ def rehearse(r: Rehearsal) -> None:
             time.sleep(1)
     assert not pending, f"not Ready within {READY_TIMEOUT_S} s: {sorted(pending)}"
     ready_s = time.monotonic() - started
+    # As the kubelet probes: /readyz at the readinessProbe's port on the pod's address, not
+    # on loopback (the admin listener must not be bound to 127.0.0.1 only).
+    probe = r.container["readinessProbe"]["httpGet"]
+    assert probe["path"] == "/readyz", probe
+    ports = {p["name"]: p["containerPort"] for p in r.container["ports"]}
+    admin_port = ports[probe["port"]] if isinstance(probe["port"], str) else probe["port"]
+    for pod in r.pods:
+        r.client("health", "--quiet", "--admin", f"{r.pod_fqdn(pod)}:{admin_port}")
 
     # 2. node.id = ordinal, all registered and unfenced at their advertised per-pod names.
-    info = r.client("cluster", "info", "--controllers", f"{r.pods[0]}.{r.headless}:9093").stdout
+    voters = pod_env(r.objects, r.container, r.pods[0])["SPATE_CONTROLLER_QUORUM_VOTERS"]
+    first_voter = voters.split(",")[0].split("@", 1)[1]
+    assert first_voter == f"{r.pods[0]}.{r.headless}:9093", voters
+    info = r.client("cluster", "info", "--controllers", first_voter).stdout
     for n, pod in enumerate(r.pods):
         assert re.search(rf"^  voter {n} at {re.escape(pod)}\.{r.headless}:9093\b", info, re.M), info
         assert re.search(rf"^  broker {n} epoch \d+ unfenced at {re.escape(r.pod_fqdn(pod))}:9092$",

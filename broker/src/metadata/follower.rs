@@ -58,7 +58,11 @@ async fn register(state: &BrokerState, incarnation: &str) -> Result<i64, String>
             .cloned()
             .chain(state.endpoints.first().map(|inter| Endpoint {
                 listener: REPLICATION_LISTENER.to_string(),
-                host: inter.host.clone(),
+                host: state
+                    .config
+                    .replication_advertised_host
+                    .clone()
+                    .unwrap_or_else(|| inter.host.clone()),
                 port: state.replication_port as i32,
             }))
             .collect(),

@@ -268,7 +268,8 @@ fn replication_address(state: &BrokerState, leader: NodeId) -> Option<String> {
 }
 
 fn connect(addr: &str) -> Result<ReplicationClient<Channel>, tonic::transport::Error> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?;
+    let channel = spate_controller::network::source::bind(endpoint)
         .connect_timeout(Duration::from_secs(2))
         .tcp_nodelay(true)
         .connect_lazy();

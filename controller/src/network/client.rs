@@ -63,7 +63,7 @@ impl NetworkFactory {
         };
         let endpoint = Endpoint::from_shared(uri)
             .map_err(|e| format!("bad address '{addr}' for node {target}: {e}"))?;
-        let ch = endpoint
+        let ch = super::source::bind(endpoint)
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             .connect_lazy();

@@ -4,6 +4,7 @@
 
 mod client;
 mod server;
+pub mod source;
 
 pub use client::{NetworkFactory, PeerClient};
 pub use server::{raft_server, RaftService};
