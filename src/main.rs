@@ -41,6 +41,13 @@ enum Command {
     Health(cli::node::HealthArgs),
     /// Move leadership off a broker and fence it (controlled shutdown without stopping).
     Drain(cli::node::DrainArgs),
+    /// Check a running cluster with the chaos workload and checker (no faults injected).
+    Verify {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[command(flatten)]
+        args: cli::verify::VerifyArgs,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -60,6 +67,7 @@ fn main() -> anyhow::Result<()> {
             Command::Cluster(args) => cli::cluster::run(args).await,
             Command::Health(args) => cli::node::health(args).await,
             Command::Drain(args) => cli::node::drain(args).await,
+            Command::Verify { conn, args } => cli::verify::run(args, conn).await,
         }
     })
 }

@@ -26,6 +26,11 @@ const NOT_ACTED_ON: &[&str] = &[];
 /// Runs until SIGINT or SIGTERM, then shuts down cleanly.
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     crate::logging::init(&args.log_format, "info,openraft=warn,sled=warn");
+    if cfg!(feature = "unsafe-ack-before-hw") {
+        tracing::error!(
+            "THIS BUILD IS DELIBERATELY UNSAFE (feature unsafe-ack-before-hw): acks=all is acknowledged before replication; it exists only for the chaos self-test"
+        );
+    }
     let config = ServerConfig::load(
         args.config.as_deref(),
         &crate::config::spate_env(),

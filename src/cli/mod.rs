@@ -13,6 +13,7 @@ pub mod group;
 pub mod node;
 pub mod produce;
 pub mod topic;
+pub mod verify;
 
 use spate_client::{Acks, ClientConfig, Compression, StartOffset};
 

@@ -145,7 +145,12 @@ async fn await_acks(
 ) -> Result<(), BrokerError> {
     let end = info.last_offset + 1;
     let wait = async {
-        if acks == -1 {
+        if acks == -1 && cfg!(feature = "unsafe-ack-before-hw") {
+            // DELIBERATELY UNSAFE (chaos self-test builds only): acknowledge acks=all once
+            // the leader has the batch, as acks=1 would, so the chaos checker must catch
+            // the acknowledged writes an isolated leader later loses.
+            partition.wait_leader_durable(end, leader_epoch).await
+        } else if acks == -1 {
             let min_insync = partition.settings().min_insync_replicas.max(1) as usize;
             partition
                 .wait_high_watermark(end, leader_epoch, min_insync)

@@ -86,9 +86,14 @@ impl ProducerBatch {
         }
     }
 
-    /// Whether a record of `size` bytes fits under `batch_size` (an empty batch takes anything).
+    /// Whether a record of `size` bytes fits under `batch_size` (an empty batch takes
+    /// anything). A batch that was sent once is closed: its encoding (and, for an
+    /// idempotent producer, its sequence range) is fixed, so a record added while it waits
+    /// for a retry would be acknowledged with the batch's offsets without ever being sent.
     pub fn has_room(&self, size: usize, batch_size: usize) -> bool {
-        !self.full && (self.record_count == 0 || self.bytes + size <= batch_size)
+        !self.full
+            && self.encoded.is_none()
+            && (self.record_count == 0 || self.bytes + size <= batch_size)
     }
 
     /// Adds a record and returns the future for it.
@@ -279,6 +284,18 @@ mod tests {
             })
             .collect();
         (b, futs)
+    }
+
+    #[test]
+    fn a_sent_batch_takes_no_more_records() {
+        let tp = TopicPartition::new("t", 0);
+        let mut batch = ProducerBatch::new(tp, 0, Instant::now());
+        let _first = batch.push(None, Some(Bytes::from_static(b"a")), Vec::new(), 0, 10);
+        assert!(batch.has_room(10, 16 * 1024));
+        batch.encode(Compression::None).unwrap();
+        // Waiting for a retry (e.g. after a timeout) it must not grow: the retry resends
+        // the bytes encoded above, which hold only the first record.
+        assert!(!batch.has_room(10, 16 * 1024));
     }
 
     #[test]
