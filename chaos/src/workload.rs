@@ -140,7 +140,8 @@ impl Workload {
         match config.client {
             ClientKind::Rust => {
                 for k in 0..config.idempotent_producers {
-                    let producer = producer(bootstrap, &format!("idem{k}"), true).await?;
+                    let producer =
+                        ProducerSlot::new(bootstrap, &format!("idem{k}"), true).await?;
                     for lane in 0..config.lanes {
                         tasks.push(tokio::spawn(send_lane(
                             producer.clone(),
@@ -158,7 +159,7 @@ impl Workload {
             }
         }
         for k in 0..config.acks1_producers {
-            let producer = producer(bootstrap, &format!("acks1-{k}"), false).await?;
+            let producer = ProducerSlot::new(bootstrap, &format!("acks1-{k}"), false).await?;
             for lane in 0..config.lanes.div_ceil(2) {
                 tasks.push(tokio::spawn(send_lane(
                     producer.clone(),
@@ -220,6 +221,65 @@ impl Workload {
     }
 }
 
+/// A producer shared by the lanes of one client, replaced when its idempotent state is
+/// broken: this client does not implement KIP-360's epoch bump, so after a batch expired
+/// while the broker may have had it, every later batch of that partition fails with
+/// OUT_OF_ORDER_SEQUENCE_NUMBER; a new producer (new producer id) starts clean, as an
+/// application would restart one.
+#[derive(Clone)]
+struct ProducerSlot {
+    bootstrap: String,
+    name: String,
+    idempotent: bool,
+    current: Arc<tokio::sync::RwLock<(u64, Producer)>>,
+}
+
+impl ProducerSlot {
+    async fn new(bootstrap: &str, name: &str, idempotent: bool) -> anyhow::Result<ProducerSlot> {
+        let p = producer(bootstrap, name, idempotent).await?;
+        Ok(ProducerSlot {
+            bootstrap: bootstrap.to_string(),
+            name: name.to_string(),
+            idempotent,
+            current: Arc::new(tokio::sync::RwLock::new((0, p))),
+        })
+    }
+
+    async fn get(&self) -> (u64, Producer) {
+        let guard = self.current.read().await;
+        (guard.0, guard.1.clone())
+    }
+
+    /// Replaces generation `seen` (once, whichever lane gets here first).
+    async fn replace(&self, seen: u64) {
+        let mut guard = self.current.write().await;
+        if guard.0 != seen {
+            return;
+        }
+        match producer(&self.bootstrap, &self.name, self.idempotent).await {
+            Ok(p) => {
+                tracing::info!(producer = %self.name, "idempotent state broken; new producer");
+                let old = std::mem::replace(&mut guard.1, p);
+                guard.0 += 1;
+                drop(guard);
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(Duration::from_secs(30), old.close()).await;
+                });
+            }
+            Err(e) => tracing::warn!(producer = %self.name, error = %e, "cannot make a new producer yet"),
+        }
+    }
+}
+
+/// Errors after which an idempotent producer cannot go on for that partition.
+fn breaks_idempotence(e: &spate_client::Error) -> bool {
+    use spate_client::ResponseError as R;
+    matches!(
+        e.kafka_code(),
+        Some(R::OutOfOrderSequenceNumber | R::UnknownProducerId | R::InvalidProducerEpoch)
+    )
+}
+
 async fn producer(bootstrap: &str, name: &str, idempotent: bool) -> anyhow::Result<Producer> {
     let mut config = ProducerConfig::new(bootstrap.to_string());
     config.client = client_config(bootstrap, name);
@@ -227,7 +287,7 @@ async fn producer(bootstrap: &str, name: &str, idempotent: bool) -> anyhow::Resu
     config.acks = if idempotent { Acks::All } else { Acks::Leader };
     config.enable_idempotence = idempotent;
     config.linger = Duration::from_millis(1);
-    config.delivery_timeout = Duration::from_secs(30);
+    config.delivery_timeout = Duration::from_secs(20);
     config.produce_timeout = Duration::from_secs(10);
     config.metadata_max_age = Duration::from_secs(2);
     Ok(Producer::connect(config).await?)
@@ -235,7 +295,7 @@ async fn producer(bootstrap: &str, name: &str, idempotent: bool) -> anyhow::Resu
 
 /// One lane: sends `<lane>-<n>` to partition n % partitions, one at a time.
 async fn send_lane(
-    producer: Producer,
+    slot: ProducerSlot,
     config: WorkloadConfig,
     process: String,
     idempotent: bool,
@@ -255,6 +315,7 @@ async fn send_lane(
         invoke.idempotent = idempotent;
         recorder.record(invoke.clone());
         let started = Instant::now();
+        let (generation, producer) = slot.get().await;
         let sent = producer
             .send(&config.topic, Some(partition), None, Some(Bytes::from(value.clone())), Vec::new())
             .await;
@@ -271,6 +332,9 @@ async fn send_lane(
                 done.offset = Some(meta.offset);
             }
             Err(e) => {
+                if breaks_idempotence(&e) {
+                    slot.replace(generation).await;
+                }
                 // A refusal before sending (bad argument, closed producer) certainly wrote
                 // nothing; anything that reached a broker may have been written.
                 done.kind = match e {

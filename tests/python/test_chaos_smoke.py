@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO_ROOT, spate_binary
-from docker_support import IMAGE, build_image, require_docker
+from docker_support import build_image, require_docker
 
 DURATION = os.environ.get("SPATE_CHAOS_SMOKE_DURATION", "40")
 
@@ -84,3 +84,17 @@ def test_selftest_catches_an_unsafe_broker(tmp_path):
     assert summary["verdict"] == "fail" and summary["lost"] > 0, output
     lost = next(c for c in summary["checks"] if c["name"] == "lost")
     assert not lost["pass"] and lost["counterexamples"], lost
+
+
+@pytest.mark.timeout(180)
+def test_spate_verify_checks_a_running_cluster(broker, tmp_path):
+    """`spate verify` runs the same workload and checks against a cluster it does not
+    control (here a single `spate dev` node: replication factor 1)."""
+    out = tmp_path / "verify"
+    r = subprocess.run([str(spate_binary()), "verify", "--bootstrap", broker.bootstrap, "--duration", "8",
+                        "--out", str(out)], capture_output=True, text=True, timeout=150)
+    assert r.returncode == 0, r.stdout + r.stderr[-4000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["verdict"] == "pass" and summary["backend"] == "external"
+    assert summary["acked"] > 100 and summary["lost"] == 0
+    assert "PASS" in r.stdout
