@@ -168,7 +168,8 @@ async fn run_on(config: &RunConfig, backend: &Backend, recorder: &Recorder) -> a
         topic: topic.clone(),
         partitions,
         idempotent_producers: 2,
-        lanes: 4,
+        // Two lanes per partition and producer.
+        lanes: 2 * partitions as usize,
         acks1_producers: 1,
         group_consumers: 2,
         client: config.client,

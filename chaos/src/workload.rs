@@ -293,7 +293,8 @@ async fn producer(bootstrap: &str, name: &str, idempotent: bool) -> anyhow::Resu
     Ok(Producer::connect(config).await?)
 }
 
-/// One lane: sends `<lane>-<n>` to partition n % partitions, one at a time.
+/// One lane: sends `<lane>-<n>` to its own partition (`lane % partitions`), one at a time.
+/// A lane per partition keeps one unavailable partition from stalling the others.
 async fn send_lane(
     slot: ProducerSlot,
     config: WorkloadConfig,
@@ -303,9 +304,14 @@ async fn send_lane(
     mut stop: watch::Receiver<bool>,
 ) {
     let acks: i16 = if idempotent { -1 } else { 1 };
+    let lane: i32 = process
+        .rsplit('.')
+        .next()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0);
+    let partition = lane % config.partitions.max(1);
     let mut n: u64 = 0;
     while !*stop.borrow() {
-        let partition = (n % config.partitions as u64) as i32;
         let value = format!("{process}-{n}");
         n += 1;
         let mut invoke = Event::new(recorder.now_ms(), &process, Kind::Invoke, Op::Send);

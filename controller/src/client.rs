@@ -27,6 +27,12 @@ pub struct RetryPolicy {
     pub request_timeout: Duration,
 }
 
+/// HTTP/2 keepalive of controller connections: how often to ping, and how long an
+/// unanswered ping may take before the connection counts as dead.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+/// See [`KEEPALIVE_INTERVAL`].
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
+
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
@@ -143,7 +149,13 @@ impl ControllerClient {
             })?;
             let endpoint = crate::network::source::bind(endpoint)
                 .connect_timeout(Duration::from_secs(2))
-                .tcp_nodelay(true);
+                .tcp_nodelay(true)
+                // A controller cut off by a partition does not close the connection: without
+                // pings, a metadata stream or a call to it would hang until the partition
+                // heals, and the broker would never move to the new active controller.
+                .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+                .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+                .keep_alive_while_idle(true);
             channels.push((addr, endpoint.connect_lazy()));
         }
         if channels.is_empty() {
@@ -162,6 +174,18 @@ impl ControllerClient {
     pub fn with_retry(mut self, retry: RetryPolicy) -> ControllerClient {
         self.retry = retry;
         self
+    }
+
+    /// Starts the next call at controller `index` (e.g. the one that answered last).
+    pub fn starting_at(mut self, index: usize) -> ControllerClient {
+        self.current = index % self.channels.len();
+        self
+    }
+
+    /// Index of the controller the next call goes to first (the last one that answered,
+    /// after a successful call).
+    pub fn current_index(&self) -> usize {
+        self.current
     }
 
     /// The address the next call goes to first.

@@ -21,6 +21,10 @@ pub struct ControllerLink {
     /// When a heartbeat last got an answer: readiness (`/readyz`) needs a signal that
     /// works even when the metadata stream that would carry our fencing is cut.
     last_heartbeat_ok: Mutex<Option<Instant>>,
+    /// The controller that answered last: calls start there instead of at the first
+    /// voter, which may be the one a partition cut off (each call to it would wait for
+    /// its timeout before trying the next).
+    preferred: std::sync::atomic::AtomicUsize,
 }
 
 impl ControllerLink {
@@ -34,6 +38,7 @@ impl ControllerLink {
                 controllers,
                 faults,
                 last_heartbeat_ok: Mutex::new(None),
+                preferred: Default::default(),
             },
             Err(e) => ControllerLink {
                 template: None,
@@ -41,6 +46,7 @@ impl ControllerLink {
                 controllers,
                 faults,
                 last_heartbeat_ok: Mutex::new(None),
+                preferred: Default::default(),
             },
         }
     }
@@ -51,15 +57,24 @@ impl ControllerLink {
                 "broker is isolated from the controllers (injected fault)".into(),
             ));
         }
+        let start = self.preferred.load(std::sync::atomic::Ordering::Relaxed);
         self.template
             .clone()
-            .map(|c| c.with_retry(retry))
+            .map(|c| c.with_retry(retry).starting_at(start))
             .ok_or_else(|| BrokerError::ControllerUnavailable(self.error.clone()))
     }
 
-    /// Notes that the controller just answered a heartbeat.
-    pub fn record_heartbeat_ok(&self) {
+    /// Notes that the controller just answered a heartbeat through `client`: later calls
+    /// start at the controller that answered.
+    pub fn record_heartbeat_ok(&self, client: &ControllerClient) {
         *self.last_heartbeat_ok.lock() = Some(Instant::now());
+        self.note_answered(client);
+    }
+
+    /// Later calls start at the controller `client` reached last.
+    pub fn note_answered(&self, client: &ControllerClient) {
+        self.preferred
+            .store(client.current_index(), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// How long ago a heartbeat last got an answer (`None`: never).

@@ -134,7 +134,7 @@ async fn heartbeat_loop(state: Arc<BrokerState>) {
                 );
                 return;
             }
-            Ok(_) => state.controller.record_heartbeat_ok(),
+            Ok(_) => state.controller.record_heartbeat_ok(&client),
             Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
         }
     }
@@ -150,10 +150,16 @@ async fn follow(state: Arc<BrokerState>, shutdown: watch::Receiver<bool>) {
     let mut last_saved = std::time::Instant::now() - SAVE_INTERVAL;
     loop {
         let stream = match state.controller.lifecycle() {
-            Ok(mut client) => client
-                .watch_metadata(image.offset())
-                .await
-                .map_err(|e| e.to_string()),
+            Ok(mut client) => {
+                let opened = client
+                    .watch_metadata(image.offset())
+                    .await
+                    .map_err(|e| e.to_string());
+                if opened.is_ok() {
+                    state.controller.note_answered(&client);
+                }
+                opened
+            }
             Err(e) => Err(e.to_string()),
         };
         let mut stream = match stream {

@@ -272,6 +272,10 @@ fn connect(addr: &str) -> Result<ReplicationClient<Channel>, tonic::transport::E
     let channel = spate_controller::network::source::bind(endpoint)
         .connect_timeout(Duration::from_secs(2))
         .tcp_nodelay(true)
+        // A leader behind a partition keeps the connection open but silent.
+        .http2_keep_alive_interval(spate_controller::client::KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(spate_controller::client::KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true)
         .connect_lazy();
     Ok(ReplicationClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
