@@ -21,6 +21,7 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ("slow-followers", "add 300 ms to every link of a random partition's followers for 15 s (process backend)"),
     ("kill-controller", "SIGKILL the active controller, restart it after 6 s; every third round two of the three"),
     ("kill-all", "SIGKILL every node, restart them all after 5 s"),
+    ("isolate-controller", "cut the active controller off from its peers for 15 s (brokers must move to the new one)"),
     ("corrupt-follower", "SIGKILL a follower, flip bytes in its newest segment of the topic, restart it"),
 ];
 
@@ -34,7 +35,7 @@ pub fn needs(name: &str) -> Vec<Capability> {
     match name {
         "kill-leader" | "rolling-restart" | "kill-controller" | "kill-all" => vec![Capability::Kill],
         "pause-leader" => vec![Capability::Pause],
-        "isolate-leader" => vec![Capability::Isolate],
+        "isolate-leader" | "isolate-controller" => vec![Capability::Isolate],
         "slow-followers" => vec![Capability::Slow],
         "corrupt-follower" => vec![Capability::Kill, Capability::Corrupt],
         _ => Vec::new(),
@@ -131,6 +132,7 @@ pub async fn run(scenario: &str, target: &Target<'_>, deadline: Instant, rng: &m
             "slow-followers" => slow_followers(target, rng).await,
             "kill-controller" => kill_controller(target, round).await,
             "kill-all" => kill_all(target).await,
+            "isolate-controller" => isolate_controller(target).await,
             "corrupt-follower" => corrupt_follower(target, rng).await,
             other => anyhow::bail!("unknown scenario {other}"),
         };
@@ -262,6 +264,21 @@ async fn kill_controller(target: &Target<'_>, round: u32) -> anyhow::Result<()> 
         target.backend.start_node(*v).await?;
     }
     target.record(Kind::Ok, &fault, available, None);
+    Ok(())
+}
+
+async fn isolate_controller(target: &Target<'_>) -> anyhow::Result<()> {
+    let active = target
+        .backend
+        .active_controller()
+        .await
+        .ok_or_else(|| anyhow::anyhow!("no active controller to isolate"))?;
+    let fault = format!("isolate controller {active}");
+    target.record(Kind::Invoke, &fault, true, None);
+    target.backend.isolate(active).await?;
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    target.backend.heal().await?;
+    target.record(Kind::Ok, &fault, true, None);
     Ok(())
 }
 

@@ -2,7 +2,8 @@
 
 Each test runs the chaos binary (`target/debug/chaos`, built by `cargo build --workspace`)
 against the spate binary under test, and checks its exit code and `summary.json`:
-kill-leader, pause-leader and isolate-leader on the process backend, a real network
+kill-leader, pause-leader, isolate-leader and isolate-controller on the process backend,
+a real network
 partition on the docker backend, librdkafka as the judged client once, and the self-test:
 a deliberately unsafe broker build (acks=all answered before the high watermark) under
 isolate-leader must be reported as losing acknowledged writes.
@@ -46,7 +47,8 @@ def assert_passed(rc: int, summary: dict, output: str):
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("scenario", ["kill-leader", "pause-leader", "isolate-leader"])
+@pytest.mark.parametrize("scenario", ["kill-leader", "pause-leader", "isolate-leader",
+                                      "isolate-controller"])
 def test_process_scenario_loses_nothing(scenario, tmp_path):
     rc, summary, output = run_chaos(["run", "--backend", "process", "--scenario", scenario,
                                      "--duration", DURATION, "--seed", "7"], tmp_path / scenario)
