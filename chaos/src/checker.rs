@@ -308,22 +308,7 @@ impl<'a> Index<'a> {
     /// matched by their (unique) value, or else to the process' open invocation.
     fn add_send(&mut self, seq: usize, e: &'a Event) {
         if e.kind == Kind::Invoke {
-            let i = self.sends.len();
-            self.sends.push(SendRec {
-                value: e.value.as_deref(),
-                process: &e.process,
-                invoke_seq: seq,
-                invoke_ms: e.time_ms,
-                complete_ms: None,
-                partition: e.partition,
-                offset: None,
-                acks: e.acks.unwrap_or(ACKS_ALL),
-                idempotent: e.idempotent,
-                outcome: Outcome::Pending,
-            });
-            if let Some(v) = e.value.as_deref() {
-                self.send_by_value.insert(v, i);
-            }
+            let i = self.open_send(seq, e);
             self.pending.insert(&e.process, i);
             return;
         }
@@ -334,7 +319,7 @@ impl<'a> Index<'a> {
         let open = self.pending.get(e.process.as_str()).copied();
         let i = match by_value.or(open) {
             Some(i) => i,
-            None => self.add_orphan_completion(seq, e),
+            None => self.open_send(seq, e),
         };
         if open == Some(i) {
             self.pending.remove(e.process.as_str());
@@ -353,9 +338,10 @@ impl<'a> Index<'a> {
         };
     }
 
-    /// A completion whose invocation is not in the history (a truncated history): the
-    /// send is taken as invoked when it completed.
-    fn add_orphan_completion(&mut self, seq: usize, e: &'a Event) -> usize {
+    /// A new send record for an invocation, or for a completion whose invocation is not
+    /// in the history (a truncated history: the send is taken as invoked when it
+    /// completed); returns its index.
+    fn open_send(&mut self, seq: usize, e: &'a Event) -> usize {
         let i = self.sends.len();
         self.sends.push(SendRec {
             value: e.value.as_deref(),

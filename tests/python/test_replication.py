@@ -28,10 +28,15 @@ PARTITIONS = 3
 
 
 class AcksAllProducer:
-    """Sends unique values round-robin over the partitions until stopped."""
+    """Sends unique values round-robin over the partitions until stopped. By default it
+    does not retry (a failed send is indeterminate); `overrides` change the producer
+    settings and `pause_every` polls for 10 ms after that many sends (pacing)."""
 
-    def __init__(self, bootstrap: str, topic: str):
+    def __init__(self, bootstrap: str, topic: str, overrides: dict | None = None,
+                 pause_every: int = 50, flush_s: float = 30):
         self.topic = topic
+        self.pause_every = pause_every
+        self.flush_s = flush_s
         self.producer = Producer({
             "bootstrap.servers": bootstrap,
             "acks": "all",
@@ -41,6 +46,7 @@ class AcksAllProducer:
             "request.timeout.ms": 10000,
             "message.timeout.ms": 15000,
             "topic.metadata.refresh.interval.ms": 1000,
+            **(overrides or {}),
         })
         self.acked: list[tuple[int, int, bytes]] = []  # (partition, offset, value)
         self.failed = 0
@@ -59,7 +65,7 @@ class AcksAllProducer:
 
     def _run(self):
         n = 0
-        deadline = time.monotonic() + 240  # bounded even if the test forgets to stop it
+        deadline = time.monotonic() + 300  # bounded even if the test forgets to stop it
         while not self.stop.is_set() and time.monotonic() < deadline:
             value = f"v-{n}".encode()
             try:
@@ -69,11 +75,11 @@ class AcksAllProducer:
             except BufferError:
                 self.producer.poll(0.05)
                 continue
-            if n % 50 == 0:
+            if n % self.pause_every == 0:
                 self.producer.poll(0.01)
             else:
                 self.producer.poll(0)
-        self.producer.flush(30)
+        self.producer.flush(self.flush_s)
 
     def count(self) -> int:
         with self.lock:

@@ -167,6 +167,15 @@ fn kafka_addrs(cluster: &Cluster) -> Vec<SocketAddr> {
     cluster.live().filter_map(|n| n.kafka_addr).collect()
 }
 
+/// Waits (up to 30 s) until the producer loop has `n` acknowledged sends.
+async fn acked_at_least(history: Arc<parking_lot::Mutex<History>>, n: usize) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while history.lock().acked.len() < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    history.lock().acked.len() >= n
+}
+
 /// Checks that every acknowledged value sits at its acknowledged offset, once.
 fn check_acked(history: &History, committed: &[(i64, Bytes)]) {
     let by_offset: BTreeMap<i64, &Bytes> = committed.iter().map(|(o, v)| (*o, v)).collect();
@@ -205,16 +214,7 @@ async fn acks_all_survives_losing_the_leader_and_replicas_converge() {
         stop.clone(),
         history.clone(),
     ));
-    let wait_acked = |n: usize| {
-        let history = history.clone();
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while history.lock().acked.len() < n && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            history.lock().acked.len() >= n
-        }
-    };
+    let wait_acked = |n: usize| acked_at_least(history.clone(), n);
     assert!(
         wait_acked(200).await,
         "acks=all writes were not acknowledged"
@@ -520,16 +520,7 @@ async fn controlled_shutdown_moves_leadership_to_the_isr_before_the_broker_stops
         stop.clone(),
         history.clone(),
     ));
-    let acked = |n: usize| {
-        let history = history.clone();
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while history.lock().acked.len() < n && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            history.lock().acked.len() >= n
-        }
-    };
+    let acked = |n: usize| acked_at_least(history.clone(), n);
     assert!(acked(100).await, "acks=all writes were not acknowledged");
 
     // Drain the leader of partition 0 while it keeps running.
