@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use spate_controller::ids::NodeId;
+use spate_metadata::ids::NodeId;
 
 /// A key's default: a value parsed like any other, or none (required, optional or derived).
 #[derive(Clone, Copy)]
@@ -42,7 +42,10 @@ const KEYS: &[(&str, KeyDefault)] = &[
     ("replica.lag.time.max.ms", KeyDefault::Value("10000")),
     ("offsets.topic.num.partitions", KeyDefault::Value("10")),
     ("controlled.shutdown.timeout.ms", KeyDefault::Value("30000")),
-    ("leader.imbalance.check.interval.seconds", KeyDefault::Value("300")),
+    (
+        "leader.imbalance.check.interval.seconds",
+        KeyDefault::Value("300"),
+    ),
     ("cluster.id", KeyDefault::None),
     ("replication.advertised.listener", KeyDefault::None),
     ("outbound.source.ip", KeyDefault::None),
@@ -305,8 +308,16 @@ impl ServerConfig {
                 false => self.node_id.0.to_string(),
             },
             self.roles.to_string(),
-            join(self.listeners.iter().map(|l| format!("{}://{}", l.name, l.bind))),
-            join(self.listeners.iter().map(|l| format!("{}://{}", l.name, l.advertised))),
+            join(
+                self.listeners
+                    .iter()
+                    .map(|l| format!("{}://{}", l.name, l.bind)),
+            ),
+            join(
+                self.listeners
+                    .iter()
+                    .map(|l| format!("{}://{}", l.name, l.advertised)),
+            ),
             self.listeners[0].name.clone(),
             self.controller_listener.to_string(),
             voters.join(","),
@@ -345,7 +356,12 @@ impl ServerConfig {
 /// start-up with the nearest key. Kubernetes' service links (`SPATE_PORT`,
 /// `SPATE_SERVICE_HOST`, ... for a Service called `spate`) land here too.
 pub fn unknown_env(env: &BTreeMap<String, String>) -> Vec<(String, String)> {
-    const CLI: &[&str] = &["SPATE_CONFIG", "SPATE_BOOTSTRAP", "SPATE_CONTROLLERS", "SPATE_BIN"];
+    const CLI: &[&str] = &[
+        "SPATE_CONFIG",
+        "SPATE_BOOTSTRAP",
+        "SPATE_CONTROLLERS",
+        "SPATE_BIN",
+    ];
     env.keys()
         .filter(|var| !CLI.contains(&var.as_str()))
         .filter(|var| !all_names().any(|name| env_var(name) == **var))
@@ -463,7 +479,10 @@ impl ConfigFlags {
             ("process.roles", &self.process_roles),
             ("listeners", &self.listeners),
             ("advertised.listeners", &self.advertised_listeners),
-            ("inter.broker.listener.name", &self.inter_broker_listener_name),
+            (
+                "inter.broker.listener.name",
+                &self.inter_broker_listener_name,
+            ),
             ("controller.listener", &self.controller_listener),
             ("controller.quorum.voters", &self.controller_quorum_voters),
             ("log.dirs", &self.log_dirs),
@@ -814,11 +833,15 @@ fn validate(
     let offsets_topic_partitions = required(&settings, "offsets.topic.num.partitions", |s| {
         parse_int(s, 1, 1000, "an integer from 1 to 1000")
     })?;
-    let controlled_shutdown_timeout =
-        required(&settings, "controlled.shutdown.timeout.ms", |s| {
-            parse_int(s, 0, 600_000u64, "a number of milliseconds from 0 to 600000")
-                .map(Duration::from_millis)
-        })?;
+    let controlled_shutdown_timeout = required(&settings, "controlled.shutdown.timeout.ms", |s| {
+        parse_int(
+            s,
+            0,
+            600_000u64,
+            "a number of milliseconds from 0 to 600000",
+        )
+        .map(Duration::from_millis)
+    })?;
     let leader_imbalance_check_interval =
         required(&settings, "leader.imbalance.check.interval.seconds", |s| {
             parse_int(s, 1, 86_400u64, "a number of seconds from 1 to 86400")
@@ -827,7 +850,8 @@ fn validate(
     let cluster_id = field(&settings, "cluster.id", |s| {
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         ok.then(|| s.to_string())
             .ok_or_else(|| "is not 1 to 64 letters, digits, - or _".to_string())
     })?;
@@ -852,7 +876,12 @@ fn validate(
     let inter_broker = field(&settings, "inter.broker.listener.name", |s| {
         parse_listener_name(s).map_err(|e| format!("is not a listener name: {e}"))
     })?;
-    let listeners = pair_listeners(binds, advertised.unwrap_or_default(), inter_broker, multi_node)?;
+    let listeners = pair_listeners(
+        binds,
+        advertised.unwrap_or_default(),
+        inter_broker,
+        multi_node,
+    )?;
 
     let config = ServerConfig {
         node_id,
@@ -960,7 +989,10 @@ fn pair_listeners(
     inter_broker: Option<String>,
     multi_node: bool,
 ) -> Result<Vec<KafkaListener>, ConfigError> {
-    if let Some((name, _)) = advertised.iter().find(|(n, _)| !binds.iter().any(|(b, _)| b == n)) {
+    if let Some((name, _)) = advertised
+        .iter()
+        .find(|(n, _)| !binds.iter().any(|(b, _)| b == n))
+    {
         return Err(ConfigError::Conflict {
             key: "advertised.listeners",
             message: format!(
@@ -1067,8 +1099,14 @@ fn parse_roles(s: &str) -> Result<Roles, String> {
 /// protocols other than PLAINTEXT are refused: every Spate listener is plaintext.
 fn parse_listener_name(name: &str) -> Result<String, String> {
     let upper = name.trim().to_ascii_uppercase();
-    if upper.is_empty() || !upper.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        return Err(format!("listener name '{name}' is not letters, digits and _"));
+    if upper.is_empty()
+        || !upper
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return Err(format!(
+            "listener name '{name}' is not letters, digits and _"
+        ));
     }
     if matches!(upper.as_str(), "SSL" | "SASL_PLAINTEXT" | "SASL_SSL") {
         return Err(format!(
@@ -1076,7 +1114,10 @@ fn parse_listener_name(name: &str) -> Result<String, String> {
         ));
     }
     if upper == "REPLICATION" {
-        return Err("uses the reserved listener name 'REPLICATION' (replication.listener is that one)".to_string());
+        return Err(
+            "uses the reserved listener name 'REPLICATION' (replication.listener is that one)"
+                .to_string(),
+        );
     }
     Ok(upper)
 }
@@ -1088,7 +1129,11 @@ fn parse_named<T>(
     parse: impl Fn(&str) -> Result<T, String>,
 ) -> Result<Vec<(String, T)>, String> {
     let mut out: Vec<(String, T)> = Vec::new();
-    let entries: Vec<&str> = s.split(',').map(str::trim).filter(|e| !e.is_empty()).collect();
+    let entries: Vec<&str> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .collect();
     for entry in entries.iter().copied() {
         let (name, rest) = match entry.split_once("://") {
             Some((name, rest)) => (parse_listener_name(name)?, rest),
@@ -1587,7 +1632,14 @@ mod tests {
             ]
         );
         let effective = c.effective();
-        let value = |k: &str| effective.iter().find(|(key, ..)| *key == k).unwrap().1.clone();
+        let value = |k: &str| {
+            effective
+                .iter()
+                .find(|(key, ..)| *key == k)
+                .unwrap()
+                .1
+                .clone()
+        };
         assert_eq!(value("inter.broker.listener.name"), "INTERNAL");
         assert_eq!(
             value("advertised.listeners"),
@@ -1602,17 +1654,32 @@ mod tests {
         let e = error(&format!(
             "{three}listeners = 'A://0.0.0.0:1,B://0.0.0.0:2'\nadvertised.listeners = 'A://x:1'\n"
         ));
-        assert!(e.contains("has no entry for listener 'B://0.0.0.0:2'"), "{e}");
+        assert!(
+            e.contains("has no entry for listener 'B://0.0.0.0:2'"),
+            "{e}"
+        );
         let e = error(&format!(
             "{three}listeners = 'A://10.0.0.1:1'\nadvertised.listeners = 'C://x:1'\n"
         ));
-        assert!(e.contains("names listener C, which is not in listeners (A)"), "{e}");
-        let e = error(&format!("{MIN}listeners = 'A://127.0.0.1:1,a://127.0.0.1:2'\n"));
+        assert!(
+            e.contains("names listener C, which is not in listeners (A)"),
+            "{e}"
+        );
+        let e = error(&format!(
+            "{MIN}listeners = 'A://127.0.0.1:1,a://127.0.0.1:2'\n"
+        ));
         assert!(e.contains("lists listener A twice"), "{e}");
-        let e = error(&format!("{MIN}listeners = 'A://127.0.0.1:1,B://127.0.0.1:1'\n"));
+        let e = error(&format!(
+            "{MIN}listeners = 'A://127.0.0.1:1,B://127.0.0.1:1'\n"
+        ));
         assert!(e.contains("clashes with listeners"), "{e}");
-        let e = error(&format!("{MIN}listeners = 'A://127.0.0.1:1,B://127.0.0.1:x'\n"));
-        assert!(e.contains("has 'B://127.0.0.1:x', which has no valid port"), "{e}");
+        let e = error(&format!(
+            "{MIN}listeners = 'A://127.0.0.1:1,B://127.0.0.1:x'\n"
+        ));
+        assert!(
+            e.contains("has 'B://127.0.0.1:x', which has no valid port"),
+            "{e}"
+        );
         let e = error(&format!("{MIN}inter.broker.listener.name = 'X'\n"));
         assert!(e.contains("'X' is not in listeners (PLAINTEXT)"), "{e}");
         let e = error(&format!("{MIN}listeners = 'REPLICATION://127.0.0.1:1'\n"));
@@ -1647,7 +1714,10 @@ mod tests {
         assert_eq!(
             unknown_env(&env),
             vec![
-                ("SPATE_NODE_IDD".to_string(), " (did you mean 'node.id'?)".to_string()),
+                (
+                    "SPATE_NODE_IDD".to_string(),
+                    " (did you mean 'node.id'?)".to_string()
+                ),
                 ("SPATE_PORT".to_string(), String::new()),
             ]
         );

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use spate_broker::node::{Node, NodeConfig};
+use spate::node::{Node, NodeConfig};
 
 /// Flags of `spate dev`.
 #[derive(clap::Args, Debug)]

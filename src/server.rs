@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use spate_broker::node::{ExtraListener, Node, NodeConfig, Roles};
+use spate::node::{ExtraListener, Node, NodeConfig, Roles};
 
 use crate::config::{ConfigFlags, ServerConfig, Source};
 
@@ -47,7 +47,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tracing::warn!("{key} is set but not acted on by this build yet");
     }
     if let Some(ip) = config.outbound_source_ip {
-        spate_controller::network::source::set_source_ip(ip).map_err(anyhow::Error::msg)?;
+        spate_controller_client::source::set_source_ip(ip).map_err(anyhow::Error::msg)?;
     }
     let started = Instant::now();
     let node = Node::start(node_config).await?;

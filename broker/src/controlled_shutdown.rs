@@ -9,8 +9,8 @@
 //! not ready from the start of the drain.
 use std::time::{Duration, Instant};
 
-use spate_controller::ids::NodeId;
-use spate_controller::metadata::MetadataImage;
+use spate_metadata::ids::NodeId;
+use spate_metadata::MetadataImage;
 
 use crate::broker::BrokerState;
 

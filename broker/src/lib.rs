@@ -16,11 +16,10 @@
 //! - [`group`]: the classic consumer group protocol as a pure state machine.
 //! - [`topic_config`]: effective topic configs and the log settings they imply.
 //! - [`error`]: the broker's errors and their single mapping to Kafka error codes.
-//! - [`admin_http`]: the HTTP admin port (health, readiness, metrics, JSON views).
-//! - [`broker`]: wiring and shutdown; [`node`]: controller + broker in one process.
+//! - [`broker`]: wiring and shutdown. A node (controller + broker) and the admin HTTP
+//!   port are started by the `spate` crate's wiring, above this one.
 #![forbid(unsafe_code)]
 
-pub mod admin_http;
 pub mod broker;
 pub mod config;
 pub mod controlled_shutdown;
@@ -32,7 +31,6 @@ pub mod handlers;
 pub mod log;
 pub mod metadata;
 pub mod metrics;
-pub mod node;
 pub mod partition;
 pub mod producer_ids;
 pub mod replica_manager;

@@ -15,9 +15,8 @@
 //!   seen in the metadata log);
 //! - `log_fsyncs` and `log_fsync_duration_seconds`, process-wide ([`LOG_METRICS`]: the
 //!   flusher only holds its partition);
-//! - controller (rendered by [`render_node`]): `controller_raft_role{role}`,
-//!   `controller_raft_term`, `controller_raft_commit_index`, `controller_raft_apply_lag`,
-//!   `controller_registered_brokers`, `controller_fenced_brokers`.
+//! - controller gauges are the node wiring's (the `spate` crate's `controller_metrics`),
+//!   appended by [`render_node`].
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
@@ -34,9 +33,6 @@ use crate::broker::BrokerState;
 const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
-
-/// Roles an openraft node can be in, as `controller_raft_role` labels them.
-const RAFT_ROLES: [&str; 5] = ["leader", "follower", "candidate", "learner", "shutdown"];
 
 /// `api`, `version`.
 #[derive(EncodeLabelSet, Clone, Hash, PartialEq, Eq, Debug)]
@@ -83,12 +79,6 @@ pub struct GroupLabels {
     pub topic: String,
     /// Partition index.
     pub partition: i32,
-}
-
-/// `role`.
-#[derive(EncodeLabelSet, Clone, Hash, PartialEq, Eq, Debug)]
-struct RoleLabels {
-    role: String,
 }
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -469,75 +459,14 @@ impl Metrics {
     }
 }
 
-/// The controller's gauges, in a registry of their own built at scrape time (a
-/// controller-only node has no [`BrokerState`]).
-fn encode_controller(controller: &spate_controller::node::ControllerHandle, out: &mut String) {
-    let mut registry = Registry::with_prefix("spate");
-    let quorum = controller.describe_quorum();
-    let role = format!("{:?}", controller.raft().metrics().borrow().state).to_lowercase();
-    let roles: Family<RoleLabels, Gauge> = Family::default();
-    for r in RAFT_ROLES {
-        roles
-            .get_or_create(&RoleLabels {
-                role: r.to_string(),
-            })
-            .set((r == role) as i64);
-    }
-    let gauge = |v: u64| {
-        let g: Gauge = Gauge::default();
-        g.set(v.min(i64::MAX as u64) as i64);
-        g
-    };
-    let image = controller.image();
-    let fenced = image.brokers().values().filter(|b| b.fenced).count() as u64;
-    registry.register(
-        "controller_raft_role",
-        "1 for this controller's current Raft role",
-        roles,
-    );
-    registry.register(
-        "controller_raft_term",
-        "Current Raft term",
-        gauge(quorum.term),
-    );
-    registry.register(
-        "controller_raft_commit_index",
-        "Raft commit index",
-        gauge(quorum.commit_index),
-    );
-    registry.register(
-        "controller_raft_apply_lag",
-        "Committed Raft entries not yet applied to the metadata state machine",
-        gauge(quorum.commit_index.saturating_sub(quorum.applied_index)),
-    );
-    registry.register(
-        "controller_registered_brokers",
-        "Brokers registered in the metadata image",
-        gauge(image.brokers().len() as u64),
-    );
-    registry.register(
-        "controller_fenced_brokers",
-        "Registered brokers currently fenced",
-        gauge(fenced),
-    );
-    if let Err(e) = prometheus_client::encoding::text::encode_registry(out, &registry) {
-        tracing::warn!(error = %e, "cannot encode controller metrics");
-    }
-}
-
 /// Everything this node exposes on `/metrics`: the broker's metrics when it runs a
-/// broker, the controller's when it runs a controller.
-pub fn render_node(
-    broker: Option<&BrokerState>,
-    controller: Option<&spate_controller::node::ControllerHandle>,
-) -> String {
+/// broker, then what `more` adds (the node's wiring adds the controller's), then `# EOF`.
+pub fn render_node(broker: Option<&BrokerState>, more: impl FnOnce(&mut String)) -> String {
     let mut out = String::new();
     if let Some(state) = broker {
         state.metrics.encode_into(state, &mut out);
     }
-    if let Some(controller) = controller {
-        encode_controller(controller, &mut out);
-    }
+    more(&mut out);
     if let Err(e) = prometheus_client::encoding::text::encode_eof(&mut out) {
         tracing::warn!(error = %e, "cannot encode metrics");
     }
@@ -692,9 +621,9 @@ mod tests {
             Some(1.0)
         );
         assert!(text.ends_with("# EOF\n"));
-        let node = render_node(Some(&state), None);
+        let node = render_node(Some(&state), |_| {});
         assert_eq!(node.matches("# EOF").count(), 1);
-        assert_eq!(render_node(None, None), "# EOF\n");
+        assert_eq!(render_node(None, |_| {}), "# EOF\n");
     }
 
     /// Families (labelled metrics) appear once they have a sample; the others always.

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
-use spate_controller::metadata::MetadataImage;
+use spate_metadata::MetadataImage;
 
-use spate_controller::ids::NodeId;
+use spate_metadata::ids::NodeId;
 
 use crate::partition::{Assignment, Partition, PartitionSettings, RoleChange, TopicPartition};
 use crate::topic_config;

@@ -3,8 +3,8 @@
 //! settings.
 use std::collections::BTreeMap;
 
-use spate_controller::config_defs;
-use spate_controller::metadata::MetadataImage;
+use spate_metadata::config_defs;
+use spate_metadata::MetadataImage;
 
 use crate::log::{LogConfig, TimestampType};
 

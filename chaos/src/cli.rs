@@ -11,7 +11,10 @@ use crate::workload::ClientKind;
 
 /// Spate chaos runner.
 #[derive(clap::Parser, Debug)]
-#[command(name = "chaos", about = "Kill, pause and partition Spate brokers and check that nothing acknowledged is lost")]
+#[command(
+    name = "chaos",
+    about = "Kill, pause and partition Spate brokers and check that nothing acknowledged is lost"
+)]
 pub struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -115,10 +118,17 @@ fn repo_root() -> PathBuf {
 }
 
 /// `cargo build --bin spate` in the repository with extra arguments; the binary's path.
-fn cargo_build_spate(extra: &[&str], target_dir: Option<&Path>, release: bool) -> anyhow::Result<PathBuf> {
+fn cargo_build_spate(
+    extra: &[&str],
+    target_dir: Option<&Path>,
+    release: bool,
+) -> anyhow::Result<PathBuf> {
     let root = repo_root();
-    let mut cmd = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(&root).args(["build", "--bin", "spate"]).args(extra);
+    let mut cmd =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(&root)
+        .args(["build", "--bin", "spate"])
+        .args(extra);
     if release {
         cmd.arg("--release");
     }
@@ -131,7 +141,9 @@ fn cargo_build_spate(extra: &[&str], target_dir: Option<&Path>, release: bool) -
         bail!("cargo build of spate failed");
     }
     let dir = target_dir.map_or_else(|| root.join("target"), Path::to_path_buf);
-    Ok(dir.join(if release { "release" } else { "debug" }).join("spate"))
+    Ok(dir
+        .join(if release { "release" } else { "debug" })
+        .join("spate"))
 }
 
 fn spate_bin(common: &Common) -> anyhow::Result<PathBuf> {
@@ -216,7 +228,13 @@ pub async fn main(cli: Cli) -> anyhow::Result<bool> {
         }
         Cmd::Run(args) => {
             let bin = prepare(&args.common)?;
-            let config = run_config(&args.common, &args.scenario, args.seed, args.out.clone(), bin);
+            let config = run_config(
+                &args.common,
+                &args.scenario,
+                args.seed,
+                args.out.clone(),
+                bin,
+            );
             let summary = runner::run(&config).await?;
             print_summary(&args.out, &summary);
             Ok(summary.verdict == "pass")

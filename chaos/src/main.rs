@@ -15,7 +15,10 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     chaos::init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("chaos: cannot start the runtime: {e}");

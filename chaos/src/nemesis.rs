@@ -33,7 +33,9 @@ pub fn exists(name: &str) -> bool {
 /// What a scenario needs from the backend.
 pub fn needs(name: &str) -> Vec<Capability> {
     match name {
-        "kill-leader" | "rolling-restart" | "kill-controller" | "kill-all" => vec![Capability::Kill],
+        "kill-leader" | "rolling-restart" | "kill-controller" | "kill-all" => {
+            vec![Capability::Kill]
+        }
         "pause-leader" => vec![Capability::Pause],
         "isolate-leader" | "isolate-controller" => vec![Capability::Isolate],
         "slow-followers" => vec![Capability::Slow],
@@ -75,13 +77,21 @@ impl Target<'_> {
             cluster.close();
             m
         };
-        tokio::time::timeout(Duration::from_secs(5), probe).await.ok().flatten()
+        tokio::time::timeout(Duration::from_secs(5), probe)
+            .await
+            .ok()
+            .flatten()
     }
 
     /// (leader, followers) of a partition.
     async fn replicas_of(&self, partition: i32) -> Option<(u32, Vec<u32>)> {
         let m = self.metadata().await?;
-        let p = m.topics.get(self.topic)?.partitions.iter().find(|p| p.partition == partition)?;
+        let p = m
+            .topics
+            .get(self.topic)?
+            .partitions
+            .iter()
+            .find(|p| p.partition == partition)?;
         let leader = p.leader?.0 as u32;
         let followers = p
             .replicas
@@ -114,7 +124,12 @@ impl Target<'_> {
 }
 
 /// Runs `scenario` until `deadline`, then heals everything.
-pub async fn run(scenario: &str, target: &Target<'_>, deadline: Instant, rng: &mut StdRng) -> anyhow::Result<()> {
+pub async fn run(
+    scenario: &str,
+    target: &Target<'_>,
+    deadline: Instant,
+    rng: &mut StdRng,
+) -> anyhow::Result<()> {
     // Let the workload get going before the first fault.
     sleep_until_or(Instant::now() + Duration::from_secs(3), deadline).await;
     let mut round = 0u32;

@@ -171,8 +171,11 @@ impl LinkFaults {
             parts.push(format!("cut [{}]", cuts.join(", ")));
         }
         if !t.delays.is_empty() {
-            let delays: Vec<String> =
-                t.delays.iter().map(|(l, d)| format!("{l} +{d:?}")).collect();
+            let delays: Vec<String> = t
+                .delays
+                .iter()
+                .map(|(l, d)| format!("{l} +{d:?}"))
+                .collect();
             parts.push(format!("delay [{}]", delays.join(", ")));
         }
         if parts.is_empty() {
@@ -185,20 +188,30 @@ impl LinkFaults {
     /// Bytes delivered per link since the table was created (external connections are
     /// not counted).
     pub fn traffic(&self) -> Vec<(Link, u64)> {
-        self.shared.traffic.lock().iter().map(|(l, n)| (*l, *n)).collect()
+        self.shared
+            .traffic
+            .lock()
+            .iter()
+            .map(|(l, n)| (*l, *n))
+            .collect()
     }
 
     /// [`Self::traffic`] as one log line: `1->2 1234B, 2->1 56B`.
     pub fn describe_traffic(&self) -> String {
-        let parts: Vec<String> =
-            self.traffic().iter().map(|(l, n)| format!("{l} {n}B")).collect();
+        let parts: Vec<String> = self
+            .traffic()
+            .iter()
+            .map(|(l, n)| format!("{l} {n}B"))
+            .collect();
         parts.join(", ")
     }
 
     /// Applies `change` to the table, then wakes every pump so it re-checks its link.
     fn update(&self, change: impl FnOnce(&mut Table)) {
         change(&mut self.shared.table.lock());
-        self.shared.changed.send_modify(|generation| *generation += 1);
+        self.shared
+            .changed
+            .send_modify(|generation| *generation += 1);
     }
 
     /// Whether `link` is cut, and its delay.
@@ -270,7 +283,12 @@ impl Proxy {
 
     /// Closes the listener and every connection, and waits until they are closed.
     pub async fn stop(self) {
-        let Proxy { stop, task, listen, dst } = self;
+        let Proxy {
+            stop,
+            task,
+            listen,
+            dst,
+        } = self;
         // An error only means the accept loop already ended.
         let _ = stop.send(());
         if let Err(e) = task.await {
@@ -301,9 +319,19 @@ pub async fn start(
     let listen = listener.local_addr()?;
     info!(%listen, %target, dst, "proxy started");
     let (stop, stopped) = oneshot::channel();
-    let route = Route { target, dst, faults, src_of };
+    let route = Route {
+        target,
+        dst,
+        faults,
+        src_of,
+    };
     let task = tokio::spawn(accept_loop(listener, route, stopped));
-    Ok(Proxy { listen, dst, stop, task })
+    Ok(Proxy {
+        listen,
+        dst,
+        stop,
+        task,
+    })
 }
 
 /// What every connection of one proxy needs.
@@ -412,7 +440,10 @@ async fn read_side(
         if n == 0 {
             return Ok(());
         }
-        let chunk = Chunk { arrived: Instant::now(), data: buf[..n].to_vec() };
+        let chunk = Chunk {
+            arrived: Instant::now(),
+            data: buf[..n].to_vec(),
+        };
         if tx.send(chunk).await.is_err() {
             // The writer is gone; `try_join` reports its error.
             return Ok(());
@@ -531,8 +562,15 @@ mod tests {
         faults: &LinkFaults,
     ) -> (Proxy, mpsc::UnboundedReceiver<Vec<u8>>) {
         let (echo, received) = echo_server().await;
-        let proxy =
-            start((LOCAL, 0).into(), echo, dst, faults.clone(), node_of_source_ip).await.unwrap();
+        let proxy = start(
+            (LOCAL, 0).into(),
+            echo,
+            dst,
+            faults.clone(),
+            node_of_source_ip,
+        )
+        .await
+        .unwrap();
         (proxy, received)
     }
 
@@ -540,17 +578,26 @@ mod tests {
     async fn connect_from(ip: IpAddr, addr: SocketAddr) -> TcpStream {
         let socket = TcpSocket::new_v4().unwrap();
         socket.bind((ip, 0).into()).unwrap();
-        timeout(ARRIVE, socket.connect(addr)).await.unwrap().unwrap()
+        timeout(ARRIVE, socket.connect(addr))
+            .await
+            .unwrap()
+            .unwrap()
     }
 
     async fn write(conn: &mut TcpStream, data: &[u8]) {
-        timeout(ARRIVE, conn.write_all(data)).await.unwrap().unwrap();
+        timeout(ARRIVE, conn.write_all(data))
+            .await
+            .unwrap()
+            .unwrap();
     }
 
     /// Reads exactly `n` bytes, failing the test if they do not come within [`ARRIVE`].
     async fn read_n(conn: &mut TcpStream, n: usize) -> Vec<u8> {
         let mut buf = vec![0; n];
-        timeout(ARRIVE, conn.read_exact(&mut buf)).await.expect("bytes did not arrive").unwrap();
+        timeout(ARRIVE, conn.read_exact(&mut buf))
+            .await
+            .expect("bytes did not arrive")
+            .unwrap();
         buf
     }
 
@@ -571,7 +618,12 @@ mod tests {
     async fn received_n(rx: &mut mpsc::UnboundedReceiver<Vec<u8>>, n: usize) -> Vec<u8> {
         let mut got = Vec::new();
         while got.len() < n {
-            got.extend(timeout(ARRIVE, rx.recv()).await.expect("server got nothing").unwrap());
+            got.extend(
+                timeout(ARRIVE, rx.recv())
+                    .await
+                    .expect("server got nothing")
+                    .unwrap(),
+            );
         }
         got
     }
@@ -584,7 +636,10 @@ mod tests {
         assert_eq!(node_source_ip(1), IpAddr::V4(Ipv4Addr::new(127, 0, 0, 11)));
         assert_eq!(node_of_source_ip(LOCAL), None);
         assert_eq!(node_of_source_ip("10.0.0.11".parse().unwrap()), None);
-        assert_eq!(node_of_source_ip("::ffff:127.0.0.12".parse().unwrap()), Some(2));
+        assert_eq!(
+            node_of_source_ip("::ffff:127.0.0.12".parse().unwrap()),
+            Some(2)
+        );
         assert_eq!(node_of_source_ip("::1".parse().unwrap()), None);
     }
 
@@ -615,7 +670,10 @@ mod tests {
         write(&mut conn, b"abc").await;
         write(&mut conn, b"def").await;
         assert_silent(&mut conn).await;
-        assert!(received.try_recv().is_err(), "the target got bytes over a cut link");
+        assert!(
+            received.try_recv().is_err(),
+            "the target got bytes over a cut link"
+        );
 
         faults.heal();
         assert_eq!(read_n(&mut conn, 6).await, b"abcdef");
@@ -638,8 +696,14 @@ mod tests {
         write(&mut conn_1_to_2, b"ping").await;
         assert_eq!(received_n(&mut received_2, 4).await, b"ping");
         write(&mut conn_2_to_1, b"pong").await;
-        tokio::join!(assert_silent(&mut conn_1_to_2), assert_silent(&mut conn_2_to_1));
-        assert!(received_1.try_recv().is_err(), "node 1 got bytes over a cut link");
+        tokio::join!(
+            assert_silent(&mut conn_1_to_2),
+            assert_silent(&mut conn_2_to_1)
+        );
+        assert!(
+            received_1.try_recv().is_err(),
+            "node 1 got bytes over a cut link"
+        );
 
         faults.heal();
         assert_eq!(read_n(&mut conn_1_to_2, 4).await, b"ping");
@@ -692,7 +756,11 @@ mod tests {
 
         let started = Instant::now();
         roundtrip(&mut conn, b"x").await;
-        assert!(started.elapsed() >= delay, "reply after {:?}", started.elapsed());
+        assert!(
+            started.elapsed() >= delay,
+            "reply after {:?}",
+            started.elapsed()
+        );
 
         // Many small writes: delivered in order, and the delay is a latency, not a
         // per-chunk cost (100 writes do not take 100 delays).
@@ -729,7 +797,10 @@ mod tests {
         write(&mut conn, b"bye").await;
         conn.shutdown().await.unwrap();
         let mut rest = Vec::new();
-        timeout(ARRIVE, conn.read_to_end(&mut rest)).await.unwrap().unwrap();
+        timeout(ARRIVE, conn.read_to_end(&mut rest))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(rest, b"bye");
         proxy.stop().await;
     }
@@ -747,9 +818,14 @@ mod tests {
         proxy.stop().await;
         for c in [&mut conn, &mut stalled] {
             let mut buf = [0; 1];
-            let read = timeout(ARRIVE, c.read(&mut buf)).await.expect("connection left open");
+            let read = timeout(ARRIVE, c.read(&mut buf))
+                .await
+                .expect("connection left open");
             assert!(matches!(read, Ok(0) | Err(_)), "read {read:?} after stop");
         }
-        assert!(TcpStream::connect(addr).await.is_err(), "listener still open");
+        assert!(
+            TcpStream::connect(addr).await.is_err(),
+            "listener still open"
+        );
     }
 }

@@ -40,7 +40,12 @@ pub fn spawn(
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
-        .with_context(|| format!("cannot start {} (needs confluent-kafka)", config.python.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot start {} (needs confluent-kafka)",
+                config.python.display()
+            )
+        })?;
     let stdout = child.stdout.take().context("worker has no stdout")?;
     let stdin = child.stdin.take();
     let recorder = recorder.clone();

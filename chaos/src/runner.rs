@@ -58,7 +58,10 @@ pub struct RunConfig {
 /// `out/history.jsonl` and the nodes' log tails.
 pub async fn run(config: &RunConfig) -> anyhow::Result<Summary> {
     if !nemesis::exists(&config.scenario) {
-        bail!("unknown scenario '{}'; `chaos list` names them", config.scenario);
+        bail!(
+            "unknown scenario '{}'; `chaos list` names them",
+            config.scenario
+        );
     }
     std::fs::create_dir_all(&config.out)
         .with_context(|| format!("cannot create {}", config.out.display()))?;
@@ -68,7 +71,10 @@ pub async fn run(config: &RunConfig) -> anyhow::Result<Summary> {
         if !backend.can(needed) {
             let name = backend.name();
             backend.teardown().await;
-            bail!("scenario {} needs {needed:?}, which the {name} backend cannot do", config.scenario);
+            bail!(
+                "scenario {} needs {needed:?}, which the {name} backend cannot do",
+                config.scenario
+            );
         }
     }
     let outcome = run_on(config, &backend, &recorder).await;
@@ -114,9 +120,9 @@ async fn start_backend(config: &RunConfig) -> anyhow::Result<Backend> {
         (Some(BackendKind::Process), _) => Backend::Process(
             ProcessCluster::start(&config.spate_bin, &config.out.join("cluster")).await?,
         ),
-        (Some(BackendKind::Docker), _) => {
-            Backend::Docker(DockerCluster::start(&config.compose_file, &config.image, config.seed).await?)
-        }
+        (Some(BackendKind::Docker), _) => Backend::Docker(
+            DockerCluster::start(&config.compose_file, &config.image, config.seed).await?,
+        ),
         (None, Some(bootstrap)) => Backend::External(External {
             bootstrap: bootstrap.clone(),
         }),
@@ -153,7 +159,11 @@ async fn wait_brokers(bootstrap: &str, want: usize, timeout: Duration) -> anyhow
     }
 }
 
-async fn run_on(config: &RunConfig, backend: &Backend, recorder: &Recorder) -> anyhow::Result<Vec<String>> {
+async fn run_on(
+    config: &RunConfig,
+    backend: &Backend,
+    recorder: &Recorder,
+) -> anyhow::Result<Vec<String>> {
     let mut notes = Vec::new();
     let bootstrap = backend.bootstrap();
     let nodes = backend.node_ids().len().max(1);
@@ -163,7 +173,9 @@ async fn run_on(config: &RunConfig, backend: &Backend, recorder: &Recorder) -> a
     let topic = format!("chaos-{}-{}", config.seed, std::process::id());
     let partitions = 3;
     workload::create_topic(&bootstrap, &topic, partitions, rf).await?;
-    notes.push(format!("topic {topic}: {partitions} partitions, replication factor {rf}"));
+    notes.push(format!(
+        "topic {topic}: {partitions} partitions, replication factor {rf}"
+    ));
     let workload_config = WorkloadConfig {
         topic: topic.clone(),
         partitions,
@@ -177,7 +189,13 @@ async fn run_on(config: &RunConfig, backend: &Backend, recorder: &Recorder) -> a
         out_dir: config.out.clone(),
         pace: Duration::from_millis(2),
     };
-    let workload = Workload::start(&workload_config, &bootstrap, &backend.kafka_addrs(), recorder).await?;
+    let workload = Workload::start(
+        &workload_config,
+        &bootstrap,
+        &backend.kafka_addrs(),
+        recorder,
+    )
+    .await?;
     let deadline = Instant::now() + config.duration;
     let mut rng = rand::rngs::StdRng::seed_from_u64(config.seed);
     let target = Target {
@@ -193,7 +211,11 @@ async fn run_on(config: &RunConfig, backend: &Backend, recorder: &Recorder) -> a
     nemesis::heal_all(&target).await;
     // The cluster must be whole again before the final read: a bounded wait, and a note
     // (the recovery check judges availability) if it is not.
-    if backend.node_ids().is_empty() || wait_brokers(&bootstrap, nodes, Duration::from_secs(90)).await.is_ok() {
+    if backend.node_ids().is_empty()
+        || wait_brokers(&bootstrap, nodes, Duration::from_secs(90))
+            .await
+            .is_ok()
+    {
         tokio::time::sleep(Duration::from_secs(2)).await;
     } else {
         notes.push("not every broker was back 90 s after healing".to_string());

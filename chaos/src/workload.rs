@@ -82,7 +82,12 @@ fn client_config(bootstrap: &str, name: &str) -> ClientConfig {
 
 /// Creates the topic (replication factor `rf`, min.insync.replicas 2 when rf >= 2) and
 /// waits until every partition has a leader and a full ISR.
-pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32, rf: i16) -> anyhow::Result<()> {
+pub async fn create_topic(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    rf: i16,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let attempt = async {
@@ -92,7 +97,11 @@ pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32, rf: i16
                 .config("min.insync.replicas", min_insync);
             match admin.create_topic(new).await {
                 Ok(()) => Ok(()),
-                Err(e) if e.kafka_code() == Some(spate_client::ResponseError::TopicAlreadyExists) => Ok(()),
+                Err(e)
+                    if e.kafka_code() == Some(spate_client::ResponseError::TopicAlreadyExists) =>
+                {
+                    Ok(())
+                }
                 Err(e) => Err(e),
             }
         };
@@ -140,8 +149,7 @@ impl Workload {
         match config.client {
             ClientKind::Rust => {
                 for k in 0..config.idempotent_producers {
-                    let producer =
-                        ProducerSlot::new(bootstrap, &format!("idem{k}"), true).await?;
+                    let producer = ProducerSlot::new(bootstrap, &format!("idem{k}"), true).await?;
                     for lane in 0..config.lanes {
                         tasks.push(tokio::spawn(send_lane(
                             producer.clone(),
@@ -155,7 +163,12 @@ impl Workload {
                 }
             }
             ClientKind::Rdkafka => {
-                worker = Some(crate::rdkafka::spawn(config, bootstrap, recorder, stop_rx.clone())?);
+                worker = Some(crate::rdkafka::spawn(
+                    config,
+                    bootstrap,
+                    recorder,
+                    stop_rx.clone(),
+                )?);
             }
         }
         for k in 0..config.acks1_producers {
@@ -211,7 +224,10 @@ impl Workload {
     pub async fn stop(mut self) {
         let _ = self.stop.send(true);
         for task in self.tasks {
-            if tokio::time::timeout(Duration::from_secs(60), task).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(60), task)
+                .await
+                .is_err()
+            {
                 tracing::warn!("a workload task did not stop within 60 s");
             }
         }
@@ -266,7 +282,9 @@ impl ProducerSlot {
                     let _ = tokio::time::timeout(Duration::from_secs(30), old.close()).await;
                 });
             }
-            Err(e) => tracing::warn!(producer = %self.name, error = %e, "cannot make a new producer yet"),
+            Err(e) => {
+                tracing::warn!(producer = %self.name, error = %e, "cannot make a new producer yet")
+            }
         }
     }
 }
@@ -323,7 +341,13 @@ async fn send_lane(
         let started = Instant::now();
         let (generation, producer) = slot.get().await;
         let sent = producer
-            .send(&config.topic, Some(partition), None, Some(Bytes::from(value.clone())), Vec::new())
+            .send(
+                &config.topic,
+                Some(partition),
+                None,
+                Some(Bytes::from(value.clone())),
+                Vec::new(),
+            )
             .await;
         let outcome = match sent {
             Ok(delivery) => delivery.await,
@@ -344,7 +368,9 @@ async fn send_lane(
                 // A refusal before sending (bad argument, closed producer) certainly wrote
                 // nothing; anything that reached a broker may have been written.
                 done.kind = match e {
-                    spate_client::Error::InvalidArgument(_) | spate_client::Error::Closed => Kind::Fail,
+                    spate_client::Error::InvalidArgument(_) | spate_client::Error::Closed => {
+                        Kind::Fail
+                    }
                     _ => Kind::Info,
                 };
                 done.error = Some(e.to_string());
@@ -352,7 +378,11 @@ async fn send_lane(
         }
         let failed = done.kind != Kind::Ok;
         recorder.record(done);
-        let pause = if failed { Duration::from_millis(100) } else { config.pace };
+        let pause = if failed {
+            Duration::from_millis(100)
+        } else {
+            config.pace
+        };
         if !pause.is_zero() {
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
@@ -366,7 +396,10 @@ fn read_event(recorder: &Recorder, process: &str, r: &spate_client::ConsumerReco
     let mut e = Event::new(recorder.now_ms(), process, Kind::Ok, Op::Read);
     e.partition = Some(r.partition);
     e.offset = Some(r.offset);
-    e.value = r.value.as_ref().map(|v| String::from_utf8_lossy(v).into_owned());
+    e.value = r
+        .value
+        .as_ref()
+        .map(|v| String::from_utf8_lossy(v).into_owned());
     e
 }
 
@@ -493,7 +526,9 @@ async fn observe_leaders(
     while !*stop.borrow() {
         for (_, addr) in &kafka_addrs {
             let probe = async {
-                let cluster = Cluster::connect(client_config(addr, "observer")).await.ok()?;
+                let cluster = Cluster::connect(client_config(addr, "observer"))
+                    .await
+                    .ok()?;
                 let m = cluster.refresh(Some(&names)).await.ok();
                 cluster.close();
                 m
@@ -512,7 +547,12 @@ async fn observe_leaders(
                     continue;
                 }
                 seen.insert(key, leader.0);
-                let mut e = Event::new(recorder.now_ms(), format!("observer@{addr}"), Kind::Ok, Op::Leader);
+                let mut e = Event::new(
+                    recorder.now_ms(),
+                    format!("observer@{addr}"),
+                    Kind::Ok,
+                    Op::Leader,
+                );
                 e.partition = Some(p.partition);
                 e.leader = Some(leader.0);
                 e.leader_epoch = Some(p.leader_epoch.0);
@@ -540,7 +580,9 @@ async fn observe_commits(
     let mut cluster: Option<Arc<Cluster>> = None;
     while !*stop.borrow() {
         if cluster.is_none() {
-            cluster = Cluster::connect(client_config(&bootstrap, "commits")).await.ok();
+            cluster = Cluster::connect(client_config(&bootstrap, "commits"))
+                .await
+                .ok();
         }
         if let Some(c) = &cluster {
             let fetched = tokio::time::timeout(
@@ -554,7 +596,8 @@ async fn observe_commits(
                         if offset < 0 {
                             continue;
                         }
-                        let mut e = Event::new(recorder.now_ms(), "commits", Kind::Ok, Op::Committed);
+                        let mut e =
+                            Event::new(recorder.now_ms(), "commits", Kind::Ok, Op::Committed);
                         e.partition = Some(tp.partition);
                         e.offset = Some(offset);
                         e.group = Some(GROUP.to_string());
@@ -593,14 +636,21 @@ pub async fn final_read(bootstrap: &str, topic: &str, partitions: i32, recorder:
     }
 }
 
-async fn read_partition(bootstrap: &str, topic: &str, partition: i32, recorder: &Recorder) -> anyhow::Result<i64> {
+async fn read_partition(
+    bootstrap: &str,
+    topic: &str,
+    partition: i32,
+    recorder: &Recorder,
+) -> anyhow::Result<i64> {
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut config = ConsumerConfig::new(bootstrap.to_string());
     config.client = client_config(bootstrap, "final");
     config.max_wait = Duration::from_millis(200);
     let mut consumer = Consumer::connect(config).await?;
     let tp = TopicPartition::new(topic, partition);
-    consumer.assign(std::slice::from_ref(&tp), StartOffset::Earliest).await?;
+    consumer
+        .assign(std::slice::from_ref(&tp), StartOffset::Earliest)
+        .await?;
     let admin = Admin::with_cluster(consumer.cluster().clone());
     let hw = admin
         .list_offsets(&[(tp.clone(), spate_client::admin::offsets::OffsetSpec::Latest)])

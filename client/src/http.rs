@@ -46,7 +46,10 @@ pub async fn request(addr: &str, method: &str, path: &str) -> anyhow::Result<Htt
     );
     stream.write_all(request.as_bytes()).await?;
     let mut raw = Vec::new();
-    (&mut stream).take(MAX_RESPONSE).read_to_end(&mut raw).await?;
+    (&mut stream)
+        .take(MAX_RESPONSE)
+        .read_to_end(&mut raw)
+        .await?;
     let text = String::from_utf8(raw).context("response is not UTF-8")?;
     let (head, body) = text
         .split_once("\r\n\r\n")

@@ -1,102 +1,7 @@
-//! The crate's error type and the one place that maps internal errors to Kafka error codes.
+//! The crate's error type and the one place that maps it to a Kafka error code.
 
-use crate::metadata::MetadataError;
-
-/// The Kafka error codes the controller answers with (values from Kafka's `Errors` enum).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(i16)]
-pub enum ErrorCode {
-    /// Success.
-    None = 0,
-    /// Anything we could not classify; the message says more.
-    UnknownServerError = -1,
-    /// The topic or partition does not exist.
-    UnknownTopicOrPartition = 3,
-    /// The broker is not the partition's leader (or follower) it claims to be.
-    NotLeaderOrFollower = 6,
-    /// The request timed out (e.g. no Raft quorum).
-    RequestTimedOut = 7,
-    /// The topic name breaks Kafka's naming rules.
-    InvalidTopicException = 17,
-    /// A topic with this name already exists.
-    TopicAlreadyExists = 36,
-    /// The partition count is invalid.
-    InvalidPartitions = 37,
-    /// The replication factor is invalid or above the live brokers.
-    InvalidReplicationFactor = 38,
-    /// An explicit replica assignment is invalid.
-    InvalidReplicaAssignment = 39,
-    /// A config key or value is invalid.
-    InvalidConfig = 40,
-    /// This node is not the active controller; retry on another.
-    NotController = 41,
-    /// The request is malformed (duplicates, conflicting fields).
-    InvalidRequest = 42,
-    /// The leader epoch in the request is older than the partition's.
-    FencedLeaderEpoch = 74,
-    /// The broker epoch in the request is not the broker's current one.
-    StaleBrokerEpoch = 77,
-    /// No topic has this id.
-    UnknownTopicId = 100,
-    /// Another live broker already registered with this id.
-    DuplicateBrokerRegistration = 101,
-    /// A proposed ISR member is fenced, unregistered, or restarted since (KIP-903).
-    IneligibleReplica = 107,
-    /// The partition epoch in the request is not the current one (compare-and-set lost).
-    InvalidUpdateVersion = 95,
-}
-
-impl ErrorCode {
-    /// The code as carried by the controller's protobuf responses.
-    pub fn code(self) -> i32 {
-        self as i16 as i32
-    }
-
-    /// Kafka's constant name, for log lines and messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            ErrorCode::None => "NONE",
-            ErrorCode::UnknownServerError => "UNKNOWN_SERVER_ERROR",
-            ErrorCode::UnknownTopicOrPartition => "UNKNOWN_TOPIC_OR_PARTITION",
-            ErrorCode::NotLeaderOrFollower => "NOT_LEADER_OR_FOLLOWER",
-            ErrorCode::RequestTimedOut => "REQUEST_TIMED_OUT",
-            ErrorCode::InvalidTopicException => "INVALID_TOPIC_EXCEPTION",
-            ErrorCode::TopicAlreadyExists => "TOPIC_ALREADY_EXISTS",
-            ErrorCode::InvalidPartitions => "INVALID_PARTITIONS",
-            ErrorCode::InvalidReplicationFactor => "INVALID_REPLICATION_FACTOR",
-            ErrorCode::InvalidReplicaAssignment => "INVALID_REPLICA_ASSIGNMENT",
-            ErrorCode::InvalidConfig => "INVALID_CONFIG",
-            ErrorCode::NotController => "NOT_CONTROLLER",
-            ErrorCode::InvalidRequest => "INVALID_REQUEST",
-            ErrorCode::FencedLeaderEpoch => "FENCED_LEADER_EPOCH",
-            ErrorCode::StaleBrokerEpoch => "STALE_BROKER_EPOCH",
-            ErrorCode::UnknownTopicId => "UNKNOWN_TOPIC_ID",
-            ErrorCode::DuplicateBrokerRegistration => "DUPLICATE_BROKER_REGISTRATION",
-            ErrorCode::IneligibleReplica => "INELIGIBLE_REPLICA",
-            ErrorCode::InvalidUpdateVersion => "INVALID_UPDATE_VERSION",
-        }
-    }
-}
-
-/// A request-level failure decided by the controller: a Kafka code plus a human message.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}: {message}", code.name())]
-pub struct ApiError {
-    /// The Kafka error code.
-    pub code: ErrorCode,
-    /// What happened and, where useful, what to do.
-    pub message: String,
-}
-
-impl ApiError {
-    /// Builds an error from a code and a message.
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
-        ApiError {
-            code,
-            message: message.into(),
-        }
-    }
-}
+use spate_metadata::MetadataError;
+pub use spate_metadata::{ApiError, ErrorCode};
 
 /// Everything that can go wrong in the controller crate.
 #[derive(Debug, thiserror::Error)]
@@ -208,19 +113,6 @@ impl ControllerError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn codes_match_kafka() {
-        assert_eq!(ErrorCode::NotController.code(), 41);
-        assert_eq!(ErrorCode::UnknownServerError.code(), -1);
-        assert_eq!(ErrorCode::StaleBrokerEpoch.code(), 77);
-        assert_eq!(ErrorCode::InvalidTopicException.code(), 17);
-        assert_eq!(ErrorCode::NotLeaderOrFollower.code(), 6);
-        assert_eq!(ErrorCode::FencedLeaderEpoch.code(), 74);
-        assert_eq!(ErrorCode::UnknownTopicId.code(), 100);
-        assert_eq!(ErrorCode::IneligibleReplica.code(), 107);
-        assert_eq!(ErrorCode::InvalidUpdateVersion.code(), 95);
-    }
 
     #[test]
     fn internal_errors_map_to_one_code_each() {

@@ -19,11 +19,11 @@ use tokio_stream::StreamExt;
 
 use crate::decisions::TopicDefaults;
 use crate::error::ControllerError;
-use crate::metadata::MetadataImage;
 use crate::network::{raft_server, NetworkFactory};
 use crate::service::{liveness, rebalance, ControllerService};
 use crate::store::{self, MetadataView};
 use crate::types::{RaftNodeId, SpateRaft};
+use spate_metadata::MetadataImage;
 
 /// Raft timing and snapshot knobs; the defaults suit a LAN and a small metadata log.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -67,8 +67,8 @@ pub type StorageError = openraft::StorageError<RaftNodeId>;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::TopicId;
-    use crate::metadata::records;
+    use spate_metadata::ids::TopicId;
+    use spate_metadata::records;
 
     #[test]
     fn batch_round_trips_and_rejects_garbage() {

@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use spate_controller::ids::NodeId;
 use spate_controller::ControllerHandle;
+use spate_metadata::ids::NodeId;
 use spate_proto::controller::*;
 
 /// t-0 as the controller's image holds it: (topic id, leader, ISR, leader epoch,

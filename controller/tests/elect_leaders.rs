@@ -6,10 +6,11 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use spate_controller::ids::{LeaderEpoch, NodeId};
-use spate_controller::metadata::records;
 use spate_controller::types::RecordBatch;
-use spate_controller::{ControllerClient, ControllerHandle};
+use spate_controller::ControllerHandle;
+use spate_controller_client::ControllerClient;
+use spate_metadata::ids::{LeaderEpoch, NodeId};
+use spate_metadata::records;
 use spate_proto::controller::*;
 
 /// A one-voter controller with long sessions (these tests do not keep fake brokers

@@ -5,8 +5,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use spate_controller::ids::NodeId;
 use spate_controller::{ControllerConfig, ErrorCode, MetadataImage};
+use spate_metadata::ids::NodeId;
 use spate_proto::controller::*;
 use spate_proto::metadata::metadata_record::Record;
 use spate_proto::metadata::MetadataBatch;
@@ -91,7 +91,7 @@ async fn topic_survives_restart_and_watchers_see_snapshot_then_delta() {
     let again = c.create_topics(create_req("orders", 3, 1)).await.unwrap();
     assert_eq!(
         again.topics[0].error_code,
-        ErrorCode::TopicAlreadyExists.code()
+        ErrorCode::TopicAlreadyExists.proto_code()
     );
     let topic_id = node.image().topic_by_name("orders").unwrap().id.to_bytes();
     assert_eq!(
@@ -141,7 +141,7 @@ async fn expired_session_fences_broker_and_moves_leadership() {
     // A stale epoch is refused; a fresh registration plus a caught-up heartbeat unfences.
     assert_eq!(
         heartbeat(&mut c, 2, 1, false).await.error_code,
-        ErrorCode::StaleBrokerEpoch.code()
+        ErrorCode::StaleBrokerEpoch.proto_code()
     );
     add_broker(&mut c, 2).await;
     assert!(node.image().is_unfenced(NodeId(2)));
@@ -185,12 +185,12 @@ async fn producer_ids_quorum_description_and_admin_errors() {
     let res = c.create_topics(create_req("bad/name", 1, 1)).await.unwrap();
     assert_eq!(
         res.topics[0].error_code,
-        ErrorCode::InvalidTopicException.code()
+        ErrorCode::InvalidTopicException.proto_code()
     );
     let res = c.create_topics(create_req("big-rf", 1, 3)).await.unwrap();
     assert_eq!(
         res.topics[0].error_code,
-        ErrorCode::InvalidReplicationFactor.code()
+        ErrorCode::InvalidReplicationFactor.proto_code()
     );
     let res = c
         .delete_topics(DeleteTopicsRequest {
@@ -200,7 +200,7 @@ async fn producer_ids_quorum_description_and_admin_errors() {
         .unwrap();
     assert_eq!(
         res.topics[0].error_code,
-        ErrorCode::UnknownTopicOrPartition.code()
+        ErrorCode::UnknownTopicOrPartition.proto_code()
     );
     node.shutdown().await.unwrap();
 }

@@ -5,7 +5,8 @@ mod common;
 use std::time::Duration;
 
 use common::{add_broker, create_req, eventually_within, heartbeat};
-use spate_controller::{start, ControllerClient, ControllerConfig, ControllerHandle};
+use spate_controller::{start, ControllerConfig, ControllerHandle};
+use spate_controller_client::ControllerClient;
 use tokio::net::TcpListener;
 
 /// Longer than `common::WAIT`: elections and snapshot installation across three voters.

@@ -2,9 +2,9 @@
 //! every registered broker with its epoch and state, read from the controllers over gRPC
 //! (Kafka clients cannot see broker epochs or fencing).
 use anyhow::Context;
-use spate_controller::ids::NodeId;
-use spate_controller::metadata::{MetadataImage, PartitionImage};
-use spate_controller::ControllerClient;
+use spate_controller_client::ControllerClient;
+use spate_metadata::ids::NodeId;
+use spate_metadata::{MetadataImage, PartitionImage};
 
 use super::init_logging;
 

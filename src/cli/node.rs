@@ -41,7 +41,12 @@ pub async fn health(args: HealthArgs) -> anyhow::Result<()> {
         spate_client::http::get(&args.admin, path),
     )
     .await
-    .with_context(|| format!("{} did not answer {path} within {} ms", args.admin, args.timeout_ms))??;
+    .with_context(|| {
+        format!(
+            "{} did not answer {path} within {} ms",
+            args.admin, args.timeout_ms
+        )
+    })??;
     if !args.quiet {
         println!("{}", response.body.trim_end());
     }

@@ -10,9 +10,9 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::RecordBatchDecoder;
-use spate_broker::node::{Node, NodeConfig};
+use spate::node::{Node, NodeConfig};
 use spate_broker::partition::Partition;
-use spate_controller::metadata::MetadataImage;
+use spate_metadata::MetadataImage;
 use std::sync::Arc;
 
 use crate::RawConnection;

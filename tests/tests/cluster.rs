@@ -3,8 +3,8 @@
 //! silent broker, re-registration with a new broker epoch, and zombie rejection.
 use std::time::{Duration, Instant};
 
-use spate_broker::node::{Node, NodeConfig};
-use spate_controller::ids::NodeId;
+use spate::node::{Node, NodeConfig};
+use spate_metadata::ids::NodeId;
 use spate_proto::controller::BrokerHeartbeatRequest;
 use spate_tests::cluster::{self, free_port, Cluster};
 use spate_tests::RawConnection;
@@ -130,7 +130,7 @@ async fn a_silent_broker_is_fenced_then_rejoins_with_a_new_epoch() {
 
     // A zombie heartbeating with its old epoch is refused.
     let addrs = cluster.controller_addrs();
-    let mut client = spate_controller::ControllerClient::connect(addrs).unwrap();
+    let mut client = spate_controller_client::ControllerClient::connect(addrs).unwrap();
     cluster.restart(victim).await;
     // (A restarted voter briefly serves its own stale image, so ask for the new epoch.)
     let image = cluster
@@ -161,7 +161,7 @@ async fn separate_controller_and_broker_roles() {
     let voters = vec![(1u64, format!("127.0.0.1:{controller_port}"))];
     let controller = Node::start(NodeConfig {
         node_id: 1,
-        roles: spate_broker::node::Roles {
+        roles: spate::node::Roles {
             controller: true,
             broker: false,
         },
@@ -174,7 +174,7 @@ async fn separate_controller_and_broker_roles() {
     assert!(controller.broker.is_none() && controller.kafka_addr.is_none());
     let broker = Node::start(NodeConfig {
         node_id: 2,
-        roles: spate_broker::node::Roles {
+        roles: spate::node::Roles {
             controller: false,
             broker: true,
         },

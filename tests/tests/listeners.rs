@@ -2,7 +2,7 @@
 //! to (the internal/external split of brokers in containers).
 use std::time::Duration;
 
-use spate_broker::node::{ExtraListener, Node, NodeConfig};
+use spate::node::{ExtraListener, Node, NodeConfig};
 
 async fn brokers_seen_through(addr: std::net::SocketAddr) -> Vec<(i32, String, i32)> {
     let mut config = spate_client::ClientConfig::new(addr.to_string());
@@ -50,7 +50,7 @@ async fn each_listener_advertises_its_own_address() {
     let state = node.broker.as_ref().unwrap().state().clone();
     let image = state.metadata.image();
     let registered: Vec<String> = image
-        .broker(spate_controller::ids::NodeId(7))
+        .broker(spate_metadata::ids::NodeId(7))
         .unwrap()
         .endpoints
         .iter()

@@ -159,7 +159,7 @@ async fn readiness_fails_while_a_broker_is_cut_off_and_recovers_after() {
     // The controller did fence it.
     cluster
         .wait_image(Duration::from_secs(10), |i| {
-            i.broker(spate_controller::ids::NodeId(victim))
+            i.broker(spate_metadata::ids::NodeId(victim))
                 .is_some_and(|b| b.fenced)
         })
         .await

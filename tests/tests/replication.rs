@@ -538,8 +538,7 @@ async fn controlled_shutdown_moves_leadership_to_the_isr_before_the_broker_stops
         .wait_image(Duration::from_secs(5), |i| {
             i.topic_by_name("drained").is_some_and(|t| {
                 t.partitions.values().all(|p| {
-                    p.leader.is_some_and(|l| l.0 != leader)
-                        && p.isr.iter().all(|r| r.0 != leader)
+                    p.leader.is_some_and(|l| l.0 != leader) && p.isr.iter().all(|r| r.0 != leader)
                 })
             })
         })
@@ -553,8 +552,14 @@ async fn controlled_shutdown_moves_leadership_to_the_isr_before_the_broker_stops
         "acks=all writes stopped after the drain"
     );
     tokio::time::sleep(Duration::from_secs(3)).await; // several heartbeat intervals
-    let state = cluster.node(leader).broker.as_ref().unwrap().state().clone();
-    let me = spate_controller::ids::NodeId(leader);
+    let state = cluster
+        .node(leader)
+        .broker
+        .as_ref()
+        .unwrap()
+        .state()
+        .clone();
+    let me = spate_metadata::ids::NodeId(leader);
     assert!(
         state.metadata.image().broker(me).unwrap().fenced,
         "a draining broker must not be unfenced again"
@@ -562,7 +567,11 @@ async fn controlled_shutdown_moves_leadership_to_the_isr_before_the_broker_stops
     let admin = cluster.admin_addr(leader);
     let ready = spate_tests::http::get(admin, "/readyz").await.unwrap();
     assert_eq!(ready.status, 503, "{}", ready.body);
-    assert!(ready.body.contains("\"not_draining\":false"), "{}", ready.body);
+    assert!(
+        ready.body.contains("\"not_draining\":false"),
+        "{}",
+        ready.body
+    );
 
     // It stops and comes back: a new incarnation is unfenced and rejoins the ISRs.
     cluster.stop(leader).await;

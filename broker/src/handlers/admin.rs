@@ -14,7 +14,7 @@ use kafka_protocol::messages::{
     CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
     DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
 };
-use spate_controller::config_defs;
+use spate_metadata::config_defs;
 use spate_proto::controller as pb;
 use spate_proto::metadata::ReplicaList;
 
@@ -26,14 +26,14 @@ use crate::server::dispatch::RequestContext;
 
 /// Kafka's topic name rules (the controller's check, so both sides agree).
 pub fn valid_topic_name(name: &str) -> std::result::Result<(), String> {
-    spate_controller::decisions::topics::validate_topic_name(name).map_err(|e| e.to_string())
+    spate_metadata::topic_name::validate_topic_name(name).map_err(|e| e.to_string())
 }
 
 /// One admin call on the active controller (the client retries and follows leadership).
 pub(crate) async fn controller_call<T, F, Fut>(state: &BrokerState, f: F) -> Result<T>
 where
-    F: FnOnce(spate_controller::ControllerClient) -> Fut,
-    Fut: std::future::Future<Output = Result<T, spate_controller::ControllerError>>,
+    F: FnOnce(spate_controller_client::ControllerClient) -> Fut,
+    Fut: std::future::Future<Output = Result<T, spate_controller_client::ClientError>>,
 {
     f(state.controller.admin()?).await.map_err(unavailable)
 }
@@ -203,7 +203,7 @@ pub async fn delete_topics(ctx: &RequestContext, req: DeleteTopicsRequest) -> De
             )),
             None => {
                 let resolved = image
-                    .topic(spate_controller::ids::TopicId(t.topic_id))
+                    .topic(spate_metadata::ids::TopicId(t.topic_id))
                     .map(|x| x.name.clone());
                 asked.push((None, t.topic_id, resolved));
             }

@@ -12,7 +12,7 @@ use kafka_protocol::messages::{
     IncrementalAlterConfigsResponse,
 };
 use kafka_protocol::protocol::StrBytes;
-use spate_controller::config_defs::{self, ConfigKind};
+use spate_metadata::config_defs::{self, ConfigKind};
 use spate_proto::controller as pb;
 use spate_proto::metadata::ConfigResourceType;
 

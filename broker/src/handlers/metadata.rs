@@ -7,8 +7,8 @@ use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
-use spate_controller::ids::{NodeId, TopicId};
-use spate_controller::metadata::{MetadataImage, TopicImage};
+use spate_metadata::ids::{NodeId, TopicId};
+use spate_metadata::{MetadataImage, TopicImage};
 
 use super::{admin, str_bytes};
 use crate::broker::BrokerState;
@@ -99,10 +99,7 @@ pub fn live_brokers<'a>(
         .values()
         .filter(|b| !b.fenced)
         .filter_map(move |b| {
-            let ep = b
-                .endpoints
-                .iter()
-                .find(|e| e.listener == listener)?;
+            let ep = b.endpoints.iter().find(|e| e.listener == listener)?;
             Some((
                 b.id.0,
                 ep.host.clone(),

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use spate_controller::{ControllerClient, RetryPolicy};
+use spate_controller_client::{ControllerClient, RetryPolicy};
 
 use crate::error::{BrokerError, Result};
 use crate::faults::LinkFaults;
@@ -105,6 +105,6 @@ impl ControllerLink {
 }
 
 /// The broker error for a failed controller call.
-pub fn unavailable(e: spate_controller::ControllerError) -> BrokerError {
+pub fn unavailable(e: spate_controller_client::ClientError) -> BrokerError {
     BrokerError::ControllerUnavailable(e.to_string())
 }

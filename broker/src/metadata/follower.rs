@@ -5,8 +5,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use spate_controller::ids::NodeId;
-use spate_controller::metadata::MetadataImage;
+use spate_metadata::ids::NodeId;
+use spate_metadata::MetadataImage;
 use spate_proto::controller::{BrokerHeartbeatRequest, RegisterBrokerRequest};
 use spate_proto::metadata::Endpoint;
 use tokio::sync::watch;
@@ -56,14 +56,16 @@ async fn register(state: &BrokerState, incarnation: &str) -> Result<i64, String>
             .endpoints
             .iter()
             .cloned()
-            .chain(state.endpoints.first().map(|inter| Endpoint {
-                listener: REPLICATION_LISTENER.to_string(),
-                host: state
-                    .config
-                    .replication_advertised_host
-                    .clone()
-                    .unwrap_or_else(|| inter.host.clone()),
-                port: state.replication_port as i32,
+            .chain(state.endpoints.first().map(|inter| {
+                Endpoint {
+                    listener: REPLICATION_LISTENER.to_string(),
+                    host: state
+                        .config
+                        .replication_advertised_host
+                        .clone()
+                        .unwrap_or_else(|| inter.host.clone()),
+                    port: state.replication_port as i32,
+                }
             }))
             .collect(),
         rack: state.config.rack.clone().unwrap_or_default(),
@@ -97,7 +99,11 @@ async fn heartbeat_loop(state: Arc<BrokerState>) {
             // First heartbeat of the drain: no wait.
         } else if drain {
             let interval = state.config.heartbeat_interval;
-            let pause = if fenced { interval } else { interval.min(Duration::from_millis(200)) };
+            let pause = if fenced {
+                interval
+            } else {
+                interval.min(Duration::from_millis(200))
+            };
             tokio::time::sleep(pause).await;
         } else if fenced {
             // While fenced, heartbeat as soon as our metadata moves: the controller

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::RwLock;
-use spate_controller::metadata::MetadataImage;
+use spate_metadata::MetadataImage;
 use tokio::sync::watch;
 
 /// The latest applied metadata image, and a signal for each change.

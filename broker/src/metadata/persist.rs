@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use prost::Message;
-use spate_controller::metadata::MetadataImage;
+use spate_metadata::MetadataImage;
 use spate_proto::metadata::MetadataBatch;
 
 const FILE: &str = "image.snapshot";

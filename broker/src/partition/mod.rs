@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use spate_controller::ids::{BrokerEpoch, NodeId, PartitionEpoch};
+use spate_metadata::ids::{BrokerEpoch, NodeId, PartitionEpoch};
 use tokio::sync::{watch, Notify};
 
 pub use producer_state::{AppendCheck, ProducerStateManager, SequenceError};
@@ -314,7 +314,7 @@ impl Partition {
                 let p = self.progress.borrow().clone();
                 let start = LeaderStart {
                     local_id: self.local_id,
-                    leader_epoch: spate_controller::ids::LeaderEpoch(a.leader_epoch),
+                    leader_epoch: spate_metadata::ids::LeaderEpoch(a.leader_epoch),
                     partition_epoch: PartitionEpoch(a.partition_epoch),
                     replicas: a.replicas.clone(),
                     isr: a.isr.clone(),

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use spate_controller::ids::{BrokerEpoch, LeaderEpoch, NodeId, PartitionEpoch};
+use spate_metadata::ids::{BrokerEpoch, LeaderEpoch, NodeId, PartitionEpoch};
 
 use crate::log::{EpochEntry, LeaderEpochCache};
 

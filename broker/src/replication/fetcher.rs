@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use spate_controller::ids::{LeaderEpoch, NodeId};
+use spate_metadata::ids::{LeaderEpoch, NodeId};
 use spate_proto::replication::replication_client::ReplicationClient;
 use spate_proto::replication::{
     EpochQuery, FetchPartition, OffsetForLeaderEpochRequest, ReplicaFetchRequest,
@@ -269,12 +269,12 @@ fn replication_address(state: &BrokerState, leader: NodeId) -> Option<String> {
 
 fn connect(addr: &str) -> Result<ReplicationClient<Channel>, tonic::transport::Error> {
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?;
-    let channel = spate_controller::network::source::bind(endpoint)
+    let channel = spate_controller_client::source::bind(endpoint)
         .connect_timeout(Duration::from_secs(2))
         .tcp_nodelay(true)
         // A leader behind a partition keeps the connection open but silent.
-        .http2_keep_alive_interval(spate_controller::client::KEEPALIVE_INTERVAL)
-        .keep_alive_timeout(spate_controller::client::KEEPALIVE_TIMEOUT)
+        .http2_keep_alive_interval(spate_controller_client::KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(spate_controller_client::KEEPALIVE_TIMEOUT)
         .keep_alive_while_idle(true)
         .connect_lazy();
     Ok(ReplicationClient::new(channel)

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use spate_controller::ids::NodeId;
+use spate_metadata::ids::NodeId;
 use spate_proto::controller::{
     AlterPartitionData, AlterPartitionRequest, AlterPartitionTopic, IsrMember,
 };

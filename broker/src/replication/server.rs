@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::select_all;
-use spate_controller::ids::{BrokerEpoch, NodeId, TopicId};
+use spate_metadata::ids::{BrokerEpoch, NodeId, TopicId};
 use spate_proto::replication::replication_server::{Replication, ReplicationServer};
 use spate_proto::replication::{
     EpochEnd, FetchedPartition, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,

@@ -12,8 +12,12 @@ use tokio::process::Command;
 
 /// Gives `dir` and everything in it to `uid`:`uid` (needs root, as the harness is in CI).
 fn chown_tree(dir: &Path, uid: u32) -> anyhow::Result<()> {
-    std::os::unix::fs::chown(dir, Some(uid), Some(uid))
-        .with_context(|| format!("cannot chown {} (the docker corrupt nemesis runs as root)", dir.display()))?;
+    std::os::unix::fs::chown(dir, Some(uid), Some(uid)).with_context(|| {
+        format!(
+            "cannot chown {} (the docker corrupt nemesis runs as root)",
+            dir.display()
+        )
+    })?;
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         if path.is_dir() {
@@ -62,7 +66,11 @@ fn strings(items: &[&str]) -> Vec<String> {
 
 impl DockerCluster {
     /// `up -d` of `compose_file` as a fresh project using `image`, host ports chosen free.
-    pub async fn start(compose_file: &Path, image: &str, seed: u64) -> anyhow::Result<DockerCluster> {
+    pub async fn start(
+        compose_file: &Path,
+        image: &str,
+        seed: u64,
+    ) -> anyhow::Result<DockerCluster> {
         let compose = if Command::new("docker")
             .args(["compose", "version"])
             .output()
@@ -75,7 +83,11 @@ impl DockerCluster {
         };
         let mut ports = Vec::new();
         for _ in 0..3 {
-            ports.push(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port());
+            ports.push(
+                std::net::TcpListener::bind("127.0.0.1:0")?
+                    .local_addr()?
+                    .port(),
+            );
         }
         let mut env = vec![("SPATE_IMAGE".to_string(), image.to_string())];
         for (n, p) in ports.iter().enumerate() {
@@ -96,7 +108,12 @@ impl DockerCluster {
 
     async fn compose(&self, args: &[&str]) -> anyhow::Result<String> {
         let mut cmd = self.compose.clone();
-        cmd.extend(strings(&["-f", &self.file.display().to_string(), "-p", &self.project]));
+        cmd.extend(strings(&[
+            "-f",
+            &self.file.display().to_string(),
+            "-p",
+            &self.project,
+        ]));
         cmd.extend(strings(args));
         run(&cmd, &self.env).await
     }
@@ -138,7 +155,11 @@ impl DockerCluster {
 
     /// Kafka bootstrap list (the EXTERNAL listeners).
     pub fn bootstrap(&self) -> String {
-        let addrs: Vec<String> = self.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let addrs: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
         addrs.join(",")
     }
 
@@ -193,7 +214,9 @@ impl DockerCluster {
 
     /// Reconnects every isolated node.
     pub async fn heal(&self) -> anyhow::Result<()> {
-        let isolated: Vec<u32> = std::mem::take(&mut *self.isolated.lock()).into_iter().collect();
+        let isolated: Vec<u32> = std::mem::take(&mut *self.isolated.lock())
+            .into_iter()
+            .collect();
         for id in isolated {
             self.reconnect(id).await?;
         }
@@ -212,9 +235,19 @@ impl DockerCluster {
     /// The Raft leader of the controller quorum (`spate cluster info` in a running node).
     pub async fn active_controller(&self) -> Option<u32> {
         for id in self.node_ids() {
-            let Ok(c) = self.container(id).await else { continue };
+            let Ok(c) = self.container(id).await else {
+                continue;
+            };
             let Ok(out) = self
-                .docker(&["exec", &c, "/spate", "cluster", "info", "--controllers", "127.0.0.1:9093"])
+                .docker(&[
+                    "exec",
+                    &c,
+                    "/spate",
+                    "cluster",
+                    "info",
+                    "--controllers",
+                    "127.0.0.1:9093",
+                ])
                 .await
             else {
                 continue;
@@ -243,19 +276,27 @@ impl DockerCluster {
 
     /// Flips bytes in the newest segment of `dir_prefix` partitions of a stopped node:
     /// copies the volume's file out, flips, copies it back.
-    pub async fn corrupt(&self, id: u32, topic: &str, partition: i32, seed: u64) -> anyhow::Result<String> {
+    pub async fn corrupt(
+        &self,
+        id: u32,
+        topic: &str,
+        partition: i32,
+        seed: u64,
+    ) -> anyhow::Result<String> {
         let c = self.container(id).await?;
         let tmp = std::env::temp_dir().join(format!("spate-chaos-{}-{id}", self.project));
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp)?;
         let src = format!("{c}:/var/lib/spate/data/logs/{topic}-{partition}");
-        self.docker(&["cp", &src, &tmp.display().to_string()]).await?;
+        self.docker(&["cp", &src, &tmp.display().to_string()])
+            .await?;
         let dir = tmp.join(format!("{topic}-{partition}"));
         let what = super::flip_bytes_in_newest_segment(&dir, seed)?;
         // `docker cp -a` keeps ownership: the files must belong to the image's user.
         chown_tree(&dir, 65532)?;
         let dst = format!("{c}:/var/lib/spate/data/logs/");
-        self.docker(&["cp", "-a", &dir.display().to_string(), &dst]).await?;
+        self.docker(&["cp", "-a", &dir.display().to_string(), &dst])
+            .await?;
         let _ = std::fs::remove_dir_all(&tmp);
         Ok(what)
     }

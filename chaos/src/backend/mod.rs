@@ -179,7 +179,13 @@ impl Backend {
     }
 
     /// Flips bytes in the newest segment of `topic`-`partition` on a stopped node.
-    pub async fn corrupt(&self, id: u32, topic: &str, partition: i32, seed: u64) -> anyhow::Result<String> {
+    pub async fn corrupt(
+        &self,
+        id: u32,
+        topic: &str,
+        partition: i32,
+        seed: u64,
+    ) -> anyhow::Result<String> {
         match self {
             Backend::Process(c) => {
                 let dir = c

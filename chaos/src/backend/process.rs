@@ -66,10 +66,22 @@ impl ProcessCluster {
                 log: dir.join(format!("node{id}.log")),
             };
             let any: SocketAddr = "127.0.0.1:0".parse()?;
-            let cp = proxy::start(any, spec.controller, id, faults.clone(), proxy::node_of_source_ip)
-                .await?;
-            let rp = proxy::start(any, spec.replication, id, faults.clone(), proxy::node_of_source_ip)
-                .await?;
+            let cp = proxy::start(
+                any,
+                spec.controller,
+                id,
+                faults.clone(),
+                proxy::node_of_source_ip,
+            )
+            .await?;
+            let rp = proxy::start(
+                any,
+                spec.replication,
+                id,
+                faults.clone(),
+                proxy::node_of_source_ip,
+            )
+            .await?;
             voters.push(format!("{id}@{}", cp.local_addr()));
             replication_proxy.insert(id, rp.local_addr());
             proxies.push(cp);
@@ -111,7 +123,10 @@ impl ProcessCluster {
 
     /// Kafka address of each node.
     pub fn kafka_addrs(&self) -> Vec<(u32, String)> {
-        self.nodes.iter().map(|n| (n.id, n.kafka.to_string())).collect()
+        self.nodes
+            .iter()
+            .map(|n| (n.id, n.kafka.to_string()))
+            .collect()
     }
 
     /// Admin HTTP address of a node.
@@ -170,7 +185,10 @@ impl ProcessCluster {
             .args(["--admin-listener", &n.admin.to_string()])
             .args(["--controller-quorum-voters", &self.voters])
             .args(["--data-dir", &n.data.display().to_string()])
-            .args(["--outbound-source-ip", &proxy::node_source_ip(id).to_string()])
+            .args([
+                "--outbound-source-ip",
+                &proxy::node_source_ip(id).to_string(),
+            ])
             .args(["--default-replication-factor", "3"])
             .args(["--leader-imbalance-check-interval-seconds", "10"])
             .env("RUST_LOG", "info,openraft=warn,sled=warn")

@@ -15,8 +15,8 @@ use spate_proto::metadata::MetadataRecord;
 use super::election::PartitionChangeBuilder;
 use super::ControllerResult;
 use crate::error::{ApiError, ErrorCode};
-use crate::ids::{BrokerEpoch, NodeId, TopicId};
-use crate::metadata::{records, MetadataImage, PartitionImage, TopicImage};
+use spate_metadata::ids::{BrokerEpoch, NodeId, TopicId};
+use spate_metadata::{records, MetadataImage, PartitionImage, TopicImage};
 
 /// The broker epoch an ISR member carries when the leader does not know it; accepted only
 /// for members already in the ISR (Kafka skips the check for -1, but an added member
@@ -35,7 +35,7 @@ pub fn alter_partition(
         Ok(id) => id,
         Err(e) => {
             return ControllerResult::response_only(AlterPartitionResponse {
-                error_code: e.code.code(),
+                error_code: e.code.proto_code(),
                 error_message: e.message,
                 ..Default::default()
             })
@@ -82,7 +82,7 @@ pub fn alter_partition(
     ControllerResult {
         records,
         response: AlterPartitionResponse {
-            error_code: ErrorCode::None.code(),
+            error_code: ErrorCode::None.proto_code(),
             error_message: String::new(),
             topics,
             metadata_offset: 0,
@@ -273,7 +273,7 @@ fn wire(ids: &[NodeId]) -> Vec<i32> {
 pub fn committed(index: i32, p: &PartitionImage) -> AlterPartitionPartitionResult {
     AlterPartitionPartitionResult {
         partition: index,
-        error_code: ErrorCode::None.code(),
+        error_code: ErrorCode::None.proto_code(),
         error_message: String::new(),
         leader: NodeId::to_wire(p.leader),
         leader_epoch: p.leader_epoch.0,
@@ -285,7 +285,7 @@ pub fn committed(index: i32, p: &PartitionImage) -> AlterPartitionPartitionResul
 fn failed(index: i32, e: ApiError) -> AlterPartitionPartitionResult {
     AlterPartitionPartitionResult {
         partition: index,
-        error_code: e.code.code(),
+        error_code: e.code.proto_code(),
         error_message: e.message,
         leader: -1,
         leader_epoch: -1,

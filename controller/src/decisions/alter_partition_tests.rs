@@ -1,8 +1,8 @@
 use spate_proto::controller::{AlterPartitionTopic, IsrMember};
 
 use super::*;
-use crate::ids::{LeaderEpoch, PartitionEpoch};
-use crate::metadata::BrokerRegistration;
+use spate_metadata::ids::{LeaderEpoch, PartitionEpoch};
+use spate_metadata::BrokerRegistration;
 
 const TOPIC: [u8; 16] = [7; 16];
 
@@ -172,16 +172,19 @@ fn unknown_topic_id_and_partition() {
     let img = image(&[], &[1, 2]);
     let mut r = req(&img, 1, vec![data(3, 5, members(&img, &[1]))]);
     r.topics[0].partitions[0].partition = 4;
-    assert_eq!(refused(&img, &r), ErrorCode::UnknownTopicOrPartition.code());
+    assert_eq!(
+        refused(&img, &r),
+        ErrorCode::UnknownTopicOrPartition.proto_code()
+    );
     let msg = &alter_partition(&img, &r).response.topics[0].partitions[0].error_message;
     assert_eq!(
         msg,
         "topic 't' has 1 partitions; partition 4 does not exist"
     );
     r.topics[0].topic_id = TopicId::from_random([9; 16]).to_bytes();
-    assert_eq!(refused(&img, &r), ErrorCode::UnknownTopicId.code());
+    assert_eq!(refused(&img, &r), ErrorCode::UnknownTopicId.proto_code());
     r.topics[0].topic_id = vec![1, 2, 3];
-    assert_eq!(refused(&img, &r), ErrorCode::UnknownTopicId.code());
+    assert_eq!(refused(&img, &r), ErrorCode::UnknownTopicId.proto_code());
 }
 
 #[test]
@@ -213,14 +216,17 @@ fn older_leader_epoch_is_fenced_even_from_a_former_leader() {
 fn non_leader_with_current_epochs_is_an_invalid_request() {
     let img = image(&[], &[1, 2]);
     let r = req(&img, 2, vec![data(3, 5, members(&img, &[1, 2]))]);
-    assert_eq!(refused(&img, &r), ErrorCode::InvalidRequest.code());
+    assert_eq!(refused(&img, &r), ErrorCode::InvalidRequest.proto_code());
 }
 
 #[test]
 fn stale_partition_epoch_loses_the_compare_and_set() {
     let img = image(&[], &[1, 2]);
     let r = req(&img, 1, vec![data(3, 4, members(&img, &[1]))]);
-    assert_eq!(refused(&img, &r), ErrorCode::InvalidUpdateVersion.code());
+    assert_eq!(
+        refused(&img, &r),
+        ErrorCode::InvalidUpdateVersion.proto_code()
+    );
 }
 
 #[test]

@@ -15,8 +15,8 @@ use super::election::{on_broker_fenced, on_broker_unfenced};
 use super::sessions::BrokerSessions;
 use super::ControllerResult;
 use crate::error::{ApiError, ErrorCode};
-use crate::ids::NodeId;
-use crate::metadata::{records, BrokerRegistration, MetadataImage};
+use spate_metadata::ids::NodeId;
+use spate_metadata::{records, BrokerRegistration, MetadataImage};
 
 /// Registers (or re-registers) a broker. The response's `broker_epoch` is -1 here; the
 /// caller fills in the commit offset. A new registration is fenced until the broker has
@@ -29,14 +29,14 @@ pub fn register_broker(
 ) -> ControllerResult<RegisterBrokerResponse> {
     match check_registration(image, sessions, req, now) {
         Err(e) => ControllerResult::response_only(RegisterBrokerResponse {
-            error_code: e.code.code(),
+            error_code: e.code.proto_code(),
             error_message: e.message,
             broker_epoch: -1,
         }),
         Ok(id) => {
             let registration = BrokerRegistration {
                 id,
-                epoch: crate::ids::BrokerEpoch(-1),
+                epoch: spate_metadata::ids::BrokerEpoch(-1),
                 incarnation_id: req.incarnation_id.clone(),
                 endpoints: req.endpoints.clone(),
                 rack: (!req.rack.is_empty()).then(|| req.rack.clone()),
@@ -111,7 +111,7 @@ pub fn broker_heartbeat(
                 None => format!("broker {id} is not registered; register first"),
             };
             return ControllerResult::response_only(BrokerHeartbeatResponse {
-                error_code: ErrorCode::StaleBrokerEpoch.code(),
+                error_code: ErrorCode::StaleBrokerEpoch.proto_code(),
                 is_fenced: true,
                 error_message: message,
                 ..Default::default()
@@ -176,8 +176,8 @@ mod tests {
     use spate_proto::metadata::metadata_record::Record;
 
     use super::*;
-    use crate::ids::{BrokerEpoch, LeaderEpoch, PartitionEpoch, TopicId};
-    use crate::metadata::PartitionImage;
+    use spate_metadata::ids::{BrokerEpoch, LeaderEpoch, PartitionEpoch, TopicId};
+    use spate_metadata::PartitionImage;
 
     const TIMEOUT: Duration = Duration::from_secs(9);
 
@@ -238,16 +238,22 @@ mod tests {
         let mut img = MetadataImage::new();
         let mut sessions = BrokerSessions::new(TIMEOUT);
         let res = register_broker(&img, &sessions, &register_req(-1, "a"), t0);
-        assert_eq!(res.response.error_code, ErrorCode::InvalidRequest.code());
+        assert_eq!(
+            res.response.error_code,
+            ErrorCode::InvalidRequest.proto_code()
+        );
         let res = register_broker(&img, &sessions, &register_req(1, ""), t0);
-        assert_eq!(res.response.error_code, ErrorCode::InvalidRequest.code());
+        assert_eq!(
+            res.response.error_code,
+            ErrorCode::InvalidRequest.proto_code()
+        );
         let recs = register_broker(&img, &sessions, &register_req(1, "a"), t0).records;
         commit(&mut img, 3, &recs);
         sessions.touch(NodeId(1), t0);
         let dup = register_broker(&img, &sessions, &register_req(1, "b"), t0);
         assert_eq!(
             dup.response.error_code,
-            ErrorCode::DuplicateBrokerRegistration.code()
+            ErrorCode::DuplicateBrokerRegistration.proto_code()
         );
         assert!(dup.records.is_empty());
         // Same incarnation (a retry) or an expired session (a restart) is fine.
@@ -298,9 +304,15 @@ mod tests {
         let mut s = BrokerSessions::new(TIMEOUT);
         let t0 = Instant::now();
         let r = broker_heartbeat(&img, &mut s, &heartbeat(1, 99, 50), t0);
-        assert_eq!(r.response.error_code, ErrorCode::StaleBrokerEpoch.code());
+        assert_eq!(
+            r.response.error_code,
+            ErrorCode::StaleBrokerEpoch.proto_code()
+        );
         let r = broker_heartbeat(&img, &mut s, &heartbeat(9, 1, 50), t0);
-        assert_eq!(r.response.error_code, ErrorCode::StaleBrokerEpoch.code());
+        assert_eq!(
+            r.response.error_code,
+            ErrorCode::StaleBrokerEpoch.proto_code()
+        );
         assert!(
             s.is_empty(),
             "a stale heartbeat does not keep a session alive"

@@ -10,9 +10,9 @@ use spate_proto::controller::{
 use spate_proto::metadata::{ConfigResourceType, MetadataRecord};
 
 use super::ControllerResult;
-use crate::config_defs::{self, ConfigKind};
 use crate::error::{ApiError, ErrorCode};
-use crate::metadata::{records, ConfigResource, MetadataImage};
+use spate_metadata::config_defs::{self, ConfigKind};
+use spate_metadata::{records, ConfigResource, MetadataImage};
 
 /// Decides an IncrementalAlterConfigs request.
 pub fn alter_configs(
@@ -49,7 +49,7 @@ pub fn alter_configs(
             Ok(records) if !req.validate_only => out.extend(records),
             Ok(_) => {}
             Err(e) => {
-                result.error_code = e.code.code();
+                result.error_code = e.code.proto_code();
                 result.error_message = e.message;
             }
         }
@@ -177,7 +177,7 @@ fn diff<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::TopicId;
+    use spate_metadata::ids::TopicId;
 
     fn image() -> MetadataImage {
         let mut img = MetadataImage::new();

@@ -11,8 +11,8 @@ use spate_proto::controller::{
 use super::election::PartitionChangeBuilder;
 use super::ControllerResult;
 use crate::error::ErrorCode;
-use crate::ids::NodeId;
-use crate::metadata::{MetadataImage, PartitionImage, TopicImage};
+use spate_metadata::ids::NodeId;
+use spate_metadata::{MetadataImage, PartitionImage, TopicImage};
 
 /// Which rule picks the new leader (Kafka's `ElectionType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,11 +47,11 @@ impl ElectionOutcome {
     /// The Kafka error code of this outcome.
     pub fn code(&self) -> i32 {
         match self {
-            ElectionOutcome::Elected(_) => ErrorCode::None.code(),
+            ElectionOutcome::Elected(_) => ErrorCode::None.proto_code(),
             ElectionOutcome::NotNeeded => ELECTION_NOT_NEEDED,
             ElectionOutcome::PreferredNotAvailable(_) => PREFERRED_LEADER_NOT_AVAILABLE,
             ElectionOutcome::EligibleNotAvailable => ELIGIBLE_LEADERS_NOT_AVAILABLE,
-            ElectionOutcome::UnknownPartition(_) => ErrorCode::UnknownTopicOrPartition.code(),
+            ElectionOutcome::UnknownPartition(_) => ErrorCode::UnknownTopicOrPartition.proto_code(),
         }
     }
 }
@@ -231,7 +231,7 @@ pub fn elect_leaders(
         Ok(ElectionType::Unclean) => Election::Unclean,
         Err(_) => {
             return ControllerResult::response_only(ElectLeadersResponse {
-                error_code: ErrorCode::InvalidRequest.code(),
+                error_code: ErrorCode::InvalidRequest.proto_code(),
                 error_message: format!(
                     "unknown election type {}; use 0 (preferred) or 1 (unclean)",
                     req.election_type

@@ -1,8 +1,8 @@
 use spate_proto::controller::ElectLeadersTopic;
 
 use super::*;
-use crate::ids::{BrokerEpoch, LeaderEpoch, PartitionEpoch, TopicId};
-use crate::metadata::{records, BrokerRegistration};
+use spate_metadata::ids::{BrokerEpoch, LeaderEpoch, PartitionEpoch, TopicId};
+use spate_metadata::{records, BrokerRegistration};
 
 fn ids(v: &[i32]) -> Vec<NodeId> {
     v.iter().map(|&i| NodeId(i)).collect()
@@ -173,7 +173,10 @@ fn rpc_validates_the_election_type_and_maps_codes() {
         },
     );
     assert!(bad.records.is_empty());
-    assert_eq!(bad.response.error_code, ErrorCode::InvalidRequest.code());
+    assert_eq!(
+        bad.response.error_code,
+        ErrorCode::InvalidRequest.proto_code()
+    );
     let ok = elect_leaders(
         &img,
         &ElectLeadersRequest {

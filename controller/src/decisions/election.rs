@@ -4,9 +4,9 @@
 
 use spate_proto::metadata::MetadataRecord;
 
-use crate::config_defs;
-use crate::ids::{NodeId, TopicId};
-use crate::metadata::{records, MetadataImage, PartitionImage};
+use spate_metadata::config_defs;
+use spate_metadata::ids::{NodeId, TopicId};
+use spate_metadata::{records, MetadataImage, PartitionImage};
 
 /// Builds the `PartitionChange` (if any) that moves one partition to a target ISR and a
 /// leader elected among live brokers.
@@ -147,8 +147,8 @@ pub fn on_broker_unfenced(image: &MetadataImage, broker: NodeId) -> Vec<Metadata
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{LeaderEpoch, PartitionEpoch};
-    use crate::metadata::{BrokerRegistration, ConfigResource};
+    use spate_metadata::ids::{LeaderEpoch, PartitionEpoch};
+    use spate_metadata::{BrokerRegistration, ConfigResource};
     use spate_proto::metadata::metadata_record::Record;
 
     fn ids(v: &[i32]) -> Vec<NodeId> {
@@ -252,7 +252,7 @@ mod tests {
         {
             let b = BrokerRegistration {
                 id: NodeId(id),
-                epoch: crate::ids::BrokerEpoch(-1),
+                epoch: spate_metadata::ids::BrokerEpoch(-1),
                 incarnation_id: String::new(),
                 endpoints: vec![],
                 rack: None,

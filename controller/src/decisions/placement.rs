@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 
 use crate::error::{ApiError, ErrorCode};
-use crate::ids::NodeId;
-use crate::metadata::MetadataImage;
+use spate_metadata::ids::NodeId;
+use spate_metadata::MetadataImage;
 
 /// A broker that may receive replicas.
 #[derive(Debug, Clone, PartialEq, Eq)]

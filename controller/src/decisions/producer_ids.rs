@@ -5,8 +5,8 @@ use spate_proto::controller::{AllocateProducerIdsRequest, AllocateProducerIdsRes
 
 use super::ControllerResult;
 use crate::error::ErrorCode;
-use crate::ids::NodeId;
-use crate::metadata::{records, MetadataImage};
+use spate_metadata::ids::NodeId;
+use spate_metadata::{records, MetadataImage};
 
 /// Ids per block, as Kafka's `ProducerIdsBlock.PRODUCER_ID_BLOCK_SIZE`.
 pub const PRODUCER_ID_BLOCK_SIZE: i32 = 1000;
@@ -18,7 +18,7 @@ pub fn allocate_producer_ids(
 ) -> ControllerResult<AllocateProducerIdsResponse> {
     let fail = |code: ErrorCode, message: String| {
         ControllerResult::response_only(AllocateProducerIdsResponse {
-            error_code: code.code(),
+            error_code: code.proto_code(),
             first_producer_id: -1,
             count: 0,
             error_message: message,
@@ -47,7 +47,7 @@ pub fn allocate_producer_ids(
     ControllerResult {
         records: vec![records::producer_id_block(
             id,
-            crate::ids::BrokerEpoch(req.broker_epoch),
+            spate_metadata::ids::BrokerEpoch(req.broker_epoch),
             next,
         )],
         response: AllocateProducerIdsResponse {
@@ -62,8 +62,8 @@ pub fn allocate_producer_ids(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::BrokerEpoch;
-    use crate::metadata::BrokerRegistration;
+    use spate_metadata::ids::BrokerEpoch;
+    use spate_metadata::BrokerRegistration;
 
     fn image() -> MetadataImage {
         let mut img = MetadataImage::new();
@@ -110,7 +110,10 @@ mod tests {
                     broker_epoch,
                 },
             );
-            assert_eq!(r.response.error_code, ErrorCode::StaleBrokerEpoch.code());
+            assert_eq!(
+                r.response.error_code,
+                ErrorCode::StaleBrokerEpoch.proto_code()
+            );
             assert!(r.records.is_empty());
         }
     }
@@ -130,6 +133,9 @@ mod tests {
                 broker_epoch: 5,
             },
         );
-        assert_eq!(r.response.error_code, ErrorCode::UnknownServerError.code());
+        assert_eq!(
+            r.response.error_code,
+            ErrorCode::UnknownServerError.proto_code()
+        );
     }
 }

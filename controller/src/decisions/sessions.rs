@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::ids::NodeId;
+use spate_metadata::ids::NodeId;
 
 /// Session deadlines per broker.
 #[derive(Debug, Clone)]

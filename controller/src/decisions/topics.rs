@@ -12,40 +12,14 @@ use spate_proto::metadata::MetadataRecord;
 
 use super::placement::{self, Candidate};
 use super::{ControllerResult, TopicDefaults};
-use crate::config_defs;
 use crate::error::{ApiError, ErrorCode};
-use crate::ids::{LeaderEpoch, NodeId, PartitionEpoch, TopicId};
-use crate::metadata::{records, ConfigResource, MetadataImage, PartitionImage};
-
-/// Kafka's longest topic name.
-pub const MAX_TOPIC_NAME_LEN: usize = 249;
+use spate_metadata::config_defs;
+use spate_metadata::ids::{LeaderEpoch, NodeId, PartitionEpoch, TopicId};
+pub use spate_metadata::topic_name::validate_topic_name;
+use spate_metadata::{records, ConfigResource, MetadataImage, PartitionImage};
 
 /// The most partitions one topic may have; guards memory against absurd requests.
 pub const MAX_PARTITIONS: i32 = 100_000;
-
-/// Kafka's topic name rules: `[a-zA-Z0-9._-]`, 1..=249 chars, not `.` or `..`.
-pub fn validate_topic_name(name: &str) -> Result<(), ApiError> {
-    let bad = |why: String| Err(ApiError::new(ErrorCode::InvalidTopicException, why));
-    if name.is_empty() {
-        return bad("topic name is empty".to_string());
-    }
-    if name == "." || name == ".." {
-        return bad(format!("topic name cannot be '{name}'"));
-    }
-    if name.len() > MAX_TOPIC_NAME_LEN {
-        return bad(format!(
-            "topic name is {} characters long; the limit is {MAX_TOPIC_NAME_LEN}",
-            name.len()
-        ));
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
-        return bad(format!("topic name '{name}' contains '{c}'; only ASCII letters, digits, '.', '_' and '-' are allowed"));
-    }
-    Ok(())
-}
 
 /// Names that differ only by '.' vs '_' collide in Kafka's metric names, so Kafka refuses them.
 fn collision_key(name: &str) -> String {
@@ -121,7 +95,7 @@ pub fn create_topics(
                 }
             }
             Err(e) => {
-                result.error_code = e.code.code();
+                result.error_code = e.code.proto_code();
                 result.error_message = e.message;
                 result.num_partitions = -1;
                 result.replication_factor = -1;
@@ -337,7 +311,7 @@ fn topic_result(name: &str, outcome: Result<(), ApiError>) -> TopicResult {
         },
         Err(e) => TopicResult {
             name: name.to_string(),
-            error_code: e.code.code(),
+            error_code: e.code.proto_code(),
             error_message: e.message,
         },
     }

@@ -5,8 +5,8 @@ use spate_proto::metadata::metadata_record::Record;
 use spate_proto::metadata::ReplicaList;
 
 use super::*;
-use crate::ids::BrokerEpoch;
-use crate::metadata::BrokerRegistration;
+use spate_metadata::ids::BrokerEpoch;
+use spate_metadata::BrokerRegistration;
 
 /// Brokers 1..=3 unfenced, 4 fenced.
 fn image() -> MetadataImage {

@@ -63,13 +63,13 @@ impl NetworkFactory {
         };
         let endpoint = Endpoint::from_shared(uri)
             .map_err(|e| format!("bad address '{addr}' for node {target}: {e}"))?;
-        let ch = super::source::bind(endpoint)
+        let ch = spate_controller_client::source::bind(endpoint)
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             // A peer behind a partition keeps the connection open but silent: pings find
             // out, so the channel reconnects once the partition heals.
-            .http2_keep_alive_interval(crate::client::KEEPALIVE_INTERVAL)
-            .keep_alive_timeout(crate::client::KEEPALIVE_TIMEOUT)
+            .http2_keep_alive_interval(spate_controller_client::KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(spate_controller_client::KEEPALIVE_TIMEOUT)
             .keep_alive_while_idle(true)
             .connect_lazy();
         channels.insert(target, (addr.to_string(), ch.clone()));

@@ -4,11 +4,9 @@
 
 mod client;
 mod server;
-pub mod source;
 
 pub use client::{NetworkFactory, PeerClient};
 pub use server::{raft_server, RaftService};
 
-/// gRPC message size limit for Raft traffic (tonic's 4 MiB default is too small for a
-/// batch of entries or a snapshot chunk).
-pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+/// gRPC message size limit for Raft traffic, the same as the controller service's.
+pub use spate_controller_client::MAX_MESSAGE_BYTES;

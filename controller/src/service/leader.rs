@@ -12,8 +12,8 @@ use tokio::sync::MutexGuard;
 use super::{ControllerService, DecisionState};
 use crate::decisions::ControllerResult;
 use crate::error::ControllerError;
-use crate::metadata::MetadataImage;
 use crate::types::{RaftNodeId, RecordBatch};
+use spate_metadata::MetadataImage;
 
 /// How long a proposal may wait for commit before the request answers REQUEST_TIMED_OUT.
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(30);

@@ -21,10 +21,10 @@ use tonic::{Request, Response, Status};
 
 use crate::decisions::{self, BrokerSessions, TopicDefaults};
 use crate::error::{ApiError, ControllerError};
-use crate::ids::NodeId;
 use crate::network::MAX_MESSAGE_BYTES;
 use crate::store::MetadataView;
 use crate::types::{RaftNodeId, SpateRaft};
+use spate_metadata::ids::NodeId;
 
 /// State only the active controller's decisions touch, behind one async mutex.
 pub(crate) struct DecisionState {
@@ -89,7 +89,7 @@ impl ControllerService {
 fn topic_error(name: &str, e: &ApiError) -> TopicResult {
     TopicResult {
         name: name.to_string(),
-        error_code: e.code.code(),
+        error_code: e.code.proto_code(),
         error_message: e.message.clone(),
     }
 }
@@ -115,7 +115,7 @@ impl Controller for ControllerService {
                 let e = e.to_api();
                 let topics = req.topics.iter().map(|t| CreatableTopicResult {
                     name: t.name.clone(),
-                    error_code: e.code.code(),
+                    error_code: e.code.proto_code(),
                     error_message: e.message.clone(),
                     num_partitions: -1,
                     replication_factor: -1,
@@ -185,7 +185,7 @@ impl Controller for ControllerService {
                 let resources = req.resources.iter().map(|r| AlterConfigsResult {
                     resource_type: r.resource_type,
                     resource_name: r.resource_name.clone(),
-                    error_code: e.code.code(),
+                    error_code: e.code.proto_code(),
                     error_message: e.message.clone(),
                 });
                 AlterConfigsResponse {
@@ -221,7 +221,7 @@ impl Controller for ControllerService {
             Err(e) => {
                 let e = e.to_api();
                 RegisterBrokerResponse {
-                    error_code: e.code.code(),
+                    error_code: e.code.proto_code(),
                     error_message: e.message,
                     broker_epoch: -1,
                 }
@@ -243,7 +243,7 @@ impl Controller for ControllerService {
             Err(e) => {
                 let e = e.to_api();
                 BrokerHeartbeatResponse {
-                    error_code: e.code.code(),
+                    error_code: e.code.proto_code(),
                     error_message: e.message,
                     is_fenced: true,
                     ..Default::default()
@@ -298,7 +298,7 @@ impl Controller for ControllerService {
             Err(e) => {
                 let e = e.to_api();
                 AllocateProducerIdsResponse {
-                    error_code: e.code.code(),
+                    error_code: e.code.proto_code(),
                     error_message: e.message,
                     first_producer_id: -1,
                     count: 0,
@@ -323,7 +323,7 @@ impl Controller for ControllerService {
             Err(e) => {
                 let e = e.to_api();
                 ElectLeadersResponse {
-                    error_code: e.code.code(),
+                    error_code: e.code.proto_code(),
                     error_message: e.message,
                     ..Default::default()
                 }
@@ -342,7 +342,7 @@ impl Controller for ControllerService {
                 Err(e) => {
                     let e = e.to_api();
                     AlterPartitionResponse {
-                        error_code: e.code.code(),
+                        error_code: e.code.proto_code(),
                         error_message: e.message,
                         ..Default::default()
                     }

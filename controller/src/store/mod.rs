@@ -29,9 +29,9 @@ mod tests {
     use spate_proto::metadata::MetadataBatch;
 
     use super::*;
-    use crate::ids::TopicId;
-    use crate::metadata::records;
     use crate::types::{RecordBatch, StorageError, TypeConfig};
+    use spate_metadata::ids::TopicId;
+    use spate_metadata::records;
 
     struct SledBuilder;
 

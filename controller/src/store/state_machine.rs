@@ -23,8 +23,8 @@ use spate_proto::metadata::{MetadataBatch, MetadataRecord};
 
 use super::view::{snapshot_batch, MetadataView, SmState};
 use crate::error::ControllerError;
-use crate::metadata::MetadataImage;
 use crate::types::{LogId, RaftNodeId, SnapshotMetaOf, StorageError, TypeConfig};
+use spate_metadata::MetadataImage;
 
 const SNAPSHOT_META: &[u8] = b"meta";
 const SNAPSHOT_DATA: &[u8] = b"data";

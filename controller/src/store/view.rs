@@ -9,8 +9,8 @@ use parking_lot::RwLock;
 use spate_proto::metadata::MetadataBatch;
 use tokio::sync::broadcast;
 
-use crate::metadata::MetadataImage;
 use crate::types::{LogId, RaftNodeId};
+use spate_metadata::MetadataImage;
 
 /// How many applied batches a slow watcher may fall behind before it gets a fresh snapshot.
 pub const EVENT_BUFFER: usize = 1024;

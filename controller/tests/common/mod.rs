@@ -6,7 +6,8 @@ use std::future::Future;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use spate_controller::{start, ControllerClient, ControllerConfig, ControllerHandle, RetryPolicy};
+use spate_controller::{start, ControllerConfig, ControllerHandle};
+use spate_controller_client::{ControllerClient, RetryPolicy};
 use spate_proto::controller::*;
 use spate_proto::metadata::ReplicaList;
 use tokio::net::TcpListener;

@@ -1,7 +1,19 @@
-//! The metadata image: the state every controller and broker rebuilds from the metadata
-//! log. Free of openraft and of I/O so brokers can keep their own copy and apply the same
-//! stream of records (`apply`), and so snapshots are just the image as records
-//! (`to_records`), as Kafka does.
+//! Spate's shared metadata layer: what the controller and every broker agree on, free of
+//! openraft, sled and I/O.
+//!
+//! Layout:
+//! - [`ids`]: newtypes for node ids, epochs and topic ids.
+//! - the metadata image ([`MetadataImage`]) and its pure `apply` over [`records`]; snapshots
+//!   are the image as records (`to_records`), as Kafka does.
+//! - [`config_defs`]: topic config keys, defaults and validators.
+//! - [`topic_name`]: Kafka's topic name rules.
+//! - [`error_code`]: the one table of Kafka error codes, and [`ApiError`].
+#![forbid(unsafe_code)]
+
+pub mod config_defs;
+pub mod error_code;
+pub mod ids;
+pub mod topic_name;
 
 mod apply;
 pub mod records;
@@ -14,6 +26,8 @@ use std::collections::BTreeMap;
 use spate_proto::metadata::Endpoint;
 
 use crate::ids::{BrokerEpoch, LeaderEpoch, NodeId, PartitionEpoch, TopicId};
+
+pub use error_code::{ApiError, ErrorCode};
 
 /// Why a record could not be applied. The image is left unchanged when this is returned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

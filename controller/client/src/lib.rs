@@ -1,6 +1,13 @@
 //! `ControllerClient`: the generated gRPC client plus what every caller needs — several
 //! controller addresses, and retries (with backoff, moving to the next address) when a
-//! node is unavailable or answers NOT_CONTROLLER. Brokers and the CLI use it.
+//! node is unavailable or answers NOT_CONTROLLER. Brokers and the CLI use it; it links
+//! neither openraft nor sled, so brokers do not either.
+//!
+//! Layout: [`ControllerClient`] and [`RetryPolicy`] here, [`ClientError`] (its one error
+//! type), [`source`] (the source address of this process's outbound gRPC connections).
+#![forbid(unsafe_code)]
+
+pub mod source;
 
 use std::future::Future;
 use std::time::Duration;
@@ -11,8 +18,58 @@ use spate_proto::metadata::MetadataBatch;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::error::{ControllerError, ErrorCode};
-use crate::network::MAX_MESSAGE_BYTES;
+use spate_metadata::ErrorCode;
+
+/// gRPC message size limit of controller and Raft traffic (tonic's 4 MiB default is too
+/// small for a batch of entries, a snapshot chunk or a large metadata batch).
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Why a call to the controller quorum failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No controller answered as the active one within the retry policy.
+    #[error("no active controller answered (last tried: {addr})")]
+    NotController {
+        /// The controller address tried last.
+        addr: String,
+    },
+    /// The client was given unusable addresses.
+    #[error("invalid controller client config: {0}")]
+    Config(String),
+    /// A gRPC call failed.
+    #[error("rpc failed: {0}")]
+    Rpc(Box<Status>),
+}
+
+impl From<Status> for ClientError {
+    fn from(s: Status) -> Self {
+        ClientError::Rpc(Box::new(s))
+    }
+}
+
+impl ClientError {
+    /// The Kafka error code a client of the broker should see (the single mapping point).
+    pub fn error_code(&self) -> ErrorCode {
+        match self {
+            ClientError::NotController { .. } => ErrorCode::NotController,
+            ClientError::Config(_) => ErrorCode::UnknownServerError,
+            ClientError::Rpc(s) => match s.code() {
+                tonic::Code::Unavailable => ErrorCode::NotController,
+                tonic::Code::DeadlineExceeded => ErrorCode::RequestTimedOut,
+                _ => ErrorCode::UnknownServerError,
+            },
+        }
+    }
+
+    /// Whether retrying on another (or the same, later) controller may succeed.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            ClientError::NotController { .. } => true,
+            ClientError::Config(_) => false,
+            ClientError::Rpc(s) => retriable(s),
+        }
+    }
+}
 
 /// Retry behaviour of [`ControllerClient`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +110,7 @@ pub trait NotController {
 fn all_not_controller(codes: impl Iterator<Item = i32>) -> bool {
     let mut any = false;
     for c in codes {
-        if c != ErrorCode::NotController.code() {
+        if c != ErrorCode::NotController.proto_code() {
             return false;
         }
         any = true;
@@ -75,7 +132,7 @@ macro_rules! not_controller_by_code {
     ($ty:ty) => {
         impl NotController for $ty {
             fn is_not_controller(&self) -> bool {
-                self.error_code == ErrorCode::NotController.code()
+                self.error_code == ErrorCode::NotController.proto_code()
             }
         }
     };
@@ -131,7 +188,7 @@ impl std::fmt::Debug for ControllerClient {
 impl ControllerClient {
     /// A client for these controller addresses ("host:port" or URIs). Connections are made
     /// lazily, so controllers that are not up yet are fine; bad addresses are errors.
-    pub fn connect<I, S>(addrs: I) -> Result<ControllerClient, ControllerError>
+    pub fn connect<I, S>(addrs: I) -> Result<ControllerClient, ClientError>
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
@@ -145,9 +202,9 @@ impl ControllerClient {
                 format!("http://{addr}")
             };
             let endpoint = Endpoint::from_shared(uri).map_err(|e| {
-                ControllerError::Config(format!("bad controller address '{addr}': {e}"))
+                ClientError::Config(format!("bad controller address '{addr}': {e}"))
             })?;
-            let endpoint = crate::network::source::bind(endpoint)
+            let endpoint = source::bind(endpoint)
                 .connect_timeout(Duration::from_secs(2))
                 .tcp_nodelay(true)
                 // A controller cut off by a partition does not close the connection: without
@@ -159,7 +216,7 @@ impl ControllerClient {
             channels.push((addr, endpoint.connect_lazy()));
         }
         if channels.is_empty() {
-            return Err(ControllerError::Config(
+            return Err(ClientError::Config(
                 "no controller addresses given".to_string(),
             ));
         }
@@ -205,7 +262,7 @@ impl ControllerClient {
 
     /// Calls `f` until it succeeds with a response that is not NOT_CONTROLLER, moving to
     /// the next address and backing off between attempts.
-    async fn call<Req, Resp, F, Fut>(&mut self, req: Req, f: F) -> Result<Resp, ControllerError>
+    async fn call<Req, Resp, F, Fut>(&mut self, req: Req, f: F) -> Result<Resp, ClientError>
     where
         Req: Clone,
         Resp: NotController,
@@ -213,7 +270,9 @@ impl ControllerClient {
         Fut: Future<Output = Result<Response<Resp>, Status>>,
     {
         let mut backoff = self.retry.backoff;
-        let mut last = ControllerError::NotController { leader: None };
+        let mut last = ClientError::NotController {
+            addr: self.current_addr().to_string(),
+        };
         for attempt in 0..self.retry.attempts.max(1) {
             if attempt > 0 {
                 tokio::time::sleep(backoff).await;
@@ -227,7 +286,9 @@ impl ControllerClient {
                     if !resp.is_not_controller() {
                         return Ok(resp);
                     }
-                    last = ControllerError::NotController { leader: None };
+                    last = ClientError::NotController {
+                        addr: self.current_addr().to_string(),
+                    };
                 }
                 Err(status) if retriable(&status) => last = status.into(),
                 Err(status) => return Err(status.into()),
@@ -241,7 +302,7 @@ impl ControllerClient {
     pub async fn create_topics(
         &mut self,
         req: CreateTopicsRequest,
-    ) -> Result<CreateTopicsResponse, ControllerError> {
+    ) -> Result<CreateTopicsResponse, ClientError> {
         self.call(req, |mut c, r| async move { c.create_topics(r).await })
             .await
     }
@@ -250,7 +311,7 @@ impl ControllerClient {
     pub async fn delete_topics(
         &mut self,
         req: DeleteTopicsRequest,
-    ) -> Result<DeleteTopicsResponse, ControllerError> {
+    ) -> Result<DeleteTopicsResponse, ClientError> {
         self.call(req, |mut c, r| async move { c.delete_topics(r).await })
             .await
     }
@@ -259,7 +320,7 @@ impl ControllerClient {
     pub async fn create_partitions(
         &mut self,
         req: CreatePartitionsRequest,
-    ) -> Result<CreatePartitionsResponse, ControllerError> {
+    ) -> Result<CreatePartitionsResponse, ClientError> {
         self.call(req, |mut c, r| async move { c.create_partitions(r).await })
             .await
     }
@@ -268,7 +329,7 @@ impl ControllerClient {
     pub async fn alter_configs(
         &mut self,
         req: AlterConfigsRequest,
-    ) -> Result<AlterConfigsResponse, ControllerError> {
+    ) -> Result<AlterConfigsResponse, ClientError> {
         self.call(req, |mut c, r| async move { c.alter_configs(r).await })
             .await
     }
@@ -277,7 +338,7 @@ impl ControllerClient {
     pub async fn register_broker(
         &mut self,
         req: RegisterBrokerRequest,
-    ) -> Result<RegisterBrokerResponse, ControllerError> {
+    ) -> Result<RegisterBrokerResponse, ClientError> {
         self.call(req, |mut c, r| async move { c.register_broker(r).await })
             .await
     }
@@ -286,7 +347,7 @@ impl ControllerClient {
     pub async fn broker_heartbeat(
         &mut self,
         req: BrokerHeartbeatRequest,
-    ) -> Result<BrokerHeartbeatResponse, ControllerError> {
+    ) -> Result<BrokerHeartbeatResponse, ClientError> {
         self.call(req, |mut c, r| async move { c.broker_heartbeat(r).await })
             .await
     }
@@ -295,7 +356,7 @@ impl ControllerClient {
     pub async fn allocate_producer_ids(
         &mut self,
         req: AllocateProducerIdsRequest,
-    ) -> Result<AllocateProducerIdsResponse, ControllerError> {
+    ) -> Result<AllocateProducerIdsResponse, ClientError> {
         self.call(
             req,
             |mut c, r| async move { c.allocate_producer_ids(r).await },
@@ -307,7 +368,7 @@ impl ControllerClient {
     pub async fn elect_leaders(
         &mut self,
         req: ElectLeadersRequest,
-    ) -> Result<ElectLeadersResponse, ControllerError> {
+    ) -> Result<ElectLeadersResponse, ClientError> {
         self.call(req, |mut c, r| async move { c.elect_leaders(r).await })
             .await
     }
@@ -318,13 +379,13 @@ impl ControllerClient {
     pub async fn alter_partition(
         &mut self,
         req: AlterPartitionRequest,
-    ) -> Result<AlterPartitionResponse, ControllerError> {
+    ) -> Result<AlterPartitionResponse, ClientError> {
         self.call(req, |mut c, r| async move { c.alter_partition(r).await })
             .await
     }
 
     /// Leader, term and indexes as the answering node sees them.
-    pub async fn describe_quorum(&mut self) -> Result<DescribeQuorumResponse, ControllerError> {
+    pub async fn describe_quorum(&mut self) -> Result<DescribeQuorumResponse, ClientError> {
         self.call(DescribeQuorumRequest {}, |mut c, r| async move {
             c.describe_quorum(r).await
         })
@@ -336,7 +397,7 @@ impl ControllerClient {
     pub async fn watch_metadata(
         &mut self,
         from_offset: u64,
-    ) -> Result<Streaming<MetadataBatch>, ControllerError> {
+    ) -> Result<Streaming<MetadataBatch>, ClientError> {
         // No per-request deadline: the stream is meant to stay open.
         let timeout = self.retry.request_timeout;
         self.retry.request_timeout = Duration::from_secs(365 * 24 * 3600);

@@ -13,14 +13,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
-use spate_controller::ids::NodeId;
-use spate_controller::metadata::MetadataImage;
 use spate_controller::node::ControllerHandle;
+use spate_metadata::ids::NodeId;
+use spate_metadata::MetadataImage;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::group::coordinator::OFFSETS_TOPIC;
-use crate::BrokerState;
+use spate_broker::group::coordinator::OFFSETS_TOPIC;
+use spate_broker::BrokerState;
 
 /// Prometheus text exposition format 0.0.4.
 /// What `prometheus-client` writes: the OpenMetrics text format (ends in `# EOF`).
@@ -78,7 +78,7 @@ async fn drain(
         return (StatusCode::NOT_FOUND, Json(body)).into_response();
     };
     let timeout = Duration::from_millis(params.timeout_ms.unwrap_or(30_000).min(600_000));
-    let outcome = crate::controlled_shutdown::run(state, timeout).await;
+    let outcome = spate_broker::controlled_shutdown::run(state, timeout).await;
     let status = if outcome.completed() {
         StatusCode::OK
     } else {
@@ -169,7 +169,11 @@ pub fn controller_checks(controller: &ControllerHandle) -> Vec<(&'static str, bo
 }
 
 async fn metrics(State(admin): State<Admin>) -> Response {
-    let body = crate::metrics::render_node(admin.broker.as_deref(), admin.controller.as_deref());
+    let body = spate_broker::metrics::render_node(admin.broker.as_deref(), |out| {
+        if let Some(controller) = admin.controller.as_deref() {
+            crate::controller_metrics::encode(controller, out);
+        }
+    });
     ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], body).into_response()
 }
 
@@ -182,7 +186,7 @@ fn image_of(admin: &Admin) -> Arc<MetadataImage> {
     }
 }
 
-use crate::replication::fetcher::REPLICATION_LISTENER;
+use spate_broker::replication::fetcher::REPLICATION_LISTENER;
 
 async fn cluster(State(admin): State<Admin>) -> Json<Value> {
     let image = image_of(&admin);

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::{Broker, BrokerConfig};
+use spate_broker::{Broker, BrokerConfig};
 
 /// Which parts of Spate a node runs (Kafka's `process.roles`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +101,7 @@ impl NodeConfig {
             node_id: 1,
             data_dir: data_dir.into(),
             kafka_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            listener_name: crate::config::DEFAULT_LISTENER_NAME.to_string(),
+            listener_name: spate_broker::config::DEFAULT_LISTENER_NAME.to_string(),
             extra_listeners: Vec::new(),
             controller_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             replication_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -121,7 +121,7 @@ impl NodeConfig {
             rack: None,
             session_timeout: Duration::from_secs(9),
             heartbeat_interval: Duration::from_secs(1),
-            max_request_bytes: crate::config::DEFAULT_MAX_REQUEST_BYTES,
+            max_request_bytes: spate_broker::config::DEFAULT_MAX_REQUEST_BYTES,
             wait_ready: Some(Duration::from_secs(30)),
         }
     }
@@ -262,7 +262,7 @@ impl Node {
                     )
                 })?;
             let mut broker_config = BrokerConfig::new(config.node_id, &config.data_dir);
-            broker_config.listeners = vec![crate::config::ListenerSpec {
+            broker_config.listeners = vec![spate_broker::config::ListenerSpec {
                 name: config.listener_name.clone(),
                 advertised_host: config
                     .advertised_host
@@ -280,14 +280,16 @@ impl Node {
                     )
                 })?;
                 let extra_bound = socket.local_addr()?;
-                broker_config.listeners.push(crate::config::ListenerSpec {
-                    name: extra.name.clone(),
-                    advertised_host: extra
-                        .advertised_host
-                        .clone()
-                        .unwrap_or_else(|| extra_bound.ip().to_string()),
-                    advertised_port: extra.advertised_port.unwrap_or(0),
-                });
+                broker_config
+                    .listeners
+                    .push(spate_broker::config::ListenerSpec {
+                        name: extra.name.clone(),
+                        advertised_host: extra
+                            .advertised_host
+                            .clone()
+                            .unwrap_or_else(|| extra_bound.ip().to_string()),
+                        advertised_port: extra.advertised_port.unwrap_or(0),
+                    });
                 kafka_addrs.push((extra.name.clone(), extra_bound));
                 sockets.push(socket);
             }
@@ -371,12 +373,12 @@ impl Node {
         })
     }
 
-    /// Controlled shutdown of the broker role (see [`crate::controlled_shutdown`]): waits
+    /// Controlled shutdown of the broker role (see [`spate_broker::controlled_shutdown`]): waits
     /// at most `timeout` for leadership to move away. `None` without a broker role.
     pub async fn controlled_shutdown(
         &self,
         timeout: Duration,
-    ) -> Option<crate::controlled_shutdown::ControlledShutdown> {
+    ) -> Option<spate_broker::controlled_shutdown::ControlledShutdown> {
         match &self.broker {
             Some(broker) => Some(broker.controlled_shutdown(timeout).await),
             None => None,
@@ -512,7 +514,10 @@ mod tests {
         let id = meta_properties(dir.path(), 3, Some("derived-id"), false).unwrap();
         assert_eq!(id, "derived-id");
         // A later start keeps the stored id whatever is derived now...
-        assert_eq!(meta_properties(dir.path(), 3, Some("other"), false).unwrap(), id);
+        assert_eq!(
+            meta_properties(dir.path(), 3, Some("other"), false).unwrap(),
+            id
+        );
         assert_eq!(meta_properties(dir.path(), 3, None, false).unwrap(), id);
         // ...but a configured id that differs means someone else's data.
         let e = meta_properties(dir.path(), 3, Some("other"), true).unwrap_err();
@@ -520,6 +525,9 @@ mod tests {
         let e = meta_properties(dir.path(), 4, None, false).unwrap_err();
         assert!(e.to_string().contains("belongs to node 3"), "{e}");
         let fresh = tempfile::tempdir().unwrap();
-        assert_eq!(meta_properties(fresh.path(), 1, None, false).unwrap().len(), 22);
+        assert_eq!(
+            meta_properties(fresh.path(), 1, None, false).unwrap().len(),
+            22
+        );
     }
 }
