@@ -1,7 +1,7 @@
 //! The broker's error type and the one place that maps errors to Kafka error codes.
-use kafka_protocol::error::ResponseError;
+use spate_metadata::ErrorCode;
 
-use crate::log::LogError;
+use spate_log::LogError;
 
 /// Why a broker operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -49,41 +49,39 @@ pub enum BrokerError {
 
 impl BrokerError {
     /// The Kafka error this maps to.
-    pub fn kafka_error(&self) -> ResponseError {
+    pub fn error_code(&self) -> ErrorCode {
         match self {
-            BrokerError::UnknownTopicOrPartition(_) => ResponseError::UnknownTopicOrPartition,
-            BrokerError::NotLeaderOrFollower(_) => ResponseError::NotLeaderOrFollower,
-            BrokerError::LeaderNotAvailable(_) => ResponseError::LeaderNotAvailable,
-            BrokerError::FencedLeaderEpoch(_) => ResponseError::FencedLeaderEpoch,
-            BrokerError::UnknownLeaderEpoch(_) => ResponseError::UnknownLeaderEpoch,
-            BrokerError::NotEnoughReplicas(_) => ResponseError::NotEnoughReplicas,
-            BrokerError::NotEnoughReplicasAfterAppend(_) => {
-                ResponseError::NotEnoughReplicasAfterAppend
-            }
-            BrokerError::InvalidRequest(_) => ResponseError::InvalidRequest,
-            BrokerError::StorageOffline(_) => ResponseError::KafkaStorageError,
-            BrokerError::ControllerUnavailable(_) => ResponseError::NotController,
-            BrokerError::Timeout(_) => ResponseError::RequestTimedOut,
+            BrokerError::UnknownTopicOrPartition(_) => ErrorCode::UnknownTopicOrPartition,
+            BrokerError::NotLeaderOrFollower(_) => ErrorCode::NotLeaderOrFollower,
+            BrokerError::LeaderNotAvailable(_) => ErrorCode::LeaderNotAvailable,
+            BrokerError::FencedLeaderEpoch(_) => ErrorCode::FencedLeaderEpoch,
+            BrokerError::UnknownLeaderEpoch(_) => ErrorCode::UnknownLeaderEpoch,
+            BrokerError::NotEnoughReplicas(_) => ErrorCode::NotEnoughReplicas,
+            BrokerError::NotEnoughReplicasAfterAppend(_) => ErrorCode::NotEnoughReplicasAfterAppend,
+            BrokerError::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            BrokerError::StorageOffline(_) => ErrorCode::KafkaStorageError,
+            BrokerError::ControllerUnavailable(_) => ErrorCode::NotController,
+            BrokerError::Timeout(_) => ErrorCode::RequestTimedOut,
             BrokerError::Log(e) => log_error_code(e),
-            BrokerError::Sequence(e) => e.kafka_error(),
+            BrokerError::Sequence(e) => e.error_code(),
         }
     }
 
     /// The Kafka error code this maps to.
     pub fn code(&self) -> i16 {
-        self.kafka_error().code()
+        self.error_code().code()
     }
 }
 
-fn log_error_code(e: &LogError) -> ResponseError {
+fn log_error_code(e: &LogError) -> ErrorCode {
     match e {
-        LogError::Io(_) => ResponseError::KafkaStorageError,
-        LogError::CorruptRecord(_) => ResponseError::CorruptMessage,
-        LogError::InvalidRecord(_) => ResponseError::InvalidRecord,
-        LogError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
-        LogError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat,
-        LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
-        LogError::InvalidOffset(_) => ResponseError::InvalidRequest,
+        LogError::Io(_) => ErrorCode::KafkaStorageError,
+        LogError::CorruptRecord(_) => ErrorCode::CorruptMessage,
+        LogError::InvalidRecord(_) => ErrorCode::InvalidRecord,
+        LogError::MessageTooLarge { .. } => ErrorCode::MessageTooLarge,
+        LogError::UnsupportedMagic(_) => ErrorCode::UnsupportedForMessageFormat,
+        LogError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+        LogError::InvalidOffset(_) => ErrorCode::InvalidRequest,
     }
 }
 
@@ -93,6 +91,25 @@ pub type Result<T, E = BrokerError> = std::result::Result<T, E>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The shared table agrees with the protocol crate's on every code both know: the same
+    /// value, the same name, the same retriability.
+    #[test]
+    fn the_one_table_matches_kafka_protocol() {
+        use kafka_protocol::error::ResponseError;
+        for &code in ErrorCode::ALL {
+            let Some(theirs) = ResponseError::try_from_code(code.code()) else {
+                assert_eq!(code, ErrorCode::None);
+                continue;
+            };
+            assert!(
+                !matches!(theirs, ResponseError::Unknown(_)),
+                "{code} unknown to kafka-protocol"
+            );
+            assert_eq!(format!("{theirs:?}"), format!("{code:?}"));
+            assert_eq!(theirs.is_retriable(), code.is_retriable(), "{code}");
+        }
+    }
 
     #[test]
     fn log_errors_map_to_kafka_codes() {

@@ -6,13 +6,9 @@ use std::time::Instant;
 
 use indexmap::IndexMap;
 use parking_lot::Mutex;
+use spate_metadata::ErrorCode;
 
 use crate::partition::TopicPartition;
-
-/// Kafka's `FETCH_SESSION_ID_NOT_FOUND`.
-pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
-/// Kafka's `INVALID_FETCH_SESSION_EPOCH`.
-pub const INVALID_FETCH_SESSION_EPOCH: i16 = 71;
 
 /// What a fetch asks of one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,9 +115,9 @@ impl FetchSessionCache {
         }
         let session = sessions
             .get_mut(&session_id)
-            .ok_or(FETCH_SESSION_ID_NOT_FOUND)?;
+            .ok_or(ErrorCode::FetchSessionIdNotFound.code())?;
         if session.next_epoch != epoch {
-            return Err(INVALID_FETCH_SESSION_EPOCH);
+            return Err(ErrorCode::InvalidFetchSessionEpoch.code());
         }
         session.next_epoch = session.next_epoch.wrapping_add(1).max(1);
         session.last_used = Instant::now();
@@ -229,11 +225,11 @@ mod tests {
             .session_id;
         assert_eq!(
             cache.resolve(id, 5, vec![], vec![]).unwrap_err(),
-            INVALID_FETCH_SESSION_EPOCH
+            ErrorCode::InvalidFetchSessionEpoch.code()
         );
         assert_eq!(
             cache.resolve(id + 100, 1, vec![], vec![]).unwrap_err(),
-            FETCH_SESSION_ID_NOT_FOUND
+            ErrorCode::FetchSessionIdNotFound.code()
         );
     }
 
@@ -246,7 +242,7 @@ mod tests {
         let _c = cache.resolve(0, 0, vec![], vec![]).unwrap().session_id;
         assert_eq!(
             cache.resolve(a, 1, vec![], vec![]).unwrap_err(),
-            FETCH_SESSION_ID_NOT_FOUND
+            ErrorCode::FetchSessionIdNotFound.code()
         );
         assert!(cache.resolve(b, 2, vec![], vec![]).is_ok());
     }

@@ -4,8 +4,8 @@
 //! - [`server`]: `listener` accepts, `connection` frames bytes and keeps responses in
 //!   order, `dispatch` checks versions and routes; `api_versions` is what we implement.
 //! - [`handlers`]: one module per Kafka API.
-//! - [`log`]: segments of RecordBatch v2 bytes, offset and time indexes, recovery,
-//!   retention, checkpoints, leader-epoch cache.
+//! - log storage (segments of RecordBatch v2 bytes, indexes, recovery, retention,
+//!   checkpoints, leader-epoch cache) is the `spate-log` crate below this one.
 //! - [`partition`]: one replica — log, leader state, durable offset and high watermark,
 //!   group-commit flusher.
 //! - [`replica_manager`]: the partitions this broker hosts, reconciled with metadata.
@@ -28,7 +28,6 @@ pub mod faults;
 pub mod fetch_session;
 pub mod group;
 pub mod handlers;
-pub mod log;
 pub mod metadata;
 pub mod metrics;
 pub mod partition;

@@ -138,8 +138,8 @@ impl ReplicaManager {
             }
             _ => {}
         }
-        std::fs::create_dir_all(&dir).map_err(crate::log::LogError::from)?;
-        write_topic_id(&dir, topic_id).map_err(crate::log::LogError::from)?;
+        std::fs::create_dir_all(&dir).map_err(spate_log::LogError::from)?;
+        write_topic_id(&dir, topic_id).map_err(spate_log::LogError::from)?;
         let partition = Partition::open(
             &dir,
             tp.clone(),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use spate_metadata::config_defs;
 use spate_metadata::MetadataImage;
 
-use crate::log::{LogConfig, TimestampType};
+use spate_log::{LogConfig, TimestampType};
 
 /// Every known topic config of `topic` with its value (override or default).
 pub fn effective(image: &MetadataImage, topic: &str) -> BTreeMap<String, String> {

@@ -491,6 +491,16 @@ async fn min_insync_replicas_refuses_acks_all_before_and_after_appending() {
                 .is_some_and(|(_, isr, _)| isr.len() == 3))
             .await
     );
+    // The controller's image shows the expansion before the leader has applied it (from
+    // the AlterPartition answer or its own image); min.insync is checked on the leader's.
+    assert!(
+        cluster
+            .wait_for(Duration::from_secs(20), |c| c
+                .replica(leader, "strict", 0)
+                .is_some_and(|p| p.leader_state().isr_size == 3))
+            .await,
+        "the leader never counted the caught-up follower back in its ISR"
+    );
     let (code, _) = cluster::produce(&mut to_leader, "strict", 0, -1, 10_000, batch("again"))
         .await
         .unwrap();

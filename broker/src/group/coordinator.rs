@@ -31,24 +31,6 @@ const TICK: Duration = Duration::from_millis(100);
 /// Bytes read per step when loading a shard.
 const LOAD_CHUNK: usize = 8 * 1024 * 1024;
 
-/// Kafka error codes the coordinator answers with besides the group ones.
-pub mod code {
-    /// COORDINATOR_LOAD_IN_PROGRESS.
-    pub const LOAD_IN_PROGRESS: i16 = 14;
-    /// COORDINATOR_NOT_AVAILABLE.
-    pub const NOT_AVAILABLE: i16 = 15;
-    /// NOT_COORDINATOR.
-    pub const NOT_COORDINATOR: i16 = 16;
-    /// OFFSET_METADATA_TOO_LARGE.
-    pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
-    /// GROUP_SUBSCRIBED_TO_TOPIC.
-    pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
-    /// GROUP_ID_NOT_FOUND.
-    pub const GROUP_ID_NOT_FOUND: i16 = 69;
-    /// INVALID_GROUP_ID.
-    pub const INVALID_GROUP_ID: i16 = 24;
-}
-
 /// Largest offset metadata string accepted (Kafka's `offset.metadata.max.bytes`).
 const MAX_METADATA_BYTES: usize = 4096;
 
@@ -164,7 +146,7 @@ impl Shard {
     fn live(&self) -> Result<parking_lot::MutexGuard<'_, ShardState>, i16> {
         let state = self.state.lock();
         if state.resigned {
-            return Err(code::NOT_COORDINATOR);
+            return Err(ErrorCode::NotCoordinator.code());
         }
         Ok(state)
     }
@@ -177,7 +159,7 @@ impl Shard {
         }
         let bytes = records::encode(&batch, now_ms()).map_err(|e| {
             tracing::error!(error = %e, "cannot encode offsets records");
-            code::NOT_AVAILABLE
+            ErrorCode::CoordinatorNotAvailable.code()
         })?;
         let min_insync = self.partition.settings().min_insync_replicas.max(1) as usize;
         let written = async {
@@ -198,12 +180,12 @@ impl Shard {
                 tracing::warn!(partition = %self.partition.tp, error = %e, "offsets write failed");
                 Err(match e {
                     BrokerError::NotLeaderOrFollower(_) | BrokerError::StorageOffline(_) => {
-                        code::NOT_COORDINATOR
+                        ErrorCode::NotCoordinator.code()
                     }
-                    _ => code::NOT_AVAILABLE,
+                    _ => ErrorCode::CoordinatorNotAvailable.code(),
                 })
             }
-            Err(_) => Err(code::NOT_AVAILABLE),
+            Err(_) => Err(ErrorCode::CoordinatorNotAvailable.code()),
         }
     }
 }
@@ -292,7 +274,7 @@ impl GroupCoordinator {
     /// The shard that owns `group`, if loaded here.
     fn shard(&self, group: &str, partitions: i32) -> CoordinatorResult<Arc<Shard>> {
         if group.is_empty() {
-            return Err(code::INVALID_GROUP_ID);
+            return Err(ErrorCode::InvalidGroupId.code());
         }
         let index = partition_for(group, partitions);
         let shard = self
@@ -300,9 +282,9 @@ impl GroupCoordinator {
             .lock()
             .get(&index)
             .cloned()
-            .ok_or(code::NOT_COORDINATOR)?;
+            .ok_or(ErrorCode::NotCoordinator.code())?;
         if !shard.live()?.loaded {
-            return Err(code::LOAD_IN_PROGRESS);
+            return Err(ErrorCode::CoordinatorLoadInProgress.code());
         }
         Ok(shard)
     }
@@ -456,7 +438,7 @@ impl GroupCoordinator {
         let mut batch = Vec::new();
         for (i, o) in offsets.iter().enumerate() {
             if o.metadata.len() > MAX_METADATA_BYTES {
-                codes[i] = code::OFFSET_METADATA_TOO_LARGE;
+                codes[i] = ErrorCode::OffsetMetadataTooLarge.code();
                 continue;
             }
             batch.push(OffsetsRecord::Offset {
@@ -577,7 +559,7 @@ impl GroupCoordinator {
         let batch = {
             let mut state = shard.live()?;
             let Some(entry) = state.groups.get(group_id) else {
-                return Ok(code::GROUP_ID_NOT_FOUND);
+                return Ok(ErrorCode::GroupIdNotFound.code());
             };
             let check = entry.group.check_deletable();
             if !check.is_ok() {
@@ -610,7 +592,7 @@ impl GroupCoordinator {
         let (batch, results) = {
             let state = shard.live()?;
             let Some(entry) = state.groups.get(group_id) else {
-                return Err(code::GROUP_ID_NOT_FOUND);
+                return Err(ErrorCode::GroupIdNotFound.code());
             };
             let subscribed = subscribed_topics(&entry.group);
             let mut batch = Vec::new();
@@ -618,7 +600,7 @@ impl GroupCoordinator {
             for (topic, ps) in topics {
                 for p in ps {
                     if subscribed.contains(&topic) {
-                        results.push((topic.clone(), p, code::GROUP_SUBSCRIBED_TO_TOPIC));
+                        results.push((topic.clone(), p, ErrorCode::GroupSubscribedToTopic.code()));
                         continue;
                     }
                     if entry.offsets.contains_key(&(topic.clone(), p)) {
@@ -839,8 +821,8 @@ async fn wait<T>(rx: oneshot::Receiver<T>, max_wait: Duration) -> CoordinatorRes
     match tokio::time::timeout(max_wait, rx).await {
         Ok(Ok(response)) => Ok(response),
         // The shard went away (leadership moved) or a newer request replaced this one.
-        Ok(Err(_)) => Err(code::NOT_COORDINATOR),
-        Err(_) => Err(code::NOT_AVAILABLE),
+        Ok(Err(_)) => Err(ErrorCode::NotCoordinator.code()),
+        Err(_) => Err(ErrorCode::CoordinatorNotAvailable.code()),
     }
 }
 
@@ -976,7 +958,7 @@ fn load(partition: &Partition) -> Result<Loaded, BrokerError> {
     let mut skipped = 0;
     while next < end {
         let chunk = partition.with_log(|log| log.read(next, LOAD_CHUNK, end, true))?;
-        let headers: Vec<_> = crate::log::batch::batches(&chunk)
+        let headers: Vec<_> = spate_log::batch::batches(&chunk)
             .map_while(|v| v.ok().map(|v| *v.header()))
             .collect();
         let Some(last) = headers.last() else { break };

@@ -1,10 +1,10 @@
 //! JoinGroup: new, pending (KIP-394), current and static (KIP-345) members.
 use bytes::Bytes;
 
-use super::error::ErrorCode;
 use super::member::Member;
 use super::messages::{Delivery, JoinRequest, JoinResponse};
 use super::state::{Group, GroupState};
+use spate_metadata::ErrorCode;
 
 impl Group {
     /// Handles a JoinGroup and returns the responses to deliver now: possibly the

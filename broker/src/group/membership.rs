@@ -1,9 +1,9 @@
 //! SyncGroup, Heartbeat and LeaveGroup.
 use bytes::Bytes;
 
-use super::error::ErrorCode;
 use super::messages::{Delivery, SyncResponse};
 use super::state::{Group, GroupState};
+use spate_metadata::ErrorCode;
 
 impl Group {
     /// Handles a SyncGroup and returns the responses to deliver now. A follower's sync

@@ -1,7 +1,7 @@
 //! Inputs and outputs of the group state machine, shaped like the Kafka messages.
 use bytes::Bytes;
 
-use super::error::ErrorCode;
+use spate_metadata::ErrorCode;
 
 /// Kafka's generation id for "no generation" in error responses.
 pub const NO_GENERATION: i32 = -1;

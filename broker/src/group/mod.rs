@@ -10,11 +10,11 @@
 //! - `membership`: SyncGroup, Heartbeat, LeaveGroup.
 //! - `timers`: [`Group::tick`], [`Group::next_deadline`], [`Group::shut_down`].
 //! - [`snapshot`]: what is persisted and restored on a new coordinator.
-//! - [`member`], [`messages`], [`config`], [`error`]: the data they exchange.
+//! - [`member`], [`messages`], [`config`]: the data they exchange; error codes are the
+//!   shared table (`spate_metadata::ErrorCode`).
 
 pub mod config;
 pub mod coordinator;
-pub mod error;
 mod join;
 pub mod member;
 mod membership;
@@ -32,8 +32,8 @@ mod static_tests;
 mod test_util;
 
 pub use config::GroupConfig;
-pub use error::ErrorCode;
 pub use member::Member;
 pub use messages::{Delivery, JoinRequest, JoinResponse, JoinedMember, SyncResponse};
 pub use snapshot::{GroupSnapshot, MemberSnapshot};
+pub use spate_metadata::ErrorCode;
 pub use state::{Group, GroupState};

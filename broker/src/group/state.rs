@@ -6,9 +6,9 @@ use bytes::Bytes;
 use indexmap::{IndexMap, IndexSet};
 
 use super::config::GroupConfig;
-use super::error::ErrorCode;
 use super::member::Member;
 use super::messages::{Delivery, JoinResponse, JoinedMember, SyncResponse};
+use spate_metadata::ErrorCode;
 
 /// The classic group states, as DescribeGroups names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,7 +1,7 @@
 //! Time: session expiry, the join and sync deadlines, and shutting the group down.
-use super::error::ErrorCode;
 use super::messages::{Delivery, JoinResponse, SyncResponse};
 use super::state::{Group, GroupState, InitialDelay, JoinTimer};
+use spate_metadata::ErrorCode;
 
 impl Group {
     /// Runs every timer due at or before `now_ms`, in deadline order, each as of its own

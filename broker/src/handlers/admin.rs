@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
@@ -15,6 +14,7 @@ use kafka_protocol::messages::{
     DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
 };
 use spate_metadata::config_defs;
+use spate_metadata::ErrorCode;
 use spate_proto::controller as pb;
 use spate_proto::metadata::ReplicaList;
 
@@ -60,7 +60,7 @@ pub async fn auto_create(state: &BrokerState, names: &[String]) -> Result<()> {
     let resp = controller_call(state, |mut c| async move { c.create_topics(req).await }).await?;
     for t in resp.topics {
         // Someone else creating it at the same moment is fine.
-        if t.error_code != 0 && t.error_code != ResponseError::TopicAlreadyExists.code() as i32 {
+        if t.error_code != 0 && t.error_code != ErrorCode::TopicAlreadyExists.code() as i32 {
             tracing::warn!(topic = %t.name, code = t.error_code, msg = %t.error_message, "auto-create refused");
         }
     }
@@ -245,11 +245,11 @@ pub async fn delete_topics(ctx: &RequestContext, req: DeleteTopicsRequest) -> De
             let (code, msg) = match (&result, &resolved) {
                 (Err(e), _) => (e.code(), e.to_string()),
                 (Ok(_), None) => (
-                    ResponseError::UnknownTopicId.code(),
+                    ErrorCode::UnknownTopicId.code(),
                     format!("no topic with id {id}"),
                 ),
                 (Ok(_), Some(n)) => by_name.get(n).cloned().unwrap_or((
-                    ResponseError::UnknownServerError.code(),
+                    ErrorCode::UnknownServerError.code(),
                     "controller gave no result".to_string(),
                 )),
             };
@@ -276,7 +276,7 @@ pub async fn create_partitions(
             results.push(
                 CreatePartitionsTopicResult::default()
                     .with_name(t.name.clone())
-                    .with_error_code(ResponseError::InvalidReplicaAssignment.code())
+                    .with_error_code(ErrorCode::InvalidReplicaAssignment.code())
                     .with_error_message(Some(str_bytes(
                         "explicit replica assignments for new partitions are not supported; omit them to let the controller place replicas",
                     ))),

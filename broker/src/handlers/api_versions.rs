@@ -1,7 +1,7 @@
 //! ApiVersions: exactly the table in [`crate::server::api_versions`].
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::ApiVersionsResponse;
+use spate_metadata::ErrorCode;
 
 use crate::server::api_versions::SUPPORTED;
 
@@ -27,6 +27,6 @@ pub fn handle() -> ApiVersionsResponse {
 /// The v0 response to an ApiVersions version we do not support (KIP-511).
 pub fn unsupported_version_response() -> ApiVersionsResponse {
     ApiVersionsResponse::default()
-        .with_error_code(ResponseError::UnsupportedVersion.code())
+        .with_error_code(ErrorCode::UnsupportedVersion.code())
         .with_api_keys(api_keys())
 }

@@ -2,7 +2,6 @@
 //! IncrementalAlterConfigs (forwarded to the controller as config records).
 use std::time::Duration;
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
@@ -13,6 +12,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use spate_metadata::config_defs::{self, ConfigKind};
+use spate_metadata::ErrorCode;
 use spate_proto::controller as pb;
 use spate_proto::metadata::ConfigResourceType;
 
@@ -222,18 +222,18 @@ pub fn describe(ctx: &RequestContext, req: DescribeConfigsRequest) -> DescribeCo
             let name = r.resource_name.to_string();
             let entries = match r.resource_type {
                 TOPIC => topic_entries(state, &name).ok_or((
-                    ResponseError::UnknownTopicOrPartition,
+                    ErrorCode::UnknownTopicOrPartition,
                     format!("topic '{name}' does not exist"),
                 )),
                 BROKER if name.is_empty() || name == state.config.node_id.to_string() => {
                     Ok(broker_entries(state))
                 }
                 BROKER => Err((
-                    ResponseError::InvalidRequest,
+                    ErrorCode::InvalidRequest,
                     format!("this is broker {}, not '{name}'", state.config.node_id),
                 )),
                 other => Err((
-                    ResponseError::InvalidRequest,
+                    ErrorCode::InvalidRequest,
                     format!("config resource type {other} is not supported"),
                 )),
             };

@@ -176,7 +176,7 @@ async fn fetch(state: Arc<BrokerState>, req: FetchRequest) -> FetchResponse {
 /// Records in `records`, from the batch headers (no record is decoded); a trailing
 /// partial batch is not counted.
 fn record_count(records: &[u8]) -> u64 {
-    crate::log::batch::batches(records)
+    spate_log::batch::batches(records)
         .map_while(Result::ok)
         .map(|b| b.header().records_count.max(0) as u64)
         .sum()

@@ -24,9 +24,10 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::str_bytes;
 use crate::broker::BrokerState;
-use crate::group::coordinator::{code, partition_for, OffsetEntry, OFFSETS_TOPIC};
+use crate::group::coordinator::{partition_for, OffsetEntry, OFFSETS_TOPIC};
 use crate::group::JoinRequest;
 use crate::server::dispatch::RequestContext;
+use spate_metadata::ErrorCode;
 
 fn s(b: &StrBytes) -> String {
     b.to_string()
@@ -65,7 +66,7 @@ async fn offsets_partitions(state: &BrokerState) -> Result<i32, i16> {
         }
         Err(e) => tracing::warn!(error = %e, "cannot create {OFFSETS_TOPIC}"),
     }
-    Err(code::NOT_AVAILABLE)
+    Err(ErrorCode::CoordinatorNotAvailable.code())
 }
 
 /// The coordinator (leader of the group's offsets partition) of `key`.
@@ -81,13 +82,15 @@ async fn coordinator_of(
         .topic_by_name(OFFSETS_TOPIC)
         .and_then(|t| t.partitions.get(&index))
         .and_then(|p| p.leader)
-        .ok_or(code::NOT_AVAILABLE)?;
-    let broker = image.broker(leader).ok_or(code::NOT_AVAILABLE)?;
+        .ok_or(ErrorCode::CoordinatorNotAvailable.code())?;
+    let broker = image
+        .broker(leader)
+        .ok_or(ErrorCode::CoordinatorNotAvailable.code())?;
     let ep = broker
         .endpoints
         .iter()
         .find(|e| e.listener == listener)
-        .ok_or(code::NOT_AVAILABLE)?;
+        .ok_or(ErrorCode::CoordinatorNotAvailable.code())?;
     Ok((leader.0, ep.host.clone(), ep.port))
 }
 
@@ -104,9 +107,9 @@ pub async fn find_coordinator(
     let mut coordinators = Vec::new();
     for key in keys {
         let found = if req.key_type != 0 {
-            Err(code::NOT_AVAILABLE)
+            Err(ErrorCode::CoordinatorNotAvailable.code())
         } else if key.is_empty() {
-            Err(code::INVALID_GROUP_ID)
+            Err(ErrorCode::InvalidGroupId.code())
         } else {
             coordinator_of(&ctx.state, &key, &ctx.listener).await
         };
@@ -143,7 +146,7 @@ async fn partitions_or(state: &BrokerState) -> Result<i32, i16> {
         .image()
         .topic_by_name(OFFSETS_TOPIC)
         .map(|t| t.partitions.len() as i32)
-        .ok_or(code::NOT_COORDINATOR)
+        .ok_or(ErrorCode::NotCoordinator.code())
 }
 
 /// JoinGroup.
@@ -157,7 +160,7 @@ pub async fn join_group(ctx: &RequestContext, req: JoinGroupRequest) -> JoinGrou
             .with_member_id(str_bytes(member))
     };
     let Ok(partitions) = partitions_or(&ctx.state).await else {
-        return failed(code::NOT_COORDINATOR, s(&req.member_id));
+        return failed(ErrorCode::NotCoordinator.code(), s(&req.member_id));
     };
     let join = JoinRequest {
         member_id: s(&req.member_id),
@@ -220,7 +223,7 @@ pub async fn join_group(ctx: &RequestContext, req: JoinGroupRequest) -> JoinGrou
 /// SyncGroup.
 pub async fn sync_group(ctx: &RequestContext, req: SyncGroupRequest) -> SyncGroupResponse {
     let Ok(partitions) = partitions_or(&ctx.state).await else {
-        return SyncGroupResponse::default().with_error_code(code::NOT_COORDINATOR);
+        return SyncGroupResponse::default().with_error_code(ErrorCode::NotCoordinator.code());
     };
     let assignments: Vec<(String, Bytes)> = req
         .assignments

@@ -3,14 +3,14 @@
 //! transactional id is refused.
 use std::sync::atomic::Ordering;
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+use spate_metadata::ErrorCode;
 
 use crate::server::dispatch::RequestContext;
 
 /// Allocates a producer id.
 pub async fn handle(ctx: &RequestContext, req: InitProducerIdRequest) -> InitProducerIdResponse {
-    let failed = |code: ResponseError| {
+    let failed = |code: ErrorCode| {
         InitProducerIdResponse::default()
             .with_error_code(code.code())
             .with_producer_id(ProducerId(-1))
@@ -20,7 +20,7 @@ pub async fn handle(ctx: &RequestContext, req: InitProducerIdRequest) -> InitPro
         tracing::debug!(
             "InitProducerId with a transactional id refused: transactions are not supported"
         );
-        return failed(ResponseError::TransactionalIdAuthorizationFailed);
+        return failed(ErrorCode::TransactionalIdAuthorizationFailed);
     }
     let state = &ctx.state;
     let next = state
@@ -39,7 +39,7 @@ pub async fn handle(ctx: &RequestContext, req: InitProducerIdRequest) -> InitPro
         Err(e) => {
             tracing::warn!(error = %e, "cannot allocate a producer id");
             // Retriable for every client (Kafka answers the same while ids are unavailable).
-            failed(ResponseError::CoordinatorLoadInProgress)
+            failed(ErrorCode::CoordinatorLoadInProgress)
         }
     }
 }

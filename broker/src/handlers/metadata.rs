@@ -2,12 +2,12 @@
 //! are auto-created when the broker and the request allow it.
 use std::time::Duration;
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use spate_metadata::ids::{NodeId, TopicId};
+use spate_metadata::ErrorCode;
 use spate_metadata::{MetadataImage, TopicImage};
 
 use super::{admin, str_bytes};
@@ -67,8 +67,8 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
                 Some(t) => topic_entry(t, &image),
                 None => {
                     let code = match admin::valid_topic_name(name) {
-                        Ok(()) => ResponseError::UnknownTopicOrPartition.code(),
-                        Err(_) => ResponseError::InvalidTopicException.code(),
+                        Ok(()) => ErrorCode::UnknownTopicOrPartition.code(),
+                        Err(_) => ErrorCode::InvalidTopicException.code(),
                     };
                     MetadataResponseTopic::default()
                         .with_name(Some(TopicName(str_bytes(name.clone()))))
@@ -148,7 +148,7 @@ fn topic_entry(t: &TopicImage, image: &MetadataImage) -> MetadataResponseTopic {
                 .map(|r| BrokerId(r.0))
                 .collect();
             let error = if p.leader.is_none() {
-                ResponseError::LeaderNotAvailable.code()
+                ErrorCode::LeaderNotAvailable.code()
             } else {
                 0
             };

@@ -5,16 +5,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+use spate_metadata::ErrorCode;
 
 use super::{leader_partition, str_bytes};
 use crate::broker::now_ms;
 use crate::error::BrokerError;
-use crate::log::AppendInfo;
 use crate::partition::Partition;
 use crate::server::dispatch::{Outcome, PendingResponse, RequestContext};
+use spate_log::AppendInfo;
 
 /// What happened to one partition's batches before any waiting.
 enum Appended {
@@ -36,18 +36,18 @@ pub fn handle(ctx: &RequestContext, req: ProduceRequest) -> Option<PendingRespon
         for p in topic.partition_data {
             let outcome = if !valid_acks {
                 Appended::Failed(
-                    ResponseError::InvalidRequiredAcks.code(),
+                    ErrorCode::InvalidRequiredAcks.code(),
                     format!("acks must be -1, 0 or 1, got {acks}"),
                 )
             } else if name == crate::group::coordinator::OFFSETS_TOPIC {
                 // Internal: only the group coordinator writes it (Kafka refuses it too).
                 Appended::Failed(
-                    ResponseError::InvalidTopicException.code(),
+                    ErrorCode::InvalidTopicException.code(),
                     format!("cannot append to the internal topic {name}"),
                 )
             } else if req.transactional_id.is_some() {
                 Appended::Failed(
-                    ResponseError::TransactionalIdAuthorizationFailed.code(),
+                    ErrorCode::TransactionalIdAuthorizationFailed.code(),
                     "transactions are not supported by this broker".to_string(),
                 )
             } else {
@@ -121,7 +121,7 @@ fn append(
     let result = (|| {
         let p = leader_partition(&ctx.state, topic, partition)?;
         let Some(records) = records.filter(|r| !r.is_empty()) else {
-            return Err(BrokerError::Log(crate::log::LogError::InvalidRecord(
+            return Err(BrokerError::Log(spate_log::LogError::InvalidRecord(
                 "produce request carries no record batches".into(),
             )));
         };

@@ -24,9 +24,9 @@ pub use replica_state::{IsrChange, ReplicaState, ReplicaStateError};
 pub use settings::PartitionSettings;
 
 use crate::error::{BrokerError, Result};
-use crate::log::batch::{self, BatchHeader};
-use crate::log::{AppendInfo, Log, LogConfig, LogError};
 use replica_state::LeaderStart;
+use spate_log::batch::{self, BatchHeader};
+use spate_log::{AppendInfo, Log, LogConfig, LogError};
 
 /// A topic name and partition index.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -877,7 +877,7 @@ impl Partition {
         let target = if offset == -1 { hw } else { offset };
         let start = self.log_start_offset();
         if target < 0 || target > hw {
-            return Err(crate::log::LogError::OffsetOutOfRange {
+            return Err(spate_log::LogError::OffsetOutOfRange {
                 offset: target,
                 log_start_offset: start,
                 log_end_offset: hw,

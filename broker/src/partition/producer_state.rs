@@ -14,9 +14,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use kafka_protocol::error::ResponseError;
+use spate_metadata::ErrorCode;
 
-use crate::log::batch::BatchHeader;
+use spate_log::batch::BatchHeader;
 
 /// Producer id of a batch written without idempotence.
 pub const NO_PRODUCER_ID: i64 = -1;
@@ -116,17 +116,17 @@ pub enum SequenceError {
 
 impl SequenceError {
     /// The Kafka error this maps to.
-    pub fn kafka_error(&self) -> ResponseError {
+    pub fn error_code(&self) -> ErrorCode {
         match self {
-            SequenceError::OutOfOrder { .. } => ResponseError::OutOfOrderSequenceNumber,
-            SequenceError::StaleEpoch { .. } => ResponseError::InvalidProducerEpoch,
-            SequenceError::InvalidSequence { .. } => ResponseError::InvalidRecord,
+            SequenceError::OutOfOrder { .. } => ErrorCode::OutOfOrderSequenceNumber,
+            SequenceError::StaleEpoch { .. } => ErrorCode::InvalidProducerEpoch,
+            SequenceError::InvalidSequence { .. } => ErrorCode::InvalidRecord,
         }
     }
 
     /// The Kafka error code this maps to.
     pub fn kafka_code(&self) -> i16 {
-        self.kafka_error().code()
+        self.error_code().code()
     }
 }
 

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use spate_metadata::ids::{BrokerEpoch, LeaderEpoch, NodeId, PartitionEpoch};
 
-use crate::log::{EpochEntry, LeaderEpochCache};
+use spate_log::{EpochEntry, LeaderEpochCache};
 
 /// A decision input the replica state cannot accept.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use spate_metadata::ids::{LeaderEpoch, NodeId};
+use spate_metadata::ErrorCode;
 use spate_proto::replication::replication_client::ReplicationClient;
 use spate_proto::replication::{
     EpochQuery, FetchPartition, OffsetForLeaderEpochRequest, ReplicaFetchRequest,
@@ -34,11 +35,6 @@ use crate::partition::{Partition, RoleChange, TopicPartition};
 pub const REPLICATION_LISTENER: &str = "REPLICATION";
 
 /// Kafka error codes a fetcher reacts to.
-mod code {
-    pub const OFFSET_OUT_OF_RANGE: i32 = 1;
-    pub const UNKNOWN_LEADER_EPOCH: i32 = 75;
-}
-
 /// Where a followed partition stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -362,7 +358,7 @@ async fn truncate_round(
             continue;
         };
         if answer.error_code != 0 {
-            let pause = if answer.error_code == code::UNKNOWN_LEADER_EPOCH {
+            let pause = if answer.error_code == ErrorCode::UnknownLeaderEpoch.proto_code() {
                 RETRY_SOON
             } else {
                 WAIT_FOR_METADATA
@@ -486,8 +482,8 @@ async fn fetch_round(
         else {
             continue;
         };
-        match data.error_code {
-            0 => {
+        match ErrorCode::from_wire(data.error_code) {
+            ErrorCode::None => {
                 let appended = f.partition.append_as_follower(
                     f.leader_epoch,
                     &data.records,
@@ -512,7 +508,7 @@ async fn fetch_round(
                     }
                 }
             }
-            code::OFFSET_OUT_OF_RANGE => {
+            ErrorCode::OffsetOutOfRange => {
                 let fetch_offset = offsets.get(tp).copied().unwrap_or(0);
                 if data.log_start_offset >= 0 && fetch_offset < data.log_start_offset {
                     // The leader deleted what we would fetch next: start over at its log start.
@@ -524,9 +520,11 @@ async fn fetch_round(
                     });
                 }
             }
-            code::UNKNOWN_LEADER_EPOCH => retry_after(partitions, tp, f.leader_epoch, RETRY_SOON),
+            ErrorCode::UnknownLeaderEpoch => {
+                retry_after(partitions, tp, f.leader_epoch, RETRY_SOON)
+            }
             other => {
-                tracing::debug!(partition = %tp, code = other, message = %data.error_message, "replica fetch refused");
+                tracing::debug!(partition = %tp, code = %other, message = %data.error_message, "replica fetch refused");
                 retry_after(partitions, tp, f.leader_epoch, WAIT_FOR_METADATA);
             }
         }

@@ -18,8 +18,8 @@ use tonic::{Request, Response, Status};
 
 use crate::broker::{now_ms, BrokerState};
 use crate::error::BrokerError;
-use crate::log::LogError;
 use crate::partition::Partition;
+use spate_log::LogError;
 
 /// Largest replication message (a fetch response carries up to `max_bytes` of batches).
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;

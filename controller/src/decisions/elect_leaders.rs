@@ -38,19 +38,18 @@ pub enum ElectionOutcome {
     UnknownPartition(String),
 }
 
-// Kafka error codes not (yet) in `crate::error::ErrorCode`, which is outside this change.
-const PREFERRED_LEADER_NOT_AVAILABLE: i32 = 80;
-const ELIGIBLE_LEADERS_NOT_AVAILABLE: i32 = 83;
-const ELECTION_NOT_NEEDED: i32 = 84;
-
 impl ElectionOutcome {
     /// The Kafka error code of this outcome.
     pub fn code(&self) -> i32 {
         match self {
             ElectionOutcome::Elected(_) => ErrorCode::None.proto_code(),
-            ElectionOutcome::NotNeeded => ELECTION_NOT_NEEDED,
-            ElectionOutcome::PreferredNotAvailable(_) => PREFERRED_LEADER_NOT_AVAILABLE,
-            ElectionOutcome::EligibleNotAvailable => ELIGIBLE_LEADERS_NOT_AVAILABLE,
+            ElectionOutcome::NotNeeded => ErrorCode::ElectionNotNeeded.proto_code(),
+            ElectionOutcome::PreferredNotAvailable(_) => {
+                ErrorCode::PreferredLeaderNotAvailable.proto_code()
+            }
+            ElectionOutcome::EligibleNotAvailable => {
+                ErrorCode::EligibleLeadersNotAvailable.proto_code()
+            }
             ElectionOutcome::UnknownPartition(_) => ErrorCode::UnknownTopicOrPartition.proto_code(),
         }
     }

@@ -137,8 +137,8 @@ fn exact_offset_of_max(
 
 #[cfg(test)]
 mod tests {
-    use crate::log::test_util::*;
-    use crate::log::{Log, LogConfig, LogError};
+    use crate::test_util::*;
+    use crate::{Log, LogConfig, LogError};
 
     /// 10 batches of 3 records (offsets 3i..3i+2, timestamps 100i..100i+2), 4 segments.
     fn filled() -> (tempfile::TempDir, Log, usize) {

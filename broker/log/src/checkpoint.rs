@@ -4,13 +4,13 @@
 //! Every write is atomic (write `<name>.tmp`, fsync, rename, fsync the directory), so a
 //! crash leaves either the old or the new content; a stray `.tmp` is removed on open.
 
-use std::fs::{self, File};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::PathBuf;
 
 use thiserror::Error;
 
 use super::epoch_cache::EpochEntry;
+use super::storage::{LogDir, OpenMode};
 
 /// Every offset below this one is on disk (fsynced).
 pub(crate) const RECOVERY_POINT_FILE: &str = "recovery-point-offset-checkpoint";
@@ -29,26 +29,21 @@ pub(crate) const TMP_SUFFIX: &str = ".tmp";
 const VERSION: &str = "0";
 
 /// Writes `contents` to `dir/name` atomically and durably.
-pub(crate) fn write_atomic(dir: &Path, name: &str, contents: &[u8]) -> io::Result<()> {
+pub(crate) fn write_atomic(dir: &LogDir, name: &str, contents: &[u8]) -> io::Result<()> {
     write_replace(dir, name, contents)?;
-    sync_dir(dir)
+    dir.sync()
 }
 
 /// Replaces `dir/name` with fsynced `contents` through a rename; the caller fsyncs the
 /// directory (once for several files).
-pub(crate) fn write_replace(dir: &Path, name: &str, contents: &[u8]) -> io::Result<()> {
-    let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
+pub(crate) fn write_replace(dir: &LogDir, name: &str, contents: &[u8]) -> io::Result<()> {
+    let tmp = format!("{name}{TMP_SUFFIX}");
     {
-        let mut f = File::create(&tmp)?;
-        f.write_all(contents)?;
+        let f = dir.open(&tmp, OpenMode::CreateTruncate)?;
+        f.write_all_at(contents, 0)?;
         f.sync_all()?;
     }
-    fs::rename(&tmp, dir.join(name))
-}
-
-/// Fsyncs a directory so created, renamed and removed entries survive a crash.
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    dir.rename(&tmp, name)
 }
 
 fn encode_lines<I: IntoIterator<Item = String>>(count: usize, lines: I) -> String {
@@ -163,21 +158,19 @@ pub(crate) enum ReadError {
 }
 
 /// Reads `dir/name`; `None` when it does not exist.
-fn read_text(dir: &Path, name: &str) -> Result<Option<String>, ReadError> {
-    let path = dir.join(name);
-    match fs::read(&path) {
-        Ok(bytes) => String::from_utf8(bytes)
+fn read_text(dir: &LogDir, name: &str) -> Result<Option<String>, ReadError> {
+    match dir.read_if_present(name)? {
+        Some(bytes) => String::from_utf8(bytes)
             .map(Some)
             .map_err(|_| ReadError::Corrupt {
-                path,
+                path: dir.join(name),
                 reason: "not UTF-8 text".to_string(),
             }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e.into()),
+        None => Ok(None),
     }
 }
 
-fn corrupt(dir: &Path, name: &str, reason: String) -> ReadError {
+fn corrupt(dir: &LogDir, name: &str, reason: String) -> ReadError {
     ReadError::Corrupt {
         path: dir.join(name),
         reason,
@@ -185,7 +178,7 @@ fn corrupt(dir: &Path, name: &str, reason: String) -> ReadError {
 }
 
 /// Reads a single-offset checkpoint; `None` when missing.
-pub(crate) fn read_offset(dir: &Path, name: &str) -> Result<Option<i64>, ReadError> {
+pub(crate) fn read_offset(dir: &LogDir, name: &str) -> Result<Option<i64>, ReadError> {
     match read_text(dir, name)? {
         None => Ok(None),
         Some(text) => decode_offset(&text)
@@ -195,12 +188,12 @@ pub(crate) fn read_offset(dir: &Path, name: &str) -> Result<Option<i64>, ReadErr
 }
 
 /// Writes a single-offset checkpoint.
-pub(crate) fn write_offset(dir: &Path, name: &str, offset: i64) -> io::Result<()> {
+pub(crate) fn write_offset(dir: &LogDir, name: &str, offset: i64) -> io::Result<()> {
     write_atomic(dir, name, encode_offset(offset).as_bytes())
 }
 
 /// Reads the leader epoch checkpoint; `None` when missing.
-pub(crate) fn read_epochs(dir: &Path) -> Result<Option<Vec<EpochEntry>>, ReadError> {
+pub(crate) fn read_epochs(dir: &LogDir) -> Result<Option<Vec<EpochEntry>>, ReadError> {
     match read_text(dir, LEADER_EPOCH_FILE)? {
         None => Ok(None),
         Some(text) => decode_epochs(&text)
@@ -210,7 +203,7 @@ pub(crate) fn read_epochs(dir: &Path) -> Result<Option<Vec<EpochEntry>>, ReadErr
 }
 
 /// Writes the leader epoch checkpoint.
-pub(crate) fn write_epochs(dir: &Path, entries: &[EpochEntry]) -> io::Result<()> {
+pub(crate) fn write_epochs(dir: &LogDir, entries: &[EpochEntry]) -> io::Result<()> {
     write_atomic(dir, LEADER_EPOCH_FILE, encode_epochs(entries).as_bytes())
 }
 
@@ -218,16 +211,15 @@ pub(crate) fn write_epochs(dir: &Path, entries: &[EpochEntry]) -> io::Result<()>
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::fs;
 
     #[test]
     fn files_round_trip_and_corruption_names_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(read_offset(dir.path(), RECOVERY_POINT_FILE).unwrap(), None);
-        write_offset(dir.path(), RECOVERY_POINT_FILE, 1234).unwrap();
-        assert_eq!(
-            read_offset(dir.path(), RECOVERY_POINT_FILE).unwrap(),
-            Some(1234)
-        );
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = LogDir::local(tmp.path());
+        assert_eq!(read_offset(&dir, RECOVERY_POINT_FILE).unwrap(), None);
+        write_offset(&dir, RECOVERY_POINT_FILE, 1234).unwrap();
+        assert_eq!(read_offset(&dir, RECOVERY_POINT_FILE).unwrap(), Some(1234));
         let entries = vec![
             EpochEntry {
                 epoch: 1,
@@ -238,21 +230,18 @@ mod tests {
                 start_offset: 50,
             },
         ];
-        write_epochs(dir.path(), &entries).unwrap();
-        assert_eq!(read_epochs(dir.path()).unwrap(), Some(entries));
+        write_epochs(&dir, &entries).unwrap();
+        assert_eq!(read_epochs(&dir).unwrap(), Some(entries));
         assert_eq!(
-            fs::read_to_string(dir.path().join(LEADER_EPOCH_FILE)).unwrap(),
+            fs::read_to_string(tmp.path().join(LEADER_EPOCH_FILE)).unwrap(),
             "0\n2\n1 0\n3 50\n"
         );
 
-        fs::write(dir.path().join(LOG_START_FILE), "0\n1\nbanana\n").unwrap();
-        let err = read_offset(dir.path(), LOG_START_FILE).unwrap_err();
+        fs::write(tmp.path().join(LOG_START_FILE), "0\n1\nbanana\n").unwrap();
+        let err = read_offset(&dir, LOG_START_FILE).unwrap_err();
         assert!(err.to_string().contains(LOG_START_FILE), "{err}");
-        fs::write(dir.path().join(LEADER_EPOCH_FILE), "0\n2\n1 0\n").unwrap();
-        assert!(matches!(
-            read_epochs(dir.path()),
-            Err(ReadError::Corrupt { .. })
-        ));
+        fs::write(tmp.path().join(LEADER_EPOCH_FILE), "0\n2\n1 0\n").unwrap();
+        assert!(matches!(read_epochs(&dir), Err(ReadError::Corrupt { .. })));
     }
 
     proptest! {

@@ -8,8 +8,6 @@
 //! segments are deleted). A corrupt checkpoint falls back to a safe value with a warning.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::path::Path;
 
 use tracing::{error, warn};
 
@@ -20,6 +18,7 @@ use super::config::LogConfig;
 use super::epoch_cache::LeaderEpochCache;
 use super::error::LogError;
 use super::segment::{remove_segment_files, LoadMode, Segment, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT};
+use super::storage::LogDir;
 
 /// Marker written last by a clean close.
 pub(crate) const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
@@ -54,20 +53,18 @@ fn parse_segment_name(name: &str) -> Option<(i64, &str)> {
 }
 
 /// Lists segment files; removes stray temporaries and index files without a segment.
-fn list_dir(dir: &Path) -> Result<Listing, LogError> {
+fn list_dir(dir: &LogDir) -> Result<Listing, LogError> {
     let mut logs = Vec::new();
     let mut indexes = Vec::new();
     let mut clean = false;
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let file_name = entry.file_name();
+    for file_name in dir.list()? {
         let Some(name) = file_name.to_str() else {
-            warn!(dir = %dir.display(), name = ?file_name, "ignoring file with a non UTF-8 name");
+            warn!(dir = %dir.path().display(), name = ?file_name, "ignoring file with a non UTF-8 name");
             continue;
         };
         if name.ends_with(TMP_SUFFIX) {
             // A write interrupted before its rename: the previous version still holds.
-            fs::remove_file(entry.path())?;
+            dir.remove(name)?;
             continue;
         }
         if name == CLEAN_SHUTDOWN_FILE {
@@ -81,17 +78,17 @@ fn list_dir(dir: &Path) -> Result<Listing, LogError> {
         }
         match parse_segment_name(name) {
             Some((base, LOG_EXT)) => logs.push(base),
-            Some((base, INDEX_EXT | TIME_INDEX_EXT)) => indexes.push((base, entry.path())),
+            Some((base, INDEX_EXT | TIME_INDEX_EXT)) => indexes.push((base, name.to_string())),
             _ => {
-                warn!(dir = %dir.display(), name, "ignoring unexpected file in partition directory")
+                warn!(dir = %dir.path().display(), name, "ignoring unexpected file in partition directory")
             }
         }
     }
     logs.sort_unstable();
-    for (base, path) in indexes {
+    for (base, name) in indexes {
         if logs.binary_search(&base).is_err() {
-            warn!(path = %path.display(), "removing index file without a segment");
-            fs::remove_file(path)?;
+            warn!(path = %dir.join(&name).display(), "removing index file without a segment");
+            dir.remove(&name)?;
         }
     }
     Ok(Listing { bases: logs, clean })
@@ -114,8 +111,8 @@ fn or_fallback<T>(
 }
 
 /// Opens or creates the partition directory `dir` and recovers it.
-pub(crate) fn load(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Loaded, LogError> {
-    fs::create_dir_all(dir)?;
+pub(crate) fn load(dir: &LogDir, config: &LogConfig, now_ms: i64) -> Result<Loaded, LogError> {
+    dir.create()?;
     let Listing { bases, clean } = list_dir(dir)?;
     let checkpointed_rp = or_fallback(
         checkpoint::read_offset(dir, RECOVERY_POINT_FILE),
@@ -153,7 +150,7 @@ pub(crate) fn load(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Loaded
     for (i, &base) in bases.iter().enumerate() {
         if let Some(prev) = segments.last() {
             if base < prev.next_offset() {
-                error!(dir = %dir.display(), base, previous_end = prev.next_offset(),
+                error!(dir = %dir.path().display(), base, previous_end = prev.next_offset(),
                     "segment overlaps its predecessor; dropping it and every later segment");
                 drop_segments(dir, &bases[i..])?;
                 break;
@@ -237,9 +234,9 @@ pub(crate) fn load(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Loaded
     }
     if clean {
         // From here on a crash must lead to recovery again.
-        fs::remove_file(dir.join(CLEAN_SHUTDOWN_FILE))?;
+        dir.remove(CLEAN_SHUTDOWN_FILE)?;
     }
-    checkpoint::sync_dir(dir)?;
+    dir.sync()?;
     Ok(Loaded {
         sealed,
         active,
@@ -249,10 +246,10 @@ pub(crate) fn load(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Loaded
     })
 }
 
-fn drop_segments(dir: &Path, bases: &[i64]) -> Result<(), LogError> {
+fn drop_segments(dir: &LogDir, bases: &[i64]) -> Result<(), LogError> {
     // Newest first, so an interruption still leaves a prefix of the log.
     for &base in bases.iter().rev() {
-        warn!(dir = %dir.display(), base, "deleting segment after the recovered end of the log");
+        warn!(dir = %dir.path().display(), base, "deleting segment after the recovered end of the log");
         remove_segment_files(dir, base)?;
     }
     Ok(())
@@ -267,9 +264,9 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::log::batch::batches;
-    use crate::log::test_util::*;
-    use crate::log::{EpochEntry, Log};
+    use crate::batch::batches;
+    use crate::test_util::*;
+    use crate::{EpochEntry, Log};
 
     fn config() -> LogConfig {
         LogConfig {
@@ -409,7 +406,9 @@ mod tests {
         );
         assert_eq!(entries[1].epoch, 7);
         assert!(
-            checkpoint::read_epochs(dir.path()).unwrap().is_some(),
+            checkpoint::read_epochs(&LogDir::local(dir.path()))
+                .unwrap()
+                .is_some(),
             "rewritten"
         );
     }
@@ -498,7 +497,7 @@ mod tests {
             let mut offset = log.log_start_offset();
             while offset < log.log_end_offset() {
                 let data = log.read(offset, 1, i64::MAX, true).unwrap();
-                let view = crate::log::batch::RecordBatchView::new(&data).unwrap();
+                let view = crate::batch::RecordBatchView::new(&data).unwrap();
                 view.validate_crc().unwrap();
                 prop_assert!(view.header().last_offset() >= offset);
                 offset = view.header().last_offset() + 1;

@@ -270,9 +270,9 @@ impl Log {
 
 #[cfg(test)]
 mod tests {
-    use crate::log::batch::{batches, RecordBatchMut};
-    use crate::log::test_util::*;
-    use crate::log::{EpochEntry, Log, LogConfig, LogError, TimestampType};
+    use crate::batch::{batches, RecordBatchMut};
+    use crate::test_util::*;
+    use crate::{EpochEntry, Log, LogConfig, LogError, TimestampType};
 
     fn open(config: LogConfig) -> (tempfile::TempDir, Log) {
         let dir = tempfile::tempdir().unwrap();

@@ -1,15 +1,13 @@
 //! Walking the batch headers of a segment file without reading the records.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
-
 use super::batch::{frame_size, BatchHeader, HEADER_LEN};
 use super::error::LogError;
+use super::storage::StorageFile;
 
 /// Header reader over a file region, buffered so that scanning small batches does not
 /// cost one syscall each.
 pub(crate) struct HeaderScanner<'a> {
-    file: &'a File,
+    file: &'a dyn StorageFile,
     pos: u64,
     end: u64,
     buf: Vec<u8>,
@@ -20,7 +18,7 @@ const SCAN_CHUNK: u64 = 8 * 1024;
 
 impl<'a> HeaderScanner<'a> {
     /// Scans batch headers in `file` from `pos` up to `end`.
-    pub(crate) fn new(file: &'a File, pos: u64, end: u64) -> Self {
+    pub(crate) fn new(file: &'a dyn StorageFile, pos: u64, end: u64) -> Self {
         HeaderScanner {
             file,
             pos,

@@ -1,7 +1,9 @@
-//! Durable segmented log of one partition (DESIGN.md §6).
+//! Durable segmented log of one partition: segments, indexes, recovery, retention and
+//! checkpoints. It knows nothing of partitions, replication or Kafka requests (the broker
+//! builds those on top); see docs/architecture.md for where it sits.
 //!
 //! # Layout
-//! - `mod.rs` — [`Log`]: the segment map, offsets, checkpoints, epochs, close.
+//! - `lib.rs` — [`Log`]: the segment map, offsets, checkpoints, epochs, close.
 //! - `append.rs` — leader and follower appends, segment rolling.
 //! - `read.rs` — fetch reads, timestamp lookups (ListOffsets).
 //! - `retention.rs` — retention, DeleteRecords, truncation.
@@ -44,13 +46,14 @@ mod recovery;
 mod retention;
 mod scanner;
 mod segment;
-#[cfg(test)]
-mod test_util;
+pub mod storage;
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_util;
 mod time_index;
 
 use std::collections::BTreeMap;
 use std::mem;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 pub use append::AppendInfo;
@@ -58,6 +61,7 @@ pub use config::{LogConfig, TimestampType};
 pub use epoch_cache::{EpochEntry, LeaderEpochCache, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
 pub use error::LogError;
 pub use flush::FlushJob;
+pub use storage::{LocalFs, LogDir, OpenMode, Storage, StorageFile};
 
 use checkpoint::{LOG_START_FILE, RECOVERY_POINT_FILE};
 use flush::PendingFlushes;
@@ -66,7 +70,7 @@ use segment::Segment;
 /// The log of one partition: segments on disk, offsets, leader epochs.
 #[derive(Debug)]
 pub struct Log {
-    dir: PathBuf,
+    dir: LogDir,
     config: LogConfig,
     /// Sealed segments by base offset; all below `active`.
     sealed: BTreeMap<i64, Segment>,
@@ -89,9 +93,14 @@ impl Log {
     /// Opens (creating if missing) the partition directory `dir`, recovering after an
     /// unclean stop.
     pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Log, LogError> {
-        let loaded = recovery::load(dir, &config, now_ms)?;
+        Log::open_in(LogDir::local(dir), config, now_ms)
+    }
+
+    /// [`Log::open`] on any storage (a simulated filesystem in crash tests).
+    pub fn open_in(dir: LogDir, config: LogConfig, now_ms: i64) -> Result<Log, LogError> {
+        let loaded = recovery::load(&dir, &config, now_ms)?;
         Ok(Log {
-            dir: dir.to_path_buf(),
+            dir,
             config,
             sealed: loaded.sealed,
             active: loaded.active,
@@ -118,7 +127,7 @@ impl Log {
 
     /// The partition directory.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.dir.path()
     }
 
     /// First readable offset.
@@ -181,7 +190,7 @@ impl Log {
 
     /// The saved producer-state snapshot, if any (its content is checked by its reader).
     pub fn producer_state_snapshot(&self) -> Option<Vec<u8>> {
-        std::fs::read(self.dir.join(checkpoint::PRODUCER_STATE_FILE)).ok()
+        self.dir.read(checkpoint::PRODUCER_STATE_FILE).ok()
     }
 
     /// Saves a producer-state snapshot atomically.
@@ -226,8 +235,8 @@ impl Log {
     /// indexes that no longer describe the data.
     fn mark_dirty(&mut self) -> Result<(), LogError> {
         if self.marked_clean {
-            std::fs::remove_file(self.dir.join(recovery::CLEAN_SHUTDOWN_FILE))?;
-            checkpoint::sync_dir(&self.dir)?;
+            self.dir.remove(recovery::CLEAN_SHUTDOWN_FILE)?;
+            self.dir.sync()?;
             self.marked_clean = false;
         }
         Ok(())
@@ -237,7 +246,7 @@ impl Log {
     pub fn delete(self) -> Result<(), LogError> {
         let dir = self.dir.clone();
         drop(self);
-        std::fs::remove_dir_all(dir)?;
+        dir.remove_all()?;
         Ok(())
     }
 
@@ -288,7 +297,7 @@ impl Log {
         self.sealed.insert(sealed.base_offset(), sealed);
         // The new file's directory entry must be durable before data in it is reported
         // flushed; fsyncing the file alone does not cover its name.
-        checkpoint::sync_dir(&self.dir)?;
+        self.dir.sync()?;
         Ok(())
     }
 

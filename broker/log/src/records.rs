@@ -133,7 +133,7 @@ fn read_varint(buf: &[u8], pos: &mut usize, max_bytes: usize) -> Result<i64, &'s
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::test_util::put_varint;
+    use crate::test_util::put_varint;
     use proptest::prelude::*;
 
     proptest! {

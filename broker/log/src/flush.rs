@@ -1,11 +1,10 @@
 //! Group commit: one fsync covers every batch appended since the last one.
 //!
 //! The partition takes a [`FlushJob`] under its lock, runs it without the lock (the job
-//! holds `Arc<File>`s), then calls [`Log::complete_flush`] under the lock again. A
+//! holds shared file handles), then calls [`Log::complete_flush`] under the lock again. A
 //! truncation in between must not let a job vouch for bytes written after it, so the
 //! log remembers each job it handed out and caps its claim at any truncation point.
 
-use std::fs::File;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +13,7 @@ use parking_lot::Mutex;
 use tracing::warn;
 
 use super::error::LogError;
+use super::storage::StorageFile;
 use super::Log;
 
 /// Minimum spacing of recovery-point checkpoint writes (each costs three fsyncs).
@@ -26,7 +26,7 @@ const MAX_PENDING: usize = 64;
 pub struct FlushJob {
     /// Once `run` succeeds, every offset below this one is durable.
     pub upto: i64,
-    files: Vec<Arc<File>>,
+    files: Vec<Arc<dyn StorageFile>>,
 }
 
 impl FlushJob {
@@ -105,7 +105,7 @@ impl Log {
     /// checkpoint file follows at most about once a second (and always on close).
     pub fn complete_flush(&mut self, upto: i64) -> Result<(), LogError> {
         let Some(claim) = self.pending_flushes.take(upto) else {
-            warn!(upto, dir = %self.dir.display(), "complete_flush for a job this log did not issue; ignored");
+            warn!(upto, dir = %self.dir.path().display(), "complete_flush for a job this log did not issue; ignored");
             return Ok(());
         };
         let durable = claim.min(upto).min(self.log_end_offset());
@@ -147,8 +147,8 @@ impl Log {
 
 #[cfg(test)]
 mod tests {
-    use crate::log::test_util::simple_batch;
-    use crate::log::{Log, LogConfig};
+    use crate::test_util::simple_batch;
+    use crate::{Log, LogConfig};
 
     #[test]
     fn group_commit_advances_recovery_point() {

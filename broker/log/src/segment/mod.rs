@@ -3,20 +3,18 @@
 //!
 //! Writes go through `write_all_at` (pwrite) and reads through `read_exact_at` (pread),
 //! so the file has no cursor and can be read through `&self` while another thread holds
-//! an `Arc<File>` to fsync it. `load.rs` opens existing segments (trust or recover).
+//! a shared handle to fsync it. All file access goes through the storage seam. `load.rs` opens existing segments (trust or recover).
 
-use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::log::batch::BatchHeader;
-use crate::log::checkpoint::write_replace;
-use crate::log::error::LogError;
-use crate::log::index::OffsetIndex;
-use crate::log::scanner::HeaderScanner;
-use crate::log::time_index::TimeIndex;
+use crate::batch::BatchHeader;
+use crate::checkpoint::write_replace;
+use crate::error::LogError;
+use crate::index::OffsetIndex;
+use crate::scanner::HeaderScanner;
+use crate::storage::{LogDir, OpenMode, StorageFile};
+use crate::time_index::TimeIndex;
 
 mod load;
 
@@ -44,9 +42,9 @@ pub(crate) enum LoadMode {
 /// One segment of a partition log.
 #[derive(Debug)]
 pub(crate) struct Segment {
-    dir: PathBuf,
+    dir: LogDir,
     base_offset: i64,
-    file: Arc<File>,
+    file: Arc<dyn StorageFile>,
     size: u64,
     next_offset: i64,
     index: OffsetIndex,
@@ -67,9 +65,9 @@ pub(crate) struct Segment {
 }
 
 impl Segment {
-    fn empty(dir: &Path, base_offset: i64, file: Arc<File>, now_ms: i64) -> Segment {
+    fn empty(dir: &LogDir, base_offset: i64, file: Arc<dyn StorageFile>, now_ms: i64) -> Segment {
         Segment {
-            dir: dir.to_path_buf(),
+            dir: dir.clone(),
             base_offset,
             file,
             size: 0,
@@ -87,14 +85,9 @@ impl Segment {
     }
 
     /// Creates a new empty segment, replacing any leftover files of the same name.
-    pub(crate) fn create(dir: &Path, base_offset: i64, now_ms: i64) -> io::Result<Segment> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(dir.join(file_name(base_offset, LOG_EXT)))?;
-        let mut seg = Segment::empty(dir, base_offset, Arc::new(file), now_ms);
+    pub(crate) fn create(dir: &LogDir, base_offset: i64, now_ms: i64) -> io::Result<Segment> {
+        let file = dir.open(&file_name(base_offset, LOG_EXT), OpenMode::CreateTruncate)?;
+        let mut seg = Segment::empty(dir, base_offset, file, now_ms);
         seg.remove_index_files()?;
         Ok(seg)
     }
@@ -107,7 +100,7 @@ impl Segment {
             self.time_index.last().unwrap_or((-1, -1));
         self.next_offset = self.base_offset;
         self.bytes_since_index = self.size - start;
-        let mut scanner = HeaderScanner::new(&self.file, start, self.size);
+        let mut scanner = HeaderScanner::new(&*self.file, start, self.size);
         let mut expected = indexed_offset;
         while let Some((pos, h)) = scanner.next_header()? {
             let misplaced = if pos == start && start > 0 {
@@ -239,7 +232,8 @@ impl Segment {
     fn remove_index_files(&mut self) -> io::Result<()> {
         self.indexes_on_disk = false;
         for ext in [INDEX_EXT, TIME_INDEX_EXT] {
-            remove_if_present(&self.dir.join(file_name(self.base_offset, ext)))?;
+            self.dir
+                .remove_if_present(&file_name(self.base_offset, ext))?;
         }
         Ok(())
     }
@@ -260,7 +254,7 @@ impl Segment {
 
     /// A header scanner from `pos` to the end of the segment's data.
     pub(crate) fn scanner(&self, pos: u64) -> HeaderScanner<'_> {
-        HeaderScanner::new(&self.file, pos, self.size)
+        HeaderScanner::new(&*self.file, pos, self.size)
     }
 
     /// Reads `buf.len()` bytes at `pos`.
@@ -269,7 +263,7 @@ impl Segment {
     }
 
     /// Shared handle for fsyncing without the log's lock.
-    pub(crate) fn file(&self) -> &Arc<File> {
+    pub(crate) fn file(&self) -> &Arc<dyn StorageFile> {
         &self.file
     }
 
@@ -332,33 +326,26 @@ impl Segment {
 }
 
 /// Removes the data and index files of the segment at `base_offset` (absent ones are fine).
-pub(crate) fn remove_segment_files(dir: &Path, base_offset: i64) -> io::Result<()> {
+pub(crate) fn remove_segment_files(dir: &LogDir, base_offset: i64) -> io::Result<()> {
     // Indexes first: a crash in between leaves a log file, which recovery re-indexes.
     for ext in [INDEX_EXT, TIME_INDEX_EXT, LOG_EXT] {
-        remove_if_present(&dir.join(file_name(base_offset, ext)))?;
+        dir.remove_if_present(&file_name(base_offset, ext))?;
     }
     Ok(())
-}
-
-fn remove_if_present(path: &Path) -> io::Result<()> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::batch::batches;
-    use crate::log::test_util::simple_batch;
+    use crate::batch::batches;
+    use crate::test_util::simple_batch;
 
     fn append_batches(seg: &mut Segment, first_offset: i64, n: usize) -> Vec<(i64, u64)> {
         let mut out = Vec::new();
         let mut offset = first_offset;
         for i in 0..n {
             let mut b = simple_batch(1_000 + i as i64, 3, 100);
-            crate::log::batch::RecordBatchMut::new(&mut b)
+            crate::batch::RecordBatchMut::new(&mut b)
                 .unwrap()
                 .set_base_offset(offset);
             let h = *batches(&b).next().unwrap().unwrap().header();
@@ -372,7 +359,7 @@ mod tests {
     #[test]
     fn append_index_and_find() {
         let dir = tempfile::tempdir().unwrap();
-        let mut seg = Segment::create(dir.path(), 10, 0).unwrap();
+        let mut seg = Segment::create(&LogDir::local(dir.path()), 10, 0).unwrap();
         let placed = append_batches(&mut seg, 10, 20);
         assert_eq!(seg.next_offset(), 70);
         assert!(!seg.index.entries().is_empty());
@@ -389,7 +376,7 @@ mod tests {
     #[test]
     fn trusted_reopen_matches_and_truncate_cuts_at_batch() {
         let dir = tempfile::tempdir().unwrap();
-        let mut seg = Segment::create(dir.path(), 0, 0).unwrap();
+        let mut seg = Segment::create(&LogDir::local(dir.path()), 0, 0).unwrap();
         append_batches(&mut seg, 0, 20);
         seg.seal();
         seg.write_indexes().unwrap();
@@ -399,8 +386,15 @@ mod tests {
             seg.max_timestamp(),
         );
         drop(seg);
-        let (mut seg, cut) =
-            Segment::open(dir.path(), 0, LoadMode::Trusted, 500, 0, &mut |_| {}).unwrap();
+        let (mut seg, cut) = Segment::open(
+            &LogDir::local(dir.path()),
+            0,
+            LoadMode::Trusted,
+            500,
+            0,
+            &mut |_| {},
+        )
+        .unwrap();
         assert!(!cut);
         assert!(seg.indexes_on_disk, "trusted load must not rebuild");
         assert_eq!(
@@ -419,8 +413,15 @@ mod tests {
             "offset 31 is inside the batch [30, 32]"
         );
         assert_eq!(seg.max_timestamp(), 1_011);
-        let (recovered, _) =
-            Segment::open(dir.path(), 0, LoadMode::Recover, 500, 0, &mut |_| {}).unwrap();
+        let (recovered, _) = Segment::open(
+            &LogDir::local(dir.path()),
+            0,
+            LoadMode::Recover,
+            500,
+            0,
+            &mut |_| {},
+        )
+        .unwrap();
         assert_eq!(recovered.next_offset(), 30);
         assert_eq!(recovered.index, seg.index);
     }

@@ -1,46 +1,36 @@
 //! Opening an existing segment: trusting its index files, or recovering it by
 //! validating every batch and cutting a torn tail.
 
-use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
-use std::path::Path;
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
 
 use tracing::warn;
 
 use super::{file_name, LoadMode, Segment, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT};
-use crate::log::batch::{BatchHeader, CRC_COVERAGE_START};
-use crate::log::error::LogError;
-use crate::log::index::OffsetIndex;
-use crate::log::scanner::HeaderScanner;
-use crate::log::time_index::TimeIndex;
+use crate::batch::{BatchHeader, CRC_COVERAGE_START};
+use crate::error::LogError;
+use crate::index::OffsetIndex;
+use crate::scanner::HeaderScanner;
+use crate::storage::{LogDir, OpenMode, StorageFile};
+use crate::time_index::TimeIndex;
 
 impl Segment {
     /// Opens an existing segment. Returns it and whether recovery cut bytes off its end.
     /// `on_batch` sees every batch validated by a `Recover` scan.
     pub(crate) fn open(
-        dir: &Path,
+        dir: &LogDir,
         base_offset: i64,
         mode: LoadMode,
         interval: u32,
         now_ms: i64,
         on_batch: &mut dyn FnMut(&BatchHeader),
     ) -> Result<(Segment, bool), LogError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(dir.join(file_name(base_offset, LOG_EXT)))?;
-        let meta = file.metadata()?;
-        let mut seg = Segment::empty(dir, base_offset, Arc::new(file), now_ms);
-        seg.size = meta.len();
-        if let Some(ms) = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .and_then(|d| i64::try_from(d.as_millis()).ok())
-        {
+        let file = dir.open(&file_name(base_offset, LOG_EXT), OpenMode::Existing)?;
+        let size = file.len()?;
+        let modified_ms = file.modified_ms();
+        let mut seg = Segment::empty(dir, base_offset, file, now_ms);
+        seg.size = size;
+        if let Some(ms) = modified_ms {
             seg.last_modified_ms = ms;
         }
         if mode == LoadMode::Trusted && seg.load_trusted()? {
@@ -53,11 +43,7 @@ impl Segment {
     /// Loads index files and scans the tail; `false` when anything does not add up.
     fn load_trusted(&mut self) -> io::Result<bool> {
         let dir = self.dir.clone();
-        let read = |ext: &str| match fs::read(dir.join(file_name(self.base_offset, ext))) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        };
+        let read = |ext: &str| dir.read_if_present(&file_name(self.base_offset, ext));
         let (Some(index), Some(time_index)) = (read(INDEX_EXT)?, read(TIME_INDEX_EXT)?) else {
             warn!(
                 segment = self.base_offset,
@@ -75,7 +61,7 @@ impl Segment {
                 return Ok(false);
             }
         }
-        let tail = HeaderScanner::new(&self.file, 0, self.size)
+        let tail = HeaderScanner::new(&*self.file, 0, self.size)
             .next_header()
             .map(|first| self.first_batch_timestamp = first.map_or(-1, |(_, h)| h.max_timestamp))
             .and_then(|()| self.rebuild_tail_state());
@@ -110,13 +96,13 @@ impl Segment {
         on_batch: &mut dyn FnMut(&BatchHeader),
     ) -> Result<bool, LogError> {
         let file = Arc::clone(&self.file);
-        let file_len = file.metadata()?.len();
+        let file_len = file.len()?;
         let now = self.created_ms;
         *self = Segment {
             last_modified_ms: self.last_modified_ms,
             ..Segment::empty(&self.dir, self.base_offset, Arc::clone(&file), now)
         };
-        let mut scanner = HeaderScanner::new(&file, 0, file_len);
+        let mut scanner = HeaderScanner::new(&*file, 0, file_len);
         let mut buf = Vec::new();
         let valid_end = loop {
             let at = scanner.position();
@@ -140,7 +126,7 @@ impl Segment {
                 break pos;
             }
             let crc = crc_of(
-                &file,
+                &*file,
                 pos + CRC_COVERAGE_START,
                 pos + h.size() as u64,
                 &mut buf,
@@ -166,7 +152,7 @@ impl Segment {
 
 /// CRC-32C of `file[start..end]`, streamed through `buf` so a huge (possibly garbage)
 /// length does not turn into a huge allocation.
-fn crc_of(file: &File, start: u64, end: u64, buf: &mut Vec<u8>) -> io::Result<u32> {
+fn crc_of(file: &dyn StorageFile, start: u64, end: u64, buf: &mut Vec<u8>) -> io::Result<u32> {
     const CHUNK: u64 = 64 * 1024;
     let mut crc = 0u32;
     let mut pos = start;

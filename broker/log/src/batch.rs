@@ -381,7 +381,7 @@ impl<'a> RecordBatchMut<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::test_util::{batch_with, encode_batch, simple_batch, TestRecord};
+    use crate::test_util::{batch_with, encode_batch, simple_batch, TestRecord};
     use proptest::prelude::*;
 
     #[test]

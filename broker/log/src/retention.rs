@@ -6,7 +6,6 @@
 
 use std::mem;
 
-use super::checkpoint;
 use super::error::LogError;
 use super::recovery::MAX_BASE_OFFSET;
 use super::segment::{remove_segment_files, Segment};
@@ -145,7 +144,7 @@ impl Log {
             self.log_start_offset = leo;
             self.persist_log_start()?;
         }
-        checkpoint::sync_dir(&self.dir)?;
+        self.dir.sync()?;
         Ok(())
     }
 
@@ -172,15 +171,15 @@ impl Log {
         self.persist_log_start()?;
         self.recovery_point = offset;
         self.persist_recovery_point()?;
-        checkpoint::sync_dir(&self.dir)?;
+        self.dir.sync()?;
         Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::log::test_util::*;
-    use crate::log::{EpochEntry, Log, LogConfig, LogError};
+    use crate::test_util::*;
+    use crate::{EpochEntry, Log, LogConfig, LogError};
 
     /// One 3-record batch per append, each in its own segment; batch i has timestamps
     /// 1000i..1000i+2 and offsets 3i..3i+2.
@@ -396,7 +395,7 @@ mod tests {
             .append_as_follower(
                 &{
                     let mut b = simple_batch(1, 2, 5);
-                    crate::log::batch::RecordBatchMut::new(&mut b)
+                    crate::batch::RecordBatchMut::new(&mut b)
                         .unwrap()
                         .set_base_offset(50);
                     b

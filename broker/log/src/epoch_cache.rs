@@ -26,7 +26,7 @@ pub const UNDEFINED_EPOCH_OFFSET: i64 = -1;
 
 impl LeaderEpochCache {
     /// A cache holding `entries` (taken as already ordered, e.g. from the checkpoint).
-    pub(crate) fn from_entries(entries: Vec<EpochEntry>) -> Self {
+    pub fn from_entries(entries: Vec<EpochEntry>) -> Self {
         let mut cache = LeaderEpochCache::default();
         for e in entries {
             cache.assign(e.epoch, e.start_offset);
@@ -82,7 +82,7 @@ impl LeaderEpochCache {
     }
 
     /// Drops entries starting at or after `end_offset` (after a truncation to it).
-    pub(crate) fn truncate_from_end(&mut self, end_offset: i64) -> bool {
+    pub fn truncate_from_end(&mut self, end_offset: i64) -> bool {
         let before = self.entries.len();
         self.entries.retain(|e| e.start_offset < end_offset);
         self.entries.len() != before
