@@ -169,7 +169,9 @@ pub fn controller_checks(controller: &ControllerHandle) -> Vec<(&'static str, bo
 }
 
 async fn metrics(State(admin): State<Admin>) -> Response {
-    let body = spate_broker::metrics::render_node(admin.broker.as_deref(), |out| {
+    let sources = admin.broker.as_deref().map(|b| (b, b.scrape_sources()));
+    let broker = sources.as_ref().map(|(b, s)| (&b.metrics, s));
+    let body = spate_broker::metrics::render_node(broker, |out| {
         if let Some(controller) = admin.controller.as_deref() {
             crate::controller_metrics::encode(controller, out);
         }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command: bash tests/run.sh [extra pytest args]
 #
+#   0. tests/tools/module_cycles.py: no import circle of more than a handful of modules
 #   1. cargo build --workspace --all-targets
 #   2. cargo test --workspace                      (stops at the first failing test binary)
 #   3. real-client tests: pytest tests/python, run from the virtualenv .venv (created or
@@ -15,6 +16,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 step() { printf '\n==> %s\n' "$*"; }
+
+step "import circles: python3 tests/tools/module_cycles.py"
+python3 "$ROOT/tests/tools/module_cycles.py"
 
 if [ "${SPATE_SKIP_CARGO:-0}" != "1" ]; then
   step "cargo build --workspace --all-targets"

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::clock::now_ms;
 use crate::config::BrokerConfig;
 use crate::controlled_shutdown::ControlledShutdown;
 use crate::faults::LinkFaults;
@@ -19,53 +20,11 @@ use crate::metadata::controller_link::ControllerLink;
 use crate::metadata::{follower, MetadataCache};
 use crate::replica_manager::ReplicaManager;
 use crate::replication::fetcher::ReplicaFetchers;
-use crate::replication::isr_updater::{self, IsrUpdater};
+use crate::replication::isr_queue::IsrUpdater;
+use crate::replication::isr_updater;
 use crate::replication::server::ReplicationService;
 use crate::server::listener;
-
-/// Wall-clock milliseconds since the epoch (Kafka timestamps).
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// State shared by every connection and background task of one broker.
-pub struct BrokerState {
-    /// Start-up settings.
-    pub config: BrokerConfig,
-    /// The Kafka endpoints this broker registers, one per listener (advertised host and
-    /// port; port 0 in the config resolved to the bound port), inter-broker listener first.
-    pub endpoints: Vec<spate_proto::metadata::Endpoint>,
-    /// Set once a controlled shutdown (drain) began: heartbeats keep asking the controller
-    /// to keep us fenced and leaderless, and we are not ready any more.
-    pub draining: watch::Sender<bool>,
-    /// Metadata image followed from the controller.
-    pub metadata: MetadataCache,
-    /// Hosted partitions.
-    pub replicas: ReplicaManager,
-    /// Link to the active controller.
-    pub controller: ControllerLink,
-    /// Incremental fetch sessions.
-    pub fetch_sessions: FetchSessionCache,
-    /// Our registration's broker epoch (-1 until registered).
-    pub broker_epoch: AtomicI64,
-    /// The port other brokers fetch from.
-    pub replication_port: u16,
-    /// Follower fetchers, one per leader.
-    pub fetchers: ReplicaFetchers,
-    /// ISR changes on their way to the controller.
-    pub isr_updater: IsrUpdater,
-    /// Injected link faults (tests).
-    pub faults: Arc<LinkFaults>,
-    /// Prometheus metrics.
-    pub metrics: crate::metrics::Metrics,
-    /// Consumer groups coordinated here.
-    pub groups: crate::group::coordinator::GroupCoordinator,
-    /// Producer ids for InitProducerId.
-    pub producer_ids: crate::producer_ids::ProducerIdBlocks,
-}
+use crate::state::BrokerState;
 
 /// A running broker.
 pub struct Broker {

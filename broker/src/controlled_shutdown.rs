@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use spate_metadata::ids::NodeId;
 use spate_metadata::MetadataImage;
 
-use crate::broker::BrokerState;
+use crate::state::BrokerState;
 
 /// What a controlled shutdown achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -44,7 +44,7 @@ pub enum BrokerError {
     Log(#[from] LogError),
     /// An idempotent producer's batch is out of sequence or from a fenced epoch.
     #[error(transparent)]
-    Sequence(#[from] crate::partition::SequenceError),
+    Sequence(#[from] crate::partition::producer_state::SequenceError),
 }
 
 impl BrokerError {

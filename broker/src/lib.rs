@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod broker;
+pub mod clock;
 pub mod config;
 pub mod controlled_shutdown;
 pub mod error;
@@ -35,7 +36,9 @@ pub mod producer_ids;
 pub mod replica_manager;
 pub mod replication;
 pub mod server;
+pub mod state;
 pub mod topic_config;
 
-pub use broker::{Broker, BrokerState};
+pub use broker::Broker;
 pub use config::BrokerConfig;
+pub use state::BrokerState;

@@ -18,7 +18,7 @@
 //! - controller gauges are the node wiring's (the `spate` crate's `controller_metrics`),
 //!   appended by [`render_node`].
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -27,7 +27,22 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::broker::BrokerState;
+use spate_metadata::MetadataImage;
+
+use crate::partition::Partition;
+
+/// What the scrape-time gauges are computed from (the broker state builds it, so this
+/// module does not depend on it).
+pub struct ScrapeSources {
+    /// The metadata image this broker follows.
+    pub image: Arc<MetadataImage>,
+    /// The partitions hosted here.
+    pub partitions: Vec<Arc<Partition>>,
+    /// This broker's id.
+    pub node_id: i32,
+    /// (group, topic, partition, committed offset) of the groups coordinated here.
+    pub committed_offsets: Vec<(String, String, i32, i64)>,
+}
 
 /// Latency buckets, 0.5 ms to 10 s.
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -351,10 +366,10 @@ impl Metrics {
         self.fencings.inc();
     }
 
-    /// The text exposition of every metric, scrape-time gauges refreshed from `state`.
-    pub fn render(&self, state: &BrokerState) -> String {
+    /// The text exposition of every metric, scrape-time gauges refreshed from `sources`.
+    pub fn render(&self, sources: &ScrapeSources) -> String {
         let mut out = String::new();
-        self.encode_into(state, &mut out);
+        self.encode_into(sources, &mut out);
         if let Err(e) = prometheus_client::encoding::text::encode_eof(&mut out) {
             tracing::warn!(error = %e, "cannot encode metrics");
         }
@@ -362,20 +377,20 @@ impl Metrics {
     }
 
     /// Refreshes the gauges and encodes the registry without the final `# EOF`.
-    fn encode_into(&self, state: &BrokerState, out: &mut String) {
-        self.refresh(state);
+    fn encode_into(&self, sources: &ScrapeSources, out: &mut String) {
+        self.refresh(sources);
         if let Err(e) = prometheus_client::encoding::text::encode_registry(out, &self.registry) {
             tracing::warn!(error = %e, "cannot encode metrics");
         }
     }
 
     /// Recomputes the scrape-time gauges from the broker's state.
-    fn refresh(&self, state: &BrokerState) {
+    fn refresh(&self, state: &ScrapeSources) {
         self.follower_lag.clear();
         self.group_lag.clear();
         self.log_size.clear();
         self.log_segments.clear();
-        let image = state.metadata.image();
+        let image = &state.image;
         let offline = image
             .topics()
             .values()
@@ -385,7 +400,7 @@ impl Metrics {
         self.offline.set(offline as i64);
         let (mut led, mut under_replicated, mut under_min_isr) = (0i64, 0i64, 0i64);
         let mut high_watermarks: HashMap<(String, i32), i64> = HashMap::new();
-        for p in state.replicas.all() {
+        for p in &state.partitions {
             let (topic, partition) = (p.tp.topic.clone(), p.tp.partition);
             let (size, segments) = p.with_log(|l| (l.size_bytes(), l.segment_count()));
             let labels = PartitionLabels {
@@ -416,7 +431,7 @@ impl Metrics {
                 under_min_isr += 1;
             }
             let leos = p.replica_log_end_offsets();
-            let local = state.config.node_id;
+            let local = state.node_id;
             let leader_leo = leos
                 .iter()
                 .find(|(id, _)| id.0 == local)
@@ -440,7 +455,7 @@ impl Metrics {
         self.partitions_led.set(led);
         self.under_replicated.set(under_replicated);
         self.under_min_isr.set(under_min_isr);
-        for (group, topic, partition, committed) in state.groups.committed_offsets() {
+        for (group, topic, partition, committed) in state.committed_offsets.iter().cloned() {
             let Some(hw) = high_watermarks.get(&(topic.clone(), partition)) else {
                 continue;
             };
@@ -461,10 +476,13 @@ impl Metrics {
 
 /// Everything this node exposes on `/metrics`: the broker's metrics when it runs a
 /// broker, then what `more` adds (the node's wiring adds the controller's), then `# EOF`.
-pub fn render_node(broker: Option<&BrokerState>, more: impl FnOnce(&mut String)) -> String {
+pub fn render_node(
+    broker: Option<(&Metrics, &ScrapeSources)>,
+    more: impl FnOnce(&mut String),
+) -> String {
     let mut out = String::new();
-    if let Some(state) = broker {
-        state.metrics.encode_into(state, &mut out);
+    if let Some((metrics, sources)) = broker {
+        metrics.encode_into(sources, &mut out);
     }
     more(&mut out);
     if let Err(e) = prometheus_client::encoding::text::encode_eof(&mut out) {
@@ -476,6 +494,7 @@ pub fn render_node(broker: Option<&BrokerState>, more: impl FnOnce(&mut String))
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::BrokerState;
 
     /// The value of the sample `name{labels}` (labels as rendered, `""` for none).
     fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
@@ -578,29 +597,7 @@ mod tests {
     }
 
     fn empty_broker(dir: &std::path::Path) -> BrokerState {
-        use crate::config::BrokerConfig;
-        let config = BrokerConfig::new(1, dir);
-        let faults = std::sync::Arc::new(crate::faults::LinkFaults::default());
-        BrokerState {
-            endpoints: Vec::new(),
-            draining: tokio::sync::watch::Sender::new(false),
-            metadata: Default::default(),
-            replicas: crate::replica_manager::ReplicaManager::new(1, config.log_dir()),
-            controller: crate::metadata::controller_link::ControllerLink::new(
-                vec!["127.0.0.1:1".to_string()],
-                faults.clone(),
-            ),
-            fetch_sessions: crate::fetch_session::FetchSessionCache::new(10),
-            broker_epoch: std::sync::atomic::AtomicI64::new(-1),
-            replication_port: 9093,
-            fetchers: Default::default(),
-            isr_updater: Default::default(),
-            faults,
-            producer_ids: Default::default(),
-            groups: Default::default(),
-            metrics: Default::default(),
-            config,
-        }
+        BrokerState::unconnected(dir)
     }
 
     /// A broker with no partitions renders zeros, and one `# EOF` at the end.
@@ -609,7 +606,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = empty_broker(dir.path());
         state.metrics.record_request("Metadata", 12, false, 0.001);
-        let text = state.metrics.render(&state);
+        let text = state.metrics.render(&state.scrape_sources());
         assert_eq!(sample(&text, "spate_partitions_led", ""), Some(0.0));
         assert_eq!(sample(&text, "spate_partitions_offline", ""), Some(0.0));
         assert_eq!(
@@ -621,7 +618,7 @@ mod tests {
             Some(1.0)
         );
         assert!(text.ends_with("# EOF\n"));
-        let node = render_node(Some(&state), |_| {});
+        let node = render_node(Some((&state.metrics, &state.scrape_sources())), |_| {});
         assert_eq!(node.matches("# EOF").count(), 1);
         assert_eq!(render_node(None, |_| {}), "# EOF\n");
     }

@@ -17,7 +17,7 @@ use super::{
     Delivery, ErrorCode, Group, GroupConfig, GroupSnapshot, GroupState, JoinRequest, JoinResponse,
     SyncResponse,
 };
-use crate::broker::now_ms;
+use crate::clock::now_ms;
 use crate::error::BrokerError;
 use crate::partition::{Partition, RoleChange};
 

@@ -19,10 +19,10 @@ use spate_proto::controller as pb;
 use spate_proto::metadata::ReplicaList;
 
 use super::str_bytes;
-use crate::broker::BrokerState;
 use crate::error::Result;
 use crate::metadata::controller_link::unavailable;
-use crate::server::dispatch::RequestContext;
+use crate::server::context::RequestContext;
+use crate::state::BrokerState;
 
 /// Kafka's topic name rules (the controller's check, so both sides agree).
 pub fn valid_topic_name(name: &str) -> std::result::Result<(), String> {

@@ -3,13 +3,13 @@ use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 
 use super::str_bytes;
-use crate::server::dispatch::RequestContext;
+use crate::server::context::RequestContext;
 
 /// Lists the unfenced brokers.
 pub fn describe(ctx: &RequestContext, _req: DescribeClusterRequest) -> DescribeClusterResponse {
     let state = &ctx.state;
     let image = state.metadata.image();
-    let brokers = super::metadata::live_brokers(&image, &ctx.listener)
+    let brokers = super::metadata::live_brokers(&image, &ctx.session.listener)
         .map(|(id, host, port, rack)| {
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(id))

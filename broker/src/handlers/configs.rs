@@ -17,8 +17,8 @@ use spate_proto::controller as pb;
 use spate_proto::metadata::ConfigResourceType;
 
 use super::str_bytes;
-use crate::broker::BrokerState;
-use crate::server::dispatch::RequestContext;
+use crate::server::context::RequestContext;
+use crate::state::BrokerState;
 use crate::topic_config;
 
 /// Kafka's ConfigResource type codes.

@@ -9,7 +9,7 @@ use spate_proto::controller as pb;
 
 use super::admin::controller_call;
 use super::str_bytes;
-use crate::server::dispatch::RequestContext;
+use crate::server::context::RequestContext;
 
 /// ElectLeaders: preferred (type 0, the only one in v0) or unclean (type 1).
 pub async fn handle(ctx: &RequestContext, req: ElectLeadersRequest) -> ElectLeadersResponse {

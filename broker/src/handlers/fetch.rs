@@ -13,10 +13,10 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use tokio::sync::watch;
 
 use super::{leader_partition, str_bytes};
-use crate::broker::BrokerState;
 use crate::fetch_session::{FetchTarget, LastSent};
 use crate::partition::{Progress, TopicPartition};
-use crate::server::dispatch::{PendingResponse, RequestContext};
+use crate::server::context::{PendingResponse, RequestContext};
+use crate::state::BrokerState;
 
 /// The longest a fetch may park, whatever the client asks.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);

@@ -23,10 +23,10 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 use super::str_bytes;
-use crate::broker::BrokerState;
 use crate::group::coordinator::{partition_for, OffsetEntry, OFFSETS_TOPIC};
 use crate::group::JoinRequest;
-use crate::server::dispatch::RequestContext;
+use crate::server::context::RequestContext;
+use crate::state::BrokerState;
 use spate_metadata::ErrorCode;
 
 fn s(b: &StrBytes) -> String {
@@ -111,7 +111,7 @@ pub async fn find_coordinator(
         } else if key.is_empty() {
             Err(ErrorCode::InvalidGroupId.code())
         } else {
-            coordinator_of(&ctx.state, &key, &ctx.listener).await
+            coordinator_of(&ctx.state, &key, &ctx.session.listener).await
         };
         let c = match found {
             Ok((node, host, port)) => Coordinator::default()
@@ -166,7 +166,7 @@ pub async fn join_group(ctx: &RequestContext, req: JoinGroupRequest) -> JoinGrou
         member_id: s(&req.member_id),
         group_instance_id: req.group_instance_id.as_ref().map(s),
         client_id: ctx.client_id.clone(),
-        client_host: format!("/{}", ctx.peer.ip()),
+        client_host: format!("/{}", ctx.session.peer.ip()),
         session_timeout_ms: req.session_timeout_ms,
         // v0 has no rebalance timeout: it is the session timeout.
         rebalance_timeout_ms: if v >= 1 {

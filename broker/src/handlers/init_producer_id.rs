@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use spate_metadata::ErrorCode;
 
-use crate::server::dispatch::RequestContext;
+use crate::server::context::RequestContext;
 
 /// Allocates a producer id.
 pub async fn handle(ctx: &RequestContext, req: InitProducerIdRequest) -> InitProducerIdResponse {

@@ -11,8 +11,8 @@ use spate_metadata::ErrorCode;
 use spate_metadata::{MetadataImage, TopicImage};
 
 use super::{admin, str_bytes};
-use crate::broker::BrokerState;
-use crate::server::dispatch::RequestContext;
+use crate::server::context::RequestContext;
+use crate::state::BrokerState;
 
 /// Builds the Metadata response, auto-creating requested topics first if allowed.
 pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataResponse {
@@ -78,7 +78,7 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
             .collect(),
     };
     MetadataResponse::default()
-        .with_brokers(brokers(&image, &ctx.listener))
+        .with_brokers(brokers(&image, &ctx.session.listener))
         .with_cluster_id(Some(str_bytes(state.config.cluster_id.clone())))
         .with_controller_id(BrokerId(controller_id(state, &image)))
         .with_topics(topics)

@@ -10,10 +10,10 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use spate_metadata::ErrorCode;
 
 use super::{leader_partition, str_bytes};
-use crate::broker::now_ms;
+use crate::clock::now_ms;
 use crate::error::BrokerError;
 use crate::partition::Partition;
-use crate::server::dispatch::{Outcome, PendingResponse, RequestContext};
+use crate::server::context::{Outcome, PendingResponse, RequestContext};
 use spate_log::AppendInfo;
 
 /// What happened to one partition's batches before any waiting.

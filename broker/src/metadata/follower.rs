@@ -12,8 +12,9 @@ use spate_proto::metadata::Endpoint;
 use tokio::sync::watch;
 
 use super::persist;
-use crate::broker::{now_ms, BrokerState};
-use crate::replication::fetcher::REPLICATION_LISTENER;
+use crate::clock::now_ms;
+use crate::replication::fetcher::{FetcherContext, REPLICATION_LISTENER};
+use crate::state::BrokerState;
 
 /// How often the applied image is saved (it is cheap to refetch, so not on every batch).
 const SAVE_INTERVAL: Duration = Duration::from_secs(1);
@@ -239,7 +240,8 @@ async fn follow(state: Arc<BrokerState>, shutdown: watch::Receiver<bool>) {
             })
             .await
             .unwrap_or_default();
-            state.fetchers.apply(&state, &changes, &shutdown);
+            let context: Arc<dyn FetcherContext> = state.clone();
+            state.fetchers.apply(&context, &changes, &shutdown);
             state.groups.on_role_changes(&changes);
             if last_saved.elapsed() >= SAVE_INTERVAL {
                 if let Err(e) = persist::save(&saved_dir, &shared) {

@@ -680,7 +680,7 @@ impl Partition {
         if leo != before || restart {
             tracing::info!(partition = %self.tp, from = before, to = leo, restart, "truncated as follower");
             // The saved producer state may describe batches that are gone now.
-            self.save_producer_state(crate::broker::now_ms(), true);
+            self.save_producer_state(crate::clock::now_ms(), true);
         }
         self.publish(|p| {
             p.log_end_offset = leo;
@@ -979,7 +979,7 @@ impl Partition {
             log.log_end_offset()
         };
         self.checkpoint_high_watermark();
-        self.save_producer_state(crate::broker::now_ms(), true);
+        self.save_producer_state(crate::clock::now_ms(), true);
         self.log.lock().close_in_place()?;
         // Acknowledgements still waiting on this fsync complete instead of timing out.
         self.on_flushed(leo);

@@ -25,9 +25,10 @@ use tokio::time::Instant;
 use tonic::transport::Channel;
 use tracing::Instrument;
 
-use super::server::MAX_MESSAGE_BYTES;
-use crate::broker::{now_ms, BrokerState};
+use super::MAX_MESSAGE_BYTES;
+use crate::clock::now_ms;
 use crate::error::BrokerError;
+use crate::faults::LinkFaults;
 use crate::partition::replica_state::{self, Truncation};
 use crate::partition::{Partition, RoleChange, TopicPartition};
 
@@ -61,6 +62,24 @@ struct Fetcher {
     task: JoinHandle<()>,
 }
 
+/// What follower fetchers need from their broker: a narrow handle, so this module does not
+/// depend on the broker state that holds it.
+pub trait FetcherContext: Send + Sync + 'static {
+    /// This broker's id.
+    fn node_id(&self) -> i32;
+    /// Our registration's broker epoch (-1 until registered).
+    fn broker_epoch(&self) -> i64;
+    /// How long a follower fetch may wait at the leader (`replica.fetch.wait.max.ms`).
+    fn max_wait(&self) -> Duration;
+    /// Injected link faults (tests).
+    fn faults(&self) -> &LinkFaults;
+    /// The leader's registered replication endpoint ("host:port"), from metadata.
+    fn replication_address(&self, leader: NodeId) -> Option<String>;
+    /// The partition this broker hosts now under that name (a deleted and re-created
+    /// topic is another partition).
+    fn hosted(&self, tp: &TopicPartition) -> Option<Arc<Partition>>;
+}
+
 /// Every fetcher of this broker, by leader.
 #[derive(Default)]
 pub struct ReplicaFetchers {
@@ -72,7 +91,7 @@ impl ReplicaFetchers {
     /// join that leader's fetcher (truncating first); the others leave every fetcher.
     pub fn apply(
         &self,
-        state: &Arc<BrokerState>,
+        state: &Arc<dyn FetcherContext>,
         changes: &[(Arc<Partition>, RoleChange)],
         shutdown: &watch::Receiver<bool>,
     ) {
@@ -145,7 +164,7 @@ const RETRY_SOON: Duration = Duration::from_millis(50);
 const TRANSPORT_BACKOFF: Duration = Duration::from_millis(100);
 
 async fn run(
-    state: Arc<BrokerState>,
+    state: Arc<dyn FetcherContext>,
     leader: NodeId,
     partitions: Followers,
     wake: Arc<Notify>,
@@ -162,8 +181,7 @@ async fn run(
             // Partitions removed from this broker (topic deleted) stop here.
             map.retain(|tp, f| {
                 state
-                    .replicas
-                    .get(&tp.topic, tp.partition)
+                    .hosted(tp)
                     .is_some_and(|p| Arc::ptr_eq(&p, &f.partition))
             });
             map.iter()
@@ -185,15 +203,15 @@ async fn run(
             }
             continue;
         }
-        let delay = state.faults.replication_delay();
+        let delay = state.faults().replication_delay();
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
-        let Some(addr) = replication_address(&state, leader) else {
+        let Some(addr) = state.replication_address(leader) else {
             sleep_or_wake(&wake, WAIT_FOR_METADATA, &mut shutdown).await;
             continue;
         };
-        if state.faults.is_isolated() {
+        if state.faults().is_isolated() {
             sleep_or_wake(&wake, TRANSPORT_BACKOFF, &mut shutdown).await;
             continue;
         }
@@ -217,7 +235,7 @@ async fn run(
             .cloned()
             .collect();
         if !truncating.is_empty()
-            && !truncate_round(&state, rpc.clone(), &partitions, truncating).await
+            && !truncate_round(&*state, rpc.clone(), &partitions, truncating).await
         {
             sleep_or_wake(&wake, TRANSPORT_BACKOFF, &mut shutdown).await;
             continue;
@@ -235,7 +253,7 @@ async fn run(
             leader = leader.0,
             partitions = fetching.len()
         );
-        if !fetch_round(&state, rpc, &partitions, fetching, &wake)
+        if !fetch_round(&*state, rpc, &partitions, fetching, &wake)
             .instrument(span)
             .await
         {
@@ -250,17 +268,6 @@ async fn sleep_or_wake(wake: &Notify, pause: Duration, shutdown: &mut watch::Rec
         _ = wake.notified() => {}
         _ = shutdown.changed() => {}
     }
-}
-
-/// The leader's registered replication endpoint.
-fn replication_address(state: &BrokerState, leader: NodeId) -> Option<String> {
-    let image = state.metadata.image();
-    let broker = image.broker(leader)?;
-    let ep = broker
-        .endpoints
-        .iter()
-        .find(|e| e.listener == REPLICATION_LISTENER)?;
-    Some(format!("{}:{}", ep.host, ep.port))
 }
 
 fn connect(addr: &str) -> Result<ReplicationClient<Channel>, tonic::transport::Error> {
@@ -296,7 +303,7 @@ fn retry_after(partitions: &Followers, tp: &TopicPartition, epoch: i32, pause: D
 /// One OffsetForLeaderEpoch round for partitions that must truncate; a partition whose
 /// answer is final moves on to fetching. False on a transport error.
 async fn truncate_round(
-    state: &BrokerState,
+    state: &dyn FetcherContext,
     mut rpc: ReplicationClient<Channel>,
     partitions: &Followers,
     truncating: Vec<(TopicPartition, Followed)>,
@@ -332,7 +339,7 @@ async fn truncate_round(
         return true;
     }
     let request = OffsetForLeaderEpochRequest {
-        replica_id: state.config.node_id,
+        replica_id: state.node_id(),
         partitions: queries,
     };
     let response = match tokio::time::timeout(
@@ -423,7 +430,7 @@ fn finish_truncation(
 /// One long-poll fetch for every partition in the fetch phase. False on a transport
 /// error.
 async fn fetch_round(
-    state: &BrokerState,
+    state: &dyn FetcherContext,
     mut rpc: ReplicationClient<Channel>,
     partitions: &Followers,
     fetching: Vec<(TopicPartition, Followed)>,
@@ -449,10 +456,10 @@ async fn fetch_round(
             }
         })
         .collect();
-    let max_wait = state.config.replica_fetch_max_wait;
+    let max_wait = state.max_wait();
     let request = ReplicaFetchRequest {
-        replica_id: state.config.node_id,
-        broker_epoch: state.broker_epoch.load(std::sync::atomic::Ordering::SeqCst),
+        replica_id: state.node_id(),
+        broker_epoch: state.broker_epoch(),
         max_wait_ms: max_wait.as_millis() as i32,
         min_bytes: FETCH_MIN_BYTES,
         max_bytes: FETCH_MAX_BYTES,
@@ -460,7 +467,7 @@ async fn fetch_round(
     };
     let response = tokio::select! {
         r = tokio::time::timeout(max_wait + Duration::from_secs(10), rpc.fetch(request)) => r,
-        _ = state.faults.isolated() => return false,
+        _ = state.faults().isolated() => return false,
         // New partitions or a new epoch: start a round that includes them. Only the
         // request is abandoned, never the handling of an answer.
         _ = wake.notified() => return true,

@@ -1,57 +1,34 @@
 //! Sends the ISR changes leaders propose (expand on catch-up, shrink on lag) to the
 //! controller as `AlterPartition` requests, batching whatever is queued, and applies the
 //! answers: the committed ISR on success, dropping the proposal on refusal. A leader acts
-//! on a new ISR only once the controller has committed it (DESIGN §5).
+//! on a new ISR only once the controller has committed it (DESIGN §5). The queue itself
+//! is [`super::isr_queue`]; these are the tasks the broker's wiring runs on it.
 use std::sync::Arc;
 use std::time::Duration;
 
 use spate_metadata::ids::NodeId;
+use spate_metadata::ErrorCode;
 use spate_proto::controller::{
     AlterPartitionData, AlterPartitionRequest, AlterPartitionTopic, IsrMember,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
-use crate::broker::BrokerState;
+use super::isr_queue::Proposal;
 use crate::partition::replica_state::IsrChangeKind;
-use crate::partition::{IsrChange, Partition};
+use crate::state::BrokerState;
 
-/// Answers that mean the change was certainly not made and may be dropped at once:
-/// INELIGIBLE_REPLICA (107) and OPERATION_NOT_ATTEMPTED (55).
-const ABANDON: [i32; 2] = [107, 55];
+/// Answers that mean the change was certainly not made and may be dropped at once.
+const ABANDON: [ErrorCode; 2] = [
+    ErrorCode::IneligibleReplica,
+    ErrorCode::OperationNotAttempted,
+];
 
 /// Pause before resending after the controller could not be reached.
 const RETRY_BACKOFF: Duration = Duration::from_millis(200);
 
-/// A leader's proposal: the partition and the change it asks for.
-type Proposal = (Arc<Partition>, IsrChange);
-
-/// The queue leaders put ISR proposals on.
-pub struct IsrUpdater {
-    tx: mpsc::UnboundedSender<Proposal>,
-    rx: parking_lot::Mutex<Option<mpsc::UnboundedReceiver<Proposal>>>,
-}
-
-impl Default for IsrUpdater {
-    fn default() -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
-        IsrUpdater {
-            tx,
-            rx: parking_lot::Mutex::new(Some(rx)),
-        }
-    }
-}
-
-impl IsrUpdater {
-    /// Queues a proposal.
-    pub fn propose(&self, partition: Arc<Partition>, change: IsrChange) {
-        tracing::info!(partition = %partition.tp, ?change.kind, new_isr = ?change.new_isr, "proposing ISR change");
-        let _ = self.tx.send((partition, change));
-    }
-}
-
 /// Sends queued proposals until shutdown.
 pub async fn run(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
-    let Some(mut rx) = state.isr_updater.rx.lock().take() else {
+    let Some(mut rx) = state.isr_updater.take_receiver() else {
         return;
     };
     let mut queued: Vec<Proposal> = Vec::new();
@@ -154,7 +131,7 @@ async fn send(state: &BrokerState, batch: Vec<Proposal>) -> Vec<Proposal> {
                 });
                 p.on_isr_committed(r.leader_epoch, isr, r.partition_epoch);
             }
-            Some(r) if ABANDON.contains(&r.error_code) => {
+            Some(r) if ABANDON.contains(&ErrorCode::from_wire(r.error_code)) => {
                 tracing::info!(partition = %p.tp, code = r.error_code, message = %r.error_message, "ISR change refused");
                 p.on_isr_change_rejected(&change);
             }
@@ -181,7 +158,7 @@ pub async fn expire_lagging(state: Arc<BrokerState>, mut shutdown: watch::Receiv
             _ = ticker.tick() => {}
             _ = shutdown.changed() => return,
         }
-        let now = crate::broker::now_ms();
+        let now = crate::clock::now_ms();
         for p in state.replicas.all() {
             if let Some(change) = p.maybe_shrink_isr(now, lag.as_millis() as i64) {
                 state.isr_updater.propose(p, change);

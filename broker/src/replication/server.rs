@@ -16,13 +16,13 @@ use spate_proto::replication::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::broker::{now_ms, BrokerState};
+use crate::clock::now_ms;
 use crate::error::BrokerError;
 use crate::partition::Partition;
+use crate::state::BrokerState;
 use spate_log::LogError;
 
-/// Largest replication message (a fetch response carries up to `max_bytes` of batches).
-pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+use super::MAX_MESSAGE_BYTES;
 
 /// The longest a follower fetch may park.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(10);

@@ -2,19 +2,22 @@
 //! order, and writes responses in that same order while later requests are already
 //! being handled (pipelining). A frame that is too large, negative or undecodable closes
 //! this connection only.
+//!
+//! The connection is generic over its byte stream (plain TCP today; a TLS stream is the
+//! same to it), and owns the connection's [`Session`].
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use futures::stream::{FuturesOrdered, StreamExt};
 use futures::FutureExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::sync::{mpsc, watch};
 
-use super::dispatch::{self, Outcome, PendingResponse};
-use crate::broker::BrokerState;
+use super::context::{Outcome, PendingResponse};
+use super::dispatch;
+use super::session::Session;
+use crate::state::BrokerState;
 
 /// Requests whose responses may be outstanding at once on one connection.
 const MAX_IN_FLIGHT: usize = 256;
@@ -35,47 +38,57 @@ pub enum FrameError {
     Io(#[from] std::io::Error),
 }
 
+/// Any byte stream a Kafka client can be served over.
+pub trait ClientStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> ClientStream for T {}
+
 /// A client connection being served.
-pub struct Connection {
-    stream: TcpStream,
-    peer: SocketAddr,
-    listener: Arc<str>,
+pub struct Connection<S> {
+    stream: S,
+    session: Arc<Session>,
     state: Arc<BrokerState>,
 }
 
-impl Connection {
-    /// Wraps a socket accepted on the listener called `listener`.
-    pub fn new(
-        stream: TcpStream,
-        peer: SocketAddr,
-        listener: Arc<str>,
-        state: Arc<BrokerState>,
-    ) -> Self {
+impl<S: ClientStream> Connection<S> {
+    /// Wraps a stream accepted from `peer` on the listener called `listener`.
+    pub fn new(stream: S, peer: SocketAddr, listener: Arc<str>, state: Arc<BrokerState>) -> Self {
         Connection {
             stream,
-            peer,
-            listener,
+            session: Arc::new(Session::new(listener, peer)),
             state,
         }
+    }
+
+    /// The connection's session.
+    pub fn session(&self) -> &Arc<Session> {
+        &self.session
     }
 
     /// Serves the connection until the peer closes it, it misbehaves, or shutdown.
     pub async fn serve(self, mut shutdown: watch::Receiver<bool>) {
         let Connection {
             stream,
-            peer,
-            listener,
+            session,
             state,
         } = self;
-        let (read_half, write_half) = stream.into_split();
+        let peer = session.peer;
+        let (read_half, write_half) = tokio::io::split(stream);
         let (tx, rx) = mpsc::channel::<PendingResponse>(MAX_IN_FLIGHT);
-        let writer = tokio::spawn(write_responses(write_half, rx, peer));
+        let mut writer = tokio::spawn(write_responses(write_half, rx, peer));
+        let mut writer_done = false;
         let max = state.config.max_request_bytes;
         let mut reader = BufReader::with_capacity(64 * 1024, read_half);
         loop {
             let frame = tokio::select! {
                 f = read_frame(&mut reader, max) => f,
                 _ = shutdown.changed() => break,
+                // The writer closed the connection (a response that must close it, or a
+                // failed write): stop reading too, so the stream is dropped whole.
+                _ = &mut writer => {
+                    writer_done = true;
+                    break;
+                }
             };
             let frame = match frame {
                 Ok(Some(frame)) => frame,
@@ -85,7 +98,7 @@ impl Connection {
                     break;
                 }
             };
-            match dispatch::dispatch(&state, peer, &listener, frame).await {
+            match dispatch::dispatch(&state, &session, frame).await {
                 Ok(Some(pending)) => {
                     if tx.send(pending).await.is_err() {
                         break;
@@ -100,13 +113,15 @@ impl Connection {
         }
         drop(tx);
         // Let responses already owed go out before the socket closes.
-        let _ = writer.await;
+        if !writer_done {
+            let _ = writer.await;
+        }
     }
 }
 
 /// Reads one frame; `None` on a clean end of stream between frames.
-async fn read_frame(
-    reader: &mut BufReader<OwnedReadHalf>,
+async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut BufReader<R>,
     max: usize,
 ) -> Result<Option<Bytes>, FrameError> {
     let size = match reader.read_i32().await {
@@ -140,8 +155,8 @@ async fn read_frame(
 }
 
 /// Awaits pending responses concurrently and writes them strictly in request order.
-async fn write_responses(
-    write_half: OwnedWriteHalf,
+async fn write_responses<W: AsyncWrite + Unpin>(
+    write_half: W,
     mut rx: mpsc::Receiver<PendingResponse>,
     peer: SocketAddr,
 ) {
@@ -169,6 +184,7 @@ async fn write_responses(
                         Outcome::Nothing => {}
                         Outcome::Close => {
                             let _ = writer.flush().await;
+                            let _ = writer.shutdown().await;
                             return;
                         }
                     }
@@ -184,4 +200,52 @@ async fn write_responses(
     }
     let _ = writer.flush().await;
     let _ = writer.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::{Buf, BufMut};
+
+    /// A connection serves any byte stream: here an in-memory pipe, no socket.
+    #[tokio::test]
+    async fn serves_api_versions_over_an_in_memory_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = Arc::new(BrokerState::unconnected(dir.path()));
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let conn = Connection::new(
+            server,
+            "127.0.0.1:4000".parse().unwrap(),
+            Arc::from("PLAINTEXT"),
+            state,
+        );
+        assert_eq!(conn.session().principal().to_string(), "User:ANONYMOUS");
+        let (_stop, shutdown) = watch::channel(false);
+        let served = tokio::spawn(conn.serve(shutdown));
+
+        // ApiVersions v0: api key 18, version 0, correlation id 7, client id "t".
+        let mut body = BytesMut::new();
+        body.put_i16(18);
+        body.put_i16(0);
+        body.put_i32(7);
+        body.put_i16(1);
+        body.put_slice(b"t");
+        let (mut rd, mut wr) = tokio::io::split(client);
+        wr.write_i32(body.len() as i32).await.unwrap();
+        wr.write_all(&body).await.unwrap();
+        let size = rd.read_i32().await.unwrap();
+        let mut resp = vec![0u8; size as usize];
+        rd.read_exact(&mut resp).await.unwrap();
+        let mut resp = &resp[..];
+        assert_eq!(resp.get_i32(), 7, "correlation id");
+        assert_eq!(resp.get_i16(), 0, "error code");
+        assert!(resp.get_i32() > 10, "the supported API ranges");
+
+        drop(wr);
+        drop(rd);
+        tokio::time::timeout(std::time::Duration::from_secs(5), served)
+            .await
+            .expect("the connection ends when the client goes away")
+            .unwrap();
+    }
 }

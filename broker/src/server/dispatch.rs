@@ -5,11 +5,9 @@
 //! connection (so pipelined produce requests append in the order they were sent), and
 //! the [`PendingResponse`] it returns (waiting for acks, long-polling fetches) completes
 //! concurrently with later requests.
-use std::future::Future;
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use futures::future::BoxFuture;
+use bytes::Bytes;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
     DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
@@ -17,29 +15,16 @@ use kafka_protocol::messages::{
     HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
     LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
     OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
-    RequestHeader, ResponseHeader, SyncGroupRequest,
+    RequestHeader, SyncGroupRequest,
 };
-use kafka_protocol::protocol::{Decodable, Encodable};
+use kafka_protocol::protocol::Decodable;
 use tracing::Instrument;
 
-use super::response_errors::ResponseErrors;
-
 use super::api_versions;
-use crate::broker::BrokerState;
+use super::context::{encode_frame, Outcome, PendingResponse, RequestContext};
+use super::session::Session;
 use crate::handlers;
-
-/// What the connection writer does once a request is handled.
-pub enum Outcome {
-    /// Write this frame.
-    Send(Bytes),
-    /// Nothing to write (acks=0 produce).
-    Nothing,
-    /// Close the connection (the response could not be encoded).
-    Close,
-}
-
-/// A response still being computed; resolves in request order on the connection.
-pub type PendingResponse = BoxFuture<'static, Outcome>;
+use crate::state::BrokerState;
 
 /// Why a frame cannot be served (the connection is closed).
 #[derive(Debug, thiserror::Error)]
@@ -70,79 +55,6 @@ pub enum DispatchError {
         /// Decoder message.
         reason: String,
     },
-}
-
-/// Per-request facts handlers need.
-#[derive(Clone)]
-pub struct RequestContext {
-    /// Shared broker state.
-    pub state: Arc<BrokerState>,
-    /// API of this request.
-    pub api_key: ApiKey,
-    /// Version of this request.
-    pub api_version: i16,
-    /// Correlation id to echo.
-    pub correlation_id: i32,
-    /// The client's self-reported id.
-    pub client_id: String,
-    /// The client's address.
-    pub peer: std::net::SocketAddr,
-    /// The listener the client connected to: it is given that listener's endpoints.
-    pub listener: Arc<str>,
-    /// Set when the response carries an error code (for the request metrics).
-    pub answered_error: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl RequestContext {
-    /// Encodes `body` as this request's response frame.
-    pub fn encode<R: Encodable>(&self, body: &R) -> Outcome {
-        encode_frame(self.api_key, self.api_version, self.correlation_id, body)
-    }
-
-    /// A response that is already known.
-    pub fn ready<R: Encodable + ResponseErrors>(&self, body: &R) -> PendingResponse {
-        self.note_errors(body);
-        let outcome = self.encode(body);
-        Box::pin(async move { outcome })
-    }
-
-    /// A response that completes later.
-    pub fn later<R, F>(&self, fut: F) -> PendingResponse
-    where
-        R: Encodable + ResponseErrors + Send + 'static,
-        F: Future<Output = R> + Send + 'static,
-    {
-        let ctx = self.clone();
-        Box::pin(async move {
-            let body = fut.await;
-            ctx.note_errors(&body);
-            ctx.encode(&body)
-        })
-    }
-
-    fn note_errors<R: ResponseErrors>(&self, body: &R) {
-        if body.has_error() {
-            self.answered_error
-                .store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-}
-
-fn encode_frame<R: Encodable>(key: ApiKey, version: i16, correlation_id: i32, body: &R) -> Outcome {
-    let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    let header_version = key.response_header_version(version);
-    let mut buf = BytesMut::with_capacity(256);
-    buf.put_i32(0);
-    let encoded = header
-        .encode(&mut buf, header_version)
-        .and_then(|_| body.encode(&mut buf, version));
-    if let Err(e) = encoded {
-        tracing::error!(api = ?key, version, error = %e, "cannot encode response; closing connection");
-        return Outcome::Close;
-    }
-    let size = (buf.len() - 4) as i32;
-    buf[..4].copy_from_slice(&size.to_be_bytes());
-    Outcome::Send(buf.freeze())
 }
 
 /// A decoded request body of an API we implement.
@@ -283,8 +195,7 @@ pub fn decode_frame(mut frame: Bytes) -> Result<Decoded, DispatchError> {
 /// Handles one request frame; `Ok(None)` when no response is owed.
 pub async fn dispatch(
     state: &Arc<BrokerState>,
-    peer: std::net::SocketAddr,
-    listener: &Arc<str>,
+    session: &Arc<Session>,
     frame: Bytes,
 ) -> Result<Option<PendingResponse>, DispatchError> {
     let start = std::time::Instant::now();
@@ -318,8 +229,7 @@ pub async fn dispatch(
         api_version: version,
         correlation_id,
         client_id,
-        peer,
-        listener: listener.clone(),
+        session: session.clone(),
         answered_error: Arc::default(),
     };
     let span = tracing::debug_span!("request", api = ?key, version, correlation_id, client = %ctx.client_id);

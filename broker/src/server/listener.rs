@@ -5,7 +5,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::connection::Connection;
-use crate::broker::BrokerState;
+use crate::state::BrokerState;
 
 /// Accept loop of the listener called `name`; returns when `shutdown` turns true. Clients are served only once the
 /// broker holds a metadata image from the controller (as Kafka brokers wait for their
