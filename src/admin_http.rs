@@ -1,4 +1,4 @@
-//! The HTTP admin port (DESIGN §9, `admin.listener`): liveness, readiness, Prometheus
+//! The HTTP admin port (docs/architecture.md §9, `admin.listener`): liveness, readiness, Prometheus
 //! metrics and a read-only JSON view of the cluster, topics and groups, for operators and
 //! orchestrators that do not speak Kafka.
 //!

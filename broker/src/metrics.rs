@@ -1,4 +1,4 @@
-//! Prometheus metrics of one node (DESIGN §9), registered in one `prometheus-client`
+//! Prometheus metrics of one node (docs/architecture.md §9), registered in one `prometheus-client`
 //! registry and rendered in the text exposition format for `/metrics`. Counters and
 //! histograms are updated where things happen; gauges that describe state (partitions,
 //! lag, log sizes) are computed at scrape time from the broker's state.

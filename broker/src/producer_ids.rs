@@ -1,6 +1,6 @@
 //! Producer ids for idempotent producers (InitProducerId): handed out one at a time
 //! from blocks the controller allocates, so ids are unique across the cluster and
-//! survive controller failover (DESIGN §7).
+//! survive controller failover (docs/architecture.md §7).
 use tokio::sync::Mutex;
 
 use crate::error::{BrokerError, Result};

@@ -181,22 +181,31 @@ impl Connection {
 
     /// Sends a request the broker will not answer (Produce with acks=0); returns once written.
     pub async fn send_oneway<R: Request>(&self, version: i16, req: &R) -> Result<()> {
-        let _permit = self
-            .permits
+        let _permit = self.permit().await?;
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(version, req, Reply::Written(tx))?;
+        self.await_reply(R::KEY, rx, self.request_timeout).await
+    }
+
+    /// A slot among the requests allowed in flight on this connection.
+    async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>> {
+        self.permits
             .acquire()
             .await
-            .map_err(|_| self.closed_error())?;
+            .map_err(|_| self.closed_error())
+    }
+
+    /// Encodes `req` with a fresh correlation id and hands it to the writer.
+    fn enqueue<R: Request>(&self, version: i16, req: &R, reply: Reply) -> Result<()> {
         let correlation_id = self.next_correlation();
         let frame = codec::encode_request(req, version, correlation_id, &self.client_id)?;
-        let (tx, rx) = oneshot::channel();
         self.outgoing
             .send(Outgoing {
                 frame,
                 correlation_id,
-                reply: Reply::Written(tx),
+                reply,
             })
-            .map_err(|_| self.closed_error())?;
-        self.await_reply(R::KEY, rx, self.request_timeout).await
+            .map_err(|_| self.closed_error())
     }
 
     /// Sends and returns the response frame with its header still on.
@@ -206,21 +215,9 @@ impl Connection {
         req: &R,
         timeout: Duration,
     ) -> Result<Bytes> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| self.closed_error())?;
-        let correlation_id = self.next_correlation();
-        let frame = codec::encode_request(req, version, correlation_id, &self.client_id)?;
+        let _permit = self.permit().await?;
         let (tx, rx) = oneshot::channel();
-        self.outgoing
-            .send(Outgoing {
-                frame,
-                correlation_id,
-                reply: Reply::Response(tx),
-            })
-            .map_err(|_| self.closed_error())?;
+        self.enqueue(version, req, Reply::Response(tx))?;
         self.await_reply(R::KEY, rx, timeout).await
     }
 

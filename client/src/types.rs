@@ -1,4 +1,4 @@
-//! Small shared vocabulary types (DESIGN.md §3 names).
+//! Small shared vocabulary types (docs/architecture.md §3 names).
 
 use std::fmt;
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-"""Bad input on the Kafka port, sent over raw sockets (DESIGN.md §8).
+"""Bad input on the Kafka port, sent over raw sockets (docs/architecture.md §8).
 
 Every case ends by checking that the broker process is still running and that a fresh
 confluent-kafka client can still create a topic, produce and consume: one bad

@@ -1,5 +1,5 @@
 """A full disk: produce fails with KAFKA_STORAGE_ERROR and the partition goes offline on
-this broker (DESIGN.md §8), the broker stays up and keeps answering, and once there is room
+this broker (docs/architecture.md §8), the broker stays up and keeps answering, and once there is room
 again and the broker restarts, every record acknowledged before the disk filled is
 readable at its offset and new writes continue after them.
 

@@ -1,4 +1,4 @@
-//! The group coordinator (DESIGN §7): for every partition of `__consumer_offsets` this
+//! The group coordinator (docs/architecture.md §7): for every partition of `__consumer_offsets` this
 //! broker leads, a shard holding the groups that hash to it — their pure [`Group`]
 //! state machines, committed offsets, and the JoinGroup/SyncGroup requests waiting for a
 //! rebalance to complete. A shard rebuilds its groups by replaying the partition when

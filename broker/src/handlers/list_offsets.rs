@@ -13,11 +13,11 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::records::RecordBatchDecoder;
 
-use super::leader_partition;
-use crate::broker::BrokerState;
+use super::{leader_partition, per_partition};
 use crate::error::{BrokerError, Result};
 use crate::partition::Partition;
-use crate::server::dispatch::RequestContext;
+use crate::server::context::RequestContext;
+use crate::state::BrokerState;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -31,52 +31,44 @@ const DEBUGGING_REPLICA_ID: i32 = -2;
 /// [`DEBUGGING_REPLICA_ID`].
 pub fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffsetsResponse {
     let replica_id = req.replica_id.0;
-    let topics = req
-        .topics
-        .into_iter()
-        .map(|t| {
-            let name = t.name.0.to_string();
-            let partitions = t
-                .partitions
-                .into_iter()
-                .map(|p| {
-                    let part = if replica_id == DEBUGGING_REPLICA_ID {
-                        hosted_partition(&ctx.state, &name, p.partition_index)
-                    } else {
-                        leader_partition(&ctx.state, &name, p.partition_index)
-                    };
-                    let result = part.and_then(|part| {
-                        // An epoch of -1 passes: the client does not know one.
-                        let state = part.check_leader_epoch(p.current_leader_epoch)?;
-                        let bound = fetchable_bound(
-                            replica_id,
-                            part.high_watermark(),
-                            part.log_end_offset(),
-                        );
-                        let (offset, timestamp) = lookup(&part, p.timestamp, bound)?;
-                        Ok((offset, timestamp, state.leader_epoch))
-                    });
-                    let base = ListOffsetsPartitionResponse::default()
-                        .with_partition_index(p.partition_index);
-                    match result {
-                        Ok((offset, timestamp, epoch)) => base
-                            .with_error_code(0)
-                            .with_offset(offset)
-                            .with_timestamp(timestamp)
-                            // The field exists from v4 on; setting it earlier fails to encode.
-                            .with_leader_epoch(if ctx.api_version >= 4 { epoch } else { -1 }),
-                        Err(e) => base
-                            .with_error_code(e.code())
-                            .with_offset(-1)
-                            .with_timestamp(-1),
-                    }
-                })
-                .collect();
+    let topics = per_partition(
+        req.topics,
+        |t| (t.name, t.partitions),
+        |name, p| {
+            let part = if replica_id == DEBUGGING_REPLICA_ID {
+                hosted_partition(&ctx.state, name, p.partition_index)
+            } else {
+                leader_partition(&ctx.state, name, p.partition_index)
+            };
+            let result = part.and_then(|part| {
+                // An epoch of -1 passes: the client does not know one.
+                let state = part.check_leader_epoch(p.current_leader_epoch)?;
+                let bound =
+                    fetchable_bound(replica_id, part.high_watermark(), part.log_end_offset());
+                let (offset, timestamp) = lookup(&part, p.timestamp, bound)?;
+                Ok((offset, timestamp, state.leader_epoch))
+            });
+            let base =
+                ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+            match result {
+                Ok((offset, timestamp, epoch)) => base
+                    .with_error_code(0)
+                    .with_offset(offset)
+                    .with_timestamp(timestamp)
+                    // The field exists from v4 on; setting it earlier fails to encode.
+                    .with_leader_epoch(if ctx.api_version >= 4 { epoch } else { -1 }),
+                Err(e) => base
+                    .with_error_code(e.code())
+                    .with_offset(-1)
+                    .with_timestamp(-1),
+            }
+        },
+        |name, partitions| {
             ListOffsetsTopicResponse::default()
-                .with_name(t.name)
+                .with_name(name)
                 .with_partitions(partitions)
-        })
-        .collect();
+        },
+    );
     ListOffsetsResponse::default().with_topics(topics)
 }
 

@@ -1,5 +1,5 @@
 //! One module per Kafka API. Handlers read the metadata image and hosted partitions from
-//! [`crate::broker::BrokerState`] and never panic on request contents.
+//! [`crate::state::BrokerState`] and never panic on request contents.
 pub mod admin;
 pub mod api_versions;
 pub mod cluster;
@@ -16,11 +16,12 @@ pub mod produce;
 
 use std::sync::Arc;
 
+use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;
 
-use crate::broker::BrokerState;
 use crate::error::{BrokerError, Result};
 use crate::partition::Partition;
+use crate::state::BrokerState;
 
 /// The local leader replica of `topic`/`partition`, or the Kafka error explaining why not.
 pub fn leader_partition(
@@ -62,6 +63,26 @@ pub fn leader_partition(
         )));
     }
     Ok(local)
+}
+
+/// The per-partition fan-out of requests shaped topics → partitions (ListOffsets,
+/// DeleteRecords, OffsetForLeaderEpoch): `split` takes a topic apart into its name and
+/// partition requests, `answer` answers one partition of the named topic, `topic_result`
+/// builds the topic's entry from its name and answers, in request order.
+pub fn per_partition<T, P, PR, TR>(
+    topics: Vec<T>,
+    split: impl Fn(T) -> (TopicName, Vec<P>),
+    mut answer: impl FnMut(&str, P) -> PR,
+    topic_result: impl Fn(TopicName, Vec<PR>) -> TR,
+) -> Vec<TR> {
+    topics
+        .into_iter()
+        .map(|t| {
+            let (name, partitions) = split(t);
+            let answers = partitions.into_iter().map(|p| answer(&name, p)).collect();
+            topic_result(name, answers)
+        })
+        .collect()
 }
 
 /// A Kafka string from a Rust one.

@@ -1,4 +1,4 @@
-//! Idempotent-producer state of one partition as pure decisions (DESIGN §7, KIP-98,
+//! Idempotent-producer state of one partition as pure decisions (docs/architecture.md §7, KIP-98,
 //! KIP-360; Kafka's `ProducerStateManager` and `ProducerAppendInfo`): per producer id its
 //! epoch and the last [`RETAINED_BATCHES`] batches, so the leader can acknowledge a
 //! retried batch with its original offsets and refuse a gap or a fenced epoch.

@@ -1,4 +1,4 @@
-//! Replica state of one partition as pure decisions (DESIGN §5, STYLE "Decisions as pure
+//! Replica state of one partition as pure decisions (docs/architecture.md §5, STYLE "Decisions as pure
 //! functions"): the leader's view of its followers (LEO, caught-up time), the ISR and its
 //! pending change, and the high watermark; plus the follower-side truncation rule.
 //!

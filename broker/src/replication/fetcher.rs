@@ -1,5 +1,5 @@
 //! The follower side of replication: one fetcher task per leader broker, carrying every
-//! partition this broker follows from it (DESIGN §5).
+//! partition this broker follows from it (docs/architecture.md §5).
 //!
 //! A partition that starts following (new leader or new leader epoch) first truncates:
 //! it asks the leader where its latest epoch ends (OffsetForLeaderEpoch, KIP-101/279)

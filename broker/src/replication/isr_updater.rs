@@ -1,7 +1,7 @@
 //! Sends the ISR changes leaders propose (expand on catch-up, shrink on lag) to the
 //! controller as `AlterPartition` requests, batching whatever is queued, and applies the
 //! answers: the committed ISR on success, dropping the proposal on refusal. A leader acts
-//! on a new ISR only once the controller has committed it (DESIGN §5). The queue itself
+//! on a new ISR only once the controller has committed it (docs/architecture.md §5). The queue itself
 //! is [`super::isr_queue`]; these are the tasks the broker's wiring runs on it.
 use std::sync::Arc;
 use std::time::Duration;

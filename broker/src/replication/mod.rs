@@ -1,4 +1,4 @@
-//! Broker-to-broker replication (DESIGN §5): the leader's gRPC service
+//! Broker-to-broker replication (docs/architecture.md §5): the leader's gRPC service
 //! ([`server`]), the follower fetchers ([`fetcher`]), and the path of ISR changes to
 //! the controller ([`isr_queue`] holds them, [`isr_updater`] sends them). The decisions themselves (HW, ISR, truncation) are
 //! the pure [`crate::partition::replica_state`].

@@ -1,7 +1,7 @@
 //! Fetched bytes to records: split record batches, decode them with kafka-protocol's
 //! `RecordBatchDecoder` (any compression), and drop what the consumer must not see.
 //!
-//! Kafka semantics handled here (DESIGN.md §10): a fetch at an offset inside a batch returns
+//! Kafka semantics handled here (docs/architecture.md §10): a fetch at an offset inside a batch returns
 //! the whole batch, so records below the fetch offset are skipped; the last batch of a
 //! response may be cut short, so it is left for the next fetch; control batches advance
 //! the position but yield nothing; LogAppendTime batches carry the time in the header.

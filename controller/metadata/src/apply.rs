@@ -179,7 +179,7 @@ impl MetadataImage {
         };
         let leader = r.leader.map_or(current.leader, NodeId::from_wire);
         check_replica_sets(&replicas, &isr, leader)?;
-        // DESIGN §4: every change bumps the partition epoch; a new leader bumps the leader epoch.
+        // docs/architecture.md §4: every change bumps the partition epoch; a new leader bumps the leader epoch.
         if leader != current.leader {
             current.leader_epoch = current.leader_epoch.next();
         }
@@ -273,7 +273,7 @@ fn node_ids(raw: &[i32]) -> Result<Vec<NodeId>, MetadataError> {
 }
 
 /// Replicas are non-empty and unique; the ISR is a unique subset of them; the leader, if
-/// any, is in the ISR (DESIGN §5: the ISR always contains the leader).
+/// any, is in the ISR (docs/architecture.md §5: the ISR always contains the leader).
 fn check_replica_sets(
     replicas: &[NodeId],
     isr: &[NodeId],

@@ -105,7 +105,7 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         AtLeast(0),
         "Delay before a deleted segment file is removed from disk.",
     ),
-    // Spate acknowledges only after fsync by default (DESIGN §6), unlike Kafka's Long.MAX.
+    // Spate acknowledges only after fsync by default (docs/architecture.md §6), unlike Kafka's Long.MAX.
     def(
         "flush.messages",
         "1",

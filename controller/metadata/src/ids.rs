@@ -1,4 +1,4 @@
-//! Newtypes for the ids and epochs of DESIGN.md §3, so a broker id can never be passed
+//! Newtypes for the ids and epochs of docs/architecture.md §3, so a broker id can never be passed
 //! where a leader epoch is expected.
 
 use std::fmt;

@@ -1,5 +1,5 @@
 //! AlterPartition (Kafka API 56): a partition leader asks to shrink or expand the ISR
-//! (DESIGN §5), naming the partition epoch it knows so the change is a compare-and-set.
+//! (docs/architecture.md §5), naming the partition epoch it knows so the change is a compare-and-set.
 //! The checks, their order and their error codes are those of Kafka's
 //! `ReplicationControlManager.alterPartition`, with KIP-903's broker-epoch check on ISR
 //! members.

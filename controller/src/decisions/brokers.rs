@@ -1,4 +1,4 @@
-//! Broker registration, heartbeats and fencing (DESIGN §4).
+//! Broker registration, heartbeats and fencing (docs/architecture.md §4).
 //!
 //! The broker epoch is the offset of the `RegisterBroker` record. It is unknown until the
 //! record commits, so `register_broker` proposes epoch -1, `MetadataImage::apply` fills in

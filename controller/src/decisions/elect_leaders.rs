@@ -1,6 +1,6 @@
 //! ElectLeaders (Kafka API 43, KIP-460) and the periodic preferred-leader rebalance
 //! (Kafka's `auto.leader.rebalance.enable`): move leadership back to each partition's
-//! preferred replica — the first in `replicas` (DESIGN §4) — once it is back in the ISR.
+//! preferred replica — the first in `replicas` (docs/architecture.md §4) — once it is back in the ISR.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1,4 +1,4 @@
-//! Leader election and ISR changes (DESIGN §4), after Kafka's `PartitionChangeBuilder`:
+//! Leader election and ISR changes (docs/architecture.md §4), after Kafka's `PartitionChangeBuilder`:
 //! the new leader is the first replica in `replicas` order that is in the ISR and alive;
 //! with none, the partition goes offline unless the topic allows unclean election.
 

@@ -1,4 +1,4 @@
-//! Replica placement (DESIGN §4): round-robin over unfenced brokers from a per-topic start,
+//! Replica placement (docs/architecture.md §4): round-robin over unfenced brokers from a per-topic start,
 //! so leaders (first replicas) spread; followers shift as in Kafka's
 //! `AdminUtils.assignReplicasToBrokers`; rack-aware when every broker has a rack.
 

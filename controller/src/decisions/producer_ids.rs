@@ -1,4 +1,4 @@
-//! Producer id blocks (DESIGN §7): brokers hand out producer ids from blocks the
+//! Producer id blocks (docs/architecture.md §7): brokers hand out producer ids from blocks the
 //! controller allocates, so ids are unique cluster-wide without a round trip per producer.
 
 use spate_proto::controller::{AllocateProducerIdsRequest, AllocateProducerIdsResponse};

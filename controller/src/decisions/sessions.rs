@@ -1,4 +1,4 @@
-//! Broker liveness sessions, kept in memory by the active controller only (DESIGN §4:
+//! Broker liveness sessions, kept in memory by the active controller only (docs/architecture.md §4:
 //! heartbeats are not committed). Time is an argument so tests need no clock.
 
 use std::collections::BTreeMap;

@@ -77,7 +77,7 @@ impl ControllerService {
         if st.active_term != Some(term) {
             // First decision in this term: make sure the image holds everything earlier
             // leaders committed, then give every broker a fresh session, since their
-            // heartbeats went to the previous leader (DESIGN §4).
+            // heartbeats went to the previous leader (docs/architecture.md §4).
             let sync = self.shared.raft.ensure_linearizable();
             tokio::time::timeout(SYNC_TIMEOUT, sync)
                 .await

@@ -1,5 +1,5 @@
 //! The active controller's background task: fences brokers whose session expired
-//! (DESIGN §4: a `FenceBroker` plus a `PartitionChange` for everything they led or were in
+//! (docs/architecture.md §4: a `FenceBroker` plus a `PartitionChange` for everything they led or were in
 //! the ISR of).
 
 use std::time::{Duration, Instant};
