@@ -24,6 +24,7 @@ pub mod broker;
 pub mod clock;
 pub mod config;
 pub mod controlled_shutdown;
+pub mod coordinator;
 pub mod error;
 pub mod faults;
 pub mod fetch_session;
@@ -38,6 +39,7 @@ pub mod replication;
 pub mod server;
 pub mod state;
 pub mod topic_config;
+pub mod topic_partition;
 
 pub use broker::Broker;
 pub use config::BrokerConfig;

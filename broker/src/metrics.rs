@@ -402,7 +402,7 @@ impl Metrics {
         let mut high_watermarks: HashMap<(String, i32), i64> = HashMap::new();
         for p in &state.partitions {
             let (topic, partition) = (p.tp.topic.clone(), p.tp.partition);
-            let (size, segments) = p.with_log(|l| (l.size_bytes(), l.segment_count()));
+            let (size, segments) = p.storage_stats();
             let labels = PartitionLabels {
                 topic: topic.clone(),
                 partition,

@@ -28,10 +28,8 @@ fn logs(cluster: &Cluster, topic: &str, partition: i32) -> BTreeMap<i32, Bytes> 
         .filter(|id| cluster.is_running(*id))
         .filter_map(|id| {
             let p = cluster.replica(id, topic, partition)?;
-            let bytes = p.with_log(|l| {
-                l.read(l.log_start_offset(), usize::MAX, l.log_end_offset(), true)
-                    .unwrap()
-            });
+            let (start, leo) = p.log_bounds();
+            let bytes = p.read_below(start, usize::MAX, leo).unwrap();
             Some((id, bytes))
         })
         .collect()

@@ -48,6 +48,7 @@ mod scanner;
 mod segment;
 pub mod storage;
 #[cfg(any(test, feature = "test-util"))]
+#[cfg_attr(not(test), allow(dead_code))]
 pub mod test_util;
 mod time_index;
 

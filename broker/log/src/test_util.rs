@@ -94,6 +94,26 @@ fn batch_full(
     attributes: i16,
     records: Vec<u8>,
 ) -> Vec<u8> {
+    batch_of_producer(
+        base_offset,
+        base_ts,
+        max_ts,
+        count,
+        attributes,
+        (-1, -1, -1),
+        records,
+    )
+}
+
+fn batch_of_producer(
+    base_offset: i64,
+    base_ts: i64,
+    max_ts: i64,
+    count: i32,
+    attributes: i16,
+    (producer_id, producer_epoch, base_sequence): (i64, i16, i32),
+    records: Vec<u8>,
+) -> Vec<u8> {
     let mut b = Vec::with_capacity(61 + records.len());
     b.extend(base_offset.to_be_bytes());
     b.extend(((49 + records.len()) as i32).to_be_bytes());
@@ -104,9 +124,9 @@ fn batch_full(
     b.extend((count - 1).to_be_bytes());
     b.extend(base_ts.to_be_bytes());
     b.extend(max_ts.to_be_bytes());
-    b.extend((-1i64).to_be_bytes()); // producer id
-    b.extend((-1i16).to_be_bytes());
-    b.extend((-1i32).to_be_bytes());
+    b.extend(producer_id.to_be_bytes());
+    b.extend(producer_epoch.to_be_bytes());
+    b.extend(base_sequence.to_be_bytes());
     b.extend(count.to_be_bytes());
     b.extend(records);
     let crc = crc32c::crc32c(&b[21..]);
@@ -213,4 +233,21 @@ pub(crate) fn assert_readable(log: &Log, stored: &[bytes::Bytes]) {
             "batch at {base}"
         );
     }
+}
+
+/// A client batch of `n` small records at timestamp `ts`, as a producer sends it (base
+/// offset 0); with `producer` = (id, epoch, base sequence), an idempotent one.
+pub fn client_batch(ts: i64, n: usize, producer: Option<(i64, i16, i32)>) -> Vec<u8> {
+    let records: Vec<TestRecord> = (0..n)
+        .map(|i| TestRecord::value(format!("r{i}").as_bytes()))
+        .collect();
+    batch_of_producer(
+        0,
+        ts,
+        ts,
+        n as i32,
+        0,
+        producer.unwrap_or((-1, -1, -1)),
+        encode_records(&records),
+    )
 }

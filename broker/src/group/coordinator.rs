@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use parking_lot::Mutex;
-use tokio::sync::{oneshot, watch};
+use parking_lot::MappedMutexGuard;
+use tokio::sync::oneshot;
 
 use super::records::{self, CommittedOffset, OffsetsRecord};
 use super::{
@@ -18,18 +18,11 @@ use super::{
     SyncResponse,
 };
 use crate::clock::now_ms;
-use crate::error::BrokerError;
+use crate::coordinator::{CoordinatorRuntime, CoordinatorShard, ShardHandle, TimerWrite};
 use crate::partition::{Partition, RoleChange};
 
 /// The internal topic holding offsets and group metadata.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
-
-/// How long a committed write may take before the request is answered with an error.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
-/// How often group timers (session expiry, rebalance timeouts) are checked.
-const TICK: Duration = Duration::from_millis(100);
-/// Bytes read per step when loading a shard.
-const LOAD_CHUNK: usize = 8 * 1024 * 1024;
 
 /// Largest offset metadata string accepted (Kafka's `offset.metadata.max.bytes`).
 const MAX_METADATA_BYTES: usize = 4096;
@@ -117,85 +110,166 @@ impl GroupEntry {
     }
 }
 
-struct ShardState {
-    loaded: bool,
-    /// Set once leadership moved: every operation then answers NOT_COORDINATOR.
-    resigned: bool,
+/// The groups of one `__consumer_offsets` partition this broker leads: a shard of the
+/// [`CoordinatorRuntime`].
+pub struct GroupShard {
+    config: GroupConfig,
+    /// `offsets.retention.minutes`: offsets of an empty group older than this expire.
+    retention_ms: i64,
     groups: HashMap<String, GroupEntry>,
+    /// What the replay found so far (until the load finished).
+    loading: Loading,
 }
 
-impl ShardState {
+/// The state a replay rebuilds: the last group metadata and committed offsets.
+#[derive(Default)]
+struct Loading {
+    snapshots: HashMap<String, GroupSnapshot>,
+    offsets: BTreeMap<(String, String, i32), (CommittedOffset, i64)>,
+    /// Records that did not decode.
+    skipped: usize,
+}
+
+impl GroupShard {
+    fn new(config: GroupConfig, retention_ms: i64) -> Self {
+        GroupShard {
+            config,
+            retention_ms,
+            groups: HashMap::new(),
+            loading: Loading::default(),
+        }
+    }
+
     /// The group `id`, created (Empty) when unknown.
-    fn group(&mut self, id: &str, config: &GroupConfig) -> &mut GroupEntry {
+    fn group(&mut self, id: &str) -> &mut GroupEntry {
+        let config = &self.config;
         self.groups
             .entry(id.to_string())
             .or_insert_with(|| GroupEntry::new(Group::new(id.to_string(), config.clone())))
     }
 }
 
-/// The groups of one `__consumer_offsets` partition this broker leads.
-struct Shard {
-    partition: Arc<Partition>,
-    leader_epoch: i32,
-    state: Mutex<ShardState>,
-    stop: watch::Sender<bool>,
+impl CoordinatorShard for GroupShard {
+    type Record = OffsetsRecord;
+
+    fn encode(records: &[OffsetsRecord], now_ms: i64) -> Result<Bytes, String> {
+        records::encode(records, now_ms).map_err(|e| e.to_string())
+    }
+
+    fn replay(&mut self, chunk: Bytes, last_offset: i64) {
+        let loading = &mut self.loading;
+        let (decoded, bad) = records::decode(chunk);
+        loading.skipped += bad;
+        for r in decoded {
+            match r {
+                OffsetsRecord::Offset {
+                    group,
+                    topic,
+                    partition,
+                    value: Some(v),
+                } => {
+                    loading.offsets.insert((group, topic, partition), (v, last_offset));
+                }
+                OffsetsRecord::Offset {
+                    group,
+                    topic,
+                    partition,
+                    value: None,
+                } => {
+                    loading.offsets.remove(&(group, topic, partition));
+                }
+                OffsetsRecord::Group {
+                    group,
+                    value: Some(snapshot),
+                } => {
+                    loading.snapshots.insert(group, snapshot);
+                }
+                OffsetsRecord::Group { group, value: None } => {
+                    loading.snapshots.remove(&group);
+                    loading.offsets.retain(|(g, _, _), _| *g != group);
+                }
+            }
+        }
+    }
+
+    fn on_loaded(&mut self, now_ms: i64) {
+        let loading = std::mem::take(&mut self.loading);
+        if loading.skipped > 0 {
+            tracing::warn!(skipped = loading.skipped, "offsets records that did not decode were skipped");
+        }
+        for (id, snapshot) in loading.snapshots {
+            let group = Group::from_snapshot(snapshot, self.config.clone(), now_ms);
+            let mut entry = GroupEntry::new(group);
+            entry.persisted = Some(entry.fingerprint());
+            self.groups.insert(id, entry);
+        }
+        for ((group, topic, partition), value) in loading.offsets {
+            self.group(&group).offsets.insert((topic, partition), value);
+        }
+        tracing::info!(groups = self.groups.len(), "coordinating groups");
+    }
+
+    fn tick(&mut self, now: i64) -> Vec<TimerWrite<Self>> {
+        let mut writes = Vec::new();
+        let mut expired = Vec::new();
+        for (id, entry) in self.groups.iter_mut() {
+            if entry.group.next_deadline().is_some_and(|d| d <= now) {
+                let deliveries = entry.group.tick(now);
+                entry.deliver(deliveries);
+            }
+            if let Some((snapshot, fingerprint)) = entry.metadata_to_persist() {
+                writes.push(metadata_write(id.clone(), snapshot, fingerprint));
+            }
+            // Offsets expire once the group has been empty for the retention time
+            // (KIP-211), and are themselves older than it.
+            if entry.group.state() == GroupState::Empty {
+                let since = *entry.empty_since.get_or_insert(now);
+                if now - since >= self.retention_ms {
+                    expired.extend(tombstones(id, entry, Some(now - self.retention_ms), false));
+                }
+            } else {
+                entry.empty_since = None;
+            }
+        }
+        if !expired.is_empty() {
+            writes.push(TimerWrite {
+                records: expired.clone(),
+                then: Box::new(move |shard: &mut GroupShard, written| {
+                    let Ok(at) = written else { return };
+                    for r in expired {
+                        if let OffsetsRecord::Offset { ref group, .. } = r {
+                            if let Some(entry) = shard.groups.get_mut(group) {
+                                apply_offsets(entry, vec![r.clone()], at);
+                            }
+                        }
+                    }
+                }),
+            });
+        }
+        writes
+    }
+
+    fn resign(&mut self) {
+        for (_, mut entry) in self.groups.drain() {
+            let deliveries = entry.group.shut_down();
+            entry.deliver(deliveries);
+        }
+    }
 }
 
-impl Shard {
-    /// The state, unless this shard resigned.
-    fn live(&self) -> Result<parking_lot::MutexGuard<'_, ShardState>, i16> {
-        let state = self.state.lock();
-        if state.resigned {
-            return Err(ErrorCode::NotCoordinator.code());
-        }
-        Ok(state)
-    }
+/// The shard's state, or why it cannot serve.
+fn live(shard: &ShardHandle<GroupShard>) -> CoordinatorResult<MappedMutexGuard<'_, GroupShard>> {
+    shard.live().map_err(|e| e.code())
+}
 
-    /// Appends `batch` in this shard's leader epoch and waits until it is committed;
-    /// returns the log offset of its last record.
-    async fn write(&self, batch: Vec<OffsetsRecord>) -> Result<i64, i16> {
-        if batch.is_empty() {
-            return Ok(-1);
-        }
-        let bytes = records::encode(&batch, now_ms()).map_err(|e| {
-            tracing::error!(error = %e, "cannot encode offsets records");
-            ErrorCode::CoordinatorNotAvailable.code()
-        })?;
-        let min_insync = self.partition.settings().min_insync_replicas.max(1) as usize;
-        let written = async {
-            let info = self.partition.append_in_epoch(
-                &bytes,
-                Some(min_insync),
-                self.leader_epoch,
-                now_ms(),
-            )?;
-            self.partition
-                .wait_high_watermark(info.last_offset + 1, self.leader_epoch, min_insync)
-                .await
-                .map(|()| info.last_offset)
-        };
-        match tokio::time::timeout(WRITE_TIMEOUT, written).await {
-            Ok(Ok(offset)) => Ok(offset),
-            Ok(Err(e)) => {
-                tracing::warn!(partition = %self.partition.tp, error = %e, "offsets write failed");
-                Err(match e {
-                    BrokerError::NotLeaderOrFollower(_) | BrokerError::StorageOffline(_) => {
-                        ErrorCode::NotCoordinator.code()
-                    }
-                    _ => ErrorCode::CoordinatorNotAvailable.code(),
-                })
-            }
-            Err(_) => Err(ErrorCode::CoordinatorNotAvailable.code()),
-        }
-    }
+/// Writes records and waits for their commit; the log offset of the last one.
+async fn write(shard: &ShardHandle<GroupShard>, batch: Vec<OffsetsRecord>) -> CoordinatorResult<i64> {
+    shard.write(batch).await.map_err(|e| e.code())
 }
 
 /// Every shard this broker coordinates.
 pub struct GroupCoordinator {
-    shards: Mutex<HashMap<i32, Arc<Shard>>>,
-    config: GroupConfig,
-    /// `offsets.retention.minutes`: offsets of an empty group older than this expire.
-    offsets_retention_ms: i64,
+    runtime: CoordinatorRuntime<GroupShard>,
 }
 
 impl Default for GroupCoordinator {
@@ -225,68 +299,38 @@ pub type CoordinatorResult<T> = Result<T, i16>;
 impl GroupCoordinator {
     /// A coordinator with these group settings.
     pub fn new(config: GroupConfig) -> Self {
+        // Kafka's `offsets.retention.minutes` default: 7 days.
+        let retention_ms = 7 * 24 * 3600 * 1000;
         GroupCoordinator {
-            shards: Mutex::new(HashMap::new()),
-            config,
-            offsets_retention_ms: 7 * 24 * 3600 * 1000,
+            runtime: CoordinatorRuntime::new(OFFSETS_TOPIC, move |_| {
+                GroupShard::new(config.clone(), retention_ms)
+            }),
         }
     }
 
     /// Reacts to role changes of `__consumer_offsets` partitions: load a shard on
     /// becoming leader, drop it (answering waiting requests NOT_COORDINATOR) otherwise.
     pub fn on_role_changes(&self, changes: &[(Arc<Partition>, RoleChange)]) {
-        for (partition, change) in changes {
-            if partition.tp.topic != OFFSETS_TOPIC {
-                continue;
-            }
-            let index = partition.tp.partition;
-            if let Some(old) = self.shards.lock().remove(&index) {
-                old.resign();
-            }
-            if *change == RoleChange::Leading {
-                let shard = Arc::new(Shard {
-                    partition: partition.clone(),
-                    leader_epoch: partition.leader_state().leader_epoch,
-                    state: Mutex::new(ShardState {
-                        loaded: false,
-                        resigned: false,
-                        groups: HashMap::new(),
-                    }),
-                    stop: watch::channel(false).0,
-                });
-                self.shards.lock().insert(index, shard.clone());
-                tokio::spawn(load_and_run(
-                    shard,
-                    self.config.clone(),
-                    self.offsets_retention_ms,
-                ));
-            }
-        }
+        self.runtime.on_role_changes(changes);
     }
 
     /// Drops every shard (shutdown).
     pub fn resign_all(&self) {
-        for (_, shard) in self.shards.lock().drain() {
-            shard.resign();
-        }
+        self.runtime.resign_all();
     }
 
     /// The shard that owns `group`, if loaded here.
-    fn shard(&self, group: &str, partitions: i32) -> CoordinatorResult<Arc<Shard>> {
+    fn shard(
+        &self,
+        group: &str,
+        partitions: i32,
+    ) -> CoordinatorResult<Arc<ShardHandle<GroupShard>>> {
         if group.is_empty() {
             return Err(ErrorCode::InvalidGroupId.code());
         }
-        let index = partition_for(group, partitions);
-        let shard = self
-            .shards
-            .lock()
-            .get(&index)
-            .cloned()
-            .ok_or(ErrorCode::NotCoordinator.code())?;
-        if !shard.live()?.loaded {
-            return Err(ErrorCode::CoordinatorLoadInProgress.code());
-        }
-        Ok(shard)
+        self.runtime
+            .shard(partition_for(group, partitions))
+            .map_err(|e| e.code())
     }
 
     /// JoinGroup: waits until the join completes (or the group answers at once).
@@ -307,8 +351,8 @@ impl GroupCoordinator {
             Duration::from_millis(req.rebalance_timeout_ms.max(0) as u64) + Duration::from_secs(10);
         let (tx, rx) = oneshot::channel();
         let persist = {
-            let mut state = shard.live()?;
-            let entry = state.group(group_id, &self.config);
+            let mut state = live(&shard)?;
+            let entry = state.group(group_id);
             entry.joins.insert(key, tx);
             let deliveries = entry.group.join(req, fresh, now_ms());
             entry.deliver(deliveries);
@@ -338,7 +382,7 @@ impl GroupCoordinator {
         let shard = self.shard(group_id, partitions)?;
         let (tx, rx) = oneshot::channel();
         let (ready, persist) = {
-            let mut state = shard.live()?;
+            let mut state = live(&shard)?;
             let Some(entry) = state.groups.get_mut(group_id) else {
                 return Ok(SyncResponse::error(ErrorCode::UnknownMemberId));
             };
@@ -379,7 +423,7 @@ impl GroupCoordinator {
         generation_id: i32,
     ) -> CoordinatorResult<ErrorCode> {
         let shard = self.shard(group_id, partitions)?;
-        let mut state = shard.live()?;
+        let mut state = live(&shard)?;
         let Some(entry) = state.groups.get_mut(group_id) else {
             return Ok(ErrorCode::UnknownMemberId);
         };
@@ -397,7 +441,7 @@ impl GroupCoordinator {
     ) -> CoordinatorResult<Vec<ErrorCode>> {
         let shard = self.shard(group_id, partitions)?;
         let (codes, persist) = {
-            let mut state = shard.live()?;
+            let mut state = live(&shard)?;
             let Some(entry) = state.groups.get_mut(group_id) else {
                 return Ok(vec![ErrorCode::UnknownMemberId; members.len()]);
             };
@@ -426,8 +470,8 @@ impl GroupCoordinator {
     ) -> CoordinatorResult<Vec<i16>> {
         let shard = self.shard(group_id, partitions)?;
         let group_check = {
-            let mut state = shard.live()?;
-            let entry = state.group(group_id, &self.config);
+            let mut state = live(&shard)?;
+            let entry = state.group(group_id);
             commit_allowed(&entry.group, member_id, group_instance_id, generation_id)
         };
         if let Err(e) = group_check {
@@ -453,12 +497,12 @@ impl GroupCoordinator {
                 }),
             });
         }
-        let written = shard.write(batch.clone()).await;
+        let written = write(&shard, batch.clone()).await;
         match written {
             Ok(log_offset) => {
-                let mut state = shard.state.lock();
-                let entry = state.group(group_id, &self.config);
-                apply_offsets(entry, batch, log_offset);
+                if let Ok(mut state) = shard.live() {
+                    apply_offsets(state.group(group_id), batch, log_offset);
+                }
             }
             Err(code) => {
                 for c in codes.iter_mut().filter(|c| **c == 0) {
@@ -478,7 +522,7 @@ impl GroupCoordinator {
         topics: Option<Vec<(String, Vec<i32>)>>,
     ) -> CoordinatorResult<Vec<OffsetEntry>> {
         let shard = self.shard(group_id, partitions)?;
-        let state = shard.live()?;
+        let state = live(&shard)?;
         let offsets = state.groups.get(group_id).map(|e| &e.offsets);
         let entry = |topic: &str, partition: i32| {
             let c = offsets
@@ -508,7 +552,7 @@ impl GroupCoordinator {
     /// DescribeGroups: the group (state Dead when unknown).
     pub fn describe(&self, group_id: &str, partitions: i32) -> CoordinatorResult<GroupView> {
         let shard = self.shard(group_id, partitions)?;
-        let state = shard.live()?;
+        let state = live(&shard)?;
         Ok(match state.groups.get(group_id) {
             Some(entry) => GroupView::of(&entry.group),
             None => GroupView::dead(group_id),
@@ -518,10 +562,9 @@ impl GroupCoordinator {
     /// Every committed offset of every group loaded here: (group, topic, partition,
     /// offset), for the consumer-lag metric.
     pub fn committed_offsets(&self) -> Vec<(String, String, i32, i64)> {
-        let shards: Vec<Arc<Shard>> = self.shards.lock().values().cloned().collect();
         let mut out = Vec::new();
-        for shard in shards {
-            let state = shard.state.lock();
+        for shard in self.runtime.live_shards() {
+            let Ok(state) = shard.live() else { continue };
             for (id, entry) in &state.groups {
                 for ((topic, partition), (committed, _)) in &entry.offsets {
                     out.push((id.clone(), topic.clone(), *partition, committed.offset));
@@ -534,10 +577,9 @@ impl GroupCoordinator {
     /// ListGroups: every group of every loaded shard here (with its protocol type and
     /// state name).
     pub fn list(&self) -> Vec<(String, String, &'static str)> {
-        let shards: Vec<Arc<Shard>> = self.shards.lock().values().cloned().collect();
         let mut out = Vec::new();
-        for shard in shards {
-            let state = shard.state.lock();
+        for shard in self.runtime.live_shards() {
+            let Ok(state) = shard.live() else { continue };
             for (id, entry) in &state.groups {
                 if entry.group.state() == GroupState::Dead {
                     continue;
@@ -557,7 +599,7 @@ impl GroupCoordinator {
     pub async fn delete_group(&self, group_id: &str, partitions: i32) -> CoordinatorResult<i16> {
         let shard = self.shard(group_id, partitions)?;
         let batch = {
-            let mut state = shard.live()?;
+            let mut state = live(&shard)?;
             let Some(entry) = state.groups.get(group_id) else {
                 return Ok(ErrorCode::GroupIdNotFound.code());
             };
@@ -574,7 +616,7 @@ impl GroupCoordinator {
             }
             batch
         };
-        match shard.write(batch).await {
+        match write(&shard, batch).await {
             Ok(_) => Ok(0),
             Err(code) => Ok(code),
         }
@@ -590,7 +632,7 @@ impl GroupCoordinator {
     ) -> CoordinatorResult<Vec<(String, i32, i16)>> {
         let shard = self.shard(group_id, partitions)?;
         let (batch, results) = {
-            let state = shard.live()?;
+            let state = live(&shard)?;
             let Some(entry) = state.groups.get(group_id) else {
                 return Err(ErrorCode::GroupIdNotFound.code());
             };
@@ -616,10 +658,11 @@ impl GroupCoordinator {
             }
             (batch, results)
         };
-        let log_offset = shard.write(batch.clone()).await?;
-        let mut state = shard.state.lock();
-        if let Some(entry) = state.groups.get_mut(group_id) {
-            apply_offsets(entry, batch, log_offset);
+        let log_offset = write(&shard, batch.clone()).await?;
+        if let Ok(mut state) = shard.live() {
+            if let Some(entry) = state.groups.get_mut(group_id) {
+                apply_offsets(entry, batch, log_offset);
+            }
         }
         Ok(results)
     }
@@ -761,31 +804,49 @@ fn apply_offsets(entry: &mut GroupEntry, batch: Vec<OffsetsRecord>, log_offset: 
     }
 }
 
-/// Writes a group's metadata; marks it persisted only once committed (the timer task
-/// retries otherwise).
-async fn persist_metadata(
-    shard: &Shard,
+/// The write of a group's metadata; it is marked persisted only once committed (a later
+/// tick writes it again otherwise).
+fn metadata_write(group_id: String, snapshot: GroupSnapshot, fingerprint: u64) -> TimerWrite<GroupShard> {
+    TimerWrite {
+        records: vec![OffsetsRecord::Group {
+            group: group_id.clone(),
+            value: Some(snapshot),
+        }],
+        then: Box::new(move |shard: &mut GroupShard, written| {
+            mark_persisted(shard, &group_id, fingerprint, written)
+        }),
+    }
+}
+
+fn mark_persisted(
+    shard: &mut GroupShard,
     group_id: &str,
-    snapshot: GroupSnapshot,
     fingerprint: u64,
+    written: Result<i64, ErrorCode>,
 ) {
-    let record = OffsetsRecord::Group {
-        group: group_id.to_string(),
-        value: Some(snapshot),
-    };
-    match shard.write(vec![record]).await {
+    match written {
         Ok(_) => {
-            if let Some(entry) = shard.state.lock().groups.get_mut(group_id) {
+            if let Some(entry) = shard.groups.get_mut(group_id) {
                 entry.persisted = Some(fingerprint);
             }
         }
         Err(code) => {
-            tracing::warn!(
-                group = group_id,
-                code,
-                "group metadata not stored yet; retrying"
-            );
+            tracing::warn!(group = group_id, code = code.code(), "group metadata not stored yet; retrying");
         }
+    }
+}
+
+/// Writes a group's metadata now (a request waits for it).
+async fn persist_metadata(
+    shard: &ShardHandle<GroupShard>,
+    group_id: &str,
+    snapshot: GroupSnapshot,
+    fingerprint: u64,
+) {
+    let w = metadata_write(group_id.to_string(), snapshot, fingerprint);
+    let written = shard.write(w.records).await;
+    if let Ok(mut state) = shard.live() {
+        (w.then)(&mut state, written);
     }
 }
 
@@ -826,179 +887,6 @@ async fn wait<T>(rx: oneshot::Receiver<T>, max_wait: Duration) -> CoordinatorRes
     }
 }
 
-impl Shard {
-    /// Leadership moved: answer every waiting request and stop the timers.
-    fn resign(&self) {
-        // send_replace: stored even when the timer task has not subscribed yet.
-        self.stop.send_replace(true);
-        let mut state = self.state.lock();
-        state.resigned = true;
-        for (_, mut entry) in state.groups.drain() {
-            let deliveries = entry.group.shut_down();
-            entry.deliver(deliveries);
-        }
-        state.loaded = false;
-        tracing::info!(partition = %self.partition.tp, "no longer coordinating its groups");
-    }
-}
-
-/// Loads the shard from its partition (retrying on read errors), then runs its timers
-/// until it is dropped.
-async fn load_and_run(shard: Arc<Shard>, config: GroupConfig, retention_ms: i64) {
-    let mut stop = shard.stop.subscribe();
-    let (snapshots, offsets) = loop {
-        if *stop.borrow() {
-            return;
-        }
-        let partition = shard.partition.clone();
-        match tokio::task::spawn_blocking(move || load(&partition)).await {
-            Ok(Ok(loaded)) => break loaded,
-            Ok(Err(e)) => {
-                tracing::error!(partition = %shard.partition.tp, error = %e, "loading groups failed; retrying")
-            }
-            Err(e) => {
-                tracing::error!(partition = %shard.partition.tp, error = %e, "loading groups failed; retrying")
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = stop.changed() => return,
-        }
-    };
-    {
-        let now = now_ms();
-        let mut state = shard.state.lock();
-        if state.resigned {
-            return;
-        }
-        for (id, snapshot) in snapshots {
-            let mut entry = GroupEntry::new(Group::from_snapshot(snapshot, config.clone(), now));
-            entry.persisted = Some(entry.fingerprint());
-            state.groups.insert(id, entry);
-        }
-        for ((group, topic, partition), value) in offsets {
-            let entry = state.group(&group, &config);
-            entry.offsets.insert((topic, partition), value);
-        }
-        state.loaded = true;
-        tracing::info!(partition = %shard.partition.tp, groups = state.groups.len(), "coordinating groups");
-    }
-    let mut ticker = tokio::time::interval(TICK);
-    let writing = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stop.changed() => return,
-        }
-        let now = now_ms();
-        let mut metadata = Vec::new();
-        let mut expired = Vec::new();
-        {
-            let mut state = shard.state.lock();
-            for (id, entry) in state.groups.iter_mut() {
-                let due = entry.group.next_deadline().is_some_and(|d| d <= now);
-                if due {
-                    let deliveries = entry.group.tick(now);
-                    entry.deliver(deliveries);
-                }
-                if let Some((snapshot, fingerprint)) = entry.metadata_to_persist() {
-                    metadata.push((id.clone(), snapshot, fingerprint));
-                }
-                // Offsets expire once the group has been empty for the retention time
-                // (KIP-211), and are themselves older than it.
-                if entry.group.state() == GroupState::Empty {
-                    let since = *entry.empty_since.get_or_insert(now);
-                    if now - since >= retention_ms {
-                        expired.extend(tombstones(id, entry, Some(now - retention_ms), false));
-                    }
-                } else {
-                    entry.empty_since = None;
-                }
-            }
-        }
-        // Writes never hold up the timers: at most one batch of them at a time.
-        if (metadata.is_empty() && expired.is_empty())
-            || writing.swap(true, std::sync::atomic::Ordering::SeqCst)
-        {
-            continue;
-        }
-        let (shard, writing) = (shard.clone(), writing.clone());
-        tokio::spawn(async move {
-            for (id, snapshot, fingerprint) in metadata {
-                persist_metadata(&shard, &id, snapshot, fingerprint).await;
-            }
-            if !expired.is_empty() {
-                if let Ok(at) = shard.write(expired.clone()).await {
-                    let mut state = shard.state.lock();
-                    for r in expired {
-                        if let OffsetsRecord::Offset { ref group, .. } = r {
-                            if let Some(entry) = state.groups.get_mut(group) {
-                                apply_offsets(entry, vec![r.clone()], at);
-                            }
-                        }
-                    }
-                }
-            }
-            writing.store(false, std::sync::atomic::Ordering::SeqCst);
-        });
-    }
-}
-
-type Loaded = (
-    HashMap<String, GroupSnapshot>,
-    BTreeMap<(String, String, i32), (CommittedOffset, i64)>,
-);
-
-/// Replays the partition from its log start to its end.
-fn load(partition: &Partition) -> Result<Loaded, BrokerError> {
-    let mut groups = HashMap::new();
-    let mut offsets = BTreeMap::new();
-    let mut next = partition.log_start_offset();
-    let end = partition.log_end_offset();
-    let mut skipped = 0;
-    while next < end {
-        let chunk = partition.with_log(|log| log.read(next, LOAD_CHUNK, end, true))?;
-        let headers: Vec<_> = spate_log::batch::batches(&chunk)
-            .map_while(|v| v.ok().map(|v| *v.header()))
-            .collect();
-        let Some(last) = headers.last() else { break };
-        let at = last.last_offset();
-        next = at + 1;
-        let (decoded, bad) = records::decode(chunk);
-        skipped += bad;
-        for r in decoded {
-            match r {
-                OffsetsRecord::Offset {
-                    group,
-                    topic,
-                    partition,
-                    value,
-                } => match value {
-                    Some(v) => {
-                        offsets.insert((group, topic, partition), (v, at));
-                    }
-                    None => {
-                        offsets.remove(&(group, topic, partition));
-                    }
-                },
-                OffsetsRecord::Group { group, value } => match value {
-                    Some(snapshot) => {
-                        groups.insert(group, snapshot);
-                    }
-                    None => {
-                        groups.remove(&group);
-                        offsets.retain(|(g, _, _), _| *g != group);
-                    }
-                },
-            }
-        }
-    }
-    if skipped > 0 {
-        tracing::warn!(partition = %partition.tp, skipped, "offsets records that did not decode were skipped");
-    }
-    Ok((groups, offsets))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1013,3 +901,7 @@ mod tests {
         assert_eq!(partition_for("g", 1), 0);
     }
 }
+
+#[cfg(test)]
+#[path = "shard_tests.rs"]
+mod shard_tests;

@@ -5,19 +5,16 @@
 //! Only consumers (replica id -1) are bounded by the high watermark; any other replica id
 //! sees up to the log end offset, as Kafka's isolation rule. Replica id -2 (Kafka's
 //! DEBUGGING_REPLICA_ID) may ask any replica, follower included, e.g. for its LEO.
-use std::sync::Arc;
-
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::records::RecordBatchDecoder;
 
-use super::{leader_partition, per_partition};
+use super::{hosted_partition, leader_partition, per_partition};
 use crate::error::{BrokerError, Result};
 use crate::partition::Partition;
 use crate::server::context::RequestContext;
-use crate::state::BrokerState;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -72,26 +69,6 @@ pub fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffsetsRespo
     ListOffsetsResponse::default().with_topics(topics)
 }
 
-/// The local replica (leader or follower) of `topic`/`partition`, or the Kafka error
-/// explaining why not.
-fn hosted_partition(state: &BrokerState, topic: &str, partition: i32) -> Result<Arc<Partition>> {
-    let image = state.metadata.image();
-    let known = image
-        .topic_by_name(topic)
-        .is_some_and(|t| t.partitions.contains_key(&partition));
-    if !known {
-        return Err(BrokerError::UnknownTopicOrPartition(format!(
-            "{topic}-{partition} does not exist"
-        )));
-    }
-    state.replicas.get(topic, partition).ok_or_else(|| {
-        BrokerError::NotLeaderOrFollower(format!(
-            "broker {} hosts no replica of {topic}-{partition}",
-            state.config.node_id
-        ))
-    })
-}
-
 /// The end of what `replica_id` may learn of: consumers stop at the high watermark,
 /// anyone else (a broker, a debugging tool) at the log end offset.
 fn fetchable_bound(replica_id: i32, high_watermark: i64, log_end_offset: i64) -> i64 {
@@ -109,7 +86,7 @@ fn lookup(part: &Partition, query: i64, bound: i64) -> Result<(i64, i64)> {
         LATEST => Ok((bound, -1)),
         EARLIEST => Ok((part.log_start_offset(), -1)),
         MAX_TIMESTAMP => {
-            let Some((offset, ts)) = part.with_log(|log| log.max_timestamp_offset()) else {
+            let Some((offset, ts)) = part.max_timestamp_offset() else {
                 return Ok((-1, -1));
             };
             // The log knows the batch; the record with the largest timestamp (the first
@@ -118,8 +95,7 @@ fn lookup(part: &Partition, query: i64, bound: i64) -> Result<(i64, i64)> {
             Ok(if found.0 < bound { found } else { (-1, -1) })
         }
         ts if ts >= 0 => {
-            let Some((offset, batch_max)) = part.with_log(|log| log.offset_for_timestamp(ts))?
-            else {
+            let Some((offset, batch_max)) = part.offset_for_timestamp(ts)? else {
                 return Ok((-1, -1));
             };
             // The first *record* at or after `ts` may sit inside the batch.
@@ -142,7 +118,7 @@ fn refine_in_batch(
     hw: i64,
     wanted: impl Fn(i64) -> bool,
 ) -> Option<(i64, i64)> {
-    let mut bytes = part.with_log(|log| log.read(offset, 1, hw, true)).ok()?;
+    let mut bytes = part.read_below(offset, 1, hw).ok()?;
     let set = RecordBatchDecoder::decode(&mut bytes).ok()?;
     set.records
         .iter()

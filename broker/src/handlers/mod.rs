@@ -19,8 +19,11 @@ use std::sync::Arc;
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;
 
-use crate::error::{BrokerError, Result};
-use crate::partition::Partition;
+use spate_metadata::ids::NodeId;
+use spate_metadata::{MetadataImage, PartitionImage};
+
+use crate::error::{BrokerError, NotServing, Result};
+use crate::partition::{Partition, TopicPartition};
 use crate::state::BrokerState;
 
 /// The local leader replica of `topic`/`partition`, or the Kafka error explaining why not.
@@ -30,39 +33,67 @@ pub fn leader_partition(
     partition: i32,
 ) -> Result<Arc<Partition>> {
     let image = state.metadata.image();
-    let Some(t) = image.topic_by_name(topic) else {
-        return Err(BrokerError::UnknownTopicOrPartition(format!(
-            "topic '{topic}' does not exist"
-        )));
+    let leader = known_partition(&image, topic, partition)?.leader;
+    let not_serving = |why| BrokerError::NotLeaderOrFollower {
+        partition: TopicPartition::new(topic, partition),
+        broker: NodeId(state.config.node_id),
+        why,
     };
-    let Some(p) = t.partitions.get(&partition) else {
-        return Err(BrokerError::UnknownTopicOrPartition(format!(
-            "topic '{topic}' has {} partitions; partition {partition} does not exist",
-            t.partitions.len()
-        )));
-    };
-    if p.leader.is_none() {
-        return Err(BrokerError::LeaderNotAvailable(format!(
-            "{topic}-{partition} has no leader"
-        )));
+    match leader {
+        None => {
+            return Err(BrokerError::LeaderNotAvailable {
+                partition: TopicPartition::new(topic, partition),
+            })
+        }
+        Some(l) if l.0 != state.config.node_id => return Err(not_serving(NotServing::NotLeader)),
+        Some(_) => {}
     }
-    if p.leader.map(|l| l.0) != Some(state.config.node_id) {
-        return Err(BrokerError::NotLeaderOrFollower(format!(
-            "broker {} does not lead {topic}-{partition}",
-            state.config.node_id
-        )));
-    }
-    let local = state.replicas.get(topic, partition).ok_or_else(|| {
-        BrokerError::NotLeaderOrFollower(format!(
-            "{topic}-{partition} is not open on this broker yet"
-        ))
-    })?;
+    let local = state
+        .replicas
+        .get(topic, partition)
+        .ok_or_else(|| not_serving(NotServing::NotHosted))?;
     if !local.leader_state().is_leader {
-        return Err(BrokerError::NotLeaderOrFollower(format!(
-            "{topic}-{partition}: leadership not yet applied here"
-        )));
+        return Err(not_serving(NotServing::LeadershipNotApplied));
     }
     Ok(local)
+}
+
+/// The local replica (leader or follower) of `topic`/`partition`, or the Kafka error
+/// explaining why not.
+pub fn hosted_partition(
+    state: &BrokerState,
+    topic: &str,
+    partition: i32,
+) -> Result<Arc<Partition>> {
+    known_partition(&state.metadata.image(), topic, partition)?;
+    state
+        .replicas
+        .get(topic, partition)
+        .ok_or_else(|| BrokerError::NotLeaderOrFollower {
+            partition: TopicPartition::new(topic, partition),
+            broker: NodeId(state.config.node_id),
+            why: NotServing::NotHosted,
+        })
+}
+
+/// The partition in the metadata image, or UNKNOWN_TOPIC_OR_PARTITION.
+fn known_partition<'a>(
+    image: &'a MetadataImage,
+    topic: &str,
+    partition: i32,
+) -> Result<&'a PartitionImage> {
+    let t = image
+        .topic_by_name(topic)
+        .ok_or_else(|| BrokerError::UnknownTopic {
+            topic: topic.to_string(),
+        })?;
+    t.partitions
+        .get(&partition)
+        .ok_or_else(|| BrokerError::UnknownPartition {
+            topic: topic.to_string(),
+            partition,
+            partitions: t.partitions.len(),
+        })
 }
 
 /// The per-partition fan-out of requests shaped topics → partitions (ListOffsets,

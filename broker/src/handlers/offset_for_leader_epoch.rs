@@ -19,7 +19,7 @@ pub fn handle(
         |name, p| {
             let result = leader_partition(&ctx.state, name, p.partition).and_then(|part| {
                 part.check_leader_epoch(p.current_leader_epoch)?;
-                Ok(part.with_log(|log| log.end_offset_for_epoch(p.leader_epoch)))
+                Ok(part.end_offset_for_epoch(p.leader_epoch))
             });
             match result {
                 Ok((epoch, end)) => EpochEndOffset::default()

@@ -163,10 +163,10 @@ async fn await_acks(
     };
     match tokio::time::timeout_at(deadline, wait).await {
         Ok(result) => result,
-        Err(_) => Err(BrokerError::Timeout(format!(
-            "{}: not acknowledged (acks={acks}) within the request timeout",
-            partition.tp
-        ))),
+        Err(_) => Err(BrokerError::AckTimeout {
+            partition: partition.tp.clone(),
+            acks,
+        }),
     }
 }
 

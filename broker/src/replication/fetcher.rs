@@ -311,12 +311,7 @@ async fn truncate_round(
     let mut queries = Vec::new();
     let mut asked = Vec::new();
     for (tp, f) in truncating {
-        let (entries, leo) = f.partition.with_log(|log| {
-            (
-                log.leader_epoch_cache().entries().to_vec(),
-                log.log_end_offset(),
-            )
-        });
+        let (entries, leo) = f.partition.epoch_entries();
         let hw = f.partition.high_watermark();
         match replica_state::epoch_to_ask(&entries) {
             // No epochs: nothing is known to diverge above the HW only.
@@ -388,9 +383,7 @@ async fn truncate_round(
                     continue;
                 }
                 // Each partial round must drop the epoch asked, or the next asks it again.
-                let latest = f
-                    .partition
-                    .with_log(|log| log.leader_epoch_cache().latest_epoch());
+                let latest = f.partition.latest_epoch();
                 if latest.is_some_and(|e| e >= epoch.0) {
                     tracing::error!(partition = %tp, asked = epoch.0, "truncation made no progress; retrying later");
                     retry_after(partitions, &tp, f.leader_epoch, WAIT_FOR_METADATA);
@@ -443,9 +436,7 @@ async fn fetch_round(
     let wants: Vec<FetchPartition> = fetching
         .iter()
         .map(|(tp, f)| {
-            let (leo, start) = f
-                .partition
-                .with_log(|log| (log.log_end_offset(), log.log_start_offset()));
+            let (start, leo) = f.partition.log_bounds();
             offsets.insert(tp.clone(), leo);
             FetchPartition {
                 topic_id: f.partition.topic_id.to_vec(),
@@ -505,7 +496,7 @@ async fn fetch_round(
                         }
                     }
                     // Our role changed under us: the next image re-adds the partition.
-                    Err(BrokerError::NotLeaderOrFollower(_)) => {}
+                    Err(BrokerError::NotLeaderOrFollower { .. }) => {}
                     Err(e) => {
                         tracing::warn!(partition = %tp, error = %e, "cannot append fetched batches; truncating again");
                         update(partitions, tp, f.leader_epoch, |e| {

@@ -17,8 +17,8 @@ use spate_proto::replication::{
 use tonic::{Request, Response, Status};
 
 use crate::clock::now_ms;
-use crate::error::BrokerError;
-use crate::partition::Partition;
+use crate::error::{BrokerError, NotServing};
+use crate::partition::{Partition, TopicPartition};
 use crate::state::BrokerState;
 use spate_log::LogError;
 
@@ -50,18 +50,18 @@ impl ReplicationService {
         let id = uuid::Uuid::from_slice(topic_id)
             .map_err(|_| BrokerError::InvalidRequest("topic id must be 16 bytes".into()))?;
         let image = self.state.metadata.image();
-        let topic = image.topics().get(&TopicId(id)).ok_or_else(|| {
-            BrokerError::UnknownTopicOrPartition(format!("no topic with id {id} here"))
-        })?;
+        let topic = image
+            .topics()
+            .get(&TopicId(id))
+            .ok_or(BrokerError::UnknownTopicId { id })?;
         self.state
             .replicas
             .get(&topic.name, index)
             .filter(|p| p.topic_id == *id.as_bytes())
-            .ok_or_else(|| {
-                BrokerError::NotLeaderOrFollower(format!(
-                    "{}-{index} is not hosted on broker {}",
-                    topic.name, self.state.config.node_id
-                ))
+            .ok_or_else(|| BrokerError::NotLeaderOrFollower {
+                partition: TopicPartition::new(topic.name.as_str(), index),
+                broker: NodeId(self.state.config.node_id),
+                why: NotServing::NotHosted,
             })
     }
 
@@ -135,17 +135,23 @@ impl Replication for ReplicationService {
             let mut changes = Vec::new();
             let mut out = Vec::with_capacity(partitions.len());
             for (want, part) in &partitions {
-                let served = part.as_ref().map_err(clone_error).and_then(|p| {
-                    p.serve_follower_fetch(
-                        follower,
-                        broker_epoch,
-                        want.current_leader_epoch,
-                        want.fetch_offset,
-                        budget,
-                        now_ms(),
-                    )
-                    .map(|f| (p.clone(), f))
-                });
+                let served = match part {
+                    Ok(p) => p
+                        .serve_follower_fetch(
+                            follower,
+                            broker_epoch,
+                            want.current_leader_epoch,
+                            want.fetch_offset,
+                            budget,
+                            now_ms(),
+                        )
+                        .map(|f| (p.clone(), f)),
+                    Err(e) => {
+                        any_error = true;
+                        out.push(failed(want.topic_id.clone(), want.partition, e));
+                        continue;
+                    }
+                };
                 match served {
                     Ok((p, fetched)) => {
                         budget = budget.saturating_sub(fetched.records.len());
@@ -207,12 +213,13 @@ impl Replication for ReplicationService {
                 let answer = self.partition(&q.topic_id, q.partition).and_then(|p| {
                     let state = p.check_leader_epoch(q.current_leader_epoch)?;
                     if !state.is_leader {
-                        return Err(BrokerError::NotLeaderOrFollower(format!(
-                            "{}: broker {} does not lead it",
-                            p.tp, self.state.config.node_id
-                        )));
+                        return Err(BrokerError::NotLeaderOrFollower {
+                            partition: p.tp.clone(),
+                            broker: NodeId(self.state.config.node_id),
+                            why: NotServing::NotLeader,
+                        });
                     }
-                    Ok(p.with_log(|log| log.end_offset_for_epoch(q.leader_epoch)))
+                    Ok(p.end_offset_for_epoch(q.leader_epoch))
                 });
                 match answer {
                     Ok((epoch, end)) => EpochEnd {
@@ -235,14 +242,5 @@ impl Replication for ReplicationService {
             })
             .collect();
         Ok(Response::new(OffsetForLeaderEpochResponse { partitions }))
-    }
-}
-
-/// Lookup errors are reported again on every round of the long poll.
-fn clone_error(e: &BrokerError) -> BrokerError {
-    match e {
-        BrokerError::UnknownTopicOrPartition(m) => BrokerError::UnknownTopicOrPartition(m.clone()),
-        BrokerError::InvalidRequest(m) => BrokerError::InvalidRequest(m.clone()),
-        other => BrokerError::NotLeaderOrFollower(other.to_string()),
     }
 }
