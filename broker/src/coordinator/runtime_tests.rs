@@ -112,9 +112,7 @@ async fn eventually<T>(mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-async fn loaded_shard(
-    runtime: &CoordinatorRuntime<Counter>,
-) -> Arc<ShardHandle<Counter>> {
+async fn loaded_shard(runtime: &CoordinatorRuntime<Counter>) -> Arc<ShardHandle<Counter>> {
     eventually(|| runtime.shard(0).ok()).await
 }
 

@@ -168,7 +168,9 @@ impl CoordinatorShard for GroupShard {
                     partition,
                     value: Some(v),
                 } => {
-                    loading.offsets.insert((group, topic, partition), (v, last_offset));
+                    loading
+                        .offsets
+                        .insert((group, topic, partition), (v, last_offset));
                 }
                 OffsetsRecord::Offset {
                     group,
@@ -195,7 +197,10 @@ impl CoordinatorShard for GroupShard {
     fn on_loaded(&mut self, now_ms: i64) {
         let loading = std::mem::take(&mut self.loading);
         if loading.skipped > 0 {
-            tracing::warn!(skipped = loading.skipped, "offsets records that did not decode were skipped");
+            tracing::warn!(
+                skipped = loading.skipped,
+                "offsets records that did not decode were skipped"
+            );
         }
         for (id, snapshot) in loading.snapshots {
             let group = Group::from_snapshot(snapshot, self.config.clone(), now_ms);
@@ -263,7 +268,10 @@ fn live(shard: &ShardHandle<GroupShard>) -> CoordinatorResult<MappedMutexGuard<'
 }
 
 /// Writes records and waits for their commit; the log offset of the last one.
-async fn write(shard: &ShardHandle<GroupShard>, batch: Vec<OffsetsRecord>) -> CoordinatorResult<i64> {
+async fn write(
+    shard: &ShardHandle<GroupShard>,
+    batch: Vec<OffsetsRecord>,
+) -> CoordinatorResult<i64> {
     shard.write(batch).await.map_err(|e| e.code())
 }
 
@@ -806,7 +814,11 @@ fn apply_offsets(entry: &mut GroupEntry, batch: Vec<OffsetsRecord>, log_offset: 
 
 /// The write of a group's metadata; it is marked persisted only once committed (a later
 /// tick writes it again otherwise).
-fn metadata_write(group_id: String, snapshot: GroupSnapshot, fingerprint: u64) -> TimerWrite<GroupShard> {
+fn metadata_write(
+    group_id: String,
+    snapshot: GroupSnapshot,
+    fingerprint: u64,
+) -> TimerWrite<GroupShard> {
     TimerWrite {
         records: vec![OffsetsRecord::Group {
             group: group_id.clone(),
@@ -831,7 +843,11 @@ fn mark_persisted(
             }
         }
         Err(code) => {
-            tracing::warn!(group = group_id, code = code.code(), "group metadata not stored yet; retrying");
+            tracing::warn!(
+                group = group_id,
+                code = code.code(),
+                "group metadata not stored yet; retrying"
+            );
         }
     }
 }

@@ -34,8 +34,14 @@ fn committed(shard: &GroupShard, group: &str, partition: i32) -> Option<i64> {
 #[test]
 fn replay_rebuilds_offsets_in_log_order_and_honours_tombstones() {
     let mut shard = GroupShard::new(GroupConfig::default(), i64::MAX);
-    shard.replay(chunk(&[offset("g1", 0, Some(5), 0), offset("g2", 0, Some(3), 0)]), 1);
-    shard.replay(chunk(&[offset("g1", 0, Some(9), 0), offset("g1", 1, Some(1), 0)]), 3);
+    shard.replay(
+        chunk(&[offset("g1", 0, Some(5), 0), offset("g2", 0, Some(3), 0)]),
+        1,
+    );
+    shard.replay(
+        chunk(&[offset("g1", 0, Some(9), 0), offset("g1", 1, Some(1), 0)]),
+        3,
+    );
     shard.replay(chunk(&[offset("g1", 1, None, 0)]), 4);
     // Deleting a group removes its offsets with it.
     shard.replay(
@@ -45,7 +51,10 @@ fn replay_rebuilds_offsets_in_log_order_and_honours_tombstones() {
         }]),
         5,
     );
-    assert!(shard.groups.is_empty(), "nothing serves before the load ends");
+    assert!(
+        shard.groups.is_empty(),
+        "nothing serves before the load ends"
+    );
     shard.on_loaded(0);
     assert_eq!(committed(&shard, "g1", 0), Some(9));
     assert_eq!(committed(&shard, "g1", 1), None);
@@ -62,7 +71,10 @@ fn records_that_do_not_decode_are_skipped() {
     shard.replay(foreign, 1);
     shard.replay(chunk(&[offset("g", 0, Some(7), 0)]), 2);
     shard.on_loaded(0);
-    assert_eq!(shard.loading.skipped, 0, "the load's state is dropped once loaded");
+    assert_eq!(
+        shard.loading.skipped, 0,
+        "the load's state is dropped once loaded"
+    );
     assert_eq!(committed(&shard, "g", 0), Some(7));
 }
 
@@ -78,11 +90,17 @@ fn offsets_of_a_group_empty_for_the_retention_time_expire() {
     // A group known only from its offsets gets its (Empty) metadata written once.
     let writes = shard.tick(0);
     assert_eq!(writes.len(), 1);
-    assert!(matches!(&writes[0].records[..], [OffsetsRecord::Group { value: Some(_), .. }]));
+    assert!(matches!(
+        &writes[0].records[..],
+        [OffsetsRecord::Group { value: Some(_), .. }]
+    ));
     for w in writes {
         (w.then)(&mut shard, Ok(2));
     }
-    assert!(shard.tick(999).is_empty(), "empty for less than the retention time");
+    assert!(
+        shard.tick(999).is_empty(),
+        "empty for less than the retention time"
+    );
 
     // Empty for the retention time: offsets committed before now - retention go.
     let mut writes = shard.tick(2_000);

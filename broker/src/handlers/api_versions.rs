@@ -1,12 +1,15 @@
-//! ApiVersions: exactly the table in [`crate::server::api_versions`].
+//! ApiVersions: exactly the request table it is given (the broker's own).
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::ApiVersionsResponse;
 use spate_metadata::ErrorCode;
 
-use crate::server::api_versions::SUPPORTED;
+use kafka_protocol::messages::ApiKey;
 
-fn api_keys() -> Vec<ApiVersion> {
-    SUPPORTED
+/// (API, lowest version, highest version) of each implemented API.
+pub type VersionTable = [(ApiKey, i16, i16)];
+
+fn api_keys(supported: &VersionTable) -> Vec<ApiVersion> {
+    supported
         .iter()
         .map(|(key, min, max)| {
             ApiVersion::default()
@@ -18,15 +21,15 @@ fn api_keys() -> Vec<ApiVersion> {
 }
 
 /// The normal response.
-pub fn handle() -> ApiVersionsResponse {
+pub fn handle(supported: &VersionTable) -> ApiVersionsResponse {
     ApiVersionsResponse::default()
         .with_error_code(0)
-        .with_api_keys(api_keys())
+        .with_api_keys(api_keys(supported))
 }
 
 /// The v0 response to an ApiVersions version we do not support (KIP-511).
-pub fn unsupported_version_response() -> ApiVersionsResponse {
+pub fn unsupported_version_response(supported: &VersionTable) -> ApiVersionsResponse {
     ApiVersionsResponse::default()
         .with_error_code(ErrorCode::UnsupportedVersion.code())
-        .with_api_keys(api_keys())
+        .with_api_keys(api_keys(supported))
 }

@@ -1,39 +1,9 @@
 //! The APIs and version ranges this broker implements, and nothing more: ApiVersions
-//! advertises exactly this table and dispatch refuses anything outside it.
+//! advertises exactly the request table ([`super::apis`]) and dispatch refuses anything
+//! outside it.
 use kafka_protocol::messages::ApiKey;
 
-/// (API, lowest version, highest version) implemented by the broker.
-///
-/// Ranges are capped where a newer version needs a feature we do not have yet
-/// (e.g. Produce v10+ leader hints, Fetch v13+ topic ids, ListOffsets v8+ tiered storage).
-pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 3, 9),
-    (ApiKey::Fetch, 4, 12),
-    (ApiKey::ListOffsets, 1, 7),
-    (ApiKey::Metadata, 0, 12),
-    (ApiKey::ApiVersions, 0, 3),
-    (ApiKey::CreateTopics, 2, 7),
-    (ApiKey::DeleteTopics, 1, 6),
-    (ApiKey::DeleteRecords, 0, 2),
-    (ApiKey::OffsetForLeaderEpoch, 2, 4),
-    (ApiKey::DescribeConfigs, 1, 4),
-    (ApiKey::CreatePartitions, 0, 3),
-    (ApiKey::IncrementalAlterConfigs, 0, 1),
-    (ApiKey::DescribeCluster, 0, 1),
-    (ApiKey::ElectLeaders, 0, 2),
-    (ApiKey::InitProducerId, 0, 5),
-    (ApiKey::FindCoordinator, 0, 4),
-    (ApiKey::JoinGroup, 0, 9),
-    (ApiKey::SyncGroup, 0, 5),
-    (ApiKey::Heartbeat, 0, 4),
-    (ApiKey::LeaveGroup, 0, 5),
-    (ApiKey::OffsetCommit, 2, 8),
-    (ApiKey::OffsetFetch, 1, 8),
-    (ApiKey::DescribeGroups, 0, 5),
-    (ApiKey::ListGroups, 0, 4),
-    (ApiKey::DeleteGroups, 0, 2),
-    (ApiKey::OffsetDelete, 0, 0),
-];
+pub use super::apis::SUPPORTED;
 
 /// The supported version range of `key`, if the API is implemented at all.
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {

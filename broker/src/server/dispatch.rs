@@ -8,19 +8,12 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
-    DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
-    DescribeGroupsRequest, ElectLeadersRequest, FetchRequest, FindCoordinatorRequest,
-    HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
-    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
-    RequestHeader, SyncGroupRequest,
-};
+use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::Decodable;
 use tracing::Instrument;
 
 use super::api_versions;
+use super::apis::{self, Request, SUPPORTED};
 use super::context::{encode_frame, Outcome, PendingResponse, RequestContext};
 use super::session::Session;
 use crate::handlers;
@@ -55,38 +48,6 @@ pub enum DispatchError {
         /// Decoder message.
         reason: String,
     },
-}
-
-/// A decoded request body of an API we implement.
-#[derive(Debug)]
-#[allow(missing_docs)]
-pub enum Request {
-    ApiVersions(ApiVersionsRequest),
-    Metadata(MetadataRequest),
-    Produce(ProduceRequest),
-    Fetch(FetchRequest),
-    ListOffsets(ListOffsetsRequest),
-    CreateTopics(CreateTopicsRequest),
-    DeleteTopics(DeleteTopicsRequest),
-    CreatePartitions(CreatePartitionsRequest),
-    DescribeConfigs(DescribeConfigsRequest),
-    IncrementalAlterConfigs(IncrementalAlterConfigsRequest),
-    DescribeCluster(DescribeClusterRequest),
-    DeleteRecords(DeleteRecordsRequest),
-    OffsetForLeaderEpoch(OffsetForLeaderEpochRequest),
-    ElectLeaders(ElectLeadersRequest),
-    InitProducerId(InitProducerIdRequest),
-    FindCoordinator(FindCoordinatorRequest),
-    JoinGroup(JoinGroupRequest),
-    SyncGroup(SyncGroupRequest),
-    Heartbeat(HeartbeatRequest),
-    LeaveGroup(LeaveGroupRequest),
-    OffsetCommit(OffsetCommitRequest),
-    OffsetFetch(OffsetFetchRequest),
-    DescribeGroups(DescribeGroupsRequest),
-    ListGroups(ListGroupsRequest),
-    DeleteGroups(DeleteGroupsRequest),
-    OffsetDelete(OffsetDeleteRequest),
 }
 
 /// A frame after decoding.
@@ -142,42 +103,10 @@ pub fn decode_frame(mut frame: Bytes) -> Result<Decoded, DispatchError> {
     };
     let header = RequestHeader::decode(&mut frame, key.request_header_version(version))
         .map_err(malformed)?;
-    macro_rules! decode {
-        ($variant:ident, $ty:ty) => {
-            Request::$variant(<$ty>::decode(&mut frame, version).map_err(malformed)?)
-        };
-    }
-    let request = match key {
-        ApiKey::ApiVersions => decode!(ApiVersions, ApiVersionsRequest),
-        ApiKey::Metadata => decode!(Metadata, MetadataRequest),
-        ApiKey::Produce => decode!(Produce, ProduceRequest),
-        ApiKey::Fetch => decode!(Fetch, FetchRequest),
-        ApiKey::ListOffsets => decode!(ListOffsets, ListOffsetsRequest),
-        ApiKey::CreateTopics => decode!(CreateTopics, CreateTopicsRequest),
-        ApiKey::DeleteTopics => decode!(DeleteTopics, DeleteTopicsRequest),
-        ApiKey::CreatePartitions => decode!(CreatePartitions, CreatePartitionsRequest),
-        ApiKey::DescribeConfigs => decode!(DescribeConfigs, DescribeConfigsRequest),
-        ApiKey::IncrementalAlterConfigs => {
-            decode!(IncrementalAlterConfigs, IncrementalAlterConfigsRequest)
-        }
-        ApiKey::DescribeCluster => decode!(DescribeCluster, DescribeClusterRequest),
-        ApiKey::DeleteRecords => decode!(DeleteRecords, DeleteRecordsRequest),
-        ApiKey::OffsetForLeaderEpoch => decode!(OffsetForLeaderEpoch, OffsetForLeaderEpochRequest),
-        ApiKey::ElectLeaders => decode!(ElectLeaders, ElectLeadersRequest),
-        ApiKey::InitProducerId => decode!(InitProducerId, InitProducerIdRequest),
-        ApiKey::FindCoordinator => decode!(FindCoordinator, FindCoordinatorRequest),
-        ApiKey::JoinGroup => decode!(JoinGroup, JoinGroupRequest),
-        ApiKey::SyncGroup => decode!(SyncGroup, SyncGroupRequest),
-        ApiKey::Heartbeat => decode!(Heartbeat, HeartbeatRequest),
-        ApiKey::LeaveGroup => decode!(LeaveGroup, LeaveGroupRequest),
-        ApiKey::OffsetCommit => decode!(OffsetCommit, OffsetCommitRequest),
-        ApiKey::OffsetFetch => decode!(OffsetFetch, OffsetFetchRequest),
-        ApiKey::DescribeGroups => decode!(DescribeGroups, DescribeGroupsRequest),
-        ApiKey::ListGroups => decode!(ListGroups, ListGroupsRequest),
-        ApiKey::DeleteGroups => decode!(DeleteGroups, DeleteGroupsRequest),
-        ApiKey::OffsetDelete => decode!(OffsetDelete, OffsetDeleteRequest),
-        // In the supported table but not routed: a bug, answered like an unknown API.
-        _ => return Err(DispatchError::UnknownApi(raw_key)),
+    let request = match apis::decode_body(key, &mut frame, version) {
+        Some(decoded) => decoded.map_err(malformed)?,
+        // In the supported table but not decodable: impossible by construction.
+        None => return Err(DispatchError::UnknownApi(raw_key)),
     };
     Ok(Decoded::Request {
         key,
@@ -211,7 +140,7 @@ pub async fn dispatch(
     })?;
     let (key, version, correlation_id, client_id, request) = match decoded {
         Decoded::UnsupportedApiVersions { correlation_id } => {
-            let body = handlers::api_versions::unsupported_version_response();
+            let body = handlers::api_versions::unsupported_version_response(SUPPORTED);
             let outcome = encode_frame(ApiKey::ApiVersions, 0, correlation_id, &body);
             return Ok(Some(Box::pin(async move { outcome })));
         }
@@ -234,7 +163,7 @@ pub async fn dispatch(
     };
     let span = tracing::debug_span!("request", api = ?key, version, correlation_id, client = %ctx.client_id);
     let answered_error = ctx.answered_error.clone();
-    let pending = route(ctx, *request).instrument(span).await;
+    let pending = apis::route(ctx, *request).instrument(span).await;
     Ok(timed(
         state.clone(),
         key,
@@ -273,68 +202,6 @@ fn timed(
             record(&outcome);
             outcome
         })),
-    }
-}
-
-/// Runs the handler of a decoded request.
-async fn route(ctx: RequestContext, request: Request) -> Option<PendingResponse> {
-    match request {
-        Request::ApiVersions(_) => Some(ctx.ready(&handlers::api_versions::handle())),
-        Request::Metadata(req) => Some(ctx.ready(&handlers::metadata::handle(&ctx, req).await)),
-        Request::Produce(req) => handlers::produce::handle(&ctx, req),
-        Request::Fetch(req) => Some(handlers::fetch::handle(&ctx, req)),
-        Request::ListOffsets(req) => Some(ctx.ready(&handlers::list_offsets::handle(&ctx, req))),
-        Request::CreateTopics(req) => {
-            Some(ctx.ready(&handlers::admin::create_topics(&ctx, req).await))
-        }
-        Request::DeleteTopics(req) => {
-            Some(ctx.ready(&handlers::admin::delete_topics(&ctx, req).await))
-        }
-        Request::CreatePartitions(req) => {
-            Some(ctx.ready(&handlers::admin::create_partitions(&ctx, req).await))
-        }
-        Request::DescribeConfigs(req) => Some(ctx.ready(&handlers::configs::describe(&ctx, req))),
-        Request::IncrementalAlterConfigs(req) => {
-            Some(ctx.ready(&handlers::configs::incremental_alter(&ctx, req).await))
-        }
-        Request::DescribeCluster(req) => Some(ctx.ready(&handlers::cluster::describe(&ctx, req))),
-        Request::DeleteRecords(req) => {
-            Some(ctx.ready(&handlers::delete_records::handle(&ctx, req)))
-        }
-        Request::OffsetForLeaderEpoch(req) => {
-            Some(ctx.ready(&handlers::offset_for_leader_epoch::handle(&ctx, req)))
-        }
-        Request::ElectLeaders(req) => {
-            Some(ctx.ready(&handlers::elect_leaders::handle(&ctx, req).await))
-        }
-        Request::InitProducerId(req) => {
-            Some(ctx.ready(&handlers::init_producer_id::handle(&ctx, req).await))
-        }
-        Request::FindCoordinator(req) => {
-            Some(ctx.ready(&handlers::groups::find_coordinator(&ctx, req).await))
-        }
-        Request::JoinGroup(req) => Some(ctx.ready(&handlers::groups::join_group(&ctx, req).await)),
-        Request::SyncGroup(req) => Some(ctx.ready(&handlers::groups::sync_group(&ctx, req).await)),
-        Request::Heartbeat(req) => Some(ctx.ready(&handlers::groups::heartbeat(&ctx, req).await)),
-        Request::LeaveGroup(req) => {
-            Some(ctx.ready(&handlers::groups::leave_group(&ctx, req).await))
-        }
-        Request::OffsetCommit(req) => {
-            Some(ctx.ready(&handlers::groups::offset_commit(&ctx, req).await))
-        }
-        Request::OffsetFetch(req) => {
-            Some(ctx.ready(&handlers::groups::offset_fetch(&ctx, req).await))
-        }
-        Request::DescribeGroups(req) => {
-            Some(ctx.ready(&handlers::groups::describe_groups(&ctx, req).await))
-        }
-        Request::ListGroups(req) => Some(ctx.ready(&handlers::groups::list_groups(&ctx, req))),
-        Request::DeleteGroups(req) => {
-            Some(ctx.ready(&handlers::groups::delete_groups(&ctx, req).await))
-        }
-        Request::OffsetDelete(req) => {
-            Some(ctx.ready(&handlers::groups::offset_delete(&ctx, req).await))
-        }
     }
 }
 

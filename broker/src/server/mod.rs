@@ -2,6 +2,7 @@
 //! responses in request order, dispatch decodes and routes to the handlers, which get a
 //! `context` per request.
 pub mod api_versions;
+pub mod apis;
 pub mod connection;
 pub mod context;
 pub mod dispatch;
