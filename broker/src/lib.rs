@@ -25,6 +25,7 @@ pub mod clock;
 pub mod config;
 pub mod controlled_shutdown;
 pub mod coordinator;
+pub mod delayed;
 pub mod error;
 pub mod faults;
 pub mod fetch_session;

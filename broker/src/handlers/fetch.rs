@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::future::select_all;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use tokio::sync::watch;
 
 use super::{leader_partition, str_bytes};
+use crate::delayed::{self, Attempt};
 use crate::fetch_session::{FetchTarget, LastSent};
 use crate::partition::{Progress, TopicPartition};
 use crate::server::context::{PendingResponse, RequestContext};
@@ -101,33 +101,29 @@ async fn fetch(state: Arc<BrokerState>, req: FetchRequest) -> FetchResponse {
     } else {
         req.max_bytes as usize
     };
-    let answers = loop {
-        // Subscribe before reading, so an append between the read and the wait still
-        // wakes us.
-        let mut watchers: Vec<watch::Receiver<Progress>> = resolved
-            .targets
-            .iter()
-            .filter_map(|(tp, _, _)| {
-                state
-                    .replicas
-                    .get(&tp.topic, tp.partition)
-                    .map(|p| p.subscribe())
-            })
-            .collect();
+    // Subscribed before the first read, so an append between a read and the wait still
+    // wakes the fetch.
+    let watched: Vec<watch::Receiver<Progress>> = resolved
+        .targets
+        .iter()
+        .filter_map(|(tp, _, _)| {
+            state
+                .replicas
+                .get(&tp.topic, tp.partition)
+                .map(|p| p.subscribe())
+        })
+        .collect();
+    let answers = delayed::complete(watched, Some(deadline), || {
         let answers = read_all(&state, &resolved.targets, max_bytes);
         let bytes: usize = answers.iter().map(|a| a.records.len()).sum();
         let any_error = answers.iter().any(|a| a.error != 0);
-        if bytes >= min_bytes || any_error || max_wait.is_zero() || watchers.is_empty() {
-            break answers;
+        if bytes >= min_bytes || any_error || max_wait.is_zero() {
+            Attempt::Done(answers)
+        } else {
+            Attempt::Wait(answers)
         }
-        let woke = {
-            let changed = select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
-            tokio::time::timeout_at(deadline, changed).await.is_ok()
-        };
-        if !woke {
-            break read_all(&state, &resolved.targets, max_bytes);
-        }
-    };
+    })
+    .await;
     for a in answers.iter().filter(|a| !a.records.is_empty()) {
         state.metrics.bytes_out(
             &a.tp.topic,

@@ -33,6 +33,7 @@ pub use producer_state::{AppendCheck, ProducerStateManager, SequenceError};
 pub use replica_state::{IsrChange, ReplicaState, ReplicaStateError};
 pub use settings::PartitionSettings;
 
+use crate::delayed::{self, Attempt};
 use crate::error::{BrokerError, NotServing, Result};
 use spate_log::{AppendInfo, LogConfig};
 
@@ -372,23 +373,22 @@ impl Partition {
         self.query(|c| c.not_serving(NotServing::LeadershipEnded { leader_epoch }))
     }
 
-    /// Resolves once `reached` holds, or with an error once the partition fails.
+    /// Resolves once `reached` holds, or with an error once the partition fails (a
+    /// delayed operation without a deadline: callers bound it).
     async fn wait_for(&self, reached: impl Fn(&Progress) -> bool) -> Result<Progress> {
-        let mut rx = self.progress.subscribe();
-        let p = rx
-            .wait_for(|p| reached(p) || p.failed.is_some())
-            .await
-            .map_err(|_| BrokerError::StorageOffline {
-                partition: self.tp.clone(),
-                reason: "closed".into(),
-            })?;
-        match &p.failed {
-            Some(reason) => Err(BrokerError::StorageOffline {
-                partition: self.tp.clone(),
-                reason: reason.clone(),
-            }),
-            None => Ok(p.clone()),
-        }
+        let offline = |reason: &str| BrokerError::StorageOffline {
+            partition: self.tp.clone(),
+            reason: reason.to_string(),
+        };
+        delayed::complete(vec![self.progress.subscribe()], None, || {
+            let p = self.progress.borrow();
+            match &p.failed {
+                Some(reason) => Attempt::Done(Err(offline(reason))),
+                None if reached(&p) => Attempt::Done(Ok(p.clone())),
+                None => Attempt::Wait(Err(offline("closed"))),
+            }
+        })
+        .await
     }
 
     /// A receiver that changes whenever an offset, the role or the ISR size moves.

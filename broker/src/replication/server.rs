@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::select_all;
 use spate_metadata::ids::{BrokerEpoch, NodeId, TopicId};
 use spate_proto::replication::replication_server::{Replication, ReplicationServer};
 use spate_proto::replication::{
@@ -17,6 +16,7 @@ use spate_proto::replication::{
 use tonic::{Request, Response, Status};
 
 use crate::clock::now_ms;
+use crate::delayed::{self, Attempt};
 use crate::error::{BrokerError, NotServing};
 use crate::partition::{Partition, TopicPartition};
 use crate::state::BrokerState;
@@ -123,41 +123,39 @@ impl Replication for ReplicationService {
             .iter()
             .map(|p| (p, self.partition(&p.topic_id, p.partition)))
             .collect();
-        loop {
-            // Subscribe before reading, so an append between the read and the wait wakes us.
-            let mut watchers: Vec<_> = partitions
-                .iter()
-                .filter_map(|(_, p)| p.as_ref().ok().map(|p| p.subscribe()))
-                .collect();
+        // Subscribe before the first read, so an append between a read and the wait
+        // wakes the fetch (the delayed-operation contract, docs/architecture.md §5).
+        let watched: Vec<_> = partitions
+            .iter()
+            .filter_map(|(_, p)| p.as_ref().ok().map(|p| p.subscribe()))
+            .collect();
+        let attempt = || {
             let mut budget = max_bytes;
             let mut bytes = 0usize;
             let mut any_error = false;
-            let mut changes = Vec::new();
             let mut out = Vec::with_capacity(partitions.len());
             for (want, part) in &partitions {
-                let served = match part {
-                    Ok(p) => p
-                        .serve_follower_fetch(
-                            follower,
-                            broker_epoch,
-                            want.current_leader_epoch,
-                            want.fetch_offset,
-                            budget,
-                            now_ms(),
-                        )
-                        .map(|f| (p.clone(), f)),
+                let p = match part {
+                    Ok(p) => p,
                     Err(e) => {
                         any_error = true;
                         out.push(failed(want.topic_id.clone(), want.partition, e));
                         continue;
                     }
                 };
-                match served {
-                    Ok((p, fetched)) => {
+                match p.serve_follower_fetch(
+                    follower,
+                    broker_epoch,
+                    want.current_leader_epoch,
+                    want.fetch_offset,
+                    budget,
+                    now_ms(),
+                ) {
+                    Ok(fetched) => {
                         budget = budget.saturating_sub(fetched.records.len());
                         bytes += fetched.records.len();
                         if let Some(change) = fetched.isr_change {
-                            changes.push((p, change));
+                            self.state.isr_updater.propose(p.clone(), change);
                         }
                         out.push(FetchedPartition {
                             topic_id: want.topic_id.clone(),
@@ -176,28 +174,26 @@ impl Replication for ReplicationService {
                     }
                 }
             }
-            for (p, change) in changes {
-                self.state.isr_updater.propose(p, change);
+            if bytes >= min_bytes.max(1) || any_error {
+                Attempt::Done(out)
+            } else {
+                Attempt::Wait(out)
             }
-            let expired = tokio::time::Instant::now() >= deadline;
-            if bytes >= min_bytes.max(1) || any_error || expired || watchers.is_empty() {
-                // Checked after reading: a write that landed after the cut must not leave.
-                if self.state.faults.is_isolated() {
-                    return Err(Status::unavailable("broker is isolated (injected fault)"));
-                }
-                return Ok(Response::new(ReplicaFetchResponse {
-                    error_code: 0,
-                    partitions: out,
-                }));
+        };
+        let out = tokio::select! {
+            out = delayed::complete(watched, Some(deadline), attempt) => out,
+            _ = self.state.faults.isolated() => {
+                return Err(Status::unavailable("broker is isolated (injected fault)"));
             }
-            let changed = select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
-            tokio::select! {
-                _ = tokio::time::timeout_at(deadline, changed) => {}
-                _ = self.state.faults.isolated() => {
-                    return Err(Status::unavailable("broker is isolated (injected fault)"));
-                }
-            }
+        };
+        // Checked after reading: a write that landed after the cut must not leave.
+        if self.state.faults.is_isolated() {
+            return Err(Status::unavailable("broker is isolated (injected fault)"));
         }
+        Ok(Response::new(ReplicaFetchResponse {
+            error_code: 0,
+            partitions: out,
+        }))
     }
 
     async fn offset_for_leader_epoch(
