@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use crate::clock::now_ms;
 use crate::config::BrokerConfig;
 use crate::controlled_shutdown::ControlledShutdown;
-use crate::faults::LinkFaults;
+use crate::faults::{FaultLayer, LinkFaults};
 use crate::fetch_session::FetchSessionCache;
 use crate::metadata::controller_link::ControllerLink;
 use crate::metadata::{follower, MetadataCache};
@@ -92,9 +92,12 @@ impl Broker {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let replication = ReplicationService::new(state.clone()).into_server();
         let mut stop = shutdown_rx.clone();
+        let faults_in = state.faults.clone();
         let replication_server = tokio::spawn(async move {
             let served = tonic::transport::Server::builder()
                 .tcp_nodelay(true)
+                // Injected link faults act on the transport, not in the service.
+                .layer(FaultLayer::new(faults_in))
                 .add_service(replication)
                 .serve_with_incoming_shutdown(
                     // The builder's TCP_NODELAY applies only to listeners tonic binds itself:

@@ -2,18 +2,22 @@
 //!
 //! Layout:
 //! - [`server`]: `listener` accepts, `connection` frames bytes and keeps responses in
-//!   order, `dispatch` checks versions and routes; `api_versions` is what we implement.
+//!   order, `apis` is the request table (one entry per Kafka API), `dispatch` checks
+//!   versions and routes.
 //! - [`handlers`]: one module per Kafka API.
 //! - log storage (segments of RecordBatch v2 bytes, indexes, recovery, retention,
 //!   checkpoints, leader-epoch cache) is the `spate-log` crate below this one.
-//! - [`partition`]: one replica — log, leader state, durable offset and high watermark,
-//!   group-commit flusher.
+//! - [`partition`]: one replica — a core under one lock (log, role, replica and producer
+//!   state) returning effects, the handle that applies them, group-commit flusher.
+//! - [`delayed`]: the delayed operation (long poll with deadline and wake-up).
+//! - [`coordinator`]: the coordinator runtime over internal-topic partitions.
 //! - [`replica_manager`]: the partitions this broker hosts, reconciled with metadata.
 //! - [`replication`]: the leader's replication service, follower fetchers, ISR changes.
-//! - [`faults`]: link faults tests inject at this broker's transports.
+//! - [`faults`]: link faults tests inject, as a layer on this broker's gRPC transports.
 //! - [`metadata`]: the image followed from the controller, and the link to it.
 //! - [`fetch_session`]: incremental fetch sessions (KIP-227).
-//! - [`group`]: the classic consumer group protocol as a pure state machine.
+//! - [`group`]: the classic consumer group protocol as a pure state machine, and its
+//!   coordinator shard.
 //! - [`topic_config`]: effective topic configs and the log settings they imply.
 //! - [`error`]: the broker's errors and their single mapping to Kafka error codes.
 //! - [`broker`]: wiring and shutdown. A node (controller + broker) and the admin HTTP

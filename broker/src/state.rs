@@ -11,7 +11,7 @@ use spate_metadata::ids::NodeId;
 use tokio::sync::watch;
 
 use crate::config::BrokerConfig;
-use crate::faults::LinkFaults;
+use crate::faults::{FaultLayer, LinkFaults};
 use crate::fetch_session::FetchSessionCache;
 use crate::metadata::controller_link::ControllerLink;
 use crate::metadata::MetadataCache;
@@ -111,8 +111,8 @@ impl FetcherContext for BrokerState {
         self.config.replica_fetch_max_wait
     }
 
-    fn faults(&self) -> &LinkFaults {
-        &self.faults
+    fn transport_layer(&self) -> FaultLayer {
+        FaultLayer::new(self.faults.clone())
     }
 
     fn replication_address(&self, leader: NodeId) -> Option<String> {

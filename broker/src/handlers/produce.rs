@@ -12,7 +12,7 @@ use spate_metadata::ErrorCode;
 use super::{leader_partition, str_bytes};
 use crate::clock::now_ms;
 use crate::error::BrokerError;
-use crate::partition::Partition;
+use crate::partition::{AckPoint, Partition};
 use crate::server::context::{Outcome, PendingResponse, RequestContext};
 use spate_log::AppendInfo;
 
@@ -144,23 +144,8 @@ async fn await_acks(
     deadline: tokio::time::Instant,
 ) -> Result<(), BrokerError> {
     let end = info.last_offset + 1;
-    let wait = async {
-        if acks == -1 && cfg!(feature = "unsafe-ack-before-hw") {
-            // DELIBERATELY UNSAFE (chaos self-test builds only): acknowledge acks=all once
-            // the leader has the batch, as acks=1 would, so the chaos checker must catch
-            // the acknowledged writes an isolated leader later loses.
-            partition.wait_leader_durable(end, leader_epoch).await
-        } else if acks == -1 {
-            let min_insync = partition.settings().min_insync_replicas.max(1) as usize;
-            partition
-                .wait_high_watermark(end, leader_epoch, min_insync)
-                .await
-        } else if partition.settings().sync_before_ack {
-            partition.wait_leader_durable(end, leader_epoch).await
-        } else {
-            Ok(())
-        }
-    };
+    let point = AckPoint::for_request(acks, &partition.settings());
+    let wait = partition.wait_acknowledged(end, leader_epoch, point);
     match tokio::time::timeout_at(deadline, wait).await {
         Ok(result) => result,
         Err(_) => Err(BrokerError::AckTimeout {

@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use spate_controller_client::{ControllerClient, RetryPolicy};
 
 use crate::error::{BrokerError, Result};
-use crate::faults::LinkFaults;
+use crate::faults::{FaultLayer, LinkFaults};
 
 /// Clients to the controller quorum, by purpose.
 pub struct ControllerLink {
@@ -17,7 +17,6 @@ pub struct ControllerLink {
     error: String,
     /// How many controllers there are: a call must be able to try each of them.
     controllers: u32,
-    faults: Arc<LinkFaults>,
     /// When a heartbeat last got an answer: readiness (`/readyz`) needs a signal that
     /// works even when the metadata stream that would carry our fencing is cut.
     last_heartbeat_ok: Mutex<Option<Instant>>,
@@ -31,12 +30,12 @@ impl ControllerLink {
     /// A link to the controllers at `addrs` (`host:port`); connections are lazy.
     pub fn new(addrs: Vec<String>, faults: Arc<LinkFaults>) -> Self {
         let controllers = addrs.len().max(1) as u32;
-        match ControllerClient::connect(addrs) {
+        // Injected link faults act on the channels themselves (crate::faults).
+        match ControllerClient::connect_through(addrs, FaultLayer::new(faults)) {
             Ok(client) => ControllerLink {
                 template: Some(client),
                 error: String::new(),
                 controllers,
-                faults,
                 last_heartbeat_ok: Mutex::new(None),
                 preferred: Default::default(),
             },
@@ -44,7 +43,6 @@ impl ControllerLink {
                 template: None,
                 error: e.to_string(),
                 controllers,
-                faults,
                 last_heartbeat_ok: Mutex::new(None),
                 preferred: Default::default(),
             },
@@ -52,11 +50,6 @@ impl ControllerLink {
     }
 
     fn with(&self, retry: RetryPolicy) -> Result<ControllerClient> {
-        if self.faults.is_isolated() {
-            return Err(BrokerError::ControllerUnavailable(
-                "broker is isolated from the controllers (injected fault)".into(),
-            ));
-        }
         let start = self.preferred.load(std::sync::atomic::Ordering::Relaxed);
         self.template
             .clone()

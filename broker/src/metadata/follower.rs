@@ -178,14 +178,7 @@ async fn follow(state: Arc<BrokerState>, shutdown: watch::Receiver<bool>) {
             }
         };
         loop {
-            let message = tokio::select! {
-                m = stream.message() => m,
-                _ = state.faults.isolated() => {
-                    tracing::warn!("isolated (injected fault): metadata stream cut");
-                    break;
-                }
-            };
-            let batch = match message {
+            let batch = match stream.message().await {
                 Ok(Some(batch)) => batch,
                 Ok(None) => break,
                 Err(status) => {

@@ -8,6 +8,7 @@
 //! flusher). Appends happen under the lock; fsyncs do not (group commit, see
 //! [`flusher`]): while one fsync runs, later appends queue up and the next fsync covers
 //! them all.
+pub mod acks;
 pub mod core;
 #[cfg(test)]
 mod core_tests;
@@ -27,6 +28,7 @@ use parking_lot::Mutex;
 use spate_metadata::ids::{BrokerEpoch, NodeId};
 use tokio::sync::{watch, Notify};
 
+pub use self::acks::AckPoint;
 pub use self::core::{Effects, PartitionCore};
 pub use crate::topic_partition::TopicPartition;
 pub use producer_state::{AppendCheck, ProducerStateManager, SequenceError};
@@ -330,6 +332,24 @@ impl Partition {
     /// Resolves once every offset below `end` is fsynced.
     pub async fn wait_durable(&self, end: i64) -> Result<()> {
         self.wait_for(|p| p.durable >= end).await.map(|_| ())
+    }
+
+    /// Resolves once the batch ending before `end`, written while leading at
+    /// `leader_epoch`, reached `point` (see [`AckPoint`]).
+    pub async fn wait_acknowledged(
+        &self,
+        end: i64,
+        leader_epoch: i32,
+        point: AckPoint,
+    ) -> Result<()> {
+        match point {
+            AckPoint::Appended => Ok(()),
+            AckPoint::LeaderDurable => self.wait_leader_durable(end, leader_epoch).await,
+            AckPoint::HighWatermark { min_insync } => {
+                self.wait_high_watermark(end, leader_epoch, min_insync)
+                    .await
+            }
+        }
     }
 
     /// acks=1 with fsync: resolves once `end` is durable while still leading at

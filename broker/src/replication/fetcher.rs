@@ -28,9 +28,10 @@ use tracing::Instrument;
 use super::MAX_MESSAGE_BYTES;
 use crate::clock::now_ms;
 use crate::error::BrokerError;
-use crate::faults::LinkFaults;
+use crate::faults::{FaultLayer, Faulted};
 use crate::partition::replica_state::{self, Truncation};
 use crate::partition::{Partition, RoleChange, TopicPartition};
+use tower::Layer;
 
 /// The listener name brokers register their replication endpoint under.
 pub const REPLICATION_LISTENER: &str = "REPLICATION";
@@ -71,8 +72,8 @@ pub trait FetcherContext: Send + Sync + 'static {
     fn broker_epoch(&self) -> i64;
     /// How long a follower fetch may wait at the leader (`replica.fetch.wait.max.ms`).
     fn max_wait(&self) -> Duration;
-    /// Injected link faults (tests).
-    fn faults(&self) -> &LinkFaults;
+    /// The layer every replication channel goes through (injected link faults).
+    fn transport_layer(&self) -> FaultLayer;
     /// The leader's registered replication endpoint ("host:port"), from metadata.
     fn replication_address(&self, leader: NodeId) -> Option<String>;
     /// The partition this broker hosts now under that name (a deleted and re-created
@@ -170,7 +171,7 @@ async fn run(
     wake: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut client: Option<(String, ReplicationClient<Channel>)> = None;
+    let mut client: Option<(String, LeaderClient)> = None;
     loop {
         if *shutdown.borrow() {
             return;
@@ -203,21 +204,13 @@ async fn run(
             }
             continue;
         }
-        let delay = state.faults().replication_delay();
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
         let Some(addr) = state.replication_address(leader) else {
             sleep_or_wake(&wake, WAIT_FOR_METADATA, &mut shutdown).await;
             continue;
         };
-        if state.faults().is_isolated() {
-            sleep_or_wake(&wake, TRANSPORT_BACKOFF, &mut shutdown).await;
-            continue;
-        }
         let rpc = match &client {
             Some((a, c)) if *a == addr => c.clone(),
-            _ => match connect(&addr) {
+            _ => match connect(&addr, state.transport_layer()) {
                 Ok(c) => {
                     client = Some((addr.clone(), c.clone()));
                     c
@@ -270,7 +263,10 @@ async fn sleep_or_wake(wake: &Notify, pause: Duration, shutdown: &mut watch::Rec
     }
 }
 
-fn connect(addr: &str) -> Result<ReplicationClient<Channel>, tonic::transport::Error> {
+/// A replication client of one leader, through the broker's transport layer.
+type LeaderClient = ReplicationClient<Faulted<Channel>>;
+
+fn connect(addr: &str, layer: FaultLayer) -> Result<LeaderClient, tonic::transport::Error> {
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?;
     let channel = spate_controller_client::source::bind(endpoint)
         .connect_timeout(Duration::from_secs(2))
@@ -280,7 +276,7 @@ fn connect(addr: &str) -> Result<ReplicationClient<Channel>, tonic::transport::E
         .keep_alive_timeout(spate_controller_client::KEEPALIVE_TIMEOUT)
         .keep_alive_while_idle(true)
         .connect_lazy();
-    Ok(ReplicationClient::new(channel)
+    Ok(ReplicationClient::new(layer.layer(channel))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES))
 }
@@ -304,7 +300,7 @@ fn retry_after(partitions: &Followers, tp: &TopicPartition, epoch: i32, pause: D
 /// answer is final moves on to fetching. False on a transport error.
 async fn truncate_round(
     state: &dyn FetcherContext,
-    mut rpc: ReplicationClient<Channel>,
+    mut rpc: LeaderClient,
     partitions: &Followers,
     truncating: Vec<(TopicPartition, Followed)>,
 ) -> bool {
@@ -424,7 +420,7 @@ fn finish_truncation(
 /// error.
 async fn fetch_round(
     state: &dyn FetcherContext,
-    mut rpc: ReplicationClient<Channel>,
+    mut rpc: LeaderClient,
     partitions: &Followers,
     fetching: Vec<(TopicPartition, Followed)>,
     wake: &Notify,
@@ -458,7 +454,6 @@ async fn fetch_round(
     };
     let response = tokio::select! {
         r = tokio::time::timeout(max_wait + Duration::from_secs(10), rpc.fetch(request)) => r,
-        _ = state.faults().isolated() => return false,
         // New partitions or a new epoch: start a round that includes them. Only the
         // request is abandoned, never the handling of an answer.
         _ = wake.notified() => return true,

@@ -64,17 +64,6 @@ impl ReplicationService {
                 why: NotServing::NotHosted,
             })
     }
-
-    async fn refuse_if_cut_off(&self) -> Result<(), Status> {
-        let delay = self.state.faults.replication_delay();
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        if self.state.faults.is_isolated() {
-            return Err(Status::unavailable("broker is isolated (injected fault)"));
-        }
-        Ok(())
-    }
 }
 
 fn failed(topic_id: Vec<u8>, partition: i32, e: &BrokerError) -> FetchedPartition {
@@ -106,7 +95,6 @@ impl Replication for ReplicationService {
         &self,
         request: Request<ReplicaFetchRequest>,
     ) -> Result<Response<ReplicaFetchResponse>, Status> {
-        self.refuse_if_cut_off().await?;
         let req = request.into_inner();
         let follower = NodeId(req.replica_id);
         let broker_epoch = BrokerEpoch(req.broker_epoch);
@@ -180,16 +168,7 @@ impl Replication for ReplicationService {
                 Attempt::Wait(out)
             }
         };
-        let out = tokio::select! {
-            out = delayed::complete(watched, Some(deadline), attempt) => out,
-            _ = self.state.faults.isolated() => {
-                return Err(Status::unavailable("broker is isolated (injected fault)"));
-            }
-        };
-        // Checked after reading: a write that landed after the cut must not leave.
-        if self.state.faults.is_isolated() {
-            return Err(Status::unavailable("broker is isolated (injected fault)"));
-        }
+        let out = delayed::complete(watched, Some(deadline), attempt).await;
         Ok(Response::new(ReplicaFetchResponse {
             error_code: 0,
             partitions: out,
@@ -200,7 +179,6 @@ impl Replication for ReplicationService {
         &self,
         request: Request<OffsetForLeaderEpochRequest>,
     ) -> Result<Response<OffsetForLeaderEpochResponse>, Status> {
-        self.refuse_if_cut_off().await?;
         let req = request.into_inner();
         let partitions = req
             .partitions

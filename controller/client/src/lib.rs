@@ -15,8 +15,12 @@ use std::time::Duration;
 use spate_proto::controller::controller_client::ControllerClient as GrpcClient;
 use spate_proto::controller::*;
 use spate_proto::metadata::MetadataBatch;
+use tonic::body::Body;
+use tonic::codegen::http;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
+use tower::util::BoxCloneSyncService;
+use tower::{BoxError, Layer, Service, ServiceExt};
 
 use spate_metadata::ErrorCode;
 
@@ -167,10 +171,15 @@ fn retriable(status: &Status) -> bool {
     )
 }
 
+/// The transport of one controller address: its channel, possibly behind layers (a
+/// broker's injected link faults). Its error is already a `Status` (a boxed error here
+/// trips a compiler limitation on `Send` in the generated client's futures).
+pub type Transport = BoxCloneSyncService<http::Request<Body>, http::Response<Body>, Status>;
+
 /// A client of the controller quorum.
 #[derive(Clone)]
 pub struct ControllerClient {
-    channels: Vec<(String, Channel)>,
+    channels: Vec<(String, Transport)>,
     current: usize,
     retry: RetryPolicy,
 }
@@ -193,6 +202,23 @@ impl ControllerClient {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
+        Self::connect_through(addrs, tower::layer::util::Identity::new())
+    }
+
+    /// Like [`ControllerClient::connect`], with every channel behind `layer`.
+    pub fn connect_through<I, S, L>(addrs: I, layer: L) -> Result<ControllerClient, ClientError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+        L: Layer<Channel>,
+        L::Service: Service<http::Request<Body>, Response = http::Response<Body>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as Service<http::Request<Body>>>::Future: Send + 'static,
+        <L::Service as Service<http::Request<Body>>>::Error: Into<BoxError>,
+    {
         let mut channels = Vec::new();
         for addr in addrs {
             let addr: String = addr.into();
@@ -213,7 +239,10 @@ impl ControllerClient {
                 .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
                 .keep_alive_timeout(KEEPALIVE_TIMEOUT)
                 .keep_alive_while_idle(true);
-            channels.push((addr, endpoint.connect_lazy()));
+            let transport = layer
+                .layer(endpoint.connect_lazy())
+                .map_err(|e| Status::from_error(e.into()));
+            channels.push((addr, BoxCloneSyncService::new(transport)));
         }
         if channels.is_empty() {
             return Err(ClientError::Config(
@@ -250,7 +279,7 @@ impl ControllerClient {
         &self.channels[self.current].0
     }
 
-    fn grpc(&self) -> GrpcClient<Channel> {
+    fn grpc(&self) -> GrpcClient<Transport> {
         GrpcClient::new(self.channels[self.current].1.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
@@ -266,7 +295,7 @@ impl ControllerClient {
     where
         Req: Clone,
         Resp: NotController,
-        F: Fn(GrpcClient<Channel>, Request<Req>) -> Fut,
+        F: Fn(GrpcClient<Transport>, Request<Req>) -> Fut,
         Fut: Future<Output = Result<Response<Resp>, Status>>,
     {
         let mut backoff = self.retry.backoff;
