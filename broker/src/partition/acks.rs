@@ -1,7 +1,7 @@
 //! When a produce is acknowledged (docs/architecture.md §5): what a request's `acks` and
 //! the partition's settings wait for before the answer goes out. One pure decision, so
 //! the produce handler only waits for what it is told.
-use super::PartitionSettings;
+use super::settings::PartitionSettings;
 
 /// The point a batch must reach before it is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,8 +12,10 @@ use spate_metadata::ids::NodeId;
 
 use super::producer_state::ProducerStateManager;
 use super::replica_state::ReplicaState;
-use super::{Assignment, LeaderState, PartitionSettings, Progress, RoleChange, TopicPartition};
+use super::settings::PartitionSettings;
+use super::types::{Assignment, LeaderState, Progress, RoleChange};
 use crate::error::{BrokerError, NotServing, Result};
+use crate::topic_partition::TopicPartition;
 
 /// How long an idempotent producer's state is kept after its last write (Kafka's
 /// `producer.id.expiration.ms`).

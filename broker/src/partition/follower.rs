@@ -4,7 +4,7 @@
 use super::core::{batch_headers, Effects, PartitionCore, Role};
 use super::producer_state::ProducerStateManager;
 use super::replica_state;
-use super::{Assignment, RoleChange};
+use super::types::{Assignment, RoleChange};
 use crate::error::{NotServing, Result};
 
 impl PartitionCore {

@@ -9,7 +9,7 @@ use super::core::{
 };
 use super::producer_state::{AppendCheck, ProducerStateManager};
 use super::replica_state::{IsrChange, LeaderStart, ReplicaState, ReplicaStateError};
-use super::{Assignment, FollowerFetch, RoleChange};
+use super::types::{Assignment, FollowerFetch, RoleChange};
 use crate::error::{BrokerError, NotServing, Result};
 use spate_log::{AppendInfo, LogError};
 

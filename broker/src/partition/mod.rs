@@ -18,6 +18,7 @@ mod leader;
 pub mod producer_state;
 pub mod replica_state;
 pub mod settings;
+mod types;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,86 +35,11 @@ pub use crate::topic_partition::TopicPartition;
 pub use producer_state::{AppendCheck, ProducerStateManager, SequenceError};
 pub use replica_state::{IsrChange, ReplicaState, ReplicaStateError};
 pub use settings::PartitionSettings;
+pub use types::{Assignment, FollowerFetch, LeaderState, Progress, RoleChange};
 
 use crate::delayed::{self, Attempt};
 use crate::error::{BrokerError, NotServing, Result};
 use spate_log::{AppendInfo, LogConfig};
-
-/// Offsets that waiters watch. Published whenever one of them moves.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Progress {
-    /// The local log end offset.
-    pub log_end_offset: i64,
-    /// Every offset below this is fsynced.
-    pub durable: i64,
-    /// Consumers may read below this.
-    pub high_watermark: i64,
-    /// The leader epoch while this replica leads; `None` while it follows.
-    pub leading_epoch: Option<i32>,
-    /// Members of the committed ISR.
-    pub isr_size: usize,
-    /// Set once the log failed (I/O error): the partition is offline here.
-    pub failed: Option<String>,
-}
-
-/// Leadership facts as this replica holds them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LeaderState {
-    /// Whether this broker leads the partition.
-    pub is_leader: bool,
-    /// Current leader epoch.
-    pub leader_epoch: i32,
-    /// Members of the ISR, the leader included.
-    pub isr_size: usize,
-}
-
-/// The partition's state in a metadata image.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Assignment {
-    /// Assigned replicas; the first is the preferred leader.
-    pub replicas: Vec<NodeId>,
-    /// Committed ISR.
-    pub isr: Vec<NodeId>,
-    /// The leader, `None` while offline.
-    pub leader: Option<NodeId>,
-    /// Leader epoch.
-    pub leader_epoch: i32,
-    /// Partition epoch.
-    pub partition_epoch: i32,
-}
-
-/// What applying an [`Assignment`] changed for this replica.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RoleChange {
-    /// Same role and epoch as before.
-    Unchanged,
-    /// This replica now leads (stop fetching).
-    Leading,
-    /// Follow `leader` from `leader_epoch` on: truncate as KIP-279 says, then fetch.
-    Follow {
-        /// The leader to fetch from.
-        leader: NodeId,
-        /// Its epoch.
-        leader_epoch: i32,
-    },
-    /// No leader for now (stop fetching).
-    Leaderless,
-}
-
-/// A leader's answer to one follower fetch.
-#[derive(Debug, Clone)]
-pub struct FollowerFetch {
-    /// Batches from the fetch offset on (up to the leader's LEO).
-    pub records: Bytes,
-    /// The leader's high watermark after this fetch.
-    pub high_watermark: i64,
-    /// The leader's log start.
-    pub log_start_offset: i64,
-    /// The leader's LEO.
-    pub log_end_offset: i64,
-    /// An ISR expansion to propose to the controller.
-    pub isr_change: Option<IsrChange>,
-}
 
 /// A partition replica hosted by this broker: the handle around its [`PartitionCore`].
 pub struct Partition {
