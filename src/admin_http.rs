@@ -148,7 +148,7 @@ pub fn broker_checks(state: &BrokerState) -> Vec<(&'static str, bool)> {
             "controller_contact",
             heartbeat_fresh(
                 state.controller.since_heartbeat_ok(),
-                state.config.session_timeout,
+                state.config.controller.session_timeout,
             ),
         ),
         ("logs_recovered", logs_recovered),
@@ -307,7 +307,7 @@ async fn groups(State(admin): State<Admin>) -> Json<Value> {
         .image()
         .topic_by_name(OFFSETS_TOPIC)
         .map(|t| t.partitions.len() as i32)
-        .unwrap_or(state.config.offsets_topic_partitions);
+        .unwrap_or(state.config.topics.offsets_topic_partitions);
     let groups: Vec<Value> = state
         .groups
         .list()

@@ -262,7 +262,7 @@ impl Node {
                     )
                 })?;
             let mut broker_config = BrokerConfig::new(config.node_id, &config.data_dir);
-            broker_config.listeners = vec![spate_broker::config::ListenerSpec {
+            broker_config.network.listeners = vec![spate_broker::config::ListenerSpec {
                 name: config.listener_name.clone(),
                 advertised_host: config
                     .advertised_host
@@ -281,6 +281,7 @@ impl Node {
                 })?;
                 let extra_bound = socket.local_addr()?;
                 broker_config
+                    .network
                     .listeners
                     .push(spate_broker::config::ListenerSpec {
                         name: extra.name.clone(),
@@ -293,7 +294,7 @@ impl Node {
                 kafka_addrs.push((extra.name.clone(), extra_bound));
                 sockets.push(socket);
             }
-            broker_config.controller_addrs = if config.voters.is_empty() {
+            broker_config.controller.addrs = if config.voters.is_empty() {
                 controller_addr.iter().map(|a| a.to_string()).collect()
             } else {
                 config
@@ -310,22 +311,22 @@ impl Node {
                     })
                     .collect()
             };
-            if broker_config.controller_addrs.is_empty() {
+            if broker_config.controller.addrs.is_empty() {
                 bail!("controller.quorum.voters is empty: a broker needs controllers to register with");
             }
             broker_config.cluster_id = cluster_id;
-            broker_config.auto_create_topics = config.auto_create_topics;
-            broker_config.num_partitions = config.num_partitions;
-            broker_config.default_replication_factor = config.default_replication_factor;
+            broker_config.topics.auto_create = config.auto_create_topics;
+            broker_config.topics.num_partitions = config.num_partitions;
+            broker_config.topics.default_replication_factor = config.default_replication_factor;
             broker_config.rack = config.rack.clone();
-            broker_config.heartbeat_interval = config.heartbeat_interval;
-            broker_config.session_timeout = config.session_timeout;
-            broker_config.max_request_bytes = config.max_request_bytes;
-            broker_config.replica_lag_time_max = config.replica_lag_time_max;
-            broker_config.offsets_topic_partitions = config.offsets_topic_partitions;
+            broker_config.controller.heartbeat_interval = config.heartbeat_interval;
+            broker_config.controller.session_timeout = config.session_timeout;
+            broker_config.network.max_request_bytes = config.max_request_bytes;
+            broker_config.replication.lag_time_max = config.replica_lag_time_max;
+            broker_config.topics.offsets_topic_partitions = config.offsets_topic_partitions;
             if let Some((host, port)) = &config.replication_advertised {
-                broker_config.replication_advertised_host = Some(host.clone());
-                broker_config.replication_advertised_port = *port;
+                broker_config.replication.advertised_host = Some(host.clone());
+                broker_config.replication.advertised_port = *port;
             }
             let started = Broker::start(broker_config, sockets, replication_listener)
                 .await

@@ -36,19 +36,19 @@ pub struct Broker {
 
 impl Broker {
     /// Starts serving Kafka on `listeners` (one bound socket per entry of
-    /// `config.listeners`, in that order) and replication on `replication_listener`.
+    /// `config.network.listeners`, in that order) and replication on `replication_listener`.
     pub async fn start(
         config: BrokerConfig,
         listeners: Vec<TcpListener>,
         replication_listener: TcpListener,
     ) -> std::io::Result<Broker> {
-        if listeners.is_empty() || listeners.len() != config.listeners.len() {
+        if listeners.is_empty() || listeners.len() != config.network.listeners.len() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 format!(
                     "{} Kafka listener sockets for {} configured listeners",
                     listeners.len(),
-                    config.listeners.len()
+                    config.network.listeners.len()
                 ),
             ));
         }
@@ -56,7 +56,7 @@ impl Broker {
         let replication_addr = replication_listener.local_addr()?;
         std::fs::create_dir_all(config.log_dir())?;
         let mut endpoints = Vec::with_capacity(listeners.len());
-        for (spec, socket) in config.listeners.iter().zip(&listeners) {
+        for (spec, socket) in config.network.listeners.iter().zip(&listeners) {
             let port = match spec.advertised_port {
                 0 => socket.local_addr()?.port(),
                 p => p,
@@ -73,13 +73,13 @@ impl Broker {
             draining: tokio::sync::watch::Sender::new(false),
             metadata: MetadataCache::default(),
             replicas: ReplicaManager::new(config.node_id, config.log_dir()),
-            controller: ControllerLink::new(config.controller_addrs.clone(), faults.clone()),
-            fetch_sessions: FetchSessionCache::new(config.fetch_session_slots),
+            controller: ControllerLink::new(&config.controller, faults.clone()),
+            fetch_sessions: FetchSessionCache::new(config.network.fetch_session_slots),
             broker_epoch: AtomicI64::new(-1),
-            replication_port: if config.replication_advertised_port == 0 {
+            replication_port: if config.replication.advertised_port == 0 {
                 replication_addr.port()
             } else {
-                config.replication_advertised_port
+                config.replication.advertised_port
             },
             fetchers: ReplicaFetchers::default(),
             isr_updater: IsrUpdater::default(),
@@ -122,7 +122,7 @@ impl Broker {
             tokio::spawn(follower::run(state.clone(), shutdown_rx.clone())),
             tokio::spawn(maintenance(state.clone(), shutdown_rx.clone())),
         ];
-        for (socket, spec) in listeners.into_iter().zip(&state.config.listeners) {
+        for (socket, spec) in listeners.into_iter().zip(&state.config.network.listeners) {
             let name: Arc<str> = Arc::from(spec.name.as_str());
             tasks.push(tokio::spawn(listener::run(
                 socket,

@@ -33,51 +33,80 @@ impl ListenerSpec {
     }
 }
 
-/// Everything a broker needs to know at start-up.
+/// Everything a broker needs to know at start-up: the node's identity, and one section
+/// per subsystem, each handed to the subsystem it configures.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     /// This broker's node id (Kafka's `node.id`).
     pub node_id: i32,
     /// Root of this node's data: partition logs live under `logs/`.
     pub data_dir: PathBuf,
+    /// Rack, for rack-aware placement.
+    pub rack: Option<String>,
+    /// Cluster id reported in Metadata and DescribeCluster.
+    pub cluster_id: String,
+    /// The Kafka front end.
+    pub network: NetworkConfig,
+    /// The link to the controller quorum.
+    pub controller: ControllerLinkConfig,
+    /// Replication between brokers.
+    pub replication: ReplicationConfig,
+    /// Defaults for topics this broker creates or reports.
+    pub topics: TopicDefaults,
+    /// How often retention and interval flushes run.
+    pub log_maintenance_interval: Duration,
+}
+
+/// The Kafka front end: listeners and request limits.
+#[derive(Debug, Clone)]
+pub struct NetworkConfig {
     /// Kafka listeners, in the order of the bound sockets handed to
     /// [`crate::Broker::start`]. The first is the inter-broker listener: its advertised host
     /// is also where peers reach this broker's replication port.
     pub listeners: Vec<ListenerSpec>,
-    /// Rack, for rack-aware placement.
-    pub rack: Option<String>,
-    /// Controller addresses (`host:port`), tried in order.
-    pub controller_addrs: Vec<String>,
-    /// Cluster id reported in Metadata and DescribeCluster.
-    pub cluster_id: String,
-    /// Create unknown topics on Metadata requests that allow it.
-    pub auto_create_topics: bool,
-    /// `num.partitions`: partitions of topics created without a count (applied by the
-    /// controller; reported here).
-    pub num_partitions: i32,
-    /// `default.replication.factor`: likewise.
-    pub default_replication_factor: i32,
     /// Largest request frame accepted; larger ones close the connection before allocation.
     pub max_request_bytes: usize,
-    /// How often retention and interval flushes run.
-    pub log_maintenance_interval: Duration,
     /// How many incremental fetch sessions (KIP-227) are cached.
     pub fetch_session_slots: usize,
+}
+
+/// The link to the controller quorum.
+#[derive(Debug, Clone)]
+pub struct ControllerLinkConfig {
+    /// Controller addresses (`host:port`), tried in order.
+    pub addrs: Vec<String>,
     /// Broker heartbeat interval towards the controller.
     pub heartbeat_interval: Duration,
     /// `broker.session.timeout.ms`: the controller fences a broker silent this long, so a
     /// broker that has not reached it for this long reports itself not ready.
     pub session_timeout: Duration,
+}
+
+/// Replication between brokers.
+#[derive(Debug, Clone)]
+pub struct ReplicationConfig {
     /// `replica.lag.time.max.ms`: a follower that has not reached the leader's LEO for
     /// this long leaves the ISR.
-    pub replica_lag_time_max: Duration,
+    pub lag_time_max: Duration,
     /// `replica.fetch.wait.max.ms`: how long a follower fetch parks at the leader.
-    pub replica_fetch_max_wait: Duration,
+    pub fetch_max_wait: Duration,
     /// Port advertised to other brokers for replication; 0 means the bound port.
-    pub replication_advertised_port: u16,
+    pub advertised_port: u16,
     /// Host advertised to other brokers for replication; `None` means the first
     /// listener's advertised host.
-    pub replication_advertised_host: Option<String>,
+    pub advertised_host: Option<String>,
+}
+
+/// Defaults for topics this broker creates or reports.
+#[derive(Debug, Clone)]
+pub struct TopicDefaults {
+    /// Create unknown topics on Metadata requests that allow it.
+    pub auto_create: bool,
+    /// `num.partitions`: partitions of topics created without a count (applied by the
+    /// controller; reported here).
+    pub num_partitions: i32,
+    /// `default.replication.factor`: likewise.
+    pub default_replication_factor: i32,
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` when created.
     pub offsets_topic_partitions: i32,
 }
@@ -88,23 +117,31 @@ impl BrokerConfig {
         BrokerConfig {
             node_id,
             data_dir: data_dir.into(),
-            listeners: vec![ListenerSpec::plaintext("127.0.0.1", 0)],
             rack: None,
-            controller_addrs: Vec::new(),
             cluster_id: String::new(),
-            auto_create_topics: true,
-            num_partitions: 1,
-            default_replication_factor: 1,
-            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            network: NetworkConfig {
+                listeners: vec![ListenerSpec::plaintext("127.0.0.1", 0)],
+                max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+                fetch_session_slots: 1000,
+            },
+            controller: ControllerLinkConfig {
+                addrs: Vec::new(),
+                heartbeat_interval: Duration::from_millis(1000),
+                session_timeout: Duration::from_secs(9),
+            },
+            replication: ReplicationConfig {
+                lag_time_max: Duration::from_secs(10),
+                fetch_max_wait: Duration::from_millis(500),
+                advertised_port: 0,
+                advertised_host: None,
+            },
+            topics: TopicDefaults {
+                auto_create: true,
+                num_partitions: 1,
+                default_replication_factor: 1,
+                offsets_topic_partitions: 10,
+            },
             log_maintenance_interval: Duration::from_millis(500),
-            fetch_session_slots: 1000,
-            heartbeat_interval: Duration::from_millis(1000),
-            session_timeout: Duration::from_secs(9),
-            replica_lag_time_max: Duration::from_secs(10),
-            replica_fetch_max_wait: Duration::from_millis(500),
-            replication_advertised_port: 0,
-            replication_advertised_host: None,
-            offsets_topic_partitions: 10,
         }
     }
 

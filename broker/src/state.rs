@@ -63,7 +63,8 @@ impl BrokerState {
     #[cfg(test)]
     pub(crate) fn unconnected(dir: &std::path::Path) -> BrokerState {
         use crate::config::BrokerConfig;
-        let config = BrokerConfig::new(1, dir);
+        let mut config = BrokerConfig::new(1, dir);
+        config.controller.addrs = vec!["127.0.0.1:1".to_string()];
         let faults = std::sync::Arc::new(crate::faults::LinkFaults::default());
         BrokerState {
             endpoints: Vec::new(),
@@ -71,7 +72,7 @@ impl BrokerState {
             metadata: Default::default(),
             replicas: crate::replica_manager::ReplicaManager::new(1, config.log_dir()),
             controller: crate::metadata::controller_link::ControllerLink::new(
-                vec!["127.0.0.1:1".to_string()],
+                &config.controller,
                 faults.clone(),
             ),
             fetch_sessions: crate::fetch_session::FetchSessionCache::new(10),
@@ -108,7 +109,7 @@ impl FetcherContext for BrokerState {
     }
 
     fn max_wait(&self) -> Duration {
-        self.config.replica_fetch_max_wait
+        self.config.replication.fetch_max_wait
     }
 
     fn transport_layer(&self) -> FaultLayer {

@@ -44,7 +44,7 @@ async fn offsets_partitions(state: &BrokerState) -> Result<i32, i16> {
     let req = spate_proto::controller::CreateTopicsRequest {
         topics: vec![spate_proto::controller::CreatableTopic {
             name: OFFSETS_TOPIC.to_string(),
-            num_partitions: state.config.offsets_topic_partitions,
+            num_partitions: state.config.topics.offsets_topic_partitions,
             replication_factor: rf,
             // No compaction yet: keep every record; the coordinator only ever replays it.
             configs: [("retention.ms".to_string(), "-1".to_string())].into(),

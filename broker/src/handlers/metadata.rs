@@ -34,7 +34,7 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
         other => other,
     };
     let allow_auto =
-        state.config.auto_create_topics && (ctx.api_version < 4 || req.allow_auto_topic_creation);
+        state.config.topics.auto_create && (ctx.api_version < 4 || req.allow_auto_topic_creation);
     if let (Some(names), true) = (&requested, allow_auto) {
         let missing: Vec<String> = names
             .iter()

@@ -8,6 +8,7 @@ use parking_lot::Mutex;
 
 use spate_controller_client::{ControllerClient, RetryPolicy};
 
+use crate::config::ControllerLinkConfig;
 use crate::error::{BrokerError, Result};
 use crate::faults::{FaultLayer, LinkFaults};
 
@@ -27,8 +28,9 @@ pub struct ControllerLink {
 }
 
 impl ControllerLink {
-    /// A link to the controllers at `addrs` (`host:port`); connections are lazy.
-    pub fn new(addrs: Vec<String>, faults: Arc<LinkFaults>) -> Self {
+    /// A link to the controllers of `section` (`host:port` addresses); connections are lazy.
+    pub fn new(section: &ControllerLinkConfig, faults: Arc<LinkFaults>) -> Self {
+        let addrs = section.addrs.clone();
         let controllers = addrs.len().max(1) as u32;
         // Injected link faults act on the channels themselves (crate::faults).
         match ControllerClient::connect_through(addrs, FaultLayer::new(faults)) {

@@ -62,7 +62,8 @@ async fn register(state: &BrokerState, incarnation: &str) -> Result<i64, String>
                     listener: REPLICATION_LISTENER.to_string(),
                     host: state
                         .config
-                        .replication_advertised_host
+                        .replication
+                        .advertised_host
                         .clone()
                         .unwrap_or_else(|| inter.host.clone()),
                     port: state.replication_port as i32,
@@ -99,7 +100,7 @@ async fn heartbeat_loop(state: Arc<BrokerState>) {
         if drain && !sent_drain {
             // First heartbeat of the drain: no wait.
         } else if drain {
-            let interval = state.config.heartbeat_interval;
+            let interval = state.config.controller.heartbeat_interval;
             let pause = if fenced {
                 interval
             } else {
@@ -111,12 +112,12 @@ async fn heartbeat_loop(state: Arc<BrokerState>) {
             // unfences us once we have caught up with it, and start-up should not wait a
             // whole interval.
             tokio::select! {
-                _ = tokio::time::timeout(state.config.heartbeat_interval, image_changes.changed()) => {}
+                _ = tokio::time::timeout(state.config.controller.heartbeat_interval, image_changes.changed()) => {}
                 _ = draining.changed() => {}
             }
         } else {
             tokio::select! {
-                _ = tokio::time::sleep(state.config.heartbeat_interval) => {}
+                _ = tokio::time::sleep(state.config.controller.heartbeat_interval) => {}
                 _ = draining.changed() => {}
             }
         }

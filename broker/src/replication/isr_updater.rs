@@ -150,7 +150,7 @@ async fn send(state: &BrokerState, batch: Vec<Proposal>) -> Vec<Proposal> {
 
 /// Every `interval`, asks each led partition whether followers lagged too long.
 pub async fn expire_lagging(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
-    let lag = state.config.replica_lag_time_max;
+    let lag = state.config.replication.lag_time_max;
     let interval = (lag / 4).clamp(Duration::from_millis(100), Duration::from_secs(2));
     let mut ticker = tokio::time::interval(interval);
     loop {

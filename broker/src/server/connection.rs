@@ -77,7 +77,7 @@ impl<S: ClientStream> Connection<S> {
         let (tx, rx) = mpsc::channel::<PendingResponse>(MAX_IN_FLIGHT);
         let mut writer = tokio::spawn(write_responses(write_half, rx, peer));
         let mut writer_done = false;
-        let max = state.config.max_request_bytes;
+        let max = state.config.network.max_request_bytes;
         let mut reader = BufReader::with_capacity(64 * 1024, read_half);
         loop {
             let frame = tokio::select! {
