@@ -5,7 +5,10 @@ use spate_log::LogConfig;
 use spate_metadata::ids::{BrokerEpoch, NodeId};
 
 use super::core::{Effects, PartitionCore};
-use super::{Assignment, Partition, PartitionSettings, Progress, RoleChange, TopicPartition};
+use super::{
+    Assignment, FollowerFetchRequest, Partition, PartitionSettings, Progress, RoleChange,
+    TopicPartition,
+};
 use crate::error::{BrokerError, NotServing};
 
 const NOW: i64 = 1_000_000;
@@ -52,6 +55,22 @@ fn flush(core: &mut PartitionCore) -> Effects {
     let upto = job.upto;
     let synced = job.run().map_err(|e| e.to_string());
     with_fx(|fx| core.complete_flush(upto, synced, fx)).1
+}
+
+/// A fetch by `follower` (broker epoch 7) at `current_leader_epoch` from `fetch_offset`.
+fn fetch(
+    follower: NodeId,
+    current_leader_epoch: i32,
+    fetch_offset: i64,
+    max_bytes: usize,
+) -> FollowerFetchRequest {
+    FollowerFetchRequest {
+        follower,
+        broker_epoch: BrokerEpoch(7),
+        current_leader_epoch,
+        fetch_offset,
+        max_bytes,
+    }
 }
 
 fn published(fx: &Effects) -> &Progress {
@@ -102,25 +121,24 @@ fn the_high_watermark_waits_for_every_isr_follower() {
 
     // Follower 2 fetches from 0 (has nothing) and gets the batch; then reports 4.
     let (fetched, _) =
-        with_fx(|fx| core.serve_follower_fetch(NodeId(2), BrokerEpoch(7), 3, 0, 1 << 20, NOW, fx));
+        with_fx(|fx| core.serve_follower_fetch(&fetch(NodeId(2), 3, 0, 1 << 20), NOW, fx));
     let fetched = fetched.unwrap();
     assert!(!fetched.records.is_empty());
     assert_eq!(fetched.log_end_offset, 4);
     let (_, fx) =
-        with_fx(|fx| core.serve_follower_fetch(NodeId(2), BrokerEpoch(7), 3, 4, 1 << 20, NOW, fx));
+        with_fx(|fx| core.serve_follower_fetch(&fetch(NodeId(2), 3, 4, 1 << 20), NOW, fx));
     assert!(
         fx.publish.is_none(),
         "one ISR follower short: nothing moves"
     );
     assert_eq!(core.progress().high_watermark, 0);
     let (r, fx) =
-        with_fx(|fx| core.serve_follower_fetch(NodeId(3), BrokerEpoch(7), 3, 4, 1 << 20, NOW, fx));
+        with_fx(|fx| core.serve_follower_fetch(&fetch(NodeId(3), 3, 4, 1 << 20), NOW, fx));
     assert!(r.unwrap().records.is_empty());
     assert_eq!(published(&fx).high_watermark, 4);
 
     // A stale or future leader epoch in a follower fetch is refused (KIP-320).
-    let (r, _) =
-        with_fx(|fx| core.serve_follower_fetch(NodeId(2), BrokerEpoch(7), 2, 4, 1, NOW, fx));
+    let (r, _) = with_fx(|fx| core.serve_follower_fetch(&fetch(NodeId(2), 2, 4, 1), NOW, fx));
     assert!(matches!(
         r,
         Err(BrokerError::FencedLeaderEpoch {
@@ -129,8 +147,7 @@ fn the_high_watermark_waits_for_every_isr_follower() {
             ..
         })
     ));
-    let (r, _) =
-        with_fx(|fx| core.serve_follower_fetch(NodeId(2), BrokerEpoch(7), 4, 4, 1, NOW, fx));
+    let (r, _) = with_fx(|fx| core.serve_follower_fetch(&fetch(NodeId(2), 4, 4, 1), NOW, fx));
     assert!(matches!(
         r,
         Err(BrokerError::UnknownLeaderEpoch {
@@ -140,16 +157,14 @@ fn the_high_watermark_waits_for_every_isr_follower() {
         })
     ));
     // A fetch past the LEO is out of range; a non-replica is not a follower.
-    let (r, _) =
-        with_fx(|fx| core.serve_follower_fetch(NodeId(2), BrokerEpoch(7), 3, 5, 1, NOW, fx));
+    let (r, _) = with_fx(|fx| core.serve_follower_fetch(&fetch(NodeId(2), 3, 5, 1), NOW, fx));
     assert!(matches!(
         r,
         Err(BrokerError::Log(
             spate_log::LogError::OffsetOutOfRange { .. }
         ))
     ));
-    let (r, _) =
-        with_fx(|fx| core.serve_follower_fetch(NodeId(9), BrokerEpoch(7), 3, 0, 1, NOW, fx));
+    let (r, _) = with_fx(|fx| core.serve_follower_fetch(&fetch(NodeId(9), 3, 0, 1), NOW, fx));
     assert!(matches!(
         r,
         Err(BrokerError::NotLeaderOrFollower {

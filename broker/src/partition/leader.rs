@@ -2,14 +2,14 @@
 //! (with the idempotent producer's sequence checks), serving follower fetches (which
 //! move the high watermark and propose ISR expansions), ISR shrink and commit, and
 //! DeleteRecords.
-use spate_metadata::ids::{BrokerEpoch, LeaderEpoch, NodeId, PartitionEpoch};
+use spate_metadata::ids::{LeaderEpoch, NodeId, PartitionEpoch};
 
 use super::core::{
     batch_headers, check_epoch, duplicate_of, raise_hw, Effects, PartitionCore, Role,
 };
 use super::producer_state::{AppendCheck, ProducerStateManager};
 use super::replica_state::{IsrChange, LeaderStart, ReplicaState, ReplicaStateError};
-use super::types::{Assignment, FollowerFetch, RoleChange};
+use super::types::{Assignment, FollowerFetch, FollowerFetchRequest, RoleChange};
 use crate::error::{BrokerError, NotServing, Result};
 use spate_log::{AppendInfo, LogError};
 
@@ -142,17 +142,19 @@ impl PartitionCore {
     /// A follower's fetch at the leader: records what it holds (it has everything below
     /// `fetch_offset`), may advance the high watermark or propose an ISR expansion, and
     /// returns the batches from `fetch_offset` on.
-    #[allow(clippy::too_many_arguments)]
     pub fn serve_follower_fetch(
         &mut self,
-        follower: NodeId,
-        broker_epoch: BrokerEpoch,
-        current_leader_epoch: i32,
-        fetch_offset: i64,
-        max_bytes: usize,
+        want: &FollowerFetchRequest,
         now_ms: i64,
         fx: &mut Effects,
     ) -> Result<FollowerFetch> {
+        let FollowerFetchRequest {
+            follower,
+            broker_epoch,
+            current_leader_epoch,
+            fetch_offset,
+            max_bytes,
+        } = *want;
         self.ensure_online()?;
         let Role::Leader(rs) = &mut self.role else {
             return Err(self.not_leader());

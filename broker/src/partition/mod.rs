@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use spate_metadata::ids::{BrokerEpoch, NodeId};
+use spate_metadata::ids::NodeId;
 use tokio::sync::{watch, Notify};
 
 pub use self::acks::AckPoint;
@@ -35,7 +35,9 @@ pub use crate::topic_partition::TopicPartition;
 pub use producer_state::{AppendCheck, ProducerStateManager, SequenceError};
 pub use replica_state::{IsrChange, ReplicaState, ReplicaStateError};
 pub use settings::PartitionSettings;
-pub use types::{Assignment, FollowerFetch, LeaderState, Progress, RoleChange};
+pub use types::{
+    Assignment, FollowerFetch, FollowerFetchRequest, LeaderState, Progress, RoleChange,
+};
 
 use crate::delayed::{self, Attempt};
 use crate::error::{BrokerError, NotServing, Result};
@@ -176,24 +178,10 @@ impl Partition {
     /// A follower's fetch at the leader (see [`PartitionCore::serve_follower_fetch`]).
     pub fn serve_follower_fetch(
         &self,
-        follower: NodeId,
-        broker_epoch: BrokerEpoch,
-        current_leader_epoch: i32,
-        fetch_offset: i64,
-        max_bytes: usize,
+        want: &FollowerFetchRequest,
         now_ms: i64,
     ) -> Result<FollowerFetch> {
-        self.run(|c, fx| {
-            c.serve_follower_fetch(
-                follower,
-                broker_epoch,
-                current_leader_epoch,
-                fetch_offset,
-                max_bytes,
-                now_ms,
-                fx,
-            )
-        })
+        self.run(|c, fx| c.serve_follower_fetch(want, now_ms, fx))
     }
 
     /// Follower append of the leader's batches (see

@@ -2,7 +2,7 @@
 //! leadership facts, the assignment from metadata and the role change it causes, a
 //! leader's answer to a follower fetch. Plain data, below both the core and the handle.
 use bytes::Bytes;
-use spate_metadata::ids::NodeId;
+use spate_metadata::ids::{BrokerEpoch, NodeId};
 
 use super::replica_state::IsrChange;
 
@@ -65,6 +65,21 @@ pub enum RoleChange {
     },
     /// No leader for now (stop fetching).
     Leaderless,
+}
+
+/// One follower's fetch of one partition, as the leader receives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowerFetchRequest {
+    /// The fetching follower.
+    pub follower: NodeId,
+    /// Its registration's broker epoch (a stale one is refused).
+    pub broker_epoch: BrokerEpoch,
+    /// The leader epoch the follower believes current.
+    pub current_leader_epoch: i32,
+    /// The follower holds everything below this offset (its LEO).
+    pub fetch_offset: i64,
+    /// Most bytes of batches to return.
+    pub max_bytes: usize,
 }
 
 /// A leader's answer to one follower fetch.

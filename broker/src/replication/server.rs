@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status};
 use crate::clock::now_ms;
 use crate::delayed::{self, Attempt};
 use crate::error::{BrokerError, NotServing};
-use crate::partition::{Partition, TopicPartition};
+use crate::partition::{FollowerFetchRequest, Partition, TopicPartition};
 use crate::state::BrokerState;
 use spate_log::LogError;
 
@@ -131,14 +131,14 @@ impl Replication for ReplicationService {
                         continue;
                     }
                 };
-                match p.serve_follower_fetch(
+                let request = FollowerFetchRequest {
                     follower,
                     broker_epoch,
-                    want.current_leader_epoch,
-                    want.fetch_offset,
-                    budget,
-                    now_ms(),
-                ) {
+                    current_leader_epoch: want.current_leader_epoch,
+                    fetch_offset: want.fetch_offset,
+                    max_bytes: budget,
+                };
+                match p.serve_follower_fetch(&request, now_ms()) {
                     Ok(fetched) => {
                         budget = budget.saturating_sub(fetched.records.len());
                         bytes += fetched.records.len();
