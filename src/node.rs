@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use spate_broker::storage::{LocalFs, Storage};
 use spate_broker::{Broker, BrokerConfig};
 
 /// Which parts of Spate a node runs (Kafka's `process.roles`).
@@ -38,6 +39,10 @@ pub struct NodeConfig {
     pub node_id: i32,
     /// Data directory (controller state and partition logs).
     pub data_dir: PathBuf,
+    /// The filesystem the broker's data (partition logs, its metadata image) is on: the
+    /// real one unless a test puts it on a simulated one. The controller's Raft state is
+    /// always on the real filesystem.
+    pub storage: Arc<dyn Storage>,
     /// Kafka listener address (port 0: any free port): the inter-broker listener, named
     /// [`NodeConfig::listener_name`].
     pub kafka_addr: SocketAddr,
@@ -100,6 +105,7 @@ impl NodeConfig {
         NodeConfig {
             node_id: 1,
             data_dir: data_dir.into(),
+            storage: LocalFs::shared(),
             kafka_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             listener_name: spate_broker::config::DEFAULT_LISTENER_NAME.to_string(),
             extra_listeners: Vec::new(),
@@ -315,6 +321,7 @@ impl Node {
                 bail!("controller.quorum.voters is empty: a broker needs controllers to register with");
             }
             broker_config.cluster_id = cluster_id;
+            broker_config.storage = config.storage.clone();
             broker_config.topics.auto_create = config.auto_create_topics;
             broker_config.topics.num_partitions = config.num_partitions;
             broker_config.topics.default_replication_factor = config.default_replication_factor;

@@ -85,6 +85,7 @@ fn node_config(c: &ServerConfig) -> NodeConfig {
     NodeConfig {
         node_id: c.node_id.0,
         data_dir: c.data_dir.clone(),
+        storage: spate_broker::storage::LocalFs::shared(),
         kafka_addr: inter.bind,
         listener_name: inter.name.clone(),
         extra_listeners: c.listeners[1..]

@@ -54,7 +54,7 @@ impl Broker {
         }
         let local_addr = listeners[0].local_addr()?;
         let replication_addr = replication_listener.local_addr()?;
-        std::fs::create_dir_all(config.log_dir())?;
+        config.logs().create()?;
         let mut endpoints = Vec::with_capacity(listeners.len());
         for (spec, socket) in config.network.listeners.iter().zip(&listeners) {
             let port = match spec.advertised_port {
@@ -72,7 +72,7 @@ impl Broker {
             endpoints,
             draining: tokio::sync::watch::Sender::new(false),
             metadata: MetadataCache::default(),
-            replicas: ReplicaManager::new(config.node_id, config.log_dir()),
+            replicas: ReplicaManager::new(config.node_id, config.logs()),
             controller: ControllerLink::new(&config.controller, faults.clone()),
             fetch_sessions: FetchSessionCache::new(config.network.fetch_session_slots),
             broker_epoch: AtomicI64::new(-1),

@@ -1,6 +1,9 @@
 //! Broker settings: what `spate dev` and `spate server` hand to [`crate::Broker::start`].
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use spate_log::{LocalFs, LogDir, Storage};
 
 /// Default largest request frame accepted (Kafka's `socket.request.max.bytes`).
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 100 * 1024 * 1024;
@@ -41,6 +44,9 @@ pub struct BrokerConfig {
     pub node_id: i32,
     /// Root of this node's data: partition logs live under `logs/`.
     pub data_dir: PathBuf,
+    /// The filesystem `data_dir` is on: the real one, or a simulated one that can lose
+    /// power or fail writes in tests (`spate_log::storage`).
+    pub storage: Arc<dyn Storage>,
     /// Rack, for rack-aware placement.
     pub rack: Option<String>,
     /// Cluster id reported in Metadata and DescribeCluster.
@@ -117,6 +123,7 @@ impl BrokerConfig {
         BrokerConfig {
             node_id,
             data_dir: data_dir.into(),
+            storage: LocalFs::shared(),
             rack: None,
             cluster_id: String::new(),
             network: NetworkConfig {
@@ -148,5 +155,15 @@ impl BrokerConfig {
     /// Directory holding all partition logs.
     pub fn log_dir(&self) -> PathBuf {
         self.data_dir.join("logs")
+    }
+
+    /// [`BrokerConfig::data_dir`] on its storage.
+    pub fn data(&self) -> LogDir {
+        LogDir::new(self.storage.clone(), &self.data_dir)
+    }
+
+    /// [`BrokerConfig::log_dir`] on its storage.
+    pub fn logs(&self) -> LogDir {
+        LogDir::new(self.storage.clone(), self.log_dir())
     }
 }

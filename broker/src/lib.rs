@@ -48,4 +48,6 @@ pub mod topic_partition;
 
 pub use broker::Broker;
 pub use config::BrokerConfig;
+/// The storage seam, for callers that put a broker on a simulated filesystem.
+pub use spate_log::storage;
 pub use state::BrokerState;

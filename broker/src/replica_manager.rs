@@ -2,10 +2,10 @@
 //! opens logs for partitions assigned here, applies leadership and config changes, and
 //! deletes the logs of topics that are gone.
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
+use spate_log::LogDir;
 use spate_metadata::MetadataImage;
 
 use spate_metadata::ids::NodeId;
@@ -19,13 +19,13 @@ const PARTITION_METADATA: &str = "partition.metadata";
 /// Hosts and reconciles this broker's partitions.
 pub struct ReplicaManager {
     node_id: i32,
-    log_dir: PathBuf,
+    log_dir: LogDir,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
 }
 
 impl ReplicaManager {
     /// A manager keeping partition logs under `log_dir`.
-    pub fn new(node_id: i32, log_dir: PathBuf) -> Self {
+    pub fn new(node_id: i32, log_dir: LogDir) -> Self {
         ReplicaManager {
             node_id,
             log_dir,
@@ -138,10 +138,10 @@ impl ReplicaManager {
             }
             _ => {}
         }
-        std::fs::create_dir_all(&dir).map_err(spate_log::LogError::from)?;
+        dir.create().map_err(spate_log::LogError::from)?;
         write_topic_id(&dir, topic_id).map_err(spate_log::LogError::from)?;
         let partition = Partition::open(
-            &dir,
+            dir,
             tp.clone(),
             topic_id,
             NodeId(self.node_id),
@@ -156,34 +156,39 @@ impl ReplicaManager {
         Ok(partition)
     }
 
-    fn partition_dir(&self, tp: &TopicPartition) -> PathBuf {
-        self.log_dir.join(format!("{}-{}", tp.topic, tp.partition))
+    fn partition_dir(&self, tp: &TopicPartition) -> LogDir {
+        self.log_dir.child(&partition_dir_name(tp))
     }
 
     /// Deletes partition directories on disk that no topic in `image` owns (topics
     /// deleted while this broker was down). Call once a full image is known.
     pub fn remove_orphans(&self, image: &MetadataImage) {
-        let Ok(entries) = std::fs::read_dir(&self.log_dir) else {
+        let Ok(entries) = self.log_dir.list() else {
             return;
         };
-        let hosted: Vec<PathBuf> = self
+        let hosted: Vec<String> = self
             .partitions
             .read()
             .keys()
-            .map(|tp| self.partition_dir(tp))
+            .map(partition_dir_name)
             .collect();
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if !path.is_dir() || hosted.contains(&path) {
+        for name in entries {
+            let Some(name) = name.to_str() else {
+                continue;
+            };
+            if hosted.iter().any(|h| h == name) {
                 continue;
             }
-            let Some(id) = read_topic_id(&path) else {
+            // Anything without a readable partition.metadata (a plain file, a directory
+            // not ours) is left alone.
+            let dir = self.log_dir.child(name);
+            let Some(id) = read_topic_id(&dir) else {
                 continue;
             };
             let owned = image.topics().values().any(|t| *t.id.0.as_bytes() == id);
             if !owned {
-                tracing::info!(dir = %path.display(), "removing log of a deleted topic");
-                remove_dir(&path);
+                tracing::info!(dir = %dir.path().display(), "removing log of a deleted topic");
+                remove_dir(&dir);
             }
         }
     }
@@ -206,31 +211,38 @@ impl ReplicaManager {
     }
 }
 
-fn read_topic_id(dir: &Path) -> Option<[u8; 16]> {
-    let text = std::fs::read_to_string(dir.join(PARTITION_METADATA)).ok()?;
+/// The directory name of a partition's log (Kafka's `topic-partition`).
+fn partition_dir_name(tp: &TopicPartition) -> String {
+    format!("{}-{}", tp.topic, tp.partition)
+}
+
+fn read_topic_id(dir: &LogDir) -> Option<[u8; 16]> {
+    let bytes = dir.read_if_present(PARTITION_METADATA).ok()??;
+    let text = String::from_utf8(bytes).ok()?;
     let hex = text.lines().find_map(|l| l.strip_prefix("topic_id: "))?;
     uuid::Uuid::parse_str(hex.trim())
         .ok()
         .map(|u| *u.as_bytes())
 }
 
-fn write_topic_id(dir: &Path, id: [u8; 16]) -> std::io::Result<()> {
-    let path = dir.join(PARTITION_METADATA);
+fn write_topic_id(dir: &LogDir, id: [u8; 16]) -> std::io::Result<()> {
     let text = format!("version: 0\ntopic_id: {}\n", uuid::Uuid::from_bytes(id));
-    if std::fs::read_to_string(&path).ok().as_deref() == Some(text.as_str()) {
+    if dir
+        .read_if_present(PARTITION_METADATA)
+        .ok()
+        .flatten()
+        .as_deref()
+        == Some(text.as_bytes())
+    {
         return Ok(());
     }
-    let tmp = dir.join(format!("{PARTITION_METADATA}.tmp"));
-    std::fs::write(&tmp, text)?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
-    std::fs::File::open(dir)?.sync_all()
+    dir.write_atomic(PARTITION_METADATA, text.as_bytes())
 }
 
-fn remove_dir(dir: &Path) {
-    if let Err(e) = std::fs::remove_dir_all(dir) {
+fn remove_dir(dir: &LogDir) {
+    if let Err(e) = dir.remove_all() {
         if e.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove directory");
+            tracing::warn!(dir = %dir.path().display(), error = %e, "cannot remove directory");
         }
     }
 }

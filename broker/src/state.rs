@@ -70,7 +70,7 @@ impl BrokerState {
             endpoints: Vec::new(),
             draining: tokio::sync::watch::Sender::new(false),
             metadata: Default::default(),
-            replicas: crate::replica_manager::ReplicaManager::new(1, config.log_dir()),
+            replicas: crate::replica_manager::ReplicaManager::new(1, config.logs()),
             controller: crate::metadata::controller_link::ControllerLink::new(
                 &config.controller,
                 faults.clone(),

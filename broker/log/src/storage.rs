@@ -192,12 +192,12 @@ impl LogDir {
     }
 
     /// Creates the directory (and parents) if missing.
-    pub(crate) fn create(&self) -> io::Result<()> {
+    pub fn create(&self) -> io::Result<()> {
         self.storage.create_dir_all(&self.path)
     }
 
     /// Names of the directory's entries.
-    pub(crate) fn list(&self) -> io::Result<Vec<OsString>> {
+    pub fn list(&self) -> io::Result<Vec<OsString>> {
         self.storage.list_dir(&self.path)
     }
 
@@ -212,7 +212,7 @@ impl LogDir {
     }
 
     /// The content of `name`, `None` when it does not exist.
-    pub(crate) fn read_if_present(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
+    pub fn read_if_present(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
         match self.read(name) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -239,13 +239,25 @@ impl LogDir {
     }
 
     /// Removes the directory and everything in it.
-    pub(crate) fn remove_all(&self) -> io::Result<()> {
+    pub fn remove_all(&self) -> io::Result<()> {
         self.storage.remove_dir_all(&self.path)
     }
 
     /// Makes entry changes in the directory durable.
     pub(crate) fn sync(&self) -> io::Result<()> {
         self.storage.sync_dir(&self.path)
+    }
+
+    /// The directory `name` below this one, on the same storage.
+    pub fn child(&self, name: &str) -> LogDir {
+        LogDir::new(self.storage.clone(), self.join(name))
+    }
+
+    /// Replaces `name` with `contents` atomically and durably: a crash leaves either the
+    /// old file or the new one (write a temporary file, fsync it, rename it over `name`,
+    /// fsync the directory).
+    pub fn write_atomic(&self, name: &str, contents: &[u8]) -> io::Result<()> {
+        crate::checkpoint::write_atomic(self, name, contents)
     }
 }
 

@@ -81,7 +81,7 @@ fn assignment(leader: i32, leader_epoch: i32) -> Assignment {
 fn leading_partition(dir: &std::path::Path) -> Arc<Partition> {
     let tp = TopicPartition::new(TOPIC, 0);
     let p = Partition::open(
-        dir,
+        spate_log::LogDir::local(dir),
         tp,
         [0; 16],
         NodeId(1),

@@ -152,7 +152,7 @@ async fn heartbeat_loop(state: Arc<BrokerState>) {
 /// image saved by an earlier run is the starting point, but nothing acts on it until the
 /// active controller's first message confirms it (or replaces it with a snapshot).
 async fn follow(state: Arc<BrokerState>, shutdown: watch::Receiver<bool>) {
-    let saved_dir = persist::dir(&state.config.data_dir);
+    let saved_dir = persist::dir(&state.config.data());
     let mut image = persist::load(&saved_dir).unwrap_or_default();
     let mut first = true;
     let mut last_saved = std::time::Instant::now() - SAVE_INTERVAL;

@@ -3,25 +3,24 @@
 //! image. The file is the image as a snapshot batch (the same records the controller's
 //! snapshots use), written atomically; a missing or unreadable file just means "start from
 //! the controller's snapshot".
-use std::path::{Path, PathBuf};
-
 use prost::Message;
+use spate_log::LogDir;
 use spate_metadata::MetadataImage;
 use spate_proto::metadata::MetadataBatch;
 
 const FILE: &str = "image.snapshot";
 
 /// Where the image of a broker with data in `data_dir` lives.
-pub fn dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("metadata")
+pub fn dir(data_dir: &LogDir) -> LogDir {
+    data_dir.child("metadata")
 }
 
 /// The saved image, if there is a readable one.
-pub fn load(dir: &Path) -> Option<MetadataImage> {
+pub fn load(dir: &LogDir) -> Option<MetadataImage> {
     let path = dir.join(FILE);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+    let bytes = match dir.read_if_present(FILE) {
+        Ok(Some(b)) => b,
+        Ok(None) => return None,
         Err(e) => {
             tracing::warn!(file = %path.display(), error = %e, "cannot read the saved metadata image; fetching it anew");
             return None;
@@ -45,18 +44,14 @@ pub fn load(dir: &Path) -> Option<MetadataImage> {
 }
 
 /// Saves `image` (write to a temporary file, fsync, rename, fsync the directory).
-pub fn save(dir: &Path, image: &MetadataImage) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
+pub fn save(dir: &LogDir, image: &MetadataImage) -> std::io::Result<()> {
+    dir.create()?;
     let batch = MetadataBatch {
         offset: image.offset(),
         records: image.to_records(),
         snapshot: true,
     };
-    let tmp = dir.join(format!("{FILE}.tmp"));
-    std::fs::write(&tmp, batch.encode_to_vec())?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, dir.join(FILE))?;
-    std::fs::File::open(dir)?.sync_all()
+    dir.write_atomic(FILE, &batch.encode_to_vec())
 }
 
 #[cfg(test)]
@@ -66,8 +61,9 @@ mod tests {
 
     #[test]
     fn saved_image_loads_back_equal_and_garbage_is_ignored() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(load(dir.path()).is_none());
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = LogDir::local(tmp.path());
+        assert!(load(&dir).is_none());
         let mut image = MetadataImage::default();
         let topic = MetadataRecord {
             record: Some(Record::Topic(TopicRecord {
@@ -77,9 +73,9 @@ mod tests {
         };
         image.apply(5, &topic).unwrap();
         image.advance_to(5);
-        save(dir.path(), &image).unwrap();
-        assert_eq!(load(dir.path()), Some(image));
-        std::fs::write(dir.path().join(FILE), b"\xff\xffnot protobuf").unwrap();
-        assert!(load(dir.path()).is_none());
+        save(&dir, &image).unwrap();
+        assert_eq!(load(&dir), Some(image));
+        std::fs::write(tmp.path().join(FILE), b"\xff\xffnot protobuf").unwrap();
+        assert!(load(&dir).is_none());
     }
 }

@@ -4,10 +4,9 @@
 //! (publish progress, wake the flusher); they never block on anything but the log's own
 //! file I/O, and never spawn or wait. Leader paths live in [`super::leader`], follower
 //! paths in [`super::follower`].
-use std::path::Path;
 
 use spate_log::batch::{self, BatchHeader};
-use spate_log::{AppendInfo, FlushJob, Log, LogConfig, LogError};
+use spate_log::{AppendInfo, FlushJob, Log, LogConfig, LogDir, LogError};
 use spate_metadata::ids::NodeId;
 
 use super::producer_state::ProducerStateManager;
@@ -79,14 +78,14 @@ impl PartitionCore {
     /// Opens (recovering if needed) the log in `dir`. The replica starts as a follower
     /// of nobody; [`PartitionCore::apply_assignment`] gives it a role.
     pub fn open(
-        dir: &Path,
+        dir: LogDir,
         tp: TopicPartition,
         local_id: NodeId,
         log_config: LogConfig,
         settings: PartitionSettings,
         now_ms: i64,
     ) -> Result<PartitionCore> {
-        let mut log = Log::open(dir, log_config, now_ms)?;
+        let mut log = Log::open_in(dir, log_config, now_ms)?;
         // Recovery checked the tail's CRCs, but after a process crash it may still sit
         // only in the page cache: fsync it before anyone may read it or count on it, so a
         // later power loss cannot take back offsets a consumer has already seen.

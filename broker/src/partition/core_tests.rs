@@ -22,7 +22,7 @@ fn tp() -> TopicPartition {
 
 fn open(dir: &std::path::Path, local: i32) -> PartitionCore {
     PartitionCore::open(
-        dir,
+        spate_log::LogDir::local(dir),
         tp(),
         NodeId(local),
         LogConfig::default(),

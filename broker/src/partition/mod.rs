@@ -20,7 +20,6 @@ pub mod replica_state;
 pub mod settings;
 mod types;
 
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -41,7 +40,7 @@ pub use types::{
 
 use crate::delayed::{self, Attempt};
 use crate::error::{BrokerError, NotServing, Result};
-use spate_log::{AppendInfo, LogConfig};
+use spate_log::{AppendInfo, LogConfig, LogDir};
 
 /// A partition replica hosted by this broker: the handle around its [`PartitionCore`].
 pub struct Partition {
@@ -60,7 +59,7 @@ impl Partition {
     /// Opens (recovering if needed) the log in `dir` and starts its flusher. The replica
     /// starts as a follower of nobody; [`Partition::apply_assignment`] gives it a role.
     pub fn open(
-        dir: &Path,
+        dir: LogDir,
         tp: TopicPartition,
         topic_id: [u8; 16],
         local_id: NodeId,
