@@ -40,6 +40,10 @@ mod epoch_cache;
 mod error;
 mod flush;
 mod index;
+#[cfg(any(test, feature = "test-util"))]
+pub mod power_loss;
+#[cfg(test)]
+mod power_loss_tests;
 mod read;
 mod records;
 mod recovery;

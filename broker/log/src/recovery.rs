@@ -147,11 +147,22 @@ pub(crate) fn load(dir: &LogDir, config: &LogConfig, now_ms: i64) -> Result<Load
     };
 
     let mut segments: Vec<Segment> = Vec::new();
+    let mut previous_recovered = false;
     for (i, &base) in bases.iter().enumerate() {
         if let Some(prev) = segments.last() {
             if base < prev.next_offset() {
                 error!(dir = %dir.path().display(), base, previous_end = prev.next_offset(),
                     "segment overlaps its predecessor; dropping it and every later segment");
+                drop_segments(dir, &bases[i..])?;
+                break;
+            }
+            if previous_recovered && base > prev.next_offset() {
+                // The recovered segment lost its tail (a power loss kept a later file's
+                // data but not all of this one's): what follows would leave a hole. None
+                // of it was ever flushed, since a flush covers every file above the
+                // recovery point at once.
+                warn!(dir = %dir.path().display(), base, previous_end = prev.next_offset(),
+                    "gap after a recovered segment; dropping every later segment");
                 drop_segments(dir, &bases[i..])?;
                 break;
             }
@@ -162,6 +173,7 @@ pub(crate) fn load(dir: &LogDir, config: &LogConfig, now_ms: i64) -> Result<Load
         } else {
             LoadMode::Recover
         };
+        previous_recovered = mode == LoadMode::Recover;
         let (seg, cut) = Segment::open(
             dir,
             base,

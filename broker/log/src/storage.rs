@@ -4,7 +4,9 @@
 //! [`LocalFs`] is the real filesystem; [`LogDir`] is one partition directory on a storage,
 //! with the few directory-level operations the log needs.
 //!
-//! The contract the log relies on, and a simulated storage must keep:
+//! The contract the log relies on, and a simulated storage must keep
+//! (`power_loss::PowerLossFs` keeps exactly this much and no more):
+//! - `create_dir_all` is durable when it returns;
 //! - `write_all_at` data is durable once a later `sync_data`/`sync_all` of that file
 //!   returned; a file's creation, rename or removal once `sync_dir` of its directory did;
 //! - `rename` replaces the target atomically;
@@ -30,7 +32,9 @@ pub enum OpenMode {
 
 /// A filesystem the log lives on.
 pub trait Storage: Send + Sync + fmt::Debug + 'static {
-    /// Creates `dir` and its missing parents.
+    /// Creates `dir` and its missing parents, durably: the parent of each directory it
+    /// creates is fsynced, so a power loss cannot take a new partition directory (and the
+    /// acknowledged data in it) away.
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// The names of the entries of `dir`.
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<OsString>>;
@@ -80,7 +84,15 @@ impl LocalFs {
 
 impl Storage for LocalFs {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        fs::create_dir_all(dir)
+        let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.is_dir()).collect();
+        fs::create_dir_all(dir)?;
+        // Outermost first: each new entry is made durable in its parent.
+        for created in missing.iter().rev() {
+            if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
+                File::open(parent)?.sync_all()?;
+            }
+        }
+        Ok(())
     }
 
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<OsString>> {
