@@ -125,7 +125,8 @@ async fn readyz(State(admin): State<Admin>) -> Response {
 /// - `metadata_applied`: we have applied at least one image from the controller;
 /// - `controller_contact`: a heartbeat got an answer within the session timeout — an
 ///   isolated broker cannot see its own fencing, since the stream carrying it is cut;
-/// - `logs_recovered`: every partition assigned to us in the image is open here.
+/// - `logs_recovered`: every partition assigned to us in the image is open here;
+/// - `logs_online`: no partition log failed here (I/O or fsync error).
 pub fn broker_checks(state: &BrokerState) -> Vec<(&'static str, bool)> {
     let me = state.config.node_id;
     let image = state.metadata.image();
@@ -152,6 +153,9 @@ pub fn broker_checks(state: &BrokerState) -> Vec<(&'static str, bool)> {
             ),
         ),
         ("logs_recovered", logs_recovered),
+        // A failed log (I/O or fsync error) needs an operator: the broker serves its other
+        // partitions, but it should not count as healthy (nor a rolling restart go on).
+        ("logs_online", state.replicas.offline_replicas().is_empty()),
         // A draining broker (controlled shutdown) must leave load balancers at once.
         ("not_draining", !*state.draining.borrow()),
     ]

@@ -42,6 +42,10 @@ pub struct ScrapeSources {
     pub node_id: i32,
     /// (group, topic, partition, committed offset) of the groups coordinated here.
     pub committed_offsets: Vec<(String, String, i32, i64)>,
+    /// Replicas hosted here whose log failed or did not open.
+    pub offline_replicas: usize,
+    /// Logs failed since the broker started.
+    pub log_failures: u64,
 }
 
 /// Latency buckets, 0.5 ms to 10 s.
@@ -154,6 +158,10 @@ pub struct Metrics {
     log_size: Family<PartitionLabels, Gauge>,
     log_segments: Family<PartitionLabels, Gauge>,
     fencings: Counter,
+    offline_replicas: Gauge,
+    log_failures: Counter,
+    /// Failures already counted into `log_failures`.
+    log_failures_seen: std::sync::atomic::AtomicU64,
 }
 
 impl Default for Metrics {
@@ -186,6 +194,9 @@ impl Metrics {
             log_size: Family::default(),
             log_segments: Family::default(),
             fencings: Counter::default(),
+            offline_replicas: Gauge::default(),
+            log_failures: Counter::default(),
+            log_failures_seen: Default::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -283,6 +294,16 @@ impl Metrics {
             "broker_fencings",
             "Brokers fenced, as seen in the metadata log by this node",
             m.fencings.clone(),
+        );
+        r.register(
+            "log_failures",
+            "Partition logs of this broker that failed (I/O or fsync error, or did not open) and went offline",
+            m.log_failures.clone(),
+        );
+        r.register(
+            "replicas_offline",
+            "Replicas hosted here whose log failed or could not be opened (Kafka's OfflineReplicaCount)",
+            m.offline_replicas.clone(),
         );
         r.register(
             "log_fsyncs",
@@ -398,6 +419,12 @@ impl Metrics {
             .filter(|p| p.leader.is_none())
             .count();
         self.offline.set(offline as i64);
+        self.offline_replicas.set(state.offline_replicas as i64);
+        let seen = self
+            .log_failures_seen
+            .swap(state.log_failures, std::sync::atomic::Ordering::Relaxed);
+        self.log_failures
+            .inc_by(state.log_failures.saturating_sub(seen));
         let (mut led, mut under_replicated, mut under_min_isr) = (0i64, 0i64, 0i64);
         let mut high_watermarks: HashMap<(String, i32), i64> = HashMap::new();
         for p in &state.partitions {

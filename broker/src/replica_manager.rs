@@ -1,7 +1,7 @@
 //! The partitions this broker hosts. It reconciles them with each new metadata image:
 //! opens logs for partitions assigned here, applies leadership and config changes, and
 //! deletes the logs of topics that are gone.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -10,7 +10,9 @@ use spate_metadata::MetadataImage;
 
 use spate_metadata::ids::NodeId;
 
-use crate::partition::{Assignment, Partition, PartitionSettings, RoleChange, TopicPartition};
+use crate::partition::{
+    Assignment, LogFailures, Partition, PartitionSettings, RoleChange, TopicPartition,
+};
 use crate::topic_config;
 
 /// File in each partition directory naming the topic id it belongs to (as KIP-516).
@@ -21,6 +23,10 @@ pub struct ReplicaManager {
     node_id: i32,
     log_dir: LogDir,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    /// Assigned partitions whose log could not be opened, with their topic ids.
+    failed_opens: RwLock<BTreeMap<TopicPartition, [u8; 16]>>,
+    /// Raised whenever a log fails (at open or later).
+    failures: Arc<LogFailures>,
 }
 
 impl ReplicaManager {
@@ -30,7 +36,32 @@ impl ReplicaManager {
             node_id,
             log_dir,
             partitions: RwLock::new(HashMap::new()),
+            failed_opens: RwLock::new(BTreeMap::new()),
+            failures: Arc::default(),
         }
+    }
+
+    /// The replicas this broker cannot serve, as (topic id, partition): logs that failed
+    /// (I/O or fsync error) and logs that did not open. Kafka reports failed log
+    /// directories; here a partition directory is the unit that fails.
+    pub fn offline_replicas(&self) -> BTreeSet<([u8; 16], i32)> {
+        let mut out: BTreeSet<([u8; 16], i32)> = self
+            .failed_opens
+            .read()
+            .iter()
+            .map(|(tp, id)| (*id, tp.partition))
+            .collect();
+        for p in self.partitions.read().values() {
+            if p.is_failed() {
+                out.insert((p.topic_id, p.tp.partition));
+            }
+        }
+        out
+    }
+
+    /// Raised whenever a log fails.
+    pub fn failures(&self) -> &LogFailures {
+        &self.failures
     }
 
     /// The local replica of `topic`/`partition`, if hosted here.
@@ -84,6 +115,9 @@ impl ReplicaManager {
             .filter(|(tp, p)| wanted.get(*tp).is_none_or(|(id, _)| *id != p.topic_id))
             .map(|(tp, p)| (tp.clone(), p.clone()))
             .collect();
+        self.failed_opens
+            .write()
+            .retain(|tp, id| wanted.get(tp).is_some_and(|(want, _)| want == id));
         let mut changes = Vec::new();
         for (tp, partition) in stale {
             self.partitions.write().remove(&tp);
@@ -106,9 +140,20 @@ impl ReplicaManager {
                     p
                 }
                 None => match self.open_partition(&tp, topic_id, &configs, now_ms) {
-                    Ok(p) => p,
+                    Ok(p) => {
+                        self.failed_opens.write().remove(&tp);
+                        p
+                    }
                     Err(e) => {
-                        tracing::error!(partition = %tp, error = %e, "cannot open partition log");
+                        let first = self
+                            .failed_opens
+                            .write()
+                            .insert(tp.clone(), topic_id)
+                            .is_none();
+                        if first {
+                            tracing::error!(partition = %tp, error = %e, "cannot open partition log; offline on this broker");
+                            self.failures.raise();
+                        }
                         continue;
                     }
                 },
@@ -148,6 +193,7 @@ impl ReplicaManager {
             topic_config::log_config(configs),
             PartitionSettings::from_configs(configs),
             now_ms,
+            Some(self.failures.clone()),
         )?;
         self.partitions
             .write()

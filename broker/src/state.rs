@@ -95,6 +95,8 @@ impl BrokerState {
             partitions: self.replicas.all(),
             node_id: self.config.node_id,
             committed_offsets: self.groups.committed_offsets(),
+            offline_replicas: self.replicas.offline_replicas().len(),
+            log_failures: self.replicas.failures().count(),
         }
     }
 }

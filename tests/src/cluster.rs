@@ -12,6 +12,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::RecordBatchDecoder;
 use spate::node::{Node, NodeConfig};
 use spate_broker::partition::Partition;
+use spate_log::power_loss::PowerLossFs;
 use spate_metadata::MetadataImage;
 use std::sync::Arc;
 
@@ -26,6 +27,8 @@ pub struct ClusterOptions {
     pub heartbeat_interval: Duration,
     /// `replica.lag.time.max.ms`.
     pub replica_lag_time_max: Duration,
+    /// Put every broker's data on a [`PowerLossFs`] (power cuts, injected I/O errors).
+    pub simulated_storage: bool,
 }
 
 impl Default for ClusterOptions {
@@ -34,6 +37,7 @@ impl Default for ClusterOptions {
             session_timeout: Duration::from_secs(3),
             heartbeat_interval: Duration::from_millis(300),
             replica_lag_time_max: Duration::from_secs(10),
+            simulated_storage: false,
         }
     }
 }
@@ -42,6 +46,8 @@ impl Default for ClusterOptions {
 pub struct Cluster {
     configs: Vec<NodeConfig>,
     nodes: Vec<Option<Node>>,
+    /// Each node's simulated storage, with [`ClusterOptions::simulated_storage`].
+    storages: Vec<Option<Arc<PowerLossFs>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -95,8 +101,15 @@ impl Cluster {
         let voters: Vec<(u64, String)> = (0..3)
             .map(|i| (i as u64 + 1, format!("127.0.0.1:{}", controller_ports[i])))
             .collect();
+        let storages: Vec<Option<Arc<PowerLossFs>>> = (0..3)
+            .map(|_| options.simulated_storage.then(PowerLossFs::new))
+            .collect();
         let configs: Vec<NodeConfig> = (0..3)
             .map(|i| NodeConfig {
+                storage: match &storages[i] {
+                    Some(fs) => fs.clone(),
+                    None => spate_broker::storage::LocalFs::shared(),
+                },
                 node_id: i as i32 + 1,
                 controller_addr: format!("127.0.0.1:{}", controller_ports[i])
                     .parse()
@@ -129,6 +142,7 @@ impl Cluster {
         Ok(Cluster {
             configs,
             nodes,
+            storages,
             _dir: dir,
         })
     }
@@ -282,12 +296,45 @@ impl Cluster {
         }
     }
 
-    /// Starts node `id` again on its data directory.
+    /// Starts node `id` again on its data directory (on a fresh simulated storage after
+    /// a power cut: a rebooted machine).
     pub async fn restart(&mut self, id: i32) {
-        let node = Node::start(self.configs[id as usize - 1].clone())
-            .await
-            .unwrap();
-        self.nodes[id as usize - 1] = Some(node);
+        let i = id as usize - 1;
+        if self.storages[i].as_ref().is_some_and(|fs| fs.is_dead()) {
+            let fs = PowerLossFs::new();
+            self.configs[i].storage = fs.clone();
+            self.storages[i] = Some(fs);
+        }
+        let node = Node::start(self.configs[i].clone()).await.unwrap();
+        self.nodes[i] = Some(node);
+    }
+
+    /// Node `id`'s simulated storage (needs [`ClusterOptions::simulated_storage`]).
+    pub fn storage(&self, id: i32) -> Arc<PowerLossFs> {
+        self.storages[id as usize - 1]
+            .clone()
+            .expect("the cluster runs on simulated storage")
+    }
+
+    /// Node `id`'s data directory.
+    pub fn data_dir(&self, id: i32) -> std::path::PathBuf {
+        self.configs[id as usize - 1].data_dir.clone()
+    }
+
+    /// The directory of node `id`'s log of `topic`-`partition`.
+    pub fn partition_dir(&self, id: i32, topic: &str, partition: i32) -> std::path::PathBuf {
+        self.data_dir(id)
+            .join("logs")
+            .join(format!("{topic}-{partition}"))
+    }
+
+    /// Cuts node `id`'s power: its storage forgets what was not durable (chosen by
+    /// `seed`), then the node stops without writing anything more. The controller's Raft
+    /// state is on the real filesystem and survives whole.
+    pub async fn power_cut(&mut self, id: i32, seed: u64) -> spate_log::power_loss::CutReport {
+        let report = self.storage(id).power_cut(seed).expect("power cut");
+        self.stop(id).await;
+        report
     }
 
     /// Stops every node.

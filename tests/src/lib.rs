@@ -3,6 +3,7 @@
 //!
 //! Real-client compatibility tests (kcat, confluent-kafka, kafka-python) live in
 //! `tests/python/` and start the `spate` binary instead.
+pub mod acks;
 pub mod cluster;
 pub mod http;
 

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 use super::epoch_cache::EpochEntry;
-use super::storage::{LogDir, OpenMode};
+use super::storage::LogDir;
 
 /// Every offset below this one is on disk (fsynced).
 pub(crate) const RECOVERY_POINT_FILE: &str = "recovery-point-offset-checkpoint";
@@ -23,27 +23,19 @@ pub(crate) const LEADER_EPOCH_FILE: &str = "leader-epoch-checkpoint";
 pub(crate) const HIGH_WATERMARK_FILE: &str = "high-watermark-checkpoint";
 /// The idempotent producers' state at some offset (see `partition::producer_state`).
 pub(crate) const PRODUCER_STATE_FILE: &str = "producer-state-snapshot";
-/// Suffix of files being written.
-pub(crate) const TMP_SUFFIX: &str = ".tmp";
+pub(crate) use crate::storage::TMP_SUFFIX;
 
 const VERSION: &str = "0";
 
 /// Writes `contents` to `dir/name` atomically and durably.
 pub(crate) fn write_atomic(dir: &LogDir, name: &str, contents: &[u8]) -> io::Result<()> {
-    write_replace(dir, name, contents)?;
-    dir.sync()
+    dir.write_atomic(name, contents)
 }
 
 /// Replaces `dir/name` with fsynced `contents` through a rename; the caller fsyncs the
 /// directory (once for several files).
 pub(crate) fn write_replace(dir: &LogDir, name: &str, contents: &[u8]) -> io::Result<()> {
-    let tmp = format!("{name}{TMP_SUFFIX}");
-    {
-        let f = dir.open(&tmp, OpenMode::CreateTruncate)?;
-        f.write_all_at(contents, 0)?;
-        f.sync_all()?;
-    }
-    dir.rename(&tmp, name)
+    dir.write_replace(name, contents)
 }
 
 fn encode_lines<I: IntoIterator<Item = String>>(count: usize, lines: I) -> String {

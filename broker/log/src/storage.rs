@@ -21,6 +21,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
+/// Suffix of files being written (a crash may leave them; recovery removes them).
+pub(crate) const TMP_SUFFIX: &str = ".tmp";
+
 /// How [`Storage::open`] opens a file; files are always readable and writable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpenMode {
@@ -269,7 +272,20 @@ impl LogDir {
     /// old file or the new one (write a temporary file, fsync it, rename it over `name`,
     /// fsync the directory).
     pub fn write_atomic(&self, name: &str, contents: &[u8]) -> io::Result<()> {
-        crate::checkpoint::write_atomic(self, name, contents)
+        self.write_replace(name, contents)?;
+        self.sync()
+    }
+
+    /// Replaces `name` with fsynced `contents` through a rename; the caller fsyncs the
+    /// directory (once for several files).
+    pub(crate) fn write_replace(&self, name: &str, contents: &[u8]) -> io::Result<()> {
+        let tmp = format!("{name}{TMP_SUFFIX}");
+        {
+            let f = self.open(&tmp, OpenMode::CreateTruncate)?;
+            f.write_all_at(contents, 0)?;
+            f.sync_all()?;
+        }
+        self.rename(&tmp, name)
     }
 }
 

@@ -88,6 +88,7 @@ fn leading_partition(dir: &std::path::Path) -> Arc<Partition> {
         LogConfig::default(),
         PartitionSettings::default(),
         now_ms(),
+        None,
     )
     .unwrap();
     assert_eq!(

@@ -8,7 +8,7 @@ use std::time::Duration;
 use spate_metadata::ids::NodeId;
 use spate_metadata::MetadataImage;
 use spate_proto::controller::{BrokerHeartbeatRequest, RegisterBrokerRequest};
-use spate_proto::metadata::Endpoint;
+use spate_proto::metadata::{Endpoint, ReplicaRef};
 use tokio::sync::watch;
 
 use super::persist;
@@ -48,6 +48,19 @@ pub async fn run(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
+/// The replicas whose log failed here, as the controller names them.
+fn offline_replicas(state: &BrokerState) -> Vec<ReplicaRef> {
+    state
+        .replicas
+        .offline_replicas()
+        .into_iter()
+        .map(|(topic_id, partition)| ReplicaRef {
+            topic_id: topic_id.to_vec(),
+            partition,
+        })
+        .collect()
+}
+
 async fn register(state: &BrokerState, incarnation: &str) -> Result<i64, String> {
     let request = RegisterBrokerRequest {
         broker_id: state.config.node_id,
@@ -71,6 +84,7 @@ async fn register(state: &BrokerState, incarnation: &str) -> Result<i64, String>
             }))
             .collect(),
         rack: state.config.rack.clone().unwrap_or_default(),
+        offline_replicas: offline_replicas(state),
     };
     let mut client = state.controller.lifecycle().map_err(|e| e.to_string())?;
     let response = client
@@ -114,11 +128,14 @@ async fn heartbeat_loop(state: Arc<BrokerState>) {
             tokio::select! {
                 _ = tokio::time::timeout(state.config.controller.heartbeat_interval, image_changes.changed()) => {}
                 _ = draining.changed() => {}
+                _ = state.replicas.failures().next() => {}
             }
         } else {
+            // A failed log is reported at once: leadership must move off this disk.
             tokio::select! {
                 _ = tokio::time::sleep(state.config.controller.heartbeat_interval) => {}
                 _ = draining.changed() => {}
+                _ = state.replicas.failures().next() => {}
             }
         }
         let drain = *draining.borrow();
@@ -129,6 +146,7 @@ async fn heartbeat_loop(state: Arc<BrokerState>) {
             metadata_offset: state.metadata.image().offset(),
             want_fence: false,
             want_shutdown: drain,
+            offline_replicas: offline_replicas(&state),
         };
         let Ok(mut client) = state.controller.lifecycle() else {
             continue;

@@ -32,6 +32,8 @@ pub struct Effects {
     /// Wake the flusher: something was appended that acknowledgements wait to see
     /// fsynced, or a flush is due.
     pub flush: bool,
+    /// The log just failed: the broker must tell the controller.
+    pub failed: bool,
 }
 
 /// This replica's role in the partition.
@@ -380,7 +382,7 @@ impl PartitionCore {
         if !self.settings.sync_before_ack && self.settings.flush_due(now_ms) {
             fx.flush = true;
         }
-        self.checkpoint_high_watermark();
+        self.checkpoint_high_watermark(fx);
         self.save_producer_state(now_ms, false);
     }
 
@@ -402,14 +404,20 @@ impl PartitionCore {
         }
     }
 
-    fn checkpoint_high_watermark(&mut self) {
+    fn checkpoint_high_watermark(&mut self, fx: &mut Effects) {
         // Capped by the LEO: the checkpoint must never get ahead of the log.
         let hw = self.progress.high_watermark.min(self.log.log_end_offset());
         if self.hw_checkpointed == hw {
             return;
         }
         if let Err(e) = self.log.checkpoint_high_watermark(hw) {
-            tracing::warn!(partition = %self.tp, error = %e, "cannot checkpoint the high watermark");
+            // The disk under this log fails: as Kafka's failed log directory, the
+            // partition goes offline here rather than carry on half-written.
+            if let LogError::Io(io) = &e {
+                self.fail(format!("high watermark checkpoint failed: {io}"), fx);
+            } else {
+                tracing::warn!(partition = %self.tp, error = %e, "cannot checkpoint the high watermark");
+            }
             return;
         }
         self.hw_checkpointed = hw;
@@ -417,7 +425,11 @@ impl PartitionCore {
 
     /// Takes the partition offline on this broker after a storage error.
     pub fn fail(&mut self, reason: String, fx: &mut Effects) {
+        if self.progress.failed.is_some() {
+            return;
+        }
         tracing::error!(partition = %self.tp, %reason, "partition log failed; offline on this broker");
+        fx.failed = true;
         self.publish(fx, |p| {
             p.failed = Some(reason);
             true
@@ -446,7 +458,7 @@ impl PartitionCore {
         fx.flush = true;
         self.log.flush()?;
         let leo = self.log.log_end_offset();
-        self.checkpoint_high_watermark();
+        self.checkpoint_high_watermark(fx);
         self.save_producer_state(now_ms, true);
         self.log.close_in_place()?;
         self.on_flushed(leo, fx);

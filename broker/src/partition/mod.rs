@@ -35,7 +35,7 @@ pub use producer_state::{AppendCheck, ProducerStateManager, SequenceError};
 pub use replica_state::{IsrChange, ReplicaState, ReplicaStateError};
 pub use settings::PartitionSettings;
 pub use types::{
-    Assignment, FollowerFetch, FollowerFetchRequest, LeaderState, Progress, RoleChange,
+    Assignment, FollowerFetch, FollowerFetchRequest, LeaderState, LogFailures, Progress, RoleChange,
 };
 
 use crate::delayed::{self, Attempt};
@@ -53,6 +53,8 @@ pub struct Partition {
     /// Version of the progress last published (see [`Effects::publish`]).
     published: AtomicU64,
     flush_wanted: Notify,
+    /// Woken when this log fails, so the broker tells the controller at once.
+    failures: Option<Arc<LogFailures>>,
 }
 
 impl Partition {
@@ -66,9 +68,12 @@ impl Partition {
         log_config: LogConfig,
         settings: PartitionSettings,
         now_ms: i64,
+        failures: Option<Arc<LogFailures>>,
     ) -> Result<Arc<Partition>> {
         let core = PartitionCore::open(dir, tp.clone(), local_id, log_config, settings, now_ms)?;
-        let partition = Arc::new(Partition::new(core, topic_id));
+        let mut partition = Partition::new(core, topic_id);
+        partition.failures = failures;
+        let partition = Arc::new(partition);
         tokio::spawn(flusher::run(partition.clone()));
         Ok(partition)
     }
@@ -83,6 +88,7 @@ impl Partition {
             progress,
             published: AtomicU64::new(0),
             flush_wanted: Notify::new(),
+            failures: None,
         }
     }
 
@@ -115,6 +121,11 @@ impl Partition {
         }
         if fx.flush {
             self.flush_wanted.notify_one();
+        }
+        if fx.failed {
+            if let Some(failures) = &self.failures {
+                failures.raise();
+            }
         }
     }
 
@@ -421,6 +432,11 @@ impl Partition {
     /// Takes the partition offline on this broker after a storage error.
     pub fn fail(&self, reason: String) {
         self.run(|c, fx| c.fail(reason, fx))
+    }
+
+    /// Whether its log failed (the replica is offline on this broker).
+    pub fn is_failed(&self) -> bool {
+        self.query(|c| c.is_failed())
     }
 
     /// Stops the flusher and closes the log cleanly (flush, indexes, checkpoints).

@@ -96,3 +96,30 @@ pub struct FollowerFetch {
     /// An ISR expansion to propose to the controller.
     pub isr_change: Option<IsrChange>,
 }
+
+/// Raised whenever a log of this broker fails (at open or later): wakes whoever reports
+/// failed logs to the controller, and counts them for metrics.
+#[derive(Debug, Default)]
+pub struct LogFailures {
+    notify: tokio::sync::Notify,
+    count: std::sync::atomic::AtomicU64,
+}
+
+impl LogFailures {
+    /// One more log failed.
+    pub fn raise(&self) {
+        self.count
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.notify.notify_one();
+    }
+
+    /// Resolves at the next failure (or at once if one happened since the last wait).
+    pub async fn next(&self) {
+        self.notify.notified().await
+    }
+
+    /// Logs failed so far.
+    pub fn count(&self) -> u64 {
+        self.count.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}

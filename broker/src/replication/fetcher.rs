@@ -179,11 +179,18 @@ async fn run(
         let now = Instant::now();
         let ready: Vec<(TopicPartition, Followed)> = {
             let mut map = partitions.lock();
-            // Partitions removed from this broker (topic deleted) stop here.
+            // Partitions removed from this broker (topic deleted) stop here, and so do
+            // those whose log failed: a replica on a failed disk reports nothing more, or
+            // the leader would count data that never became durable here.
             map.retain(|tp, f| {
-                state
+                let keep = state
                     .hosted(tp)
                     .is_some_and(|p| Arc::ptr_eq(&p, &f.partition))
+                    && !f.partition.is_failed();
+                if !keep && f.partition.is_failed() {
+                    tracing::warn!(partition = %tp, "log failed; no longer fetching it");
+                }
+                keep
             });
             map.iter()
                 .filter(|(_, f)| f.retry_at.is_none_or(|t| t <= now))
@@ -530,5 +537,8 @@ async fn fetch_round(
         }
     });
     futures::future::join_all(waits).await;
+    // A partition whose fsync just failed is out before any further round could report
+    // its (not durable) log end offset.
+    partitions.lock().retain(|_, f| !f.partition.is_failed());
     true
 }

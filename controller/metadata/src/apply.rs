@@ -7,8 +7,9 @@ use std::collections::BTreeSet;
 
 use spate_proto::metadata::metadata_record::Record;
 use spate_proto::metadata::{
-    ConfigRecord, ConfigResourceType, MetadataBatch, MetadataRecord, PartitionChangeRecord,
-    PartitionRecord, ProducerIdBlockRecord, RegisterBrokerRecord, TopicRecord,
+    BrokerReplicasOfflineRecord, ConfigRecord, ConfigResourceType, MetadataBatch, MetadataRecord,
+    PartitionChangeRecord, PartitionRecord, ProducerIdBlockRecord, RegisterBrokerRecord,
+    ReplicaRef, TopicRecord,
 };
 
 use super::{
@@ -36,6 +37,7 @@ impl MetadataImage {
             Record::RemoveTopic(r) => self.apply_remove_topic(&r.topic_id)?,
             Record::Config(r) => self.apply_config(r)?,
             Record::ProducerIdBlock(r) => self.apply_producer_ids(r)?,
+            Record::BrokerReplicasOffline(r) => self.apply_replicas_offline(r)?,
         }
         self.advance_to(offset);
         Ok(())
@@ -81,8 +83,30 @@ impl MetadataImage {
             endpoints: r.endpoints.clone(),
             rack: (!r.rack.is_empty()).then(|| r.rack.clone()),
             fenced: r.fenced,
+            offline_replicas: replica_set(&r.offline_replicas)?,
         };
         self.brokers.insert(id, registration);
+        Ok(())
+    }
+
+    fn apply_replicas_offline(
+        &mut self,
+        r: &BrokerReplicasOfflineRecord,
+    ) -> Result<(), MetadataError> {
+        let offline = replica_set(&r.offline_replicas)?;
+        let id = NodeId(r.broker_id);
+        let broker = self
+            .brokers
+            .get_mut(&id)
+            .ok_or(MetadataError::UnknownBroker(id))?;
+        if broker.epoch.0 != r.broker_epoch {
+            return Err(MetadataError::StaleBrokerEpoch {
+                broker: id,
+                current: broker.epoch,
+                got: BrokerEpoch(r.broker_epoch),
+            });
+        }
+        broker.offline_replicas = offline;
         Ok(())
     }
 
@@ -198,6 +222,9 @@ impl MetadataImage {
             .ok_or(MetadataError::UnknownTopic(id))?;
         self.topic_ids.remove(&topic.name);
         self.configs.remove(&ConfigResource::Topic(topic.name));
+        for broker in self.brokers.values_mut() {
+            broker.offline_replicas.retain(|(t, _)| *t != id);
+        }
         Ok(())
     }
 
@@ -262,6 +289,12 @@ fn invalid(message: String) -> MetadataError {
 
 fn topic_id(raw: &[u8]) -> Result<TopicId, MetadataError> {
     TopicId::from_bytes(raw).map_err(|e| invalid(e.to_string()))
+}
+
+fn replica_set(raw: &[ReplicaRef]) -> Result<BTreeSet<(TopicId, i32)>, MetadataError> {
+    raw.iter()
+        .map(|r| Ok((topic_id(&r.topic_id)?, r.partition)))
+        .collect()
 }
 
 fn node_ids(raw: &[i32]) -> Result<Vec<NodeId>, MetadataError> {

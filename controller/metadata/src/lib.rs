@@ -21,7 +21,7 @@ mod snapshot;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use spate_proto::metadata::Endpoint;
 
@@ -82,6 +82,9 @@ pub struct BrokerRegistration {
     pub rack: Option<String>,
     /// Fenced brokers lead nothing and are not in new ISRs.
     pub fenced: bool,
+    /// Partitions whose log failed on this broker (its "offline log directories"): it
+    /// leads none of them and is in none of their ISRs.
+    pub offline_replicas: BTreeSet<(TopicId, i32)>,
 }
 
 /// One partition's replica state.
@@ -172,6 +175,14 @@ impl MetadataImage {
     /// Whether the broker is registered and not fenced.
     pub fn is_unfenced(&self, id: NodeId) -> bool {
         self.brokers.get(&id).is_some_and(|b| !b.fenced)
+    }
+
+    /// Whether the broker can serve its replica of a partition: unfenced, and its log of
+    /// that partition has not failed. Elections and ISR changes ask this.
+    pub fn can_serve(&self, id: NodeId, topic: TopicId, partition: i32) -> bool {
+        self.brokers
+            .get(&id)
+            .is_some_and(|b| !b.fenced && !b.offline_replicas.contains(&(topic, partition)))
     }
 
     /// All topics, by id.

@@ -1,10 +1,13 @@
 //! Constructors for metadata records, so decisions and snapshots build them one way.
 
 use spate_proto::metadata::metadata_record::Record;
+use std::collections::BTreeSet;
+
 use spate_proto::metadata::{
-    ConfigRecord, ConfigResourceType, FenceBrokerRecord, MetadataRecord, PartitionChangeRecord,
-    PartitionRecord, ProducerIdBlockRecord, RegisterBrokerRecord, RemoveTopicRecord, ReplicaList,
-    TopicRecord, UnfenceBrokerRecord,
+    BrokerReplicasOfflineRecord, ConfigRecord, ConfigResourceType, FenceBrokerRecord,
+    MetadataRecord, PartitionChangeRecord, PartitionRecord, ProducerIdBlockRecord,
+    RegisterBrokerRecord, RemoveTopicRecord, ReplicaList, ReplicaRef, TopicRecord,
+    UnfenceBrokerRecord,
 };
 
 use super::{BrokerRegistration, ConfigResource, PartitionImage};
@@ -31,6 +34,31 @@ pub fn register_broker(b: &BrokerRegistration, epoch: Option<BrokerEpoch>) -> Me
         endpoints: b.endpoints.clone(),
         rack: b.rack.clone().unwrap_or_default(),
         fenced: b.fenced,
+        offline_replicas: replica_refs(&b.offline_replicas),
+    }))
+}
+
+/// Partitions as wire references.
+pub fn replica_refs<'a>(replicas: impl IntoIterator<Item = &'a (TopicId, i32)>) -> Vec<ReplicaRef> {
+    replicas
+        .into_iter()
+        .map(|(topic, partition)| ReplicaRef {
+            topic_id: topic.to_bytes(),
+            partition: *partition,
+        })
+        .collect()
+}
+
+/// Replaces the set of replicas a broker's registration cannot serve.
+pub fn broker_replicas_offline(
+    id: NodeId,
+    epoch: BrokerEpoch,
+    offline: &BTreeSet<(TopicId, i32)>,
+) -> MetadataRecord {
+    wrap(Record::BrokerReplicasOffline(BrokerReplicasOfflineRecord {
+        broker_id: id.0,
+        broker_epoch: epoch.0,
+        offline_replicas: replica_refs(offline),
     }))
 }
 

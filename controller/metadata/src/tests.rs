@@ -18,6 +18,7 @@ fn broker(id: i32, fenced: bool) -> BrokerRegistration {
         }],
         rack: None,
         fenced,
+        offline_replicas: Default::default(),
     }
 }
 

@@ -128,8 +128,8 @@ fn decide(
             ),
         )
     })?;
-    let isr = validate(image, requester, &tp, p, data)?;
-    let alive = |n: NodeId| image.is_unfenced(n);
+    let isr = validate(image, requester, topic.id, &tp, p, data)?;
+    let alive = |n: NodeId| image.can_serve(n, topic.id, data.partition);
     let Some(record) = PartitionChangeBuilder::new(topic.id, data.partition, p)
         .with_isr(isr.clone())
         .build(alive)
@@ -154,6 +154,7 @@ fn decide(
 fn validate(
     image: &MetadataImage,
     requester: NodeId,
+    topic: TopicId,
     tp: &str,
     p: &PartitionImage,
     data: &AlterPartitionData,
@@ -222,7 +223,15 @@ fn validate(
     let ineligible: Vec<String> = data
         .new_isr
         .iter()
-        .filter_map(|m| ineligible(image, p, NodeId(m.broker_id), m.broker_epoch))
+        .filter_map(|m| {
+            ineligible(
+                image,
+                p,
+                (topic, data.partition),
+                NodeId(m.broker_id),
+                m.broker_epoch,
+            )
+        })
         .collect();
     if !ineligible.is_empty() {
         return err(
@@ -239,6 +248,7 @@ fn validate(
 fn ineligible(
     image: &MetadataImage,
     p: &PartitionImage,
+    partition: (TopicId, i32),
     member: NodeId,
     epoch: i64,
 ) -> Option<String> {
@@ -247,6 +257,9 @@ fn ineligible(
     };
     if b.fenced {
         return Some(format!("{member} (fenced)"));
+    }
+    if b.offline_replicas.contains(&partition) {
+        return Some(format!("{member} (its log of this partition failed)"));
     }
     if epoch == UNKNOWN_BROKER_EPOCH {
         return (!p.isr.contains(&member))

@@ -4,18 +4,19 @@
 //! record commits, so `register_broker` proposes epoch -1, `MetadataImage::apply` fills in
 //! the offset, and the service answers with the offset the batch was committed at.
 
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 use spate_proto::controller::{
     BrokerHeartbeatRequest, BrokerHeartbeatResponse, RegisterBrokerRequest, RegisterBrokerResponse,
 };
-use spate_proto::metadata::MetadataRecord;
+use spate_proto::metadata::{MetadataRecord, ReplicaRef};
 
-use super::election::{on_broker_fenced, on_broker_unfenced};
+use super::election::{on_broker_fenced, on_broker_unfenced, on_replicas_offline};
 use super::sessions::BrokerSessions;
 use super::ControllerResult;
 use crate::error::{ApiError, ErrorCode};
-use spate_metadata::ids::NodeId;
+use spate_metadata::ids::{NodeId, TopicId};
 use spate_metadata::{records, BrokerRegistration, MetadataImage};
 
 /// Registers (or re-registers) a broker. The response's `broker_epoch` is -1 here; the
@@ -41,6 +42,7 @@ pub fn register_broker(
                 endpoints: req.endpoints.clone(),
                 rack: (!req.rack.is_empty()).then(|| req.rack.clone()),
                 fenced: true,
+                offline_replicas: reported_offline(&req.offline_replicas),
             };
             let mut out = vec![records::register_broker(&registration, None)];
             // A restarted broker that was still unfenced must give up leadership and ISR
@@ -128,7 +130,40 @@ pub fn broker_heartbeat(
         should_shutdown: false,
         error_message: String::new(),
     };
-    let records = if req.want_shutdown || req.want_fence {
+    let reported = reported_offline(&req.offline_replicas);
+    let mut records = Vec::new();
+    if !reported.is_subset(&broker.offline_replicas) {
+        // Logs failed on the broker: they stay offline for this registration (the set
+        // only grows until the broker restarts and opens them again).
+        let offline: BTreeSet<_> = broker.offline_replicas.union(&reported).copied().collect();
+        let newly: BTreeSet<_> = reported
+            .difference(&broker.offline_replicas)
+            .copied()
+            .collect();
+        tracing::warn!(
+            broker = id.0,
+            replicas = newly.len(),
+            "broker reports failed partition logs; moving leadership and ISR membership away"
+        );
+        records.push(records::broker_replicas_offline(id, broker.epoch, &offline));
+        records.extend(on_replicas_offline(image, id, &newly));
+    }
+    // Later decisions of this heartbeat build on the offline changes, not beside them.
+    let updated;
+    let image = if records.is_empty() {
+        image
+    } else {
+        let mut next = image.clone();
+        for r in &records {
+            if let Err(e) = next.apply(image.offset(), r) {
+                tracing::error!(error = %e, "offline-replica change does not apply; not committing it");
+                return ControllerResult::response_only(response);
+            }
+        }
+        updated = next;
+        &updated
+    };
+    let more = if req.want_shutdown || req.want_fence {
         // Controlled shutdown: leadership moves away now; once that is committed the
         // broker leads nothing and may stop.
         response.is_fenced = true;
@@ -140,7 +175,16 @@ pub fn broker_heartbeat(
     } else {
         Vec::new()
     };
+    records.extend(more);
     ControllerResult { records, response }
+}
+
+/// The partitions a broker reports offline; malformed topic ids are ignored (a broker
+/// never sends them).
+fn reported_offline(refs: &[ReplicaRef]) -> BTreeSet<(TopicId, i32)> {
+    refs.iter()
+        .filter_map(|r| Some((TopicId::from_bytes(&r.topic_id).ok()?, r.partition)))
+        .collect()
 }
 
 /// Records that fence a broker and move leadership and ISR membership away from it;
@@ -187,6 +231,7 @@ mod tests {
             incarnation_id: inc.into(),
             endpoints: vec![],
             rack: String::new(),
+            offline_replicas: vec![],
         }
     }
 
@@ -405,5 +450,76 @@ mod tests {
             after.topic_by_name("t").unwrap().partitions[&0].leader,
             Some(NodeId(2))
         );
+    }
+
+    fn offline(topic: TopicId, partition: i32) -> ReplicaRef {
+        ReplicaRef {
+            topic_id: topic.to_bytes(),
+            partition,
+        }
+    }
+
+    #[test]
+    fn a_failed_log_moves_leadership_and_isr_membership_away_for_good() {
+        let img = two_brokers();
+        let t = img.topic_by_name("t").unwrap().id;
+        let mut s = BrokerSessions::new(TIMEOUT);
+        let t0 = Instant::now();
+        let mut req = heartbeat(1, 1, 20);
+        req.offline_replicas = vec![offline(t, 0)];
+        let r = broker_heartbeat(&img, &mut s, &req, t0);
+        assert_eq!(kinds(&r.records), vec!["other", "change"]);
+        assert_eq!(r.response.error_code, 0);
+        let mut after = img.clone();
+        commit(&mut after, 21, &r.records);
+        let p = after.topic_by_name("t").unwrap().partitions[&0].clone();
+        assert_eq!((p.leader, p.isr), (Some(NodeId(2)), vec![NodeId(2)]));
+        assert!(!after.can_serve(NodeId(1), t, 0));
+        assert!(
+            after.is_unfenced(NodeId(1)),
+            "the broker keeps serving the rest"
+        );
+        // Reported again: nothing new to commit.
+        let again = broker_heartbeat(&after, &mut s, &req, t0);
+        assert!(again.records.is_empty());
+        // Broker 2 goes away: the partition goes offline rather than back to broker 1.
+        let recs = fence_broker(&after, NodeId(2));
+        commit(&mut after, 22, &recs);
+        let p = after.topic_by_name("t").unwrap().partitions[&0].clone();
+        assert_eq!(p.leader, None);
+        // And the offline replica may not rejoin the ISR.
+        let back = unfence_broker(&after, NodeId(2));
+        commit(&mut after, 23, &back);
+        assert_eq!(
+            after.topic_by_name("t").unwrap().partitions[&0].leader,
+            Some(NodeId(2))
+        );
+    }
+
+    #[test]
+    fn a_registration_carries_its_failed_logs_and_a_restart_clears_them() {
+        let mut img = two_brokers();
+        let t = img.topic_by_name("t").unwrap().id;
+        let s = BrokerSessions::new(TIMEOUT);
+        let mut req = register_req(1, "restarted");
+        req.offline_replicas = vec![offline(t, 0)];
+        let r = register_broker(&img, &s, &req, Instant::now());
+        commit(&mut img, 30, &r.records);
+        assert!(!img.can_serve(NodeId(1), t, 0));
+        // Unfencing it does not make it leader of the failed partition.
+        let mut only_one = img.clone();
+        let recs = fence_broker(&only_one, NodeId(2));
+        commit(&mut only_one, 31, &recs);
+        let recs = unfence_broker(&only_one, NodeId(1));
+        commit(&mut only_one, 32, &recs);
+        assert_eq!(
+            only_one.topic_by_name("t").unwrap().partitions[&0].leader,
+            None
+        );
+        // A later registration whose logs opened fine serves it again.
+        let r = register_broker(&img, &s, &register_req(1, "fixed"), Instant::now());
+        commit(&mut img, 40, &r.records);
+        assert!(img.can_serve(NodeId(1), t, 0) || img.broker(NodeId(1)).unwrap().fenced);
+        assert!(img.broker(NodeId(1)).unwrap().offline_replicas.is_empty());
     }
 }

@@ -166,7 +166,7 @@ fn elect_one(
     ElectionOutcome,
     Option<spate_proto::metadata::MetadataRecord>,
 ) {
-    let alive = |n: NodeId| image.is_unfenced(n);
+    let alive = |n: NodeId| image.can_serve(n, topic.id, index);
     let builder = PartitionChangeBuilder::new(topic.id, index, p);
     let tp = format!("{}-{index}", topic.name);
     match election {
@@ -184,7 +184,9 @@ fn elect_one(
                     p.isr.iter().map(|n| n.0).collect::<Vec<_>>()
                 ))
             } else if !alive(preferred) {
-                Some(format!("{tp}: preferred replica {preferred} is fenced"))
+                Some(format!(
+                    "{tp}: preferred replica {preferred} is fenced or its log failed"
+                ))
             } else {
                 None
             };

@@ -30,6 +30,7 @@ fn image(fenced: &[i32], parts: &[PartitionImage]) -> MetadataImage {
             endpoints: vec![],
             rack: None,
             fenced: fenced.contains(&id),
+            offline_replicas: Default::default(),
         };
         img.apply(off, &records::register_broker(&b, None)).unwrap();
         off += 1;

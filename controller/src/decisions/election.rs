@@ -2,6 +2,8 @@
 //! the new leader is the first replica in `replicas` order that is in the ISR and alive;
 //! with none, the partition goes offline unless the topic allows unclean election.
 
+use std::collections::BTreeSet;
+
 use spate_proto::metadata::MetadataRecord;
 
 use spate_metadata::config_defs;
@@ -105,7 +107,6 @@ pub fn unclean_allowed(image: &MetadataImage, topic: &str) -> bool {
 /// of, it leaves the ISR (unless it is the last member, as KRaft keeps the last one to
 /// remember who has the data) and a new leader is elected if it led.
 pub fn on_broker_fenced(image: &MetadataImage, broker: NodeId) -> Vec<MetadataRecord> {
-    let alive = |n: NodeId| n != broker && image.is_unfenced(n);
     let mut out = Vec::new();
     for topic in image.topics().values() {
         let unclean = unclean_allowed(image, &topic.name);
@@ -113,6 +114,7 @@ pub fn on_broker_fenced(image: &MetadataImage, broker: NodeId) -> Vec<MetadataRe
             if p.leader != Some(broker) && !p.isr.contains(&broker) {
                 continue;
             }
+            let alive = |n: NodeId| n != broker && image.can_serve(n, topic.id, index);
             let isr = if p.isr == [broker] {
                 p.isr.clone()
             } else {
@@ -127,14 +129,55 @@ pub fn on_broker_fenced(image: &MetadataImage, broker: NodeId) -> Vec<MetadataRe
     out
 }
 
+/// Partition changes once `broker` reports the logs of `offline` partitions failed (Kafka's
+/// handling of an offline log directory): where it led, a new leader is elected from the
+/// rest of the ISR; it leaves those ISRs (unless it is the last member, which is kept to
+/// remember who had the data, as on fencing).
+pub fn on_replicas_offline(
+    image: &MetadataImage,
+    broker: NodeId,
+    offline: &BTreeSet<(TopicId, i32)>,
+) -> Vec<MetadataRecord> {
+    let mut out = Vec::new();
+    for &(topic_id, index) in offline {
+        let Some(topic) = image.topics().get(&topic_id) else {
+            continue;
+        };
+        let Some(p) = topic.partitions.get(&index) else {
+            continue;
+        };
+        if p.leader != Some(broker) && !p.isr.contains(&broker) {
+            continue;
+        }
+        let isr = if p.isr == [broker] {
+            p.isr.clone()
+        } else {
+            p.isr.iter().copied().filter(|&n| n != broker).collect()
+        };
+        let alive = |n: NodeId| n != broker && image.can_serve(n, topic_id, index);
+        let change = PartitionChangeBuilder::new(topic_id, index, p)
+            .with_isr(isr)
+            .unclean(unclean_allowed(image, &topic.name));
+        out.extend(change.build(alive));
+    }
+    out
+}
+
 /// Partition changes once `broker` is unfenced: offline partitions it can lead get it as
 /// leader (Kafka's `handleBrokerUnfenced`).
 pub fn on_broker_unfenced(image: &MetadataImage, broker: NodeId) -> Vec<MetadataRecord> {
-    let alive = |n: NodeId| n == broker || image.is_unfenced(n);
     let mut out = Vec::new();
     for topic in image.topics().values() {
         let unclean = unclean_allowed(image, &topic.name);
         for (&index, p) in &topic.partitions {
+            // The broker is about to be unfenced; its failed logs still cannot lead.
+            let alive = |n: NodeId| {
+                image.can_serve(n, topic.id, index)
+                    || (n == broker
+                        && image
+                            .broker(n)
+                            .is_some_and(|b| !b.offline_replicas.contains(&(topic.id, index))))
+            };
             if p.leader.is_none() && p.replicas.contains(&broker) {
                 let change = PartitionChangeBuilder::new(topic.id, index, p).unclean(unclean);
                 out.extend(change.build(alive));
@@ -257,6 +300,7 @@ mod tests {
                 endpoints: vec![],
                 rack: None,
                 fenced: f,
+                offline_replicas: Default::default(),
             };
             img.apply(off, &records::register_broker(&b, None)).unwrap();
             off += 1;

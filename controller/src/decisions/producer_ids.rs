@@ -74,6 +74,7 @@ mod tests {
             endpoints: vec![],
             rack: None,
             fenced: false,
+            offline_replicas: Default::default(),
         };
         img.apply(5, &records::register_broker(&b, None)).unwrap();
         img

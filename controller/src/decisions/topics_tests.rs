@@ -19,6 +19,7 @@ fn image() -> MetadataImage {
             endpoints: vec![],
             rack: None,
             fenced: id == 4,
+            offline_replicas: Default::default(),
         };
         img.apply(id as u64, &records::register_broker(&b, None))
             .unwrap();
