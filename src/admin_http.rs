@@ -50,8 +50,10 @@ pub async fn serve(
         .route("/v1/cluster", get(cluster))
         .route("/v1/topics", get(topics))
         .route("/v1/groups", get(groups))
-        .route("/v1/drain", axum::routing::post(drain))
-        .with_state(Admin { broker, controller });
+        .route("/v1/drain", axum::routing::post(drain));
+    #[cfg(feature = "fault-injection")]
+    let app = app.merge(crate::fault_injection::routes());
+    let app = app.with_state(Admin { broker, controller });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|s| *s).await;

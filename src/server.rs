@@ -16,6 +16,10 @@ pub struct ServerArgs {
     /// Log output format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// Test builds only (feature `fault-injection`): keep the broker's data on a
+    /// simulated storage that the admin port can cut the power of.
+    #[arg(long, hide = true)]
+    simulated_storage: bool,
     #[command(flatten)]
     flags: ConfigFlags,
 }
@@ -42,7 +46,20 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     for (key, value, source) in config.effective() {
         tracing::info!("config {key} = {value} ({source})");
     }
-    let node_config = node_config(&config);
+    #[allow(unused_mut)]
+    let mut node_config = node_config(&config);
+    if args.simulated_storage {
+        #[cfg(feature = "fault-injection")]
+        {
+            tracing::error!("SIMULATED STORAGE (test build): data is not fsynced to the disk; the admin port can cut its power");
+            node_config.storage =
+                spate::fault_injection::simulated_storage(config.data_dir.clone());
+        }
+        #[cfg(not(feature = "fault-injection"))]
+        anyhow::bail!(
+            "--simulated-storage needs a build with the fault-injection feature (test builds only)"
+        );
+    }
     for key in not_acted_on(&config) {
         tracing::warn!("{key} is set but not acted on by this build yet");
     }

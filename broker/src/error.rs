@@ -195,6 +195,7 @@ fn log_error_code(e: &LogError) -> ErrorCode {
         LogError::Io(_) => ErrorCode::KafkaStorageError,
         LogError::CorruptRecord(_) => ErrorCode::CorruptMessage,
         LogError::InvalidRecord(_) => ErrorCode::InvalidRecord,
+        LogError::InvalidTimestamp(_) => ErrorCode::InvalidTimestamp,
         LogError::MessageTooLarge { .. } => ErrorCode::MessageTooLarge,
         LogError::UnsupportedMagic(_) => ErrorCode::UnsupportedForMessageFormat,
         LogError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,

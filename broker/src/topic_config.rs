@@ -50,6 +50,8 @@ pub fn log_config(configs: &BTreeMap<String, String>) -> LogConfig {
             Some("LogAppendTime") => TimestampType::LogAppendTime,
             _ => TimestampType::CreateTime,
         },
+        timestamp_before_max_ms: long("message.timestamp.before.max.ms", d.timestamp_before_max_ms),
+        timestamp_after_max_ms: long("message.timestamp.after.max.ms", d.timestamp_after_max_ms),
     }
 }
 

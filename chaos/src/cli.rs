@@ -146,6 +146,24 @@ fn cargo_build_spate(
         .join("spate"))
 }
 
+/// The `fault-injection` build for scenarios that cut power or fail disks:
+/// $SPATE_FAULT_BIN, else a release build made now into target/chaos-faults.
+fn fault_bin() -> anyhow::Result<PathBuf> {
+    if let Ok(bin) = std::env::var("SPATE_FAULT_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    cargo_build_spate(
+        &["--features", "fault-injection"],
+        Some(&repo_root().join("target/chaos-faults")),
+        true,
+    )
+}
+
+/// Whether `scenario` runs on the `fault-injection` build.
+fn needs_fault_build(scenario: &str) -> bool {
+    crate::nemesis::needs(scenario).contains(&crate::backend::Capability::StorageFaults)
+}
+
 fn spate_bin(common: &Common) -> anyhow::Result<PathBuf> {
     if let Some(bin) = &common.spate_bin {
         return Ok(bin.clone());
@@ -227,7 +245,11 @@ pub async fn main(cli: Cli) -> anyhow::Result<bool> {
             Ok(true)
         }
         Cmd::Run(args) => {
-            let bin = prepare(&args.common)?;
+            let bin = if needs_fault_build(&args.scenario) {
+                fault_bin()?
+            } else {
+                prepare(&args.common)?
+            };
             let config = run_config(
                 &args.common,
                 &args.scenario,
@@ -251,8 +273,16 @@ async fn matrix(args: MatrixArgs) -> anyhow::Result<bool> {
         None => SCENARIOS
             .iter()
             .map(|(n, _)| n.to_string())
-            .filter(|n| args.common.backend == BackendKind::Process || n != "slow-followers")
+            .filter(|n| {
+                args.common.backend == BackendKind::Process
+                    || (n != "slow-followers" && !needs_fault_build(n))
+            })
             .collect(),
+    };
+    let fault_bin = if scenarios.iter().any(|s| needs_fault_build(s)) {
+        Some(fault_bin()?)
+    } else {
+        None
     };
     let seeds: Vec<u64> = args
         .seeds
@@ -266,7 +296,11 @@ async fn matrix(args: MatrixArgs) -> anyhow::Result<bool> {
     for scenario in &scenarios {
         for seed in &seeds {
             let out = args.out.join(format!("{scenario}-{seed}"));
-            let config = run_config(&args.common, scenario, *seed, out.clone(), bin.clone());
+            let scenario_bin = match &fault_bin {
+                Some(fault) if needs_fault_build(scenario) => fault.clone(),
+                _ => bin.clone(),
+            };
+            let config = run_config(&args.common, scenario, *seed, out.clone(), scenario_bin);
             let row = match runner::run(&config).await {
                 Ok(s) => {
                     print_summary(&out, &s);

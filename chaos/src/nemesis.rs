@@ -23,6 +23,9 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ("kill-all", "SIGKILL every node, restart them all after 5 s"),
     ("isolate-controller", "cut the active controller off from its peers for 15 s (brokers must move to the new one)"),
     ("corrupt-follower", "SIGKILL a follower, flip bytes in its newest segment of the topic, restart it"),
+    ("power-loss-leader", "cut the power of the leader of a random partition (unsynced data dropped or torn), restart it after 6 s (simulated storage)"),
+    ("power-loss-all", "cut the power of every node at once, restart them all after 5 s (simulated storage)"),
+    ("disk-error", "EIO on the writes or fsyncs of a random partition's log at its leader for 15 s, then restart that node (simulated storage)"),
 ];
 
 /// Whether `name` is a scenario.
@@ -40,6 +43,9 @@ pub fn needs(name: &str) -> Vec<Capability> {
         "isolate-leader" | "isolate-controller" => vec![Capability::Isolate],
         "slow-followers" => vec![Capability::Slow],
         "corrupt-follower" => vec![Capability::Kill, Capability::Corrupt],
+        "power-loss-leader" | "power-loss-all" | "disk-error" => {
+            vec![Capability::Kill, Capability::StorageFaults]
+        }
         _ => Vec::new(),
     }
 }
@@ -149,6 +155,9 @@ pub async fn run(
             "kill-all" => kill_all(target).await,
             "isolate-controller" => isolate_controller(target).await,
             "corrupt-follower" => corrupt_follower(target, rng).await,
+            "power-loss-leader" => power_loss_leader(target, rng).await,
+            "power-loss-all" => power_loss_all(target, rng).await,
+            "disk-error" => disk_error(target, rng).await,
             other => anyhow::bail!("unknown scenario {other}"),
         };
         if let Err(e) = result {
@@ -185,6 +194,11 @@ pub async fn heal_all(target: &Target<'_>) {
     if backend.can(Capability::Kill) {
         for id in backend.node_ids() {
             let _ = backend.start_node(id).await;
+        }
+    }
+    if backend.can(Capability::StorageFaults) {
+        for id in backend.node_ids() {
+            let _ = backend.clear_disk_errors(id).await;
         }
     }
 }
@@ -335,5 +349,60 @@ async fn corrupt_follower(target: &Target<'_>, rng: &mut StdRng) -> anyhow::Resu
         }
         Err(e) => target.record(Kind::Fail, &fault, true, Some(e.to_string())),
     }
+    Ok(())
+}
+
+async fn power_loss_leader(target: &Target<'_>, rng: &mut StdRng) -> anyhow::Result<()> {
+    let (leader, _) = random_leader(target, rng).await?;
+    let fault = format!("power cut {leader}");
+    target.record(Kind::Invoke, &fault, true, None);
+    let report = target.backend.power_cut(leader, rng.random()).await?;
+    tracing::info!(node = leader, %report, "power cut");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    target.backend.start_node(leader).await?;
+    target.record(Kind::Ok, &fault, true, None);
+    Ok(())
+}
+
+async fn power_loss_all(target: &Target<'_>, rng: &mut StdRng) -> anyhow::Result<()> {
+    let fault = "power cut all".to_string();
+    target.record(Kind::Invoke, &fault, false, None);
+    for id in target.backend.node_ids() {
+        let report = target.backend.power_cut(id, rng.random()).await?;
+        tracing::info!(node = id, %report, "power cut");
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for id in target.backend.node_ids() {
+        target.backend.start_node(id).await?;
+    }
+    target.record(Kind::Ok, &fault, false, None);
+    Ok(())
+}
+
+async fn disk_error(target: &Target<'_>, rng: &mut StdRng) -> anyhow::Result<()> {
+    let partition = rng.random_range(0..target.partitions);
+    let (leader, _) = target
+        .replicas_of(partition)
+        .await
+        .ok_or_else(|| anyhow::anyhow!("partition {partition} has no leader"))?;
+    let on = if rng.random_bool(0.5) {
+        "writes"
+    } else {
+        "syncs"
+    };
+    let fault = format!(
+        "disk error ({on}) on {leader} ({}-{partition})",
+        target.topic
+    );
+    // The partition moves to another replica: the cluster stays writable.
+    target.record(Kind::Invoke, &fault, true, None);
+    let under = format!("logs/{}-{partition}", target.topic);
+    target.backend.disk_error(leader, &under, on).await?;
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    // A failed log stays offline until its broker restarts (as Kafka's log directory).
+    target.backend.clear_disk_errors(leader).await?;
+    target.backend.stop(leader, Duration::from_secs(45)).await?;
+    target.backend.start_node(leader).await?;
+    target.record(Kind::Ok, &fault, true, None);
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use rand::SeedableRng;
 
-use crate::backend::{Backend, DockerCluster, External, ProcessCluster};
+use crate::backend::{Backend, Capability, DockerCluster, External, ProcessCluster};
 use crate::checker::{self, CheckConfig};
 use crate::history::Recorder;
 use crate::nemesis::{self, Target};
@@ -118,7 +118,12 @@ pub async fn run(config: &RunConfig) -> anyhow::Result<Summary> {
 async fn start_backend(config: &RunConfig) -> anyhow::Result<Backend> {
     Ok(match (config.backend, &config.bootstrap) {
         (Some(BackendKind::Process), _) => Backend::Process(
-            ProcessCluster::start(&config.spate_bin, &config.out.join("cluster")).await?,
+            ProcessCluster::start(
+                &config.spate_bin,
+                &config.out.join("cluster"),
+                nemesis::needs(&config.scenario).contains(&Capability::StorageFaults),
+            )
+            .await?,
         ),
         (Some(BackendKind::Docker), _) => Backend::Docker(
             DockerCluster::start(&config.compose_file, &config.image, config.seed).await?,

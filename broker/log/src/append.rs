@@ -67,7 +67,7 @@ impl Log {
         now_ms: i64,
     ) -> Result<AppendInfo, LogError> {
         self.observe_clock(now_ms);
-        let plan = self.validate_for_leader(records)?;
+        let plan = self.validate_for_leader(records, now_ms)?;
         let log_append_time = self.config.timestamp_type == TimestampType::LogAppendTime;
         let first_offset = self.log_end_offset();
         let mut info = AppendInfo::empty(first_offset, records.len());
@@ -136,7 +136,7 @@ impl Log {
     }
 
     /// Checks every batch before anything is touched.
-    fn validate_for_leader(&self, records: &[u8]) -> Result<Vec<Planned>, LogError> {
+    fn validate_for_leader(&self, records: &[u8], now_ms: i64) -> Result<Vec<Planned>, LogError> {
         if records.len() > i32::MAX as usize {
             return Err(LogError::MessageTooLarge {
                 size: records.len() as u64,
@@ -156,6 +156,18 @@ impl Log {
                 return Err(LogError::MessageTooLarge { size, max });
             }
             let walked = view.validate()?;
+            if self.config.timestamp_type == TimestampType::CreateTime {
+                let header = view.header();
+                // Compressed records are not walked (yet): the header's first and
+                // largest timestamps stand for them.
+                let (min, max) = match &walked {
+                    Some(w) if w.min_timestamp <= w.max_timestamp => {
+                        (w.min_timestamp, w.max_timestamp)
+                    }
+                    _ => (header.base_timestamp, header.max_timestamp),
+                };
+                self.check_timestamps(min, max, now_ms)?;
+            }
             plan.push(Planned {
                 start,
                 header: *view.header(),
@@ -168,6 +180,26 @@ impl Log {
             ));
         }
         Ok(plan)
+    }
+
+    /// KIP-937: CreateTime timestamps must lie within `[now - before.max.ms, now +
+    /// after.max.ms]`; -1 (no timestamp) is allowed, as Kafka does.
+    fn check_timestamps(&self, min: i64, max: i64, now_ms: i64) -> Result<(), LogError> {
+        let before = self.config.timestamp_before_max_ms;
+        let after = self.config.timestamp_after_max_ms;
+        if min >= 0 && now_ms.saturating_sub(min) > before {
+            return Err(LogError::InvalidTimestamp(format!(
+                "timestamp {min} is {} ms behind the broker's clock ({now_ms}); the topic allows {before} ms (message.timestamp.before.max.ms)",
+                now_ms.saturating_sub(min)
+            )));
+        }
+        if max >= 0 && max.saturating_sub(now_ms) > after {
+            return Err(LogError::InvalidTimestamp(format!(
+                "timestamp {max} is {} ms ahead of the broker's clock ({now_ms}); the topic allows {after} ms (message.timestamp.after.max.ms)",
+                max.saturating_sub(now_ms)
+            )));
+        }
+        Ok(())
     }
 
     /// Follower append: stores the leader's batches unchanged. The first must start at
@@ -278,6 +310,50 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = Log::open(dir.path(), config, 0).unwrap();
         (dir, log)
+    }
+
+    #[test]
+    fn create_time_outside_the_topic_window_is_refused() {
+        let (_dir, mut log) = open(LogConfig {
+            timestamp_before_max_ms: 1_000,
+            timestamp_after_max_ms: 1_000,
+            ..LogConfig::default()
+        });
+        let now = 100_000;
+        for (ts, ok) in [
+            (98_999, false),
+            (99_000, true),
+            (100_990, true),
+            (101_500, false),
+        ] {
+            // Two records: timestamps ts and ts + 1.
+            let got = log.append_as_leader(&mut simple_batch(ts, 2, 4), 0, now);
+            match got {
+                Ok(_) => assert!(ok, "timestamp {ts} accepted"),
+                Err(LogError::InvalidTimestamp(m)) => {
+                    assert!(!ok, "timestamp {ts} refused: {m}");
+                    assert!(m.contains("message.timestamp."), "{m}");
+                }
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+        assert_eq!(log.log_end_offset(), 4, "refused batches store nothing");
+        // Kafka 4's default refuses only the far future; LogAppendTime ignores the window.
+        let (_dir, mut log) = open(LogConfig::default());
+        assert!(log
+            .append_as_leader(&mut simple_batch(0, 1, 4), 0, now)
+            .is_ok());
+        assert!(log
+            .append_as_leader(&mut simple_batch(now + 3_600_001, 1, 4), 0, now)
+            .is_err());
+        let (_dir, mut log) = open(LogConfig {
+            timestamp_type: TimestampType::LogAppendTime,
+            timestamp_after_max_ms: 0,
+            ..LogConfig::default()
+        });
+        assert!(log
+            .append_as_leader(&mut simple_batch(now * 2, 1, 4), 0, now)
+            .is_ok());
     }
 
     #[test]

@@ -28,7 +28,16 @@ pub struct LogConfig {
     pub max_message_bytes: u32,
     /// `message.timestamp.type`.
     pub timestamp_type: TimestampType,
+    /// `message.timestamp.before.max.ms`: how far a CreateTime timestamp may lie behind
+    /// the broker's clock (Kafka's default: unbounded, so backfills are accepted).
+    pub timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms`: how far it may lie ahead (Kafka 4's default:
+    /// one hour, so a skewed client clock cannot stamp records far in the future).
+    pub timestamp_after_max_ms: i64,
 }
+
+/// One hour in milliseconds, Kafka 4's default for `message.timestamp.after.max.ms`.
+pub const ONE_HOUR_MS: i64 = 60 * 60 * 1000;
 
 /// Seven days in milliseconds, Kafka's default for `segment.ms` and `retention.ms`.
 const SEVEN_DAYS_MS: i64 = 7 * 24 * 60 * 60 * 1000;
@@ -43,6 +52,8 @@ impl Default for LogConfig {
             index_interval_bytes: 4096,
             max_message_bytes: 1_048_588,
             timestamp_type: TimestampType::CreateTime,
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: ONE_HOUR_MS,
         }
     }
 }

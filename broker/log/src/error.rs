@@ -14,6 +14,10 @@ pub enum LogError {
     /// A well-formed batch that breaks a rule: record count, lengths, offsets.
     #[error("invalid record batch: {0}")]
     InvalidRecord(String),
+    /// A CreateTime timestamp outside the topic's `message.timestamp.before.max.ms` /
+    /// `message.timestamp.after.max.ms` window around the broker's clock.
+    #[error("invalid timestamp: {0}")]
+    InvalidTimestamp(String),
     /// A batch larger than the topic's `max.message.bytes`.
     #[error("record batch of {size} bytes exceeds the {max}-byte limit (max.message.bytes); send smaller batches or raise the topic's max.message.bytes")]
     MessageTooLarge {

@@ -14,6 +14,8 @@ pub struct RecordsSummary {
     pub max_timestamp: i64,
     /// Offset delta of the first record carrying that timestamp.
     pub offset_delta_of_max: i32,
+    /// Smallest record timestamp.
+    pub min_timestamp: i64,
 }
 
 /// Walks uncompressed records, checking each one's framing, that offset deltas count up
@@ -28,6 +30,7 @@ pub(crate) fn walk_records(
     let mut summary = RecordsSummary {
         max_timestamp: i64::MIN,
         offset_delta_of_max: 0,
+        min_timestamp: i64::MAX,
     };
     while pos < records.len() {
         if seen >= count {
@@ -62,6 +65,7 @@ pub(crate) fn walk_records(
             summary.max_timestamp = ts;
             summary.offset_delta_of_max = seen;
         }
+        summary.min_timestamp = summary.min_timestamp.min(ts);
         seen += 1;
     }
     if seen != count {

@@ -33,9 +33,15 @@ impl Log {
     /// Retention by time (segment's largest timestamp older than `retention.ms`) and
     /// size (`retention.bytes`): deletes whole segments from the oldest, moving the log
     /// start. Rolls the active segment first when `segment.ms` has passed, or when it is
-    /// itself wholly expired (as Kafka does), so that it can go too. Returns how many
+    /// itself wholly expired (as Kafka does), so that it can go too. Only segments wholly
+    /// below `high_watermark` are eligible (as Kafka): what the ISR has not all got yet
+    /// is never deleted, whatever its timestamps or the log's size. Returns how many
     /// segments were deleted.
-    pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize, LogError> {
+    pub fn enforce_retention(
+        &mut self,
+        now_ms: i64,
+        high_watermark: i64,
+    ) -> Result<usize, LogError> {
         self.observe_clock(now_ms);
         if self.active.size() > 0
             && self.active.roll_age_ms(now_ms, now_ms) > self.config.segment_ms
@@ -48,8 +54,10 @@ impl Log {
 
         let retention_ms = self.config.retention_ms;
         if retention_ms >= 0 {
-            let expired =
-                |seg: &Segment| now_ms.saturating_sub(seg.retention_timestamp()) > retention_ms;
+            let expired = |seg: &Segment| {
+                seg.next_offset() <= high_watermark
+                    && now_ms.saturating_sub(seg.retention_timestamp()) > retention_ms
+            };
             if self.active.size() > 0 && expired(&self.active) && self.sealed.values().all(expired)
             {
                 self.roll(now_ms)?;
@@ -61,7 +69,7 @@ impl Log {
             let mut excess = self.size_bytes() as i64 - self.config.retention_bytes;
             deleted += self.delete_oldest_while(|seg| {
                 let size = seg.size() as i64;
-                let over = excess >= size;
+                let over = excess >= size && seg.next_offset() <= high_watermark;
                 if over {
                     excess -= size;
                 }
@@ -212,7 +220,7 @@ mod tests {
             },
         );
         // Segment i's largest timestamp is 1000i + 2; at 4_000 those up to i = 1 are > 2_500 ms old.
-        assert_eq!(log.enforce_retention(4_000).unwrap(), 2);
+        assert_eq!(log.enforce_retention(4_000, i64::MAX).unwrap(), 2);
         assert_eq!(log.log_start_offset(), 6);
         assert!(matches!(
             log.read(0, 100, i64::MAX, true),
@@ -223,7 +231,7 @@ mod tests {
             (6, 8)
         );
         // Far in the future everything expired: the active segment is rolled and goes too.
-        assert_eq!(log.enforce_retention(100_000).unwrap(), 3);
+        assert_eq!(log.enforce_retention(100_000, i64::MAX).unwrap(), 3);
         assert_eq!(
             (
                 log.log_start_offset(),
@@ -239,6 +247,31 @@ mod tests {
     }
 
     #[test]
+    fn retention_never_deletes_what_the_high_watermark_has_not_passed() {
+        // Five one-batch segments of 3 records: offsets 0-2, 3-5, ..., the last active.
+        let (_dir, mut log) = one_batch_segments(
+            5,
+            LogConfig {
+                retention_ms: 1,
+                retention_bytes: 0,
+                ..LogConfig::default()
+            },
+        );
+        // Everything expired by time and by size, but the ISR has only offsets below 7:
+        // the segments ending at 3 and 6 may go, the one holding 6..9 may not.
+        assert_eq!(log.enforce_retention(100_000, 7).unwrap(), 2);
+        assert_eq!(log.log_start_offset(), 6);
+        assert_eq!(log.segment_count(), 3);
+        // Nothing replicated: nothing deleted, and the active segment stays.
+        assert_eq!(log.enforce_retention(200_000, 6).unwrap(), 0);
+        assert_eq!(log.log_end_offset(), 15);
+        assert_eq!(log.log_start_offset(), 6);
+        // Once the HW reaches the end, even the (rolled) active segment may go.
+        log.enforce_retention(300_000, 15).unwrap();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (15, 15));
+    }
+
+    #[test]
     fn retention_by_size_keeps_the_newest() {
         let (_dir, mut log) = one_batch_segments(5, LogConfig::default());
         let seg = log.size_bytes() / 5;
@@ -247,7 +280,7 @@ mod tests {
             ..log.config().clone()
         });
         assert_eq!(
-            log.enforce_retention(5_000).unwrap(),
+            log.enforce_retention(5_000, i64::MAX).unwrap(),
             2,
             "deletes while still over the limit"
         );
@@ -269,9 +302,9 @@ mod tests {
         .unwrap();
         log.append_as_leader(&mut simple_batch(10, 1, 1), 0, 10)
             .unwrap();
-        assert_eq!(log.enforce_retention(110).unwrap(), 0);
+        assert_eq!(log.enforce_retention(110, i64::MAX).unwrap(), 0);
         assert_eq!(log.segment_count(), 1);
-        log.enforce_retention(111).unwrap();
+        log.enforce_retention(111, i64::MAX).unwrap();
         assert_eq!(log.segment_count(), 2);
     }
 

@@ -376,7 +376,8 @@ impl PartitionCore {
     /// Periodic work: retention, fsync for topics that flush on an interval, the
     /// high-watermark checkpoint and the producer-state snapshot.
     pub fn maintain(&mut self, now_ms: i64, fx: &mut Effects) {
-        if let Err(e) = self.log.enforce_retention(now_ms) {
+        let hw = self.progress.high_watermark;
+        if let Err(e) = self.log.enforce_retention(now_ms, hw) {
             self.fail(format!("retention failed: {e}"), fx);
         }
         if !self.settings.sync_before_ack && self.settings.flush_due(now_ms) {

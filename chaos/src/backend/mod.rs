@@ -41,6 +41,8 @@ pub enum Capability {
     Slow,
     /// Flip bytes in a stopped node's log.
     Corrupt,
+    /// Cut a node's power (unsynced data lost) or fail its disk (simulated storage).
+    StorageFaults,
 }
 
 impl Backend {
@@ -56,8 +58,8 @@ impl Backend {
     /// Whether faults of this kind can be injected.
     pub fn can(&self, what: Capability) -> bool {
         match self {
-            Backend::Process(_) => true,
-            Backend::Docker(_) => what != Capability::Slow,
+            Backend::Process(c) => what != Capability::StorageFaults || c.simulated_storage(),
+            Backend::Docker(_) => !matches!(what, Capability::Slow | Capability::StorageFaults),
             Backend::External(_) => false,
         }
     }
@@ -197,6 +199,30 @@ impl Backend {
             }
             Backend::Docker(c) => c.corrupt(id, topic, partition, seed).await,
             Backend::External(_) => Err(self.unsupported("corrupt logs")),
+        }
+    }
+
+    /// Cuts a node's power (process backend on simulated storage).
+    pub async fn power_cut(&self, id: u32, seed: u64) -> anyhow::Result<String> {
+        match self {
+            Backend::Process(c) if c.simulated_storage() => c.power_cut(id, seed).await,
+            _ => Err(self.unsupported("cut power (needs simulated storage)")),
+        }
+    }
+
+    /// Fails a node's writes or fsyncs under a path of its data directory with EIO.
+    pub async fn disk_error(&self, id: u32, under: &str, on: &str) -> anyhow::Result<()> {
+        match self {
+            Backend::Process(c) if c.simulated_storage() => c.disk_error(id, under, on).await,
+            _ => Err(self.unsupported("fail disks (needs simulated storage)")),
+        }
+    }
+
+    /// Removes a node's injected disk errors.
+    pub async fn clear_disk_errors(&self, id: u32) -> anyhow::Result<()> {
+        match self {
+            Backend::Process(c) if c.simulated_storage() => c.clear_disk_errors(id).await,
+            _ => Err(self.unsupported("fail disks (needs simulated storage)")),
         }
     }
 

@@ -38,6 +38,9 @@ pub struct ProcessCluster {
     /// Replication proxy address per node (what peers fetch from).
     replication_proxy: BTreeMap<u32, SocketAddr>,
     children: Mutex<BTreeMap<u32, Child>>,
+    /// Nodes keep their data on simulated storage (a `fault-injection` build): power
+    /// cuts and disk errors can be injected through their admin ports.
+    simulated_storage: bool,
 }
 
 fn free_addr() -> anyhow::Result<SocketAddr> {
@@ -46,8 +49,13 @@ fn free_addr() -> anyhow::Result<SocketAddr> {
 }
 
 impl ProcessCluster {
-    /// Starts nodes 1-3 with data under `dir`, using the `spate` binary at `bin`.
-    pub async fn start(bin: &Path, dir: &Path) -> anyhow::Result<ProcessCluster> {
+    /// Starts nodes 1-3 with data under `dir`, using the `spate` binary at `bin`; with
+    /// `simulated_storage`, `bin` must be a `fault-injection` build.
+    pub async fn start(
+        bin: &Path,
+        dir: &Path,
+        simulated_storage: bool,
+    ) -> anyhow::Result<ProcessCluster> {
         anyhow::ensure!(bin.exists(), "no spate binary at {}", bin.display());
         std::fs::create_dir_all(dir)?;
         let faults = LinkFaults::default();
@@ -96,6 +104,7 @@ impl ProcessCluster {
             proxies,
             replication_proxy,
             children: Mutex::new(BTreeMap::new()),
+            simulated_storage,
         };
         for id in cluster.node_ids() {
             cluster.start_node(id).await?;
@@ -172,8 +181,12 @@ impl ProcessCluster {
             .append(true)
             .open(&n.log)?;
         let replication_advertised = self.replication_proxy[&id];
-        let child = Command::new(&self.bin)
-            .arg("server")
+        let mut command = Command::new(&self.bin);
+        command.arg("server");
+        if self.simulated_storage {
+            command.arg("--simulated-storage");
+        }
+        let child = command
             .args(["--node-id", &id.to_string()])
             .args(["--listeners", &format!("PLAINTEXT://{}", n.kafka)])
             .args(["--controller-listener", &n.controller.to_string()])
@@ -249,6 +262,69 @@ impl ProcessCluster {
             }
         }
         Ok(())
+    }
+
+    /// Whether nodes run on simulated storage (power cuts and disk errors possible).
+    pub fn simulated_storage(&self) -> bool {
+        self.simulated_storage
+    }
+
+    async fn admin_request(&self, id: u32, method: &str, path: &str) -> anyhow::Result<String> {
+        let addr = self.spec(id)?.admin.to_string();
+        let response = tokio::time::timeout(
+            Duration::from_secs(5),
+            spate_client::http::request(&addr, method, path),
+        )
+        .await
+        .with_context(|| format!("node {id}: {method} {path} timed out"))??;
+        if response.status != 200 {
+            bail!(
+                "node {id}: {method} {path} answered {}: {}",
+                response.status,
+                response.body
+            );
+        }
+        Ok(response.body)
+    }
+
+    /// Cuts node `id`'s power: its storage drops what was not durable (chosen by `seed`)
+    /// and the process aborts; returns what the node reported undoing.
+    pub async fn power_cut(&self, id: u32, seed: u64) -> anyhow::Result<String> {
+        let report = self
+            .admin_request(id, "POST", &format!("/v1/faults/power-cut?seed={seed}"))
+            .await?;
+        let child = self.children.lock().remove(&id);
+        if let Some(mut child) = child {
+            // It aborts on its own; SIGKILL only if it has not within the bound.
+            if tokio::time::timeout(Duration::from_secs(5), child.wait())
+                .await
+                .is_err()
+            {
+                tracing::warn!(node = id, "still running after its power cut; killing it");
+                child.start_kill()?;
+                let _ = child.wait().await;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Fails `on` (`writes` or `syncs`) under `under` (relative to the node's data
+    /// directory) with EIO.
+    pub async fn disk_error(&self, id: u32, under: &str, on: &str) -> anyhow::Result<()> {
+        self.admin_request(
+            id,
+            "POST",
+            &format!("/v1/faults/disk-error?under={under}&on={on}"),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Removes node `id`'s injected disk errors.
+    pub async fn clear_disk_errors(&self, id: u32) -> anyhow::Result<()> {
+        self.admin_request(id, "DELETE", "/v1/faults/disk-error")
+            .await
+            .map(|_| ())
     }
 
     /// SIGSTOP.

@@ -164,7 +164,7 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
     ),
     def(
         "message.timestamp.after.max.ms",
-        LONG_MAX,
+        "3600000",
         Long,
         AtLeast(0),
         "How far a CreateTime timestamp may be ahead of the broker's clock.",
