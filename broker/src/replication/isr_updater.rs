@@ -23,8 +23,17 @@ const ABANDON: [ErrorCode; 2] = [
     ErrorCode::OperationNotAttempted,
 ];
 
-/// Pause before resending after the controller could not be reached.
+/// First pause before resending a proposal the controller did not settle.
 const RETRY_BACKOFF: Duration = Duration::from_millis(200);
+/// Longest pause between resends.
+const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The pause after `attempts` unsettled sends in a row: doubling from
+/// [`RETRY_BACKOFF`] up to [`MAX_RETRY_BACKOFF`].
+fn retry_backoff(attempts: u32) -> Duration {
+    let doublings = attempts.saturating_sub(1).min(16);
+    (RETRY_BACKOFF * 2u32.pow(doublings)).min(MAX_RETRY_BACKOFF)
+}
 
 /// Sends queued proposals until shutdown.
 pub async fn run(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
@@ -32,6 +41,7 @@ pub async fn run(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
         return;
     };
     let mut queued: Vec<Proposal> = Vec::new();
+    let mut attempts = 0u32;
     loop {
         if queued.is_empty() {
             tokio::select! {
@@ -50,16 +60,24 @@ pub async fn run(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
             continue;
         }
         queued = send(&state, std::mem::take(&mut queued)).await;
-        if !queued.is_empty() {
-            tokio::select! {
-                _ = tokio::time::sleep(RETRY_BACKOFF) => {}
-                _ = shutdown.changed() => return,
-            }
+        if queued.is_empty() {
+            attempts = 0;
+            continue;
+        }
+        // Resent after a backoff, unless a metadata image settles them first (the
+        // filter above drops a proposal that is no longer pending); a new proposal
+        // meanwhile goes out at once, with the others.
+        attempts += 1;
+        tokio::select! {
+            _ = tokio::time::sleep(retry_backoff(attempts)) => {}
+            item = rx.recv() => match item { Some(i) => queued.push(i), None => return },
+            _ = shutdown.changed() => return,
         }
     }
 }
 
-/// Sends one AlterPartition; returns the proposals to retry (controller unreachable).
+/// Sends one AlterPartition; returns the proposals to send again (controller
+/// unreachable, or an answer that settles nothing).
 async fn send(state: &BrokerState, batch: Vec<Proposal>) -> Vec<Proposal> {
     let mut topics: Vec<AlterPartitionTopic> = Vec::new();
     for (p, change) in &batch {
@@ -115,6 +133,21 @@ async fn send(state: &BrokerState, batch: Vec<Proposal>) -> Vec<Proposal> {
             return batch;
         }
     };
+    settle(state, batch, &response)
+}
+
+/// Applies the controller's answers; returns the proposals it did not settle. A change
+/// refused for certain is dropped; any other refusal (INVALID_UPDATE_VERSION,
+/// FENCED_LEADER_EPOCH, NOT_CONTROLLER, UNKNOWN_TOPIC_ID, no answer) may follow an
+/// earlier attempt that did commit, or a controller that is behind: the proposed members
+/// keep counting in the high watermark (Kafka's `handleAlterPartitionError`) and the
+/// proposal is resent until it commits or a metadata image replaces it.
+fn settle(
+    state: &BrokerState,
+    batch: Vec<Proposal>,
+    response: &spate_proto::controller::AlterPartitionResponse,
+) -> Vec<Proposal> {
+    let mut unsettled = Vec::new();
     for (p, change) in batch {
         let result = response
             .topics
@@ -135,17 +168,14 @@ async fn send(state: &BrokerState, batch: Vec<Proposal>) -> Vec<Proposal> {
                 tracing::info!(partition = %p.tp, code = r.error_code, message = %r.error_message, "ISR change refused");
                 p.on_isr_change_rejected(&change);
             }
-            // Any other answer (INVALID_UPDATE_VERSION, FENCED_LEADER_EPOCH, no answer) may
-            // follow an earlier attempt that did commit: keep counting the proposed members
-            // in the high watermark until a metadata image settles the partition (Kafka's
-            // `handleAlterPartitionError`).
             Some(r) => {
-                tracing::info!(partition = %p.tp, code = r.error_code, message = %r.error_message, "ISR change not applied; waiting for metadata");
+                tracing::info!(partition = %p.tp, code = r.error_code, message = %r.error_message, "ISR change not applied; resending unless metadata settles it");
+                unsettled.push((p, change));
             }
-            None => {}
+            None => unsettled.push((p, change)),
         }
     }
-    Vec::new()
+    unsettled
 }
 
 /// Every `interval`, asks each led partition whether followers lagged too long.
@@ -164,5 +194,124 @@ pub async fn expire_lagging(state: Arc<BrokerState>, mut shutdown: watch::Receiv
                 state.isr_updater.propose(p, change);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use spate_log::{LogConfig, LogDir};
+    use spate_proto::controller::{
+        AlterPartitionPartitionResult, AlterPartitionResponse, AlterPartitionTopicResult,
+    };
+
+    use super::*;
+    use crate::partition::{Assignment, Partition, PartitionSettings, TopicPartition};
+
+    /// Broker 1 leads a partition with ISR [1, 2] and proposes dropping the silent 2.
+    fn leader_with_pending_shrink(dir: &std::path::Path) -> Proposal {
+        let p = Partition::open(
+            LogDir::local(dir),
+            TopicPartition::new("t", 0),
+            [7; 16],
+            NodeId(1),
+            LogConfig::default(),
+            PartitionSettings::default(),
+            0,
+            None,
+        )
+        .unwrap();
+        let assignment = Assignment {
+            replicas: vec![NodeId(1), NodeId(2)],
+            isr: vec![NodeId(1), NodeId(2)],
+            leader: Some(NodeId(1)),
+            leader_epoch: 3,
+            partition_epoch: 5,
+        };
+        p.apply_assignment(&assignment, 0).unwrap();
+        let change = p.maybe_shrink_isr(1_000_000, 10).expect("a shrink");
+        assert_eq!(p.pending_isr_change().as_ref(), Some(&change));
+        (p, change)
+    }
+
+    fn answer(code: ErrorCode, isr: &[i32], partition_epoch: i32) -> AlterPartitionResponse {
+        AlterPartitionResponse {
+            error_code: 0,
+            error_message: String::new(),
+            topics: vec![AlterPartitionTopicResult {
+                topic_id: vec![7; 16],
+                partitions: vec![AlterPartitionPartitionResult {
+                    partition: 0,
+                    error_code: code.proto_code(),
+                    error_message: String::new(),
+                    leader: 1,
+                    leader_epoch: 3,
+                    isr: isr.to_vec(),
+                    partition_epoch,
+                }],
+            }],
+            metadata_offset: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_settles_nothing_is_resent_not_forgotten() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = BrokerState::unconnected(tmp.path());
+        for code in [
+            ErrorCode::NotController,
+            ErrorCode::InvalidUpdateVersion,
+            ErrorCode::FencedLeaderEpoch,
+            ErrorCode::UnknownTopicId,
+        ] {
+            let dir = tmp.path().join(format!("{code:?}"));
+            let (p, change) = leader_with_pending_shrink(&dir);
+            let left = settle(
+                &state,
+                vec![(p.clone(), change.clone())],
+                &answer(code, &[], 0),
+            );
+            assert_eq!(left.len(), 1, "{code:?} must be resent");
+            assert_eq!(
+                p.pending_isr_change(),
+                Some(change),
+                "{code:?} keeps it pending"
+            );
+            p.close().unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn commits_and_certain_refusals_are_settled() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = BrokerState::unconnected(tmp.path());
+        let (p, change) = leader_with_pending_shrink(&tmp.path().join("ok"));
+        let left = settle(
+            &state,
+            vec![(p.clone(), change)],
+            &answer(ErrorCode::None, &[1], 6),
+        );
+        assert!(left.is_empty());
+        assert_eq!(p.pending_isr_change(), None);
+        assert_eq!(p.leader_state().isr_size, 1);
+        let (p, change) = leader_with_pending_shrink(&tmp.path().join("no"));
+        let refused = answer(ErrorCode::IneligibleReplica, &[], 0);
+        assert!(settle(&state, vec![(p.clone(), change)], &refused).is_empty());
+        assert_eq!(p.pending_isr_change(), None);
+        // A partition the answer does not mention is resent.
+        let (p, change) = leader_with_pending_shrink(&tmp.path().join("missing"));
+        let mut silent = answer(ErrorCode::None, &[1], 6);
+        silent.topics.clear();
+        assert_eq!(settle(&state, vec![(p, change)], &silent).len(), 1);
+    }
+
+    #[test]
+    fn resends_back_off_exponentially_to_a_bound() {
+        assert_eq!(retry_backoff(1), Duration::from_millis(200));
+        assert_eq!(retry_backoff(2), Duration::from_millis(400));
+        assert_eq!(retry_backoff(5), Duration::from_millis(3_200));
+        assert_eq!(retry_backoff(6), MAX_RETRY_BACKOFF);
+        assert_eq!(retry_backoff(u32::MAX), MAX_RETRY_BACKOFF);
     }
 }
