@@ -31,10 +31,11 @@ pub fn is_override(image: &MetadataImage, topic: &str, name: &str) -> bool {
 /// The log settings of a topic's effective configs.
 pub fn log_config(configs: &BTreeMap<String, String>) -> LogConfig {
     let d = LogConfig::default();
+    // Overrides parsed as validation parses them (the definition's default otherwise).
     let long = |k: &str, default: i64| {
         configs
             .get(k)
-            .and_then(|v| v.parse::<i64>().ok())
+            .and_then(|v| v.trim().parse::<i64>().ok())
             .unwrap_or(default)
     };
     LogConfig {

@@ -144,9 +144,11 @@ impl PartitionCore {
         }
     }
 
-    /// Wakes the flusher when acknowledgements wait on fsync.
+    /// Wakes the flusher when acknowledgements wait on fsync, or when `flush.messages`
+    /// records are not yet durable.
     pub(super) fn flush_if_acks_wait(&self, fx: &mut Effects) {
-        if self.settings.sync_before_ack {
+        let unflushed = self.log.log_end_offset() - self.progress.durable;
+        if self.settings.sync_before_ack || unflushed >= self.settings.flush_messages {
             fx.flush = true;
         }
     }

@@ -105,6 +105,36 @@ fn a_single_replica_leader_commits_once_the_append_is_fsynced() {
 }
 
 #[test]
+fn flush_messages_above_one_fsyncs_every_n_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut core = open(dir.path(), 1);
+    let configs = [("flush.messages".to_string(), "3".to_string())]
+        .into_iter()
+        .collect();
+    with_fx(|fx| {
+        core.update_config(
+            LogConfig::default(),
+            PartitionSettings::from_configs(&configs),
+            fx,
+        )
+    });
+    let (change, _) = with_fx(|fx| core.apply_assignment(&assignment(1, 0, &[1], &[1]), NOW, fx));
+    assert_eq!(change.unwrap(), RoleChange::Leading);
+    let (r, fx) =
+        with_fx(|fx| core.append_as_leader(&client_batch(NOW, 2, None), Some(1), None, NOW, fx));
+    r.unwrap();
+    assert!(!fx.flush, "2 records: below flush.messages, no fsync yet");
+    // Not waiting on fsync, acks=1 is answered from the LEO.
+    assert_eq!(published(&fx).high_watermark, 2);
+    let (r, fx) =
+        with_fx(|fx| core.append_as_leader(&client_batch(NOW, 1, None), Some(1), None, NOW, fx));
+    r.unwrap();
+    assert!(fx.flush, "3 records not yet durable: the flusher is woken");
+    let fx = flush(&mut core);
+    assert_eq!(published(&fx).durable, 3);
+}
+
+#[test]
 fn the_high_watermark_waits_for_every_isr_follower() {
     let dir = tempfile::tempdir().unwrap();
     let mut core = open(dir.path(), 1);

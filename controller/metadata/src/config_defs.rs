@@ -307,6 +307,18 @@ pub fn effective<'a>(overrides: &'a BTreeMap<String, String>, name: &str) -> Opt
         .or_else(|| lookup(name).map(|d| d.default))
 }
 
+/// The effective value of a numeric config, parsed as [`validate`] parses it (trimmed).
+/// Every write path validates, so an override that does not parse can only come from an
+/// older version's image; it counts as unset (the default), never as some other number.
+pub fn effective_long(overrides: &BTreeMap<String, String>, name: &str) -> i64 {
+    let parse = |v: &str| v.trim().parse::<i64>().ok();
+    overrides
+        .get(name)
+        .and_then(|v| parse(v))
+        .or_else(|| lookup(name).and_then(|d| parse(d.default)))
+        .unwrap_or(0)
+}
+
 /// Splits a list value into trimmed, non-empty items.
 pub fn list_items(value: &str) -> Vec<&str> {
     value
@@ -389,9 +401,21 @@ mod tests {
         sorted.sort_unstable();
         assert_eq!(names, sorted);
         for d in TOPIC_CONFIGS {
-            assert_eq!(d.validate(d.default), Ok(()), "default of {}", d.name);
+            // Defaults pass the same validation as values from requests.
+            assert_eq!(validate(d.name, d.default), Ok(()), "default of {}", d.name);
             assert!(!d.doc.is_empty());
         }
+    }
+
+    #[test]
+    fn effective_numbers_parse_as_validation_does() {
+        let mut o = BTreeMap::new();
+        assert_eq!(effective_long(&o, "min.insync.replicas"), 1);
+        o.insert("min.insync.replicas".to_string(), " 3".to_string());
+        assert_eq!(validate("min.insync.replicas", " 3"), Ok(()));
+        assert_eq!(effective_long(&o, "min.insync.replicas"), 3);
+        o.insert("min.insync.replicas".to_string(), "junk".to_string());
+        assert_eq!(effective_long(&o, "min.insync.replicas"), 1);
     }
 
     #[test]
