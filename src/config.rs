@@ -37,6 +37,11 @@ const KEYS: &[(&str, KeyDefault)] = &[
     ("broker.session.timeout.ms", KeyDefault::Value("9000")),
     ("broker.heartbeat.interval.ms", KeyDefault::Value("1000")),
     ("socket.request.max.bytes", KeyDefault::Value("104857600")),
+    ("fetch.max.bytes", KeyDefault::Value("57671680")),
+    (
+        "replica.fetch.response.max.bytes",
+        KeyDefault::Value("10485760"),
+    ),
     ("admin.listener", KeyDefault::Value("127.0.0.1:9095")),
     ("replication.listener", KeyDefault::Value("127.0.0.1:9094")),
     ("replica.lag.time.max.ms", KeyDefault::Value("10000")),
@@ -252,6 +257,10 @@ pub struct ServerConfig {
     pub heartbeat_interval: Duration,
     /// `socket.request.max.bytes`.
     pub socket_request_max_bytes: i32,
+    /// `fetch.max.bytes`: the most one consumer fetch response carries.
+    pub fetch_max_bytes: i32,
+    /// `replica.fetch.response.max.bytes`: the most one follower fetch answer carries.
+    pub replica_fetch_response_max_bytes: i32,
     /// `admin.listener`: where the HTTP admin endpoint (health, readiness, metrics) binds.
     pub admin_listener: SocketAddr,
     /// `replication.listener`: where followers fetch from this broker (gRPC).
@@ -329,6 +338,8 @@ impl ServerConfig {
             self.session_timeout.as_millis().to_string(),
             self.heartbeat_interval.as_millis().to_string(),
             self.socket_request_max_bytes.to_string(),
+            self.fetch_max_bytes.to_string(),
+            self.replica_fetch_response_max_bytes.to_string(),
             self.admin_listener.to_string(),
             self.replication_listener.to_string(),
             self.replica_lag_time_max.as_millis().to_string(),
@@ -438,6 +449,12 @@ pub struct ConfigFlags {
     /// socket.request.max.bytes: largest request frame accepted.
     #[arg(long, value_name = "BYTES")]
     pub socket_request_max_bytes: Option<String>,
+    /// fetch.max.bytes: the most one consumer fetch response carries.
+    #[arg(long, value_name = "BYTES")]
+    pub fetch_max_bytes: Option<String>,
+    /// replica.fetch.response.max.bytes: the most one follower fetch answer carries.
+    #[arg(long, value_name = "BYTES")]
+    pub replica_fetch_response_max_bytes: Option<String>,
     /// admin.listener: HTTP admin bind address, HOST:PORT.
     #[arg(long, value_name = "HOST:PORT")]
     pub admin_listener: Option<String>,
@@ -500,6 +517,11 @@ impl ConfigFlags {
                 &self.broker_heartbeat_interval_ms,
             ),
             ("socket.request.max.bytes", &self.socket_request_max_bytes),
+            ("fetch.max.bytes", &self.fetch_max_bytes),
+            (
+                "replica.fetch.response.max.bytes",
+                &self.replica_fetch_response_max_bytes,
+            ),
             ("admin.listener", &self.admin_listener),
             ("replication.listener", &self.replication_listener),
             ("replica.lag.time.max.ms", &self.replica_lag_time_max_ms),
@@ -824,9 +846,11 @@ fn validate(
     };
     let session_timeout = required(&settings, "broker.session.timeout.ms", millis)?;
     let heartbeat_interval = required(&settings, "broker.heartbeat.interval.ms", millis)?;
-    let socket_request_max_bytes = required(&settings, "socket.request.max.bytes", |s| {
-        parse_int(s, 1, i32::MAX, "a byte count from 1 to 2147483647")
-    })?;
+    let byte_count = |s: &str| parse_int(s, 1, i32::MAX, "a byte count from 1 to 2147483647");
+    let socket_request_max_bytes = required(&settings, "socket.request.max.bytes", byte_count)?;
+    let fetch_max_bytes = required(&settings, "fetch.max.bytes", byte_count)?;
+    let replica_fetch_response_max_bytes =
+        required(&settings, "replica.fetch.response.max.bytes", byte_count)?;
     let admin_listener = required(&settings, "admin.listener", parse_bind)?;
     let replication_listener = required(&settings, "replication.listener", parse_bind)?;
     let replica_lag_time_max = required(&settings, "replica.lag.time.max.ms", millis)?;
@@ -898,6 +922,8 @@ fn validate(
         session_timeout,
         heartbeat_interval,
         socket_request_max_bytes,
+        fetch_max_bytes,
+        replica_fetch_response_max_bytes,
         admin_listener,
         replication_listener,
         replica_lag_time_max,

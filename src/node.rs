@@ -94,6 +94,10 @@ pub struct NodeConfig {
     pub heartbeat_interval: Duration,
     /// Largest request frame.
     pub max_request_bytes: usize,
+    /// `fetch.max.bytes`.
+    pub fetch_max_bytes: usize,
+    /// `replica.fetch.response.max.bytes`.
+    pub replica_fetch_response_max_bytes: usize,
     /// How long [`Node::start`] waits for the broker to be registered and unfenced
     /// (`None`: do not wait, e.g. while the rest of a cluster is still starting).
     pub wait_ready: Option<Duration>,
@@ -128,6 +132,9 @@ impl NodeConfig {
             session_timeout: Duration::from_secs(9),
             heartbeat_interval: Duration::from_secs(1),
             max_request_bytes: spate_broker::config::DEFAULT_MAX_REQUEST_BYTES,
+            fetch_max_bytes: spate_broker::config::DEFAULT_FETCH_MAX_BYTES,
+            replica_fetch_response_max_bytes:
+                spate_broker::config::DEFAULT_REPLICA_FETCH_RESPONSE_MAX_BYTES,
             wait_ready: Some(Duration::from_secs(30)),
         }
     }
@@ -329,6 +336,9 @@ impl Node {
             broker_config.controller.heartbeat_interval = config.heartbeat_interval;
             broker_config.controller.session_timeout = config.session_timeout;
             broker_config.network.max_request_bytes = config.max_request_bytes;
+            broker_config.network.fetch_max_bytes = config.fetch_max_bytes;
+            broker_config.replication.fetch_response_max_bytes =
+                config.replica_fetch_response_max_bytes;
             broker_config.replication.lag_time_max = config.replica_lag_time_max;
             broker_config.topics.offsets_topic_partitions = config.offsets_topic_partitions;
             if let Some((host, port)) = &config.replication_advertised {

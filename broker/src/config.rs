@@ -8,6 +8,12 @@ use spate_log::{LocalFs, LogDir, Storage};
 /// Default largest request frame accepted (Kafka's `socket.request.max.bytes`).
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 100 * 1024 * 1024;
 
+/// Kafka's default `fetch.max.bytes` (55 MiB).
+pub const DEFAULT_FETCH_MAX_BYTES: usize = 55 * 1024 * 1024;
+
+/// Kafka's default `replica.fetch.response.max.bytes` (10 MiB).
+pub const DEFAULT_REPLICA_FETCH_RESPONSE_MAX_BYTES: usize = 10 * 1024 * 1024;
+
 /// The listener name of a single-listener broker (Kafka's default name).
 pub const DEFAULT_LISTENER_NAME: &str = "PLAINTEXT";
 
@@ -72,6 +78,9 @@ pub struct NetworkConfig {
     pub listeners: Vec<ListenerSpec>,
     /// Largest request frame accepted; larger ones close the connection before allocation.
     pub max_request_bytes: usize,
+    /// `fetch.max.bytes`: the most a consumer fetch response carries, whatever the
+    /// client asks (the first batch found still comes whole, KIP-74).
+    pub fetch_max_bytes: usize,
     /// How many incremental fetch sessions (KIP-227) are cached.
     pub fetch_session_slots: usize,
 }
@@ -96,6 +105,9 @@ pub struct ReplicationConfig {
     pub lag_time_max: Duration,
     /// `replica.fetch.wait.max.ms`: how long a follower fetch parks at the leader.
     pub fetch_max_wait: Duration,
+    /// `replica.fetch.response.max.bytes`: the most a leader's answer to one follower
+    /// fetch carries (the first batch still comes whole).
+    pub fetch_response_max_bytes: usize,
     /// Port advertised to other brokers for replication; 0 means the bound port.
     pub advertised_port: u16,
     /// Host advertised to other brokers for replication; `None` means the first
@@ -129,6 +141,7 @@ impl BrokerConfig {
             network: NetworkConfig {
                 listeners: vec![ListenerSpec::plaintext("127.0.0.1", 0)],
                 max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+                fetch_max_bytes: DEFAULT_FETCH_MAX_BYTES,
                 fetch_session_slots: 1000,
             },
             controller: ControllerLinkConfig {
@@ -139,6 +152,7 @@ impl BrokerConfig {
             replication: ReplicationConfig {
                 lag_time_max: Duration::from_secs(10),
                 fetch_max_wait: Duration::from_millis(500),
+                fetch_response_max_bytes: DEFAULT_REPLICA_FETCH_RESPONSE_MAX_BYTES,
                 advertised_port: 0,
                 advertised_host: None,
             },

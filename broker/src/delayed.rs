@@ -23,14 +23,18 @@ pub enum Attempt<T> {
 /// Runs `attempt` now and after every change of any watch in `watched`, until it is
 /// [`Attempt::Done`], the `deadline` passed, or every watched sender is gone; returns
 /// the last attempt's answer. Without a deadline it waits as long as anything is
-/// watched (the caller bounds it by dropping the future).
-pub async fn complete<P, T>(
+/// watched (the caller bounds it by dropping the future). An attempt may await (a
+/// fetch reads its segments on a blocking thread); [`complete`] takes a plain function.
+pub async fn complete_async<P, T, F>(
     mut watched: Vec<watch::Receiver<P>>,
     deadline: Option<Instant>,
-    mut attempt: impl FnMut() -> Attempt<T>,
-) -> T {
+    mut attempt: impl FnMut() -> F,
+) -> T
+where
+    F: std::future::Future<Output = Attempt<T>>,
+{
     loop {
-        let answer = match attempt() {
+        let answer = match attempt().await {
             Attempt::Done(answer) => return answer,
             Attempt::Wait(answer) => answer,
         };
@@ -51,6 +55,15 @@ pub async fn complete<P, T>(
             watched.swap_remove(index);
         }
     }
+}
+
+/// [`complete_async`] with an attempt that does not await.
+pub async fn complete<P, T>(
+    watched: Vec<watch::Receiver<P>>,
+    deadline: Option<Instant>,
+    mut attempt: impl FnMut() -> Attempt<T>,
+) -> T {
+    complete_async(watched, deadline, || std::future::ready(attempt())).await
 }
 
 #[cfg(test)]

@@ -34,6 +34,20 @@ impl TestNode {
         Ok(node)
     }
 
+    /// Starts a node in a fresh temporary directory, with `configure` applied to its
+    /// settings first.
+    pub async fn start_with(configure: impl FnOnce(&mut NodeConfig)) -> anyhow::Result<TestNode> {
+        let dir = tempfile::tempdir()?;
+        let mut config = NodeConfig::ephemeral(dir.path());
+        configure(&mut config);
+        let node = Node::start(config.clone()).await?;
+        Ok(TestNode {
+            node: Some(node),
+            config,
+            _dir: Some(dir),
+        })
+    }
+
     /// Starts a node on an existing data directory (kept by the caller).
     pub async fn start_in(data_dir: &Path) -> anyhow::Result<TestNode> {
         let config = NodeConfig::ephemeral(data_dir);

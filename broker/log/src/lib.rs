@@ -66,6 +66,7 @@ pub use config::{LogConfig, TimestampType};
 pub use epoch_cache::{EpochEntry, LeaderEpochCache, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
 pub use error::LogError;
 pub use flush::FlushJob;
+pub use read::ReadView;
 pub use storage::{LocalFs, LogDir, OpenMode, Storage, StorageFile};
 
 use checkpoint::{LOG_START_FILE, RECOVERY_POINT_FILE};

@@ -1,12 +1,41 @@
 //! Reads: Fetch byte ranges (whole batches, no re-encoding) and ListOffsets lookups.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use tracing::warn;
 
 use super::batch::RecordBatchView;
 use super::error::LogError;
+use super::scanner::HeaderScanner;
 use super::segment::Segment;
+use super::storage::StorageFile;
 use super::Log;
+
+/// What a read needs of the log, taken under the log's lock without any I/O: the
+/// segment files that may hold the range, each with the position to start scanning at and
+/// its size at that moment. [`ReadView::read`] then does the I/O with no lock held (on a
+/// blocking thread, for a caller on an async runtime).
+///
+/// Segment files only grow while a view exists, except when a log is truncated (a new
+/// follower) or a segment deleted (retention): a deleted file stays readable through its
+/// open handle, and bytes a truncation removed are caught as a short read or a bad
+/// header, which the view reports as an error rather than return.
+#[derive(Debug, Clone)]
+pub struct ReadView {
+    offset: i64,
+    max_offset: i64,
+    segments: Vec<SegmentView>,
+}
+
+#[derive(Debug, Clone)]
+struct SegmentView {
+    file: Arc<dyn StorageFile>,
+    /// Where the batch holding `offset` (or any later one) may start.
+    scan_from: u64,
+    /// The segment's size when the view was taken.
+    end: u64,
+}
 
 impl Log {
     /// Whole batches from the one holding `offset`, at most `max_bytes` in total — except
@@ -21,6 +50,19 @@ impl Log {
         max_offset: i64,
         min_one_batch: bool,
     ) -> Result<Bytes, LogError> {
+        self.read_view(offset, max_offset, max_bytes)?
+            .read(max_bytes, min_one_batch)
+    }
+
+    /// The view [`Log::read`] reads through: segments that may hold batches from `offset`
+    /// below `max_offset`, enough for `max_bytes` (the first batch of the range is always
+    /// covered). No I/O.
+    pub fn read_view(
+        &self,
+        offset: i64,
+        max_offset: i64,
+        max_bytes: usize,
+    ) -> Result<ReadView, LogError> {
         let leo = self.log_end_offset();
         if offset < self.log_start_offset || offset > leo {
             return Err(LogError::OffsetOutOfRange {
@@ -29,25 +71,72 @@ impl Log {
                 log_end_offset: leo,
             });
         }
-        let mut ranges: Vec<(&Segment, u64, u64)> = Vec::new();
+        let mut segments = Vec::new();
+        let mut covered = 0u64;
+        if offset < leo {
+            for seg in self.segments_from(offset) {
+                if seg.base_offset() >= max_offset {
+                    break;
+                }
+                let scan_from = if seg.base_offset() <= offset {
+                    seg.index_position(offset)
+                } else {
+                    0
+                };
+                let end = seg.size();
+                if scan_from >= end {
+                    continue;
+                }
+                covered += end - scan_from;
+                segments.push(SegmentView {
+                    file: Arc::clone(seg.file()),
+                    scan_from,
+                    end,
+                });
+                // The index entry may lie up to an index interval before `offset`.
+                if covered
+                    >= (max_bytes as u64).saturating_add(self.config.index_interval_bytes as u64)
+                {
+                    break;
+                }
+            }
+        }
+        Ok(ReadView {
+            offset,
+            max_offset,
+            segments,
+        })
+    }
+}
+
+impl ReadView {
+    /// Reads the batches: whole batches holding offsets from the view's `offset` on,
+    /// below its `max_offset`, at most `max_bytes` (the first whole even when larger, with
+    /// `min_one_batch`). Blocking file I/O.
+    pub fn read(&self, max_bytes: usize, min_one_batch: bool) -> Result<Bytes, LogError> {
+        let mut ranges: Vec<(&SegmentView, u64, u64)> = Vec::new();
         let mut total = 0usize;
-        let mut done = offset == leo;
-        for seg in self.segments_from(offset) {
+        let mut done = false;
+        for seg in &self.segments {
             if done {
                 break;
             }
-            let Some((start, _)) = seg.find_batch(offset)? else {
-                continue;
-            };
-            let mut end = start;
-            let mut scanner = seg.scanner(start);
+            let mut scanner = HeaderScanner::new(&*seg.file, seg.scan_from, seg.end);
+            let mut start = None;
+            let mut end = seg.scan_from;
             while let Some((pos, h)) = scanner.next_header()? {
+                if h.last_offset() < self.offset {
+                    // Before the wanted offset (the index entry is sparse).
+                    end = pos + h.size() as u64;
+                    continue;
+                }
                 let size = h.size();
                 let fits = total.saturating_add(size) <= max_bytes;
-                if h.base_offset >= max_offset || !(fits || total == 0 && min_one_batch) {
+                if h.base_offset >= self.max_offset || !(fits || total == 0 && min_one_batch) {
                     done = true;
                     break;
                 }
+                start.get_or_insert(pos);
                 total += size;
                 end = pos + size as u64;
                 if total >= max_bytes {
@@ -55,7 +144,7 @@ impl Log {
                     break;
                 }
             }
-            if end > start {
+            if let Some(start) = start {
                 ranges.push((seg, start, end));
             }
         }
@@ -66,12 +155,19 @@ impl Log {
             let buf = out.get_mut(at..at + len).ok_or_else(|| {
                 LogError::CorruptRecord("segment changed during read".to_string())
             })?;
-            seg.read_exact_at(buf, start)?;
+            seg.file.read_exact_at(buf, start)?;
             at += len;
         }
         Ok(Bytes::from(out))
     }
 
+    /// Bytes the view may read at most (the segments' sizes from where it starts).
+    pub fn upper_bound(&self) -> u64 {
+        self.segments.iter().map(|s| s.end - s.scan_from).sum()
+    }
+}
+
+impl Log {
     /// ListOffsets by time: the first offset whose batch max timestamp is at or above
     /// `timestamp`, with that batch's max timestamp; `None` if no batch qualifies.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, LogError> {
@@ -139,6 +235,31 @@ fn exact_offset_of_max(
 mod tests {
     use crate::test_util::*;
     use crate::{Log, LogConfig, LogError};
+
+    #[test]
+    fn a_view_reads_what_was_there_when_it_was_taken_without_the_log() {
+        let (_dir, mut log, _) = filled();
+        let all = log.read(0, usize::MAX, i64::MAX, true).unwrap();
+        let view = log.read_view(0, i64::MAX, usize::MAX).unwrap();
+        let partial = log.read_view(7, 12, usize::MAX).unwrap();
+        // Appends after the view was taken are not in it.
+        log.append_as_leader(&mut simple_batch(5_000, 3, 40), 0, 5_000)
+            .unwrap();
+        assert_eq!(view.read(usize::MAX, true).unwrap(), all);
+        // From inside a batch (offset 7 is in 6..8), up to the batch at 12 excluded.
+        let got = partial.read(usize::MAX, true).unwrap();
+        assert_eq!(batch_offsets(&got), vec![(6, 8), (9, 11)]);
+        // Budget and the first-batch rule, as Log::read.
+        assert_eq!(batch_offsets(&view.read(1, true).unwrap()), vec![(0, 2)]);
+        assert!(view.read(1, false).unwrap().is_empty());
+        // A truncation under a view makes its read fail cleanly, not return garbage.
+        let view = log.read_view(24, i64::MAX, usize::MAX).unwrap();
+        log.truncate_to(24).unwrap();
+        match view.read(usize::MAX, true) {
+            Err(LogError::Io(_) | LogError::CorruptRecord(_)) => {}
+            other => panic!("read over truncated bytes: {other:?}"),
+        }
+    }
 
     /// 10 batches of 3 records (offsets 3i..3i+2, timestamps 100i..100i+2), 4 segments.
     fn filled() -> (tempfile::TempDir, Log, usize) {

@@ -96,10 +96,13 @@ async fn fetch(state: Arc<BrokerState>, req: FetchRequest) -> FetchResponse {
     let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = tokio::time::Instant::now() + max_wait;
     let min_bytes = req.min_bytes.max(0) as usize;
+    // The broker's fetch.max.bytes bounds every response, whatever the client asks (a
+    // non-positive max_bytes asks for the broker's limit).
+    let broker_max = state.config.network.fetch_max_bytes;
     let max_bytes = if req.max_bytes <= 0 {
-        i32::MAX as usize
+        broker_max
     } else {
-        req.max_bytes as usize
+        (req.max_bytes as usize).min(broker_max)
     };
     // Subscribed before the first read, so an append between a read and the wait still
     // wakes the fetch.
@@ -113,14 +116,19 @@ async fn fetch(state: Arc<BrokerState>, req: FetchRequest) -> FetchResponse {
                 .map(|p| p.subscribe())
         })
         .collect();
-    let answers = delayed::complete(watched, Some(deadline), || {
-        let answers = read_all(&state, &resolved.targets, max_bytes);
-        let bytes: usize = answers.iter().map(|a| a.records.len()).sum();
-        let any_error = answers.iter().any(|a| a.error != 0);
-        if bytes >= min_bytes || any_error || max_wait.is_zero() {
-            Attempt::Done(answers)
-        } else {
-            Attempt::Wait(answers)
+    let targets = Arc::new(resolved.targets.clone());
+    let answers = delayed::complete_async(watched, Some(deadline), || {
+        let state = state.clone();
+        let targets = targets.clone();
+        async move {
+            let answers = read_all(&state, &targets, max_bytes).await;
+            let bytes: usize = answers.iter().map(|a| a.records.len()).sum();
+            let any_error = answers.iter().any(|a| a.error != 0);
+            if bytes >= min_bytes || any_error || max_wait.is_zero() {
+                Attempt::Done(answers)
+            } else {
+                Attempt::Wait(answers)
+            }
         }
     })
     .await;
@@ -178,51 +186,88 @@ fn record_count(records: &[u8]) -> u64 {
         .sum()
 }
 
-/// Reads every target once within the response budget.
-fn read_all(
+/// Reads every target once within the response budget: each partition's view is taken
+/// under its lock without I/O, then every segment read happens on a blocking thread, so
+/// neither the partition's appends nor the async workers wait on the disk.
+async fn read_all(
     state: &BrokerState,
     targets: &[(TopicPartition, FetchTarget, Option<LastSent>)],
     max_bytes: usize,
 ) -> Vec<Answer> {
-    let mut budget = max_bytes;
-    let mut any_data = false;
-    targets
+    let mut answers = Vec::with_capacity(targets.len());
+    let mut views = Vec::with_capacity(targets.len());
+    for (tp, target, last) in targets {
+        let mut answer = Answer {
+            tp: tp.clone(),
+            error: 0,
+            high_watermark: -1,
+            log_start_offset: -1,
+            records: Bytes::new(),
+            last_sent_before: last.clone(),
+        };
+        let partition_max = (target.max_bytes.max(0) as usize).min(max_bytes);
+        let view = leader_partition(state, &tp.topic, tp.partition)
+            .and_then(|p| p.check_leader_epoch(target.current_leader_epoch).map(|_| p))
+            .and_then(|p| {
+                answer.log_start_offset = p.log_start_offset();
+                p.committed_view(target.fetch_offset, partition_max)
+            });
+        match view {
+            Ok((view, hw)) => {
+                // Report the high watermark that bounds the read.
+                answer.high_watermark = hw;
+                views.push(Some((view, partition_max)));
+            }
+            Err(e) => {
+                answer.error = e.code();
+                views.push(None);
+            }
+        }
+        answers.push(answer);
+    }
+    if views
         .iter()
-        .map(|(tp, target, last)| {
-            let mut answer = Answer {
-                tp: tp.clone(),
-                error: 0,
-                high_watermark: -1,
-                log_start_offset: -1,
-                records: Bytes::new(),
-                last_sent_before: last.clone(),
-            };
-            let part = match leader_partition(state, &tp.topic, tp.partition)
-                .and_then(|p| p.check_leader_epoch(target.current_leader_epoch).map(|_| p))
-            {
-                Ok(p) => p,
-                Err(e) => {
-                    answer.error = e.code();
-                    return answer;
+        .all(|v| v.as_ref().is_none_or(|(v, _)| v.upper_bound() == 0))
+    {
+        return answers;
+    }
+    let read = tokio::task::spawn_blocking(move || {
+        let mut budget = max_bytes;
+        let mut any_data = false;
+        views
+            .into_iter()
+            .map(|view| {
+                let (view, partition_max) = view?;
+                let limit = partition_max.min(budget);
+                if limit == 0 && any_data {
+                    return Some(Ok(Bytes::new()));
                 }
-            };
-            answer.high_watermark = part.high_watermark();
-            answer.log_start_offset = part.log_start_offset();
-            let limit = (target.max_bytes.max(0) as usize).min(budget);
-            if limit == 0 && any_data {
-                return answer;
-            }
-            match part.read_committed(target.fetch_offset, limit, !any_data) {
-                Ok((records, hw)) => {
-                    // Report the high watermark that bounded the read.
-                    answer.high_watermark = hw;
-                    budget = budget.saturating_sub(records.len());
-                    any_data |= !records.is_empty();
-                    answer.records = records;
+                let records = view.read(limit, !any_data);
+                if let Ok(r) = &records {
+                    budget = budget.saturating_sub(r.len());
+                    any_data |= !r.is_empty();
                 }
-                Err(e) => answer.error = e.code(),
+                Some(records)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await;
+    match read {
+        Ok(results) => {
+            for (answer, result) in answers.iter_mut().zip(results) {
+                match result {
+                    Some(Ok(records)) => answer.records = records,
+                    Some(Err(e)) => answer.error = crate::error::BrokerError::from(e).code(),
+                    None => {}
+                }
             }
-            answer
-        })
-        .collect()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "fetch read task failed");
+            for answer in answers.iter_mut().filter(|a| a.error == 0) {
+                answer.error = spate_metadata::ErrorCode::KafkaStorageError.code();
+            }
+        }
+    }
+    answers
 }

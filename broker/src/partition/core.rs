@@ -304,6 +304,18 @@ impl PartitionCore {
         Ok(self.log.read(offset, max_bytes, upto, true)?)
     }
 
+    /// A view of the committed batches (below the high watermark) from `offset` for a
+    /// consumer, to read without the lock; with the high watermark that bounds it.
+    pub fn committed_view(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<(spate_log::ReadView, i64)> {
+        self.ensure_online()?;
+        let hw = self.progress.high_watermark;
+        Ok((self.log.read_view(offset, hw, max_bytes)?, hw))
+    }
+
     /// Reads committed batches (below the high watermark) for a consumer; returns the
     /// records and the high watermark that bounded them.
     pub fn read_committed(

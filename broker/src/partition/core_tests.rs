@@ -111,7 +111,7 @@ fn flush_messages_above_one_fsyncs_every_n_records() {
     let configs = [("flush.messages".to_string(), "3".to_string())]
         .into_iter()
         .collect();
-    with_fx(|fx| {
+    let _ = with_fx(|fx| {
         core.update_config(
             LogConfig::default(),
             PartitionSettings::from_configs(&configs),
@@ -153,7 +153,7 @@ fn the_high_watermark_waits_for_every_isr_follower() {
     let (fetched, _) =
         with_fx(|fx| core.serve_follower_fetch(&fetch(NodeId(2), 3, 0, 1 << 20), NOW, fx));
     let fetched = fetched.unwrap();
-    assert!(!fetched.records.is_empty());
+    assert!(!fetched.view.read(1 << 20, true).unwrap().is_empty());
     assert_eq!(fetched.log_end_offset, 4);
     let (_, fx) =
         with_fx(|fx| core.serve_follower_fetch(&fetch(NodeId(2), 3, 4, 1 << 20), NOW, fx));
@@ -164,7 +164,7 @@ fn the_high_watermark_waits_for_every_isr_follower() {
     assert_eq!(core.progress().high_watermark, 0);
     let (r, fx) =
         with_fx(|fx| core.serve_follower_fetch(&fetch(NodeId(3), 3, 4, 1 << 20), NOW, fx));
-    assert!(r.unwrap().records.is_empty());
+    assert!(r.unwrap().view.read(1 << 20, true).unwrap().is_empty());
     assert_eq!(published(&fx).high_watermark, 4);
 
     // A stale or future leader epoch in a follower fetch is refused (KIP-320).

@@ -180,10 +180,10 @@ impl PartitionCore {
                 other => BrokerError::InvalidRequest(format!("{}: {other}", self.tp)),
             })?;
         let high_watermark = rs.high_watermark();
-        let records = self.log.read(fetch_offset, max_bytes, leo, true)?;
+        let view = self.log.read_view(fetch_offset, leo, max_bytes)?;
         self.publish(fx, |p| raise_hw(p, outcome.high_watermark));
         Ok(FollowerFetch {
-            records,
+            view,
             high_watermark,
             log_start_offset: log_start,
             log_end_offset: leo,

@@ -371,6 +371,16 @@ impl Partition {
         self.query(|c| c.read_committed(offset, max_bytes, min_one_batch))
     }
 
+    /// What a consumer fetch from `offset` may read (committed batches), taken under the
+    /// lock without I/O; read it with [`spate_log::ReadView::read`] off the lock.
+    pub fn committed_view(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<(spate_log::ReadView, i64)> {
+        self.query(|c| c.committed_view(offset, max_bytes))
+    }
+
     /// The log's start and end offsets, read together.
     pub fn log_bounds(&self) -> (i64, i64) {
         self.query(|c| (c.log_start_offset(), c.log_end_offset()))

@@ -1,7 +1,6 @@
 //! The values a partition hands out and takes in: the progress waiters watch, the
 //! leadership facts, the assignment from metadata and the role change it causes, a
 //! leader's answer to a follower fetch. Plain data, below both the core and the handle.
-use bytes::Bytes;
 use spate_metadata::ids::{BrokerEpoch, NodeId};
 
 use super::replica_state::IsrChange;
@@ -85,8 +84,9 @@ pub struct FollowerFetchRequest {
 /// A leader's answer to one follower fetch.
 #[derive(Debug, Clone)]
 pub struct FollowerFetch {
-    /// Batches from the fetch offset on (up to the leader's LEO).
-    pub records: Bytes,
+    /// What to send: batches from the fetch offset on (up to the leader's LEO), read
+    /// with [`spate_log::ReadView::read`] off the partition's lock.
+    pub view: spate_log::ReadView,
     /// The leader's high watermark after this fetch.
     pub high_watermark: i64,
     /// The leader's log start.

@@ -199,8 +199,6 @@ pub async fn expire_lagging(state: Arc<BrokerState>, mut shutdown: watch::Receiv
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use spate_log::{LogConfig, LogDir};
     use spate_proto::controller::{
         AlterPartitionPartitionResult, AlterPartitionResponse, AlterPartitionTopicResult,

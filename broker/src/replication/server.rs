@@ -101,10 +101,13 @@ impl Replication for ReplicationService {
         let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
         let deadline = tokio::time::Instant::now() + max_wait;
         let min_bytes = req.min_bytes.max(0) as usize;
+        // replica.fetch.response.max.bytes bounds every answer, whatever the follower asks
+        // (the first batch still comes whole, or a follower could never pass it).
+        let limit = self.state.config.replication.fetch_response_max_bytes;
         let max_bytes = if req.max_bytes <= 0 {
-            usize::MAX
+            limit
         } else {
-            req.max_bytes as usize
+            (req.max_bytes as usize).min(limit)
         };
         let partitions: Vec<_> = req
             .partitions
@@ -117,17 +120,19 @@ impl Replication for ReplicationService {
             .iter()
             .filter_map(|(_, p)| p.as_ref().ok().map(|p| p.subscribe()))
             .collect();
-        let attempt = || {
-            let mut budget = max_bytes;
-            let mut bytes = 0usize;
+        let partitions = &partitions;
+        let attempt = || async move {
+            // Under each partition's lock: record the follower's offset, take a view.
             let mut any_error = false;
             let mut out = Vec::with_capacity(partitions.len());
-            for (want, part) in &partitions {
+            let mut views = Vec::with_capacity(partitions.len());
+            for (want, part) in partitions {
                 let p = match part {
                     Ok(p) => p,
                     Err(e) => {
                         any_error = true;
                         out.push(failed(want.topic_id.clone(), want.partition, e));
+                        views.push(None);
                         continue;
                     }
                 };
@@ -136,12 +141,10 @@ impl Replication for ReplicationService {
                     broker_epoch,
                     current_leader_epoch: want.current_leader_epoch,
                     fetch_offset: want.fetch_offset,
-                    max_bytes: budget,
+                    max_bytes,
                 };
                 match p.serve_follower_fetch(&request, now_ms()) {
                     Ok(fetched) => {
-                        budget = budget.saturating_sub(fetched.records.len());
-                        bytes += fetched.records.len();
                         if let Some(change) = fetched.isr_change {
                             self.state.isr_updater.propose(p.clone(), change);
                         }
@@ -151,14 +154,56 @@ impl Replication for ReplicationService {
                             error_code: 0,
                             high_watermark: fetched.high_watermark,
                             log_start_offset: fetched.log_start_offset,
-                            records: fetched.records,
+                            records: Default::default(),
                             log_end_offset: fetched.log_end_offset,
                             error_message: String::new(),
                         });
+                        views.push(Some(fetched.view));
                     }
                     Err(e) => {
                         any_error = true;
                         out.push(failed(want.topic_id.clone(), want.partition, &e));
+                        views.push(None);
+                    }
+                }
+            }
+            // Off every lock and off the async workers: the segment reads.
+            let mut bytes = 0usize;
+            if views.iter().flatten().any(|v| v.upper_bound() > 0) {
+                let read = tokio::task::spawn_blocking(move || {
+                    let mut budget = max_bytes;
+                    views
+                        .into_iter()
+                        .map(|v| {
+                            let records = v?.read(budget, true);
+                            if let Ok(r) = &records {
+                                budget = budget.saturating_sub(r.len());
+                            }
+                            Some(records)
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .await;
+                match read {
+                    Ok(results) => {
+                        for (slot, result) in out.iter_mut().zip(results) {
+                            match result {
+                                Some(Ok(records)) => {
+                                    bytes += records.len();
+                                    slot.records = records;
+                                }
+                                Some(Err(e)) => {
+                                    any_error = true;
+                                    let e = BrokerError::from(e);
+                                    *slot = failed(slot.topic_id.clone(), slot.partition, &e);
+                                }
+                                None => {}
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "replica fetch read task failed");
+                        any_error = true;
                     }
                 }
             }
@@ -168,7 +213,7 @@ impl Replication for ReplicationService {
                 Attempt::Wait(out)
             }
         };
-        let out = delayed::complete(watched, Some(deadline), attempt).await;
+        let out = delayed::complete_async(watched, Some(deadline), attempt).await;
         Ok(Response::new(ReplicaFetchResponse {
             error_code: 0,
             partitions: out,

@@ -173,6 +173,12 @@ impl Segment {
     }
 
     /// The first batch whose last offset is at or above `offset`, as (position, header).
+    /// The file position the offset index gives for `offset`: the start of a batch at
+    /// or before the one holding it (in memory, no I/O).
+    pub(crate) fn index_position(&self, offset: i64) -> u64 {
+        self.index.lookup(offset).1
+    }
+
     pub(crate) fn find_batch(&self, offset: i64) -> Result<Option<(u64, BatchHeader)>, LogError> {
         let (_, start) = self.index.lookup(offset);
         let mut scanner = self.scanner(start);
