@@ -2,7 +2,8 @@
 # The one test command: bash tests/run.sh [extra pytest args]
 #
 #   0. tests/tools/module_cycles.py: no import circle of more than a handful of modules
-#   1. cargo build --workspace --all-targets
+#   1. cargo build --workspace --all-targets, and cargo check of the test-only
+#      fault-injection build the chaos runner's storage scenarios use
 #   2. cargo test --workspace                      (stops at the first failing test binary)
 #   3. real-client tests: pytest tests/python, run from the virtualenv .venv (created or
 #      reused; requirements from tests/python/requirements.txt) against the debug binary
@@ -23,6 +24,8 @@ python3 "$ROOT/tests/tools/module_cycles.py"
 if [ "${SPATE_SKIP_CARGO:-0}" != "1" ]; then
   step "cargo build --workspace --all-targets"
   cargo build --workspace --all-targets
+  step "cargo check -p spate --features fault-injection"
+  cargo check -p spate --features fault-injection
   step "cargo test --workspace"
   cargo test --workspace
 fi

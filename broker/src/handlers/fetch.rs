@@ -225,13 +225,11 @@ async fn read_all(
         }
         answers.push(answer);
     }
-    if views
-        .iter()
-        .all(|v| v.as_ref().is_none_or(|(v, _)| v.upper_bound() == 0))
-    {
+    let upper: u64 = views.iter().flatten().map(|(v, _)| v.upper_bound()).sum();
+    if upper == 0 {
         return answers;
     }
-    let read = tokio::task::spawn_blocking(move || {
+    let read = crate::partition::read_off_runtime(upper, move || {
         let mut budget = max_bytes;
         let mut any_data = false;
         views

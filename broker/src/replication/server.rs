@@ -167,10 +167,11 @@ impl Replication for ReplicationService {
                     }
                 }
             }
-            // Off every lock and off the async workers: the segment reads.
+            // Off every lock (and, when large, off the async workers): the segment reads.
             let mut bytes = 0usize;
-            if views.iter().flatten().any(|v| v.upper_bound() > 0) {
-                let read = tokio::task::spawn_blocking(move || {
+            let upper: u64 = views.iter().flatten().map(|v| v.upper_bound()).sum();
+            if upper > 0 {
+                let read = crate::partition::read_off_runtime(upper, move || {
                     let mut budget = max_bytes;
                     views
                         .into_iter()
