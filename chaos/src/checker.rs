@@ -155,6 +155,7 @@ pub fn check(events: &[Event], config: &CheckConfig) -> Checked {
         recovery,
         check_one_leader_per_epoch(&index),
         check_final_read(&index),
+        check_faults_injected(events),
     ];
     Checked {
         verdicts,
@@ -965,6 +966,29 @@ fn check_final_read(index: &Index<'_>) -> Verdict {
     v.verdict("final-read", true, summary)
 }
 
+/// `faults-injected`: every fault the nemesis started completed as planned, and no fault
+/// round failed (a scenario whose faults were never injected proves nothing, so it must
+/// not pass).
+fn check_faults_injected(events: &[Event]) -> Verdict {
+    let mut v = Violations::default();
+    for e in events
+        .iter()
+        .filter(|e| e.op == Op::Nemesis && e.kind == Kind::Fail)
+    {
+        v.add(|| json!({"time_ms": e.time_ms, "fault": e.fault, "error": e.error}));
+    }
+    let spans = fault_spans(events);
+    for s in spans.iter().filter(|s| !s.healed_ok) {
+        v.add(|| json!({"time_ms": s.start_ms, "fault": s.fault, "error": "never completed"}));
+    }
+    let summary = format!(
+        "{} of {} faults (or fault rounds) not injected as planned",
+        v.count,
+        spans.len()
+    );
+    v.verdict("faults-injected", true, summary)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1150,7 +1174,7 @@ mod tests {
         let c = clean().check();
         assert!(c.pass(), "{:#?}", c.verdicts);
         assert!(failing(&c).is_empty(), "{:?}", failing(&c));
-        assert_eq!(c.verdicts.len(), 13);
+        assert_eq!(c.verdicts.len(), 14);
         let expected = Counts {
             acked: 5,
             lost: 0,
@@ -1187,6 +1211,7 @@ mod tests {
             "recovery",
             "one-leader-per-epoch",
             "final-read",
+            "faults-injected",
         ] {
             assert!(names.contains(&name), "{name} missing");
         }
@@ -1714,5 +1739,27 @@ mod tests {
         );
         assert_eq!(c.counts.acked, n as usize);
         assert!(started.elapsed().as_secs() < 20);
+    }
+
+    #[test]
+    fn a_fault_that_was_not_injected_fails_the_run() {
+        assert!(clean()
+            .check()
+            .verdict("faults-injected")
+            .is_some_and(|v| v.pass));
+        // A round that failed before injecting anything.
+        let mut h = clean();
+        let mut e = Event::new(0, "nemesis", Kind::Fail, Op::Nemesis);
+        e.fault = Some("kill-leader".to_string());
+        e.error = Some("partition 0 has no leader to pick".to_string());
+        h.push(e);
+        let v = h.check();
+        let v = v.verdict("faults-injected").unwrap();
+        assert!(v.judged && !v.pass && v.violations == 1, "{v:?}");
+        // A fault started but never completed.
+        let mut h = clean();
+        h.nemesis(Kind::Invoke, "power cut 2", true);
+        let c = h.check();
+        assert!(!c.verdict("faults-injected").unwrap().pass);
     }
 }

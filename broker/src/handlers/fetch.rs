@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use super::{leader_partition, str_bytes};
 use crate::delayed::{self, Attempt};
 use crate::fetch_session::{FetchTarget, LastSent};
-use crate::partition::{Progress, TopicPartition};
+use crate::partition::{read_views, FirstBatch, Progress, TopicPartition};
 use crate::server::context::{PendingResponse, RequestContext};
 use crate::state::BrokerState;
 
@@ -225,31 +225,7 @@ async fn read_all(
         }
         answers.push(answer);
     }
-    let upper: u64 = views.iter().flatten().map(|(v, _)| v.upper_bound()).sum();
-    if upper == 0 {
-        return answers;
-    }
-    let read = crate::partition::read_off_runtime(upper, move || {
-        let mut budget = max_bytes;
-        let mut any_data = false;
-        views
-            .into_iter()
-            .map(|view| {
-                let (view, partition_max) = view?;
-                let limit = partition_max.min(budget);
-                if limit == 0 && any_data {
-                    return Some(Ok(Bytes::new()));
-                }
-                let records = view.read(limit, !any_data);
-                if let Ok(r) = &records {
-                    budget = budget.saturating_sub(r.len());
-                    any_data |= !r.is_empty();
-                }
-                Some(records)
-            })
-            .collect::<Vec<_>>()
-    })
-    .await;
+    let read = read_views(views, max_bytes, FirstBatch::UntilData).await;
     match read {
         Ok(results) => {
             for (answer, result) in answers.iter_mut().zip(results) {

@@ -461,6 +461,51 @@ impl Partition {
 /// a blocking thread, which showed as a few percent of 3-node acks=all throughput.
 const INLINE_READ_MAX: u64 = 256 * 1024;
 
+/// Where a fetch lets a partition's first batch come whole beyond the budget (KIP-74).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstBatch {
+    /// Only until the response holds data (consumer fetch: one batch always progresses).
+    UntilData,
+    /// For every partition (follower fetch: no replica may get stuck behind a batch).
+    EveryPartition,
+}
+
+/// A read of one partition in a fetch: `Some(result)` for a partition that had a view.
+pub type ViewRead = Option<std::result::Result<Bytes, spate_log::LogError>>;
+
+/// Reads the views of one fetch in order, each within its own cap and all within
+/// `max_bytes`, off every lock (and off the runtime when large, see
+/// [`read_off_runtime`]). `None` views (partitions that answered an error) read nothing.
+pub async fn read_views(
+    views: Vec<Option<(spate_log::ReadView, usize)>>,
+    max_bytes: usize,
+    first: FirstBatch,
+) -> std::result::Result<Vec<ViewRead>, tokio::task::JoinError> {
+    let upper: u64 = views.iter().flatten().map(|(v, _)| v.upper_bound()).sum();
+    read_off_runtime(upper, move || {
+        let mut budget = max_bytes;
+        let mut any_data = false;
+        views
+            .into_iter()
+            .map(|view| {
+                let (view, cap) = view?;
+                let limit = cap.min(budget);
+                let whole_first = first == FirstBatch::EveryPartition || !any_data;
+                if limit == 0 && !whole_first {
+                    return Some(Ok(Bytes::new()));
+                }
+                let records = view.read(limit, whole_first);
+                if let Ok(r) = &records {
+                    budget = budget.saturating_sub(r.len());
+                    any_data |= !r.is_empty();
+                }
+                Some(records)
+            })
+            .collect()
+    })
+    .await
+}
+
 /// Runs a segment read of at most `bytes` (a [`spate_log::ReadView::upper_bound`] sum):
 /// inline when small, else on a blocking thread so the async workers never wait on the
 /// disk. The read itself never holds a partition's lock.

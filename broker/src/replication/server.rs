@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status};
 use crate::clock::now_ms;
 use crate::delayed::{self, Attempt};
 use crate::error::{BrokerError, NotServing};
-use crate::partition::{FollowerFetchRequest, Partition, TopicPartition};
+use crate::partition::{read_views, FirstBatch, FollowerFetchRequest, Partition, TopicPartition};
 use crate::state::BrokerState;
 use spate_log::LogError;
 
@@ -169,22 +169,12 @@ impl Replication for ReplicationService {
             }
             // Off every lock (and, when large, off the async workers): the segment reads.
             let mut bytes = 0usize;
-            let upper: u64 = views.iter().flatten().map(|v| v.upper_bound()).sum();
-            if upper > 0 {
-                let read = crate::partition::read_off_runtime(upper, move || {
-                    let mut budget = max_bytes;
-                    views
-                        .into_iter()
-                        .map(|v| {
-                            let records = v?.read(budget, true);
-                            if let Ok(r) = &records {
-                                budget = budget.saturating_sub(r.len());
-                            }
-                            Some(records)
-                        })
-                        .collect::<Vec<_>>()
-                })
-                .await;
+            if views.iter().flatten().any(|v| v.upper_bound() > 0) {
+                let views = views
+                    .into_iter()
+                    .map(|v| v.map(|v| (v, usize::MAX)))
+                    .collect();
+                let read = read_views(views, max_bytes, FirstBatch::EveryPartition).await;
                 match read {
                     Ok(results) => {
                         for (slot, result) in out.iter_mut().zip(results) {
