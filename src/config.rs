@@ -42,6 +42,10 @@ const KEYS: &[(&str, KeyDefault)] = &[
         "replica.fetch.response.max.bytes",
         KeyDefault::Value("10485760"),
     ),
+    ("max.connections", KeyDefault::Value("10000")),
+    ("max.connections.per.ip", KeyDefault::Value("1000")),
+    ("connections.max.idle.ms", KeyDefault::Value("600000")),
+    ("queued.max.request.bytes", KeyDefault::Value("268435456")),
     ("admin.listener", KeyDefault::Value("127.0.0.1:9095")),
     ("replication.listener", KeyDefault::Value("127.0.0.1:9094")),
     ("replica.lag.time.max.ms", KeyDefault::Value("10000")),
@@ -261,6 +265,9 @@ pub struct ServerConfig {
     pub fetch_max_bytes: i32,
     /// `replica.fetch.response.max.bytes`: the most one follower fetch answer carries.
     pub replica_fetch_response_max_bytes: i32,
+    /// `max.connections`, `max.connections.per.ip`, `connections.max.idle.ms` and
+    /// `queued.max.request.bytes`.
+    pub connection_limits: spate_broker::config::ConnectionLimits,
     /// `admin.listener`: where the HTTP admin endpoint (health, readiness, metrics) binds.
     pub admin_listener: SocketAddr,
     /// `replication.listener`: where followers fetch from this broker (gRPC).
@@ -340,6 +347,12 @@ impl ServerConfig {
             self.socket_request_max_bytes.to_string(),
             self.fetch_max_bytes.to_string(),
             self.replica_fetch_response_max_bytes.to_string(),
+            self.connection_limits.max_connections.to_string(),
+            self.connection_limits.max_connections_per_ip.to_string(),
+            self.connection_limits.idle_timeout.as_millis().to_string(),
+            self.connection_limits
+                .queued_max_request_bytes
+                .map_or_else(|| "-1".to_string(), |b| b.to_string()),
             self.admin_listener.to_string(),
             self.replication_listener.to_string(),
             self.replica_lag_time_max.as_millis().to_string(),
@@ -455,6 +468,18 @@ pub struct ConfigFlags {
     /// replica.fetch.response.max.bytes: the most one follower fetch answer carries.
     #[arg(long, value_name = "BYTES")]
     pub replica_fetch_response_max_bytes: Option<String>,
+    /// max.connections: Kafka connections open at once; more are closed at once.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<String>,
+    /// max.connections.per.ip: Kafka connections open at once from one client address.
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_ip: Option<String>,
+    /// connections.max.idle.ms: close a connection with no request for this long.
+    #[arg(long, value_name = "MS")]
+    pub connections_max_idle_ms: Option<String>,
+    /// queued.max.request.bytes: request bytes in flight before reading pauses (-1: no limit).
+    #[arg(long, value_name = "BYTES")]
+    pub queued_max_request_bytes: Option<String>,
     /// admin.listener: HTTP admin bind address, HOST:PORT.
     #[arg(long, value_name = "HOST:PORT")]
     pub admin_listener: Option<String>,
@@ -522,6 +547,10 @@ impl ConfigFlags {
                 "replica.fetch.response.max.bytes",
                 &self.replica_fetch_response_max_bytes,
             ),
+            ("max.connections", &self.max_connections),
+            ("max.connections.per.ip", &self.max_connections_per_ip),
+            ("connections.max.idle.ms", &self.connections_max_idle_ms),
+            ("queued.max.request.bytes", &self.queued_max_request_bytes),
             ("admin.listener", &self.admin_listener),
             ("replication.listener", &self.replication_listener),
             ("replica.lag.time.max.ms", &self.replica_lag_time_max_ms),
@@ -851,6 +880,22 @@ fn validate(
     let fetch_max_bytes = required(&settings, "fetch.max.bytes", byte_count)?;
     let replica_fetch_response_max_bytes =
         required(&settings, "replica.fetch.response.max.bytes", byte_count)?;
+    let count = |s: &str| parse_int(s, 1, 1_000_000usize, "an integer from 1 to 1000000");
+    let connection_limits = spate_broker::config::ConnectionLimits {
+        max_connections: required(&settings, "max.connections", count)?,
+        max_connections_per_ip: required(&settings, "max.connections.per.ip", count)?,
+        idle_timeout: required(&settings, "connections.max.idle.ms", millis)?,
+        queued_max_request_bytes: required(&settings, "queued.max.request.bytes", |s| match s {
+            "-1" => Ok(None),
+            s => parse_int(
+                s,
+                1,
+                i64::MAX as usize,
+                "a byte count >= 1, or -1 for no limit",
+            )
+            .map(Some),
+        })?,
+    };
     let admin_listener = required(&settings, "admin.listener", parse_bind)?;
     let replication_listener = required(&settings, "replication.listener", parse_bind)?;
     let replica_lag_time_max = required(&settings, "replica.lag.time.max.ms", millis)?;
@@ -924,6 +969,7 @@ fn validate(
         socket_request_max_bytes,
         fetch_max_bytes,
         replica_fetch_response_max_bytes,
+        connection_limits,
         admin_listener,
         replication_listener,
         replica_lag_time_max,
@@ -1359,6 +1405,30 @@ mod tests {
         assert_eq!(c.sources["advertised.listeners"], Source::Derived);
         assert_eq!(c.sources["node.id"], Source::File("spate.toml".into()));
         assert_eq!(c.effective().len(), KEYS.len());
+    }
+
+    #[test]
+    fn connection_limits_default_to_the_broker_defaults_and_parse_with_kafka_names() {
+        assert_eq!(file(MIN).connection_limits, Default::default());
+        let c = file(&format!(
+            "{MIN}max.connections = 50\n\"max.connections.per.ip\" = 5\nconnections.max.idle.ms = 2000\nqueued.max.request.bytes = -1\n"
+        ));
+        // TOML cannot have both max.connections and max.connections.per.ip as dotted keys
+        // (the first is a value, not a table): one of them is quoted.
+        let l = &c.connection_limits;
+        assert_eq!((l.max_connections, l.max_connections_per_ip), (50, 5));
+        assert_eq!(l.idle_timeout, Duration::from_secs(2));
+        assert_eq!(
+            l.queued_max_request_bytes, None,
+            "-1 is no limit, as in Kafka"
+        );
+        let e = error(&format!("{MIN}queued.max.request.bytes = 0\n"));
+        assert!(
+            e.contains("queued.max.request.bytes") && e.contains("-1"),
+            "{e}"
+        );
+        let e = error(&format!("{MIN}max.connections = 0\n"));
+        assert!(e.contains("max.connections"), "{e}");
     }
 
     #[test]

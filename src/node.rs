@@ -98,6 +98,8 @@ pub struct NodeConfig {
     pub fetch_max_bytes: usize,
     /// `replica.fetch.response.max.bytes`.
     pub replica_fetch_response_max_bytes: usize,
+    /// Connection and memory limits of the Kafka listeners.
+    pub connection_limits: spate_broker::config::ConnectionLimits,
     /// How long [`Node::start`] waits for the broker to be registered and unfenced
     /// (`None`: do not wait, e.g. while the rest of a cluster is still starting).
     pub wait_ready: Option<Duration>,
@@ -135,6 +137,7 @@ impl NodeConfig {
             fetch_max_bytes: spate_broker::config::DEFAULT_FETCH_MAX_BYTES,
             replica_fetch_response_max_bytes:
                 spate_broker::config::DEFAULT_REPLICA_FETCH_RESPONSE_MAX_BYTES,
+            connection_limits: Default::default(),
             wait_ready: Some(Duration::from_secs(30)),
         }
     }
@@ -337,6 +340,7 @@ impl Node {
             broker_config.controller.session_timeout = config.session_timeout;
             broker_config.network.max_request_bytes = config.max_request_bytes;
             broker_config.network.fetch_max_bytes = config.fetch_max_bytes;
+            broker_config.network.limits = config.connection_limits.clone();
             broker_config.replication.fetch_response_max_bytes =
                 config.replica_fetch_response_max_bytes;
             broker_config.replication.lag_time_max = config.replica_lag_time_max;

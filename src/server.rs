@@ -145,6 +145,7 @@ fn node_config(c: &ServerConfig) -> NodeConfig {
         max_request_bytes: c.socket_request_max_bytes.max(0) as usize,
         fetch_max_bytes: c.fetch_max_bytes.max(1) as usize,
         replica_fetch_response_max_bytes: c.replica_fetch_response_max_bytes.max(1) as usize,
+        connection_limits: c.connection_limits.clone(),
         // Nodes of a cluster start independently; readiness comes when the quorum forms.
         wait_ready: None,
     }

@@ -87,6 +87,7 @@ impl Broker {
             producer_ids: Default::default(),
             groups: Default::default(),
             metrics: Default::default(),
+            limits: crate::limits::NetworkLimits::new(config.network.limits.clone()),
             config,
         });
         let (shutdown, shutdown_rx) = watch::channel(false);

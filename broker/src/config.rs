@@ -83,6 +83,48 @@ pub struct NetworkConfig {
     pub fetch_max_bytes: usize,
     /// How many incremental fetch sessions (KIP-227) are cached.
     pub fetch_session_slots: usize,
+    /// Connection and memory limits of the Kafka listeners.
+    pub limits: ConnectionLimits,
+}
+
+/// Default `max.connections`: Kafka's is unlimited, which lets one runaway client exhaust
+/// the broker's file descriptors.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// Default `max.connections.per.ip`.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 1_000;
+
+/// Default `connections.max.idle.ms` (Kafka's: 10 minutes).
+pub const DEFAULT_CONNECTIONS_MAX_IDLE: Duration = Duration::from_secs(600);
+
+/// Default `queued.max.request.bytes`: Kafka's is unlimited; this holds two or more
+/// requests of the largest size (`socket.request.max.bytes`, 100 MiB).
+pub const DEFAULT_QUEUED_MAX_REQUEST_BYTES: usize = 256 * 1024 * 1024;
+
+/// Connection and memory limits of the Kafka listeners (`crate::limits`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// `max.connections`: connections open at once, over all listeners.
+    pub max_connections: usize,
+    /// `max.connections.per.ip`: connections open at once from one client address.
+    pub max_connections_per_ip: usize,
+    /// `connections.max.idle.ms`: a connection with no complete request and no response
+    /// owed for this long is closed.
+    pub idle_timeout: Duration,
+    /// `queued.max.request.bytes`: request bytes in flight broker-wide before reading
+    /// stops (None: unlimited, Kafka's -1).
+    pub queued_max_request_bytes: Option<usize>,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            idle_timeout: DEFAULT_CONNECTIONS_MAX_IDLE,
+            queued_max_request_bytes: Some(DEFAULT_QUEUED_MAX_REQUEST_BYTES),
+        }
+    }
 }
 
 /// The link to the controller quorum.
@@ -143,6 +185,7 @@ impl BrokerConfig {
                 max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
                 fetch_max_bytes: DEFAULT_FETCH_MAX_BYTES,
                 fetch_session_slots: 1000,
+                limits: ConnectionLimits::default(),
             },
             controller: ControllerLinkConfig {
                 addrs: Vec::new(),

@@ -35,6 +35,7 @@ pub mod faults;
 pub mod fetch_session;
 pub mod group;
 pub mod handlers;
+pub mod limits;
 pub mod metadata;
 pub mod metrics;
 pub mod partition;

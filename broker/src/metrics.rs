@@ -46,6 +46,10 @@ pub struct ScrapeSources {
     pub offline_replicas: usize,
     /// Logs failed since the broker started.
     pub log_failures: u64,
+    /// Kafka client connections open.
+    pub open_connections: usize,
+    /// Request bytes in flight (`queued.max.request.bytes` spent).
+    pub queued_request_bytes: usize,
 }
 
 /// Latency buckets, 0.5 ms to 10 s.
@@ -60,6 +64,13 @@ pub struct ApiLabels {
     pub api: String,
     /// Request version.
     pub version: i16,
+}
+
+/// `limit`: the setting's name.
+#[derive(EncodeLabelSet, Clone, Hash, PartialEq, Eq, Debug)]
+pub struct LimitLabels {
+    /// Kafka's name of the limit (`max.connections`, `queued.max.request.bytes`, ...).
+    pub limit: String,
 }
 
 /// `topic`.
@@ -162,6 +173,9 @@ pub struct Metrics {
     log_failures: Counter,
     /// Failures already counted into `log_failures`.
     log_failures_seen: std::sync::atomic::AtomicU64,
+    limit_hits: Family<LimitLabels, Counter>,
+    open_connections: Gauge,
+    queued_request_bytes: Gauge,
 }
 
 impl Default for Metrics {
@@ -197,6 +211,9 @@ impl Metrics {
             offline_replicas: Gauge::default(),
             log_failures: Counter::default(),
             log_failures_seen: Default::default(),
+            limit_hits: Family::default(),
+            open_connections: Gauge::default(),
+            queued_request_bytes: Gauge::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -306,6 +323,21 @@ impl Metrics {
             m.offline_replicas.clone(),
         );
         r.register(
+            "limit_hits",
+            "Times a connection or memory limit was hit (the connection refused or closed, or its reading or fetching held back)",
+            m.limit_hits.clone(),
+        );
+        r.register(
+            "connections_open",
+            "Kafka client connections open",
+            m.open_connections.clone(),
+        );
+        r.register(
+            "queued_request_bytes",
+            "Request bytes in flight, of queued.max.request.bytes",
+            m.queued_request_bytes.clone(),
+        );
+        r.register(
             "log_fsyncs",
             "Log fsyncs (process-wide)",
             LOG_METRICS.fsyncs.clone(),
@@ -316,6 +348,15 @@ impl Metrics {
             LOG_METRICS.fsync_duration.clone(),
         );
         Metrics { registry, ..m }
+    }
+
+    /// Counts one hit of the limit called `limit`.
+    pub fn limit_hit(&self, limit: &str) {
+        self.limit_hits
+            .get_or_create(&LimitLabels {
+                limit: limit.to_string(),
+            })
+            .inc();
     }
 
     /// Records one request: its API name, version, outcome and latency.
@@ -420,6 +461,9 @@ impl Metrics {
             .count();
         self.offline.set(offline as i64);
         self.offline_replicas.set(state.offline_replicas as i64);
+        self.open_connections.set(state.open_connections as i64);
+        self.queued_request_bytes
+            .set(state.queued_request_bytes as i64);
         let seen = self
             .log_failures_seen
             .swap(state.log_failures, std::sync::atomic::Ordering::Relaxed);

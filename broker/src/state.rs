@@ -55,6 +55,8 @@ pub struct BrokerState {
     pub groups: crate::group::coordinator::GroupCoordinator,
     /// Producer ids for InitProducerId.
     pub producer_ids: crate::producer_ids::ProducerIdBlocks,
+    /// Connection and memory limits of the Kafka listeners.
+    pub limits: Arc<crate::limits::NetworkLimits>,
 }
 
 impl BrokerState {
@@ -84,6 +86,7 @@ impl BrokerState {
             producer_ids: Default::default(),
             groups: Default::default(),
             metrics: Default::default(),
+            limits: crate::limits::NetworkLimits::new(config.network.limits.clone()),
             config,
         }
     }
@@ -97,6 +100,8 @@ impl BrokerState {
             committed_offsets: self.groups.committed_offsets(),
             offline_replicas: self.replicas.offline_replicas().len(),
             log_failures: self.replicas.failures().count(),
+            open_connections: self.limits.open_connections(),
+            queued_request_bytes: self.limits.queued_request_bytes(),
         }
     }
 }

@@ -29,6 +29,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = float(os.environ.get("SPATE_START_TIMEOUT", "30"))
+BIND_ATTEMPTS = 5
 STOP_TIMEOUT_S = 20.0
 LOG_TAIL_BYTES = 40_000
 
@@ -71,6 +72,9 @@ class SpateBroker:
         self.data_dir = Path(data_dir)
         self.log_path = Path(log_path)
         self.port = port or free_port()
+        # A port we chose can be taken by someone else between free_port() and spate's
+        # bind; then the first start moves to another one. A port the caller fixed stays.
+        self._port_is_ours = port is None
         self.host = "127.0.0.1"
         self.proc: subprocess.Popen | None = None
         self.starts = 0
@@ -99,6 +103,19 @@ class SpateBroker:
                 "--admin-addr", "127.0.0.1:0"]
 
     def start(self, timeout: float = START_TIMEOUT_S) -> "SpateBroker":
+        attempts = BIND_ATTEMPTS if self._port_is_ours and self.starts == 0 else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._start_once(timeout)
+            except BrokerStartError as e:
+                if attempt == attempts or "Address already in use" not in str(e):
+                    raise
+                self._note(f"port {self.port} was taken before spate bound it; trying another")
+                self._close_log()
+                self.port = free_port()
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> "SpateBroker":
         if self.alive():
             raise RuntimeError("broker already running")
         if not self.binary.exists():

@@ -72,6 +72,26 @@ impl TestNode {
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
+    /// The broker's Prometheus metrics, as `/metrics` renders them.
+    pub fn metrics_text(&self) -> String {
+        match self.node.as_ref().and_then(|n| n.broker.as_ref()) {
+            Some(broker) => {
+                let state = broker.state();
+                state.metrics.render(&state.scrape_sources())
+            }
+            None => String::new(),
+        }
+    }
+
+    /// The value of the sample `series` (name and labels, as rendered) in the metrics.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        self.metrics_text()
+            .lines()
+            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
     /// The data directory.
     pub fn data_dir(&self) -> PathBuf {
         self.config.data_dir.clone()
@@ -122,6 +142,17 @@ impl RawConnection {
         version: i16,
         body: &Req,
     ) -> anyhow::Result<Resp> {
+        let correlation_id = self.send(key, version, body).await?;
+        self.receive(key, version, correlation_id).await
+    }
+
+    /// Sends a request without waiting for its response; returns its correlation id.
+    pub async fn send<Req: Encodable>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        body: &Req,
+    ) -> anyhow::Result<i32> {
         self.correlation_id += 1;
         let header = RequestHeader::default()
             .with_request_api_key(key as i16)
@@ -135,11 +166,22 @@ impl RawConnection {
         let size = (buf.len() - 4) as i32;
         buf[..4].copy_from_slice(&size.to_be_bytes());
         self.stream.write_all(&buf).await?;
+        Ok(self.correlation_id)
+    }
+
+    /// Reads the next response, which must be the one to `correlation_id`.
+    pub async fn receive<Resp: Decodable>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+    ) -> anyhow::Result<Resp> {
         let mut frame = self.read_frame().await?;
         let header = ResponseHeader::decode(&mut frame, key.response_header_version(version))?;
         anyhow::ensure!(
-            header.correlation_id == self.correlation_id,
-            "correlation id mismatch"
+            header.correlation_id == correlation_id,
+            "correlation id mismatch: got {}, expected {correlation_id}",
+            header.correlation_id
         );
         Resp::decode(&mut frame, version)
     }

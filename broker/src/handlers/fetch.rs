@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use super::{leader_partition, str_bytes};
 use crate::delayed::{self, Attempt};
 use crate::fetch_session::{FetchTarget, LastSent};
+use crate::limits::Limit;
 use crate::partition::{read_views, FirstBatch, Progress, TopicPartition};
 use crate::server::context::{PendingResponse, RequestContext};
 use crate::state::BrokerState;
@@ -43,13 +44,38 @@ impl Answer {
     }
 }
 
-/// Starts the fetch; the whole of it (including the wait) runs as the pending response.
-pub fn handle(ctx: &RequestContext, req: FetchRequest) -> PendingResponse {
+/// Reserves the response's bound from the connection's response budget, in request order
+/// (a connection pipelining fetches waits here, without reading further requests, until
+/// earlier responses are written), then starts the fetch; the whole of it (including the
+/// wait) runs as the pending response, which holds the reservation until written.
+pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> PendingResponse {
     let state = ctx.state.clone();
-    ctx.later(fetch(state, req))
+    let max_bytes = response_bound(state.config.network.fetch_max_bytes, req.max_bytes);
+    let (held, waited) = ctx.session.responses.reserve(max_bytes).await;
+    if waited {
+        state.limits.hit(
+            &state.metrics,
+            Limit::ConnectionResponseBytes,
+            format_args!(
+                "a fetch from {} waited for the connection's earlier responses to be written",
+                ctx.session.peer
+            ),
+        );
+    }
+    ctx.later_holding(fetch(state, req, max_bytes), held)
 }
 
-async fn fetch(state: Arc<BrokerState>, req: FetchRequest) -> FetchResponse {
+/// The most a response carries: the broker's fetch.max.bytes bounds every response,
+/// whatever the client asks (a non-positive max_bytes asks for the broker's limit).
+fn response_bound(broker_max: usize, asked: i32) -> usize {
+    if asked <= 0 {
+        broker_max
+    } else {
+        (asked as usize).min(broker_max)
+    }
+}
+
+async fn fetch(state: Arc<BrokerState>, req: FetchRequest, max_bytes: usize) -> FetchResponse {
     let requested: Vec<(TopicPartition, FetchTarget)> = req
         .topics
         .iter()
@@ -96,14 +122,6 @@ async fn fetch(state: Arc<BrokerState>, req: FetchRequest) -> FetchResponse {
     let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = tokio::time::Instant::now() + max_wait;
     let min_bytes = req.min_bytes.max(0) as usize;
-    // The broker's fetch.max.bytes bounds every response, whatever the client asks (a
-    // non-positive max_bytes asks for the broker's limit).
-    let broker_max = state.config.network.fetch_max_bytes;
-    let max_bytes = if req.max_bytes <= 0 {
-        broker_max
-    } else {
-        (req.max_bytes as usize).min(broker_max)
-    };
     // Subscribed before the first read, so an append between a read and the wait still
     // wakes the fetch.
     let watched: Vec<watch::Receiver<Progress>> = resolved

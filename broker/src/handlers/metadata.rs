@@ -14,6 +14,10 @@ use super::{admin, str_bytes};
 use crate::server::context::RequestContext;
 use crate::state::BrokerState;
 
+/// The most topics one Metadata request may auto-create (a client subscribing to a
+/// generated list of names must not create an unbounded number of topics in one go).
+pub const AUTO_CREATE_MAX_TOPICS: usize = 1000;
+
 /// Builds the Metadata response, auto-creating requested topics first if allowed.
 pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataResponse {
     let state = &ctx.state;
@@ -36,9 +40,12 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
     let allow_auto =
         state.config.topics.auto_create && (ctx.api_version < 4 || req.allow_auto_topic_creation);
     if let (Some(names), true) = (&requested, allow_auto) {
+        // At most AUTO_CREATE_MAX_TOPICS per request: the rest are answered
+        // UNKNOWN_TOPIC_OR_PARTITION (retriable) and created when asked for again.
         let missing: Vec<String> = names
             .iter()
             .filter(|n| image.topic_by_name(n).is_none() && admin::valid_topic_name(n).is_ok())
+            .take(AUTO_CREATE_MAX_TOPICS)
             .cloned()
             .collect();
         if !missing.is_empty() {

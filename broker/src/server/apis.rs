@@ -69,7 +69,7 @@ request_table! {
         errors |r| r.responses.iter().any(|t| t.partition_responses.iter().any(|p| p.error_code != 0));
     /// v13+ addresses topics by id.
     Fetch(FetchRequest => FetchResponse) 4..=12,
-        route |ctx, req| Some(handlers::fetch::handle(&ctx, req)),
+        route |ctx, req| Some(handlers::fetch::handle(&ctx, req).await),
         errors |r| r.error_code != 0 || r.responses.iter().any(|t| t.partitions.iter().any(|p| p.error_code != 0));
     /// v8+ is for tiered storage.
     ListOffsets(ListOffsetsRequest => ListOffsetsResponse) 1..=7,

@@ -5,7 +5,14 @@
 //!
 //! The connection is generic over its byte stream (plain TCP today; a TLS stream is the
 //! same to it), and owns the connection's [`Session`].
+//!
+//! Limits (`crate::limits`): each frame's bytes are reserved from the broker's
+//! `queued.max.request.bytes` before its body is read (reading waits while the budget is
+//! spent) and given back when its response is ready; a connection with no complete request
+//! and no response owed for `connections.max.idle.ms` is closed, also in the middle of a
+//! frame that trickles in.
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -17,6 +24,7 @@ use tokio::sync::{mpsc, watch};
 use super::context::{Outcome, PendingResponse};
 use super::dispatch;
 use super::session::Session;
+use crate::limits::{Limit, RequestBytes};
 use crate::state::BrokerState;
 
 /// Requests whose responses may be outstanding at once on one connection.
@@ -55,7 +63,11 @@ impl<S: ClientStream> Connection<S> {
     pub fn new(stream: S, peer: SocketAddr, listener: Arc<str>, state: Arc<BrokerState>) -> Self {
         Connection {
             stream,
-            session: Arc::new(Session::new(listener, peer)),
+            session: Arc::new(Session::new(
+                listener,
+                peer,
+                state.config.network.fetch_max_bytes,
+            )),
             state,
         }
     }
@@ -75,22 +87,40 @@ impl<S: ClientStream> Connection<S> {
         let peer = session.peer;
         let (read_half, write_half) = tokio::io::split(stream);
         let (tx, rx) = mpsc::channel::<PendingResponse>(MAX_IN_FLIGHT);
-        let mut writer = tokio::spawn(write_responses(write_half, rx, peer));
+        // Responses owed to the client: while any is, the connection is not idle.
+        let owed = Arc::new(AtomicUsize::new(0));
+        let mut writer = tokio::spawn(write_responses(write_half, rx, peer, owed.clone()));
         let mut writer_done = false;
         let max = state.config.network.max_request_bytes;
+        let idle = state.limits.idle_timeout();
         let mut reader = BufReader::with_capacity(64 * 1024, read_half);
-        loop {
-            let frame = tokio::select! {
-                f = read_frame(&mut reader, max) => f,
-                _ = shutdown.changed() => break,
-                // The writer closed the connection (a response that must close it, or a
-                // failed write): stop reading too, so the stream is dropped whole.
-                _ = &mut writer => {
-                    writer_done = true;
-                    break;
+        'connection: loop {
+            let next = read_frame(&mut reader, max, &state);
+            tokio::pin!(next);
+            let mut idle_since = tokio::time::Instant::now();
+            let frame = loop {
+                tokio::select! {
+                    f = &mut next => break f,
+                    _ = shutdown.changed() => break 'connection,
+                    // The writer closed the connection (a response that must close it, or
+                    // a failed write): stop reading too, so the stream is dropped whole.
+                    _ = &mut writer => {
+                        writer_done = true;
+                        break 'connection;
+                    }
+                    _ = tokio::time::sleep_until(idle_since + idle) => {
+                        if owed.load(Ordering::SeqCst) > 0 {
+                            idle_since = tokio::time::Instant::now();
+                            continue;
+                        }
+                        state.limits.hit(&state.metrics, Limit::ConnectionsMaxIdle, format_args!(
+                            "closing connection from {peer}: no complete request for {} ms",
+                            idle.as_millis()));
+                        break 'connection;
+                    }
                 }
             };
-            let frame = match frame {
+            let (frame, request_bytes) = match frame {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
                 Err(e) => {
@@ -100,11 +130,19 @@ impl<S: ClientStream> Connection<S> {
             };
             match dispatch::dispatch(&state, &session, frame).await {
                 Ok(Some(pending)) => {
+                    owed.fetch_add(1, Ordering::SeqCst);
+                    // The request's bytes go back to the budget once its response is ready.
+                    let pending: PendingResponse = Box::pin(async move {
+                        let outcome = pending.await;
+                        drop(request_bytes);
+                        outcome
+                    });
                     if tx.send(pending).await.is_err() {
                         break;
                     }
                 }
                 Ok(None) => {}
+                Err(e) if e.is_limit() => break,
                 Err(e) => {
                     tracing::warn!(%peer, error = %e, "closing connection: bad request");
                     break;
@@ -119,11 +157,13 @@ impl<S: ClientStream> Connection<S> {
     }
 }
 
-/// Reads one frame; `None` on a clean end of stream between frames.
+/// Reads one frame, with its bytes reserved from `queued.max.request.bytes`; `None` on a
+/// clean end of stream between frames.
 async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut BufReader<R>,
     max: usize,
-) -> Result<Option<Bytes>, FrameError> {
+    state: &BrokerState,
+) -> Result<Option<(Bytes, RequestBytes)>, FrameError> {
     let size = match reader.read_i32().await {
         Ok(size) => size,
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
@@ -136,6 +176,14 @@ async fn read_frame<R: AsyncRead + Unpin>(
         });
     }
     let size = size as usize;
+    let (reserved, waited) = state.limits.reserve_request(size).await;
+    if waited {
+        state.limits.hit(
+            &state.metrics,
+            Limit::QueuedMaxRequestBytes,
+            format_args!("request bytes in flight reached the budget; reading paused until responses are ready"),
+        );
+    }
     // Grow with the bytes that actually arrive, so a peer announcing a large frame and
     // sending nothing cannot make us hold `size` bytes.
     let mut buf = BytesMut::with_capacity(size.min(64 * 1024));
@@ -151,7 +199,7 @@ async fn read_frame<R: AsyncRead + Unpin>(
             .into());
         }
     }
-    Ok(Some(buf.freeze()))
+    Ok(Some((buf.freeze(), reserved)))
 }
 
 /// Awaits pending responses concurrently and writes them strictly in request order.
@@ -159,6 +207,7 @@ async fn write_responses<W: AsyncWrite + Unpin>(
     write_half: W,
     mut rx: mpsc::Receiver<PendingResponse>,
     peer: SocketAddr,
+    owed: Arc<AtomicUsize>,
 ) {
     let mut writer = BufWriter::with_capacity(64 * 1024, write_half);
     let mut pending = FuturesOrdered::new();
@@ -174,12 +223,22 @@ async fn write_responses<W: AsyncWrite + Unpin>(
                 // Write every response that is already complete, then flush once, so a
                 // long-polling fetch further back never holds finished responses back.
                 while let Some(done) = next {
+                    owed.fetch_sub(1, Ordering::SeqCst);
                     match done {
                         Outcome::Send(bytes) => {
                             if let Err(e) = writer.write_all(&bytes).await {
                                 tracing::debug!(%peer, error = %e, "write failed");
                                 return;
                             }
+                        }
+                        Outcome::SendHolding(bytes, held) => {
+                            if let Err(e) = writer.write_all(&bytes).await {
+                                tracing::debug!(%peer, error = %e, "write failed");
+                                return;
+                            }
+                            // Written to the socket's buffer: the bytes it reserved of the
+                            // connection's response budget come back.
+                            drop(held);
                         }
                         Outcome::Nothing => {}
                         Outcome::Close => {

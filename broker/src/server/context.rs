@@ -11,12 +11,15 @@ use kafka_protocol::protocol::Encodable;
 
 use super::response_errors::ResponseErrors;
 use super::session::Session;
+use crate::limits::ResponseBytes;
 use crate::state::BrokerState;
 
 /// What the connection writer does once a request is handled.
 pub enum Outcome {
     /// Write this frame.
     Send(Bytes),
+    /// Write this frame, then give back the connection's response bytes it held.
+    SendHolding(Bytes, ResponseBytes),
     /// Nothing to write (acks=0 produce).
     Nothing,
     /// Close the connection (the response could not be encoded).
@@ -69,6 +72,24 @@ impl RequestContext {
             let body = fut.await;
             ctx.note_errors(&body);
             ctx.encode(&body)
+        })
+    }
+
+    /// A response that completes later and holds `held` of the connection's response
+    /// budget until it is written.
+    pub fn later_holding<R, F>(&self, fut: F, held: ResponseBytes) -> PendingResponse
+    where
+        R: Encodable + ResponseErrors + Send + 'static,
+        F: Future<Output = R> + Send + 'static,
+    {
+        let ctx = self.clone();
+        Box::pin(async move {
+            let body = fut.await;
+            ctx.note_errors(&body);
+            match ctx.encode(&body) {
+                Outcome::Send(frame) => Outcome::SendHolding(frame, held),
+                other => other,
+            }
         })
     }
 

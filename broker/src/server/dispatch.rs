@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestHeader};
+use kafka_protocol::protocol::decode_budget::{with_budget, BudgetExceeded};
 use kafka_protocol::protocol::Decodable;
 use tracing::Instrument;
 
@@ -17,6 +18,7 @@ use super::apis::{self, Request, SUPPORTED};
 use super::context::{encode_frame, Outcome, PendingResponse, RequestContext};
 use super::session::Session;
 use crate::handlers;
+use crate::limits::{Limit, DECODED_REQUEST_MAX_BYTES};
 use crate::state::BrokerState;
 
 /// Why a frame cannot be served (the connection is closed).
@@ -48,6 +50,24 @@ pub enum DispatchError {
         /// Decoder message.
         reason: String,
     },
+    /// The body decodes into more memory than one request may take.
+    #[error("{key:?} v{version} decodes into more memory than one request may take: {reason}")]
+    DecodesTooLarge {
+        /// The API.
+        key: ApiKey,
+        /// Its version.
+        version: i16,
+        /// What the decoder needed.
+        reason: String,
+    },
+}
+
+impl DispatchError {
+    /// Whether a limit, not malformed input, refused the frame (counted and logged by
+    /// `crate::limits`, so the connection does not log it again).
+    pub fn is_limit(&self) -> bool {
+        matches!(self, DispatchError::DecodesTooLarge { .. })
+    }
 }
 
 /// A frame after decoding.
@@ -103,7 +123,18 @@ pub fn decode_frame(mut frame: Bytes) -> Result<Decoded, DispatchError> {
     };
     let header = RequestHeader::decode(&mut frame, key.request_header_version(version))
         .map_err(malformed)?;
-    let request = match apis::decode_body(key, &mut frame, version) {
+    // Arrays may decode into at most DECODED_REQUEST_MAX_BYTES, whatever the frame's size.
+    let body = with_budget(DECODED_REQUEST_MAX_BYTES, || {
+        apis::decode_body(key, &mut frame, version)
+    });
+    let request = match body {
+        Some(Err(e)) if e.downcast_ref::<BudgetExceeded>().is_some() => {
+            return Err(DispatchError::DecodesTooLarge {
+                key,
+                version,
+                reason: e.to_string(),
+            })
+        }
         Some(decoded) => decoded.map_err(malformed)?,
         // In the supported table but not decodable: impossible by construction.
         None => return Err(DispatchError::UnknownApi(raw_key)),
@@ -130,8 +161,16 @@ pub async fn dispatch(
     let start = std::time::Instant::now();
     let decoded = decode_frame(frame).inspect_err(|e| {
         // Frames of a known API that cannot be served count as that API's errors.
+        if e.is_limit() {
+            state.limits.hit(
+                &state.metrics,
+                Limit::DecodedRequestBytes,
+                format_args!("closing connection from {}: {e}", session.peer),
+            );
+        }
         if let DispatchError::UnsupportedVersion { key, version, .. }
-        | DispatchError::Malformed { key, version, .. } = e
+        | DispatchError::Malformed { key, version, .. }
+        | DispatchError::DecodesTooLarge { key, version, .. } = e
         {
             let api = format!("{key:?}");
             let seconds = start.elapsed().as_secs_f64();
@@ -263,6 +302,38 @@ mod tests {
             decode_frame(Bytes::from(frame)),
             Err(DispatchError::Malformed { .. })
         ));
+    }
+
+    /// Metadata v1 listing `n` empty topic names: two bytes each on the wire, a whole
+    /// struct each decoded.
+    fn metadata_of_empty_names(n: usize) -> Bytes {
+        let mut frame = header(ApiKey::Metadata as i16, 1);
+        frame.extend_from_slice(&(-1i16).to_be_bytes()); // null client id
+        frame.extend_from_slice(&(n as i32).to_be_bytes());
+        frame.resize(frame.len() + 2 * n, 0);
+        Bytes::from(frame)
+    }
+
+    /// 5 MiB of empty names would decode into ~180 MiB of structs: refused as a limit
+    /// (not as malformed input) before they are reserved. Without the decode budget it
+    /// decodes (the wire-bytes check alone lets it through).
+    #[test]
+    fn requests_that_decode_into_too_much_memory_are_refused() {
+        match decode_frame(metadata_of_empty_names(2_500_000)) {
+            Err(e @ DispatchError::DecodesTooLarge { .. }) => {
+                assert!(e.is_limit());
+                assert!(e.to_string().contains("decode budget"), "{e}");
+            }
+            other => panic!("expected DecodesTooLarge, got {other:?}"),
+        }
+        // A large but sane request still decodes.
+        match decode_frame(metadata_of_empty_names(100_000)) {
+            Ok(Decoded::Request { request, .. }) => match *request {
+                Request::Metadata(m) => assert_eq!(m.topics.map(|t| t.len()), Some(100_000)),
+                other => panic!("decoded as {other:?}"),
+            },
+            other => panic!("100000 names must decode: {other:?}"),
+        }
     }
 
     proptest! {

@@ -27,10 +27,24 @@ pub async fn run(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    // Over max.connections or max.connections.per.ip: closed at once (the
+                    // client sees the connection drop and retries with backoff).
+                    let slot = match state.limits.admit(peer.ip()) {
+                        Ok(slot) => slot,
+                        Err(limit) => {
+                            state.limits.hit(&state.metrics, limit, format_args!(
+                                "closing a new connection from {peer}: {} reached", limit.name()));
+                            drop(stream);
+                            continue;
+                        }
+                    };
                     let _ = stream.set_nodelay(true);
                     let conn = Connection::new(stream, peer, name.clone(), state.clone());
                     let shutdown = shutdown.clone();
-                    tokio::spawn(conn.serve(shutdown));
+                    tokio::spawn(async move {
+                        conn.serve(shutdown).await;
+                        drop(slot);
+                    });
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.

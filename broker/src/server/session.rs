@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
+use crate::limits::ResponseBudget;
+
 /// A Kafka principal (`User:alice`), as ACLs name it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Principal {
@@ -39,15 +41,20 @@ pub struct Session {
     pub listener: Arc<str>,
     /// The client's address.
     pub peer: SocketAddr,
+    /// Response bytes this connection may have outstanding (`fetch.max.bytes`): fetches
+    /// reserve from it in request order and give it back once written.
+    pub responses: ResponseBudget,
     principal: RwLock<Principal>,
 }
 
 impl Session {
-    /// A new, unauthenticated session.
-    pub fn new(listener: Arc<str>, peer: SocketAddr) -> Session {
+    /// A new, unauthenticated session that may have `response_bytes` of responses
+    /// outstanding.
+    pub fn new(listener: Arc<str>, peer: SocketAddr, response_bytes: usize) -> Session {
         Session {
             listener,
             peer,
+            responses: ResponseBudget::new(response_bytes),
             principal: RwLock::new(Principal::anonymous()),
         }
     }
@@ -69,7 +76,11 @@ mod tests {
 
     #[test]
     fn sessions_start_anonymous_and_take_the_authenticated_principal() {
-        let s = Session::new(Arc::from("PLAINTEXT"), "127.0.0.1:5000".parse().unwrap());
+        let s = Session::new(
+            Arc::from("PLAINTEXT"),
+            "127.0.0.1:5000".parse().unwrap(),
+            1024,
+        );
         assert_eq!(s.principal().to_string(), "User:ANONYMOUS");
         s.authenticated(Principal {
             kind: "User".into(),

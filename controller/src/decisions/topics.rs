@@ -21,6 +21,23 @@ use spate_metadata::{records, ConfigResource, MetadataImage, PartitionImage};
 /// The most partitions one topic may have; guards memory against absurd requests.
 pub const MAX_PARTITIONS: i32 = 100_000;
 
+/// The most partitions one CreateTopics request (or one Metadata request's auto-creation)
+/// may create in all; the topics beyond it are answered THROTTLING_QUOTA_EXCEEDED, which
+/// clients retry (as for Kafka's controller mutation quota, KIP-599), so a large batch
+/// goes through in several requests instead of one commit of unbounded size.
+pub const MAX_PARTITIONS_PER_REQUEST: i64 = 100_000;
+
+/// Partitions `topic` asks for (before placement, which is the costly part).
+fn asked_partitions(topic: &CreatableTopic, defaults: &TopicDefaults) -> i64 {
+    if !topic.assignments.is_empty() {
+        topic.assignments.len() as i64
+    } else if topic.num_partitions == -1 {
+        i64::from(defaults.num_partitions)
+    } else {
+        i64::from(topic.num_partitions.max(0))
+    }
+}
+
 /// Names that differ only by '.' vs '_' collide in Kafka's metric names, so Kafka refuses them.
 fn collision_key(name: &str) -> String {
     name.replace('.', "_")
@@ -64,9 +81,18 @@ pub fn create_topics(
         .collect();
     let mut all_records = Vec::new();
     let mut results = Vec::new();
+    let mut partitions_created: i64 = 0;
     for topic in &req.topics {
+        let asked = asked_partitions(topic, defaults);
         let outcome = if dups.contains(topic.name.as_str()) {
             Err(duplicate_error(&topic.name))
+        } else if asked <= i64::from(MAX_PARTITIONS)
+            && partitions_created + asked > MAX_PARTITIONS_PER_REQUEST
+        {
+            Err(ApiError::new(
+                ErrorCode::ThrottlingQuotaExceeded,
+                format!("this request already creates {partitions_created} partitions and may create at most {MAX_PARTITIONS_PER_REQUEST}; retry this topic in another request"),
+            ))
         } else {
             create_one(
                 image,
@@ -84,6 +110,7 @@ pub fn create_topics(
         };
         match outcome {
             Ok(new) => {
+                partitions_created += i64::from(new.partitions);
                 taken_ids.insert(new.id);
                 taken_keys.insert(collision_key(&topic.name), topic.name.clone());
                 result.num_partitions = new.partitions;

@@ -186,6 +186,30 @@ fn partition_and_replication_factor_errors() {
 }
 
 #[test]
+fn one_request_creates_at_most_max_partitions_per_request_and_the_rest_is_throttled() {
+    let per_topic = 40_000;
+    let res = create(
+        &image(),
+        vec![
+            topic("a", per_topic, 1),
+            topic("b", per_topic, 1),
+            topic("c", per_topic, 1),
+            topic("d", 100, 1),
+        ],
+    );
+    // a and b (80 000) fit; c would make 120 000 (throttled, retriable); d still fits.
+    assert_eq!(codes(&res.response), vec![0, 0, 89, 0]);
+    assert!(res.response.topics[2].error_message.contains("retry"));
+    let created: usize = res
+        .records
+        .iter()
+        .filter(|r| matches!(r.record, Some(Record::Partition(_))))
+        .count();
+    assert_eq!(created as i64, 2 * i64::from(per_topic) + 100);
+    assert!(created as i64 <= MAX_PARTITIONS_PER_REQUEST);
+}
+
+#[test]
 fn bad_configs_are_invalid_config() {
     let mut bad_value = topic("c1", 1, 1);
     bad_value
