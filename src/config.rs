@@ -46,6 +46,7 @@ const KEYS: &[(&str, KeyDefault)] = &[
     ("max.connections.per.ip", KeyDefault::Value("1000")),
     ("connections.max.idle.ms", KeyDefault::Value("600000")),
     ("queued.max.request.bytes", KeyDefault::Value("268435456")),
+    ("fetch.memory.max.bytes", KeyDefault::Value("268435456")),
     ("admin.listener", KeyDefault::Value("127.0.0.1:9095")),
     ("replication.listener", KeyDefault::Value("127.0.0.1:9094")),
     ("replica.lag.time.max.ms", KeyDefault::Value("10000")),
@@ -353,6 +354,7 @@ impl ServerConfig {
             self.connection_limits
                 .queued_max_request_bytes
                 .map_or_else(|| "-1".to_string(), |b| b.to_string()),
+            self.connection_limits.fetch_memory_max_bytes.to_string(),
             self.admin_listener.to_string(),
             self.replication_listener.to_string(),
             self.replica_lag_time_max.as_millis().to_string(),
@@ -480,6 +482,10 @@ pub struct ConfigFlags {
     /// queued.max.request.bytes: request bytes in flight before reading pauses (-1: no limit).
     #[arg(long, value_name = "BYTES")]
     pub queued_max_request_bytes: Option<String>,
+    /// fetch.memory.max.bytes: consumer fetch response bytes held broker-wide before
+    /// fetches get smaller responses.
+    #[arg(long, value_name = "BYTES")]
+    pub fetch_memory_max_bytes: Option<String>,
     /// admin.listener: HTTP admin bind address, HOST:PORT.
     #[arg(long, value_name = "HOST:PORT")]
     pub admin_listener: Option<String>,
@@ -551,6 +557,7 @@ impl ConfigFlags {
             ("max.connections.per.ip", &self.max_connections_per_ip),
             ("connections.max.idle.ms", &self.connections_max_idle_ms),
             ("queued.max.request.bytes", &self.queued_max_request_bytes),
+            ("fetch.memory.max.bytes", &self.fetch_memory_max_bytes),
             ("admin.listener", &self.admin_listener),
             ("replication.listener", &self.replication_listener),
             ("replica.lag.time.max.ms", &self.replica_lag_time_max_ms),
@@ -894,6 +901,9 @@ fn validate(
                 "a byte count >= 1, or -1 for no limit",
             )
             .map(Some),
+        })?,
+        fetch_memory_max_bytes: required(&settings, "fetch.memory.max.bytes", |s| {
+            parse_int(s, 1, u32::MAX as usize, "a byte count from 1 to 4294967295")
         })?,
     };
     let admin_listener = required(&settings, "admin.listener", parse_bind)?;
@@ -1411,13 +1421,14 @@ mod tests {
     fn connection_limits_default_to_the_broker_defaults_and_parse_with_kafka_names() {
         assert_eq!(file(MIN).connection_limits, Default::default());
         let c = file(&format!(
-            "{MIN}max.connections = 50\n\"max.connections.per.ip\" = 5\nconnections.max.idle.ms = 2000\nqueued.max.request.bytes = -1\n"
+            "{MIN}max.connections = 50\n\"max.connections.per.ip\" = 5\nconnections.max.idle.ms = 2000\nqueued.max.request.bytes = -1\nfetch.memory.max.bytes = 1000000\n"
         ));
         // TOML cannot have both max.connections and max.connections.per.ip as dotted keys
         // (the first is a value, not a table): one of them is quoted.
         let l = &c.connection_limits;
         assert_eq!((l.max_connections, l.max_connections_per_ip), (50, 5));
         assert_eq!(l.idle_timeout, Duration::from_secs(2));
+        assert_eq!(l.fetch_memory_max_bytes, 1_000_000);
         assert_eq!(
             l.queued_max_request_bytes, None,
             "-1 is no limit, as in Kafka"

@@ -101,6 +101,9 @@ pub const DEFAULT_CONNECTIONS_MAX_IDLE: Duration = Duration::from_secs(600);
 /// requests of the largest size (`socket.request.max.bytes`, 100 MiB).
 pub const DEFAULT_QUEUED_MAX_REQUEST_BYTES: usize = 256 * 1024 * 1024;
 
+/// Default `fetch.memory.max.bytes`.
+pub const DEFAULT_FETCH_MEMORY_MAX_BYTES: usize = 256 * 1024 * 1024;
+
 /// Connection and memory limits of the Kafka listeners (`crate::limits`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionLimits {
@@ -114,6 +117,9 @@ pub struct ConnectionLimits {
     /// `queued.max.request.bytes`: request bytes in flight broker-wide before reading
     /// stops (None: unlimited, Kafka's -1).
     pub queued_max_request_bytes: Option<usize>,
+    /// `fetch.memory.max.bytes` (Spate's): consumer fetch response bytes being read or
+    /// waiting to be written, broker-wide; beyond it fetches get smaller responses.
+    pub fetch_memory_max_bytes: usize,
 }
 
 impl Default for ConnectionLimits {
@@ -123,6 +129,7 @@ impl Default for ConnectionLimits {
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             idle_timeout: DEFAULT_CONNECTIONS_MAX_IDLE,
             queued_max_request_bytes: Some(DEFAULT_QUEUED_MAX_REQUEST_BYTES),
+            fetch_memory_max_bytes: DEFAULT_FETCH_MEMORY_MAX_BYTES,
         }
     }
 }

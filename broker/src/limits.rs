@@ -1,7 +1,8 @@
 //! The Kafka front end's resource limits (used by `server`), with Kafka's names: how many connections are
 //! open (in all, and per client address), how long an idle connection lives, how many
 //! request bytes may be in flight broker-wide (`queued.max.request.bytes`), how many
-//! response bytes one connection may have outstanding, and how much memory one request
+//! response bytes one connection may have outstanding, how much memory consumer fetch
+//! responses take broker-wide (`fetch.memory.max.bytes`), and how much memory one request
 //! may decode into. Each limit, when hit, is counted in `spate_limit_hits_total{limit}`
 //! and logged once per limit (the counter keeps counting after that).
 use std::collections::HashMap;
@@ -33,16 +34,19 @@ pub enum Limit {
     ConnectionResponseBytes,
     /// A request decodes into more memory than [`DECODED_REQUEST_MAX_BYTES`]: closed.
     DecodedRequestBytes,
+    /// `fetch.memory.max.bytes`: a fetch got a smaller response than it asked for.
+    FetchMemory,
 }
 
 impl Limit {
-    const ALL: [Limit; 6] = [
+    const ALL: [Limit; 7] = [
         Limit::MaxConnections,
         Limit::MaxConnectionsPerIp,
         Limit::ConnectionsMaxIdle,
         Limit::QueuedMaxRequestBytes,
         Limit::ConnectionResponseBytes,
         Limit::DecodedRequestBytes,
+        Limit::FetchMemory,
     ];
 
     /// The setting's name, as the metric label and in logs.
@@ -54,6 +58,7 @@ impl Limit {
             Limit::QueuedMaxRequestBytes => "queued.max.request.bytes",
             Limit::ConnectionResponseBytes => "fetch.max.bytes",
             Limit::DecodedRequestBytes => "decoded.request.max.bytes",
+            Limit::FetchMemory => "fetch.memory.max.bytes",
         }
     }
 
@@ -74,8 +79,16 @@ pub struct NetworkLimits {
     /// `queued.max.request.bytes` as permits of one byte (None: unlimited).
     request_bytes: Option<Arc<Semaphore>>,
     request_bytes_capacity: usize,
-    logged: [AtomicBool; 6],
+    /// `fetch.memory.max.bytes` as permits of one byte.
+    fetch_memory: Arc<Semaphore>,
+    fetch_memory_capacity: usize,
+    logged: [AtomicBool; 7],
 }
+
+/// What a fetch may always read, whatever the memory pressure: Kafka's default
+/// `max.message.bytes` (one batch), so every consumer keeps making progress and none
+/// waits for memory another connection holds.
+pub const FETCH_MEMORY_FLOOR: usize = 1024 * 1024 + 12;
 
 /// One admitted connection; its slot is given back when dropped.
 pub struct ConnectionSlot {
@@ -107,8 +120,13 @@ impl NetworkLimits {
         let request_bytes = config
             .queued_max_request_bytes
             .map(|bytes| Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))));
+        let fetch_memory_capacity = config
+            .fetch_memory_max_bytes
+            .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
         Arc::new(NetworkLimits {
             request_bytes_capacity: config.queued_max_request_bytes.unwrap_or(usize::MAX),
+            fetch_memory: Arc::new(Semaphore::new(fetch_memory_capacity)),
+            fetch_memory_capacity,
             config,
             open: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
@@ -166,6 +184,39 @@ impl NetworkLimits {
         (RequestBytes { _permit: permit }, true)
     }
 
+    /// Takes up to `want` bytes of the broker-wide fetch memory for one read of a fetch
+    /// (kept, with the answer, until the response is written): what is free, but never
+    /// less than [`FETCH_MEMORY_FLOOR`] (or `want`, if smaller). It never waits, so a
+    /// client that does not read its answers cannot stall other consumers: under
+    /// pressure they get smaller responses ([`FetchMemory::cut`]).
+    pub fn take_fetch_memory(&self, want: usize) -> FetchMemory {
+        let mut taken = None;
+        for _ in 0..4 {
+            let free = self.fetch_memory.available_permits();
+            let take = want.min(free).min(u32::MAX as usize) as u32;
+            if take == 0 {
+                break;
+            }
+            if let Ok(permit) = self.fetch_memory.clone().try_acquire_many_owned(take) {
+                taken = Some((take as usize, permit));
+                break;
+            }
+        }
+        let got = taken.as_ref().map_or(0, |(n, _)| *n);
+        let bytes = got.max(FETCH_MEMORY_FLOOR.min(want));
+        FetchMemory {
+            bytes,
+            cut: bytes < want,
+            _permit: taken.map(|(_, p)| p),
+        }
+    }
+
+    /// Fetch response bytes held now, of `fetch.memory.max.bytes`.
+    pub fn fetch_memory_in_use(&self) -> usize {
+        self.fetch_memory_capacity
+            .saturating_sub(self.fetch_memory.available_permits())
+    }
+
     /// Connections open now.
     pub fn open_connections(&self) -> usize {
         self.open.load(Ordering::SeqCst)
@@ -211,8 +262,28 @@ pub struct ResponseBudget {
     budget: Arc<Semaphore>,
 }
 
-/// Response bytes held until the response is written.
+/// Response bytes of the connection's budget, held until the response is written (with
+/// the broker's fetch memory the response took, once it has it).
 pub struct ResponseBytes {
+    _permit: Option<OwnedSemaphorePermit>,
+    fetch_memory: Option<FetchMemory>,
+}
+
+impl ResponseBytes {
+    /// Keeps `memory` (what the response's read took) until the response is written.
+    pub fn with_fetch_memory(mut self, memory: FetchMemory) -> ResponseBytes {
+        self.fetch_memory = Some(memory);
+        self
+    }
+}
+
+/// Bytes of the broker's fetch memory one read may fill.
+#[derive(Debug)]
+pub struct FetchMemory {
+    /// How much the read may return.
+    pub bytes: usize,
+    /// Whether that is less than it asked for (memory pressure).
+    pub cut: bool,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -234,12 +305,19 @@ impl ResponseBudget {
             return (
                 ResponseBytes {
                     _permit: Some(permit),
+                    fetch_memory: None,
                 },
                 false,
             );
         }
         let permit = self.budget.clone().acquire_many_owned(want).await.ok();
-        (ResponseBytes { _permit: permit }, true)
+        (
+            ResponseBytes {
+                _permit: permit,
+                fetch_memory: None,
+            },
+            true,
+        )
     }
 }
 
@@ -253,7 +331,33 @@ mod tests {
             max_connections_per_ip: per_ip,
             idle_timeout: Duration::from_secs(600),
             queued_max_request_bytes: queued,
+            fetch_memory_max_bytes: 4 * FETCH_MEMORY_FLOOR,
         })
+    }
+
+    #[test]
+    fn fetch_memory_cuts_reads_under_pressure_but_never_below_the_floor() {
+        let l = limits(10, 10, None);
+        let floor = FETCH_MEMORY_FLOOR;
+        let a = l.take_fetch_memory(3 * floor);
+        assert_eq!((a.bytes, a.cut), (3 * floor, false));
+        let b = l.take_fetch_memory(3 * floor);
+        assert_eq!(
+            (b.bytes, b.cut),
+            (floor, true),
+            "one floor's worth was free"
+        );
+        let c = l.take_fetch_memory(3 * floor);
+        assert_eq!(
+            (c.bytes, c.cut),
+            (floor, true),
+            "nothing free: the floor, at once"
+        );
+        let d = l.take_fetch_memory(100);
+        assert_eq!((d.bytes, d.cut), (100, false), "a small read is never cut");
+        assert_eq!(l.fetch_memory_in_use(), 4 * floor);
+        drop((a, b));
+        assert_eq!(l.fetch_memory_in_use(), 0, "given back once written");
     }
 
     #[test]

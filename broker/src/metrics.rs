@@ -50,6 +50,8 @@ pub struct ScrapeSources {
     pub open_connections: usize,
     /// Request bytes in flight (`queued.max.request.bytes` spent).
     pub queued_request_bytes: usize,
+    /// Fetch response bytes held (`fetch.memory.max.bytes` spent).
+    pub fetch_memory_bytes: usize,
 }
 
 /// Latency buckets, 0.5 ms to 10 s.
@@ -176,6 +178,7 @@ pub struct Metrics {
     limit_hits: Family<LimitLabels, Counter>,
     open_connections: Gauge,
     queued_request_bytes: Gauge,
+    fetch_memory_bytes: Gauge,
 }
 
 impl Default for Metrics {
@@ -214,6 +217,7 @@ impl Metrics {
             limit_hits: Family::default(),
             open_connections: Gauge::default(),
             queued_request_bytes: Gauge::default(),
+            fetch_memory_bytes: Gauge::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -336,6 +340,11 @@ impl Metrics {
             "queued_request_bytes",
             "Request bytes in flight, of queued.max.request.bytes",
             m.queued_request_bytes.clone(),
+        );
+        r.register(
+            "fetch_memory_bytes",
+            "Consumer fetch response bytes being read or written, of fetch.memory.max.bytes",
+            m.fetch_memory_bytes.clone(),
         );
         r.register(
             "log_fsyncs",
@@ -464,6 +473,7 @@ impl Metrics {
         self.open_connections.set(state.open_connections as i64);
         self.queued_request_bytes
             .set(state.queued_request_bytes as i64);
+        self.fetch_memory_bytes.set(state.fetch_memory_bytes as i64);
         let seen = self
             .log_failures_seen
             .swap(state.log_failures, std::sync::atomic::Ordering::Relaxed);

@@ -102,6 +102,7 @@ impl BrokerState {
             log_failures: self.replicas.failures().count(),
             open_connections: self.limits.open_connections(),
             queued_request_bytes: self.limits.queued_request_bytes(),
+            fetch_memory_bytes: self.limits.fetch_memory_in_use(),
         }
     }
 }

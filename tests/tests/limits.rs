@@ -324,3 +324,70 @@ async fn one_metadata_request_auto_creates_at_most_a_bounded_number_of_topics() 
     assert!(resp.topics.iter().all(|t| t.error_code == 0));
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_memory_in_use_cuts_other_fetches_instead_of_stalling_them() {
+    const MIB: usize = 1024 * 1024;
+    let node = TestNode::start_with(|c| c.connection_limits.fetch_memory_max_bytes = 16 * MIB)
+        .await
+        .unwrap();
+    let mut conn = RawConnection::connect(node.kafka_addr()).await.unwrap();
+    assert_eq!(cluster::create_topic(&mut conn, "mem", 1, 1, &[]).await, 0);
+    let value = vec![b'm'; 512 * 1024];
+    for _ in 0..48 {
+        let batch = encode_batch(&[&value], Compression::None).unwrap();
+        let (code, _) = cluster::produce(&mut conn, "mem", 0, -1, 5_000, batch)
+            .await
+            .unwrap();
+        assert_eq!(code, 0);
+    }
+    // A client asks for everything and does not read the answer: its response takes all
+    // of fetch.memory.max.bytes and stays unwritten.
+    let mut greedy = RawConnection::connect(node.kafka_addr()).await.unwrap();
+    let req = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_max_bytes(i32::MAX)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic_name("mem"))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_partition_max_bytes(i32::MAX)
+                .with_current_leader_epoch(-1)])]);
+    let greedy_id = greedy.send(ApiKey::Fetch, 12, &req).await.unwrap();
+    let mut taken = false;
+    for _ in 0..200 {
+        if node.metric("spate_fetch_memory_bytes") == Some((16 * MIB) as f64) {
+            taken = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(taken, "the unread response holds the fetch memory");
+    // Another consumer is not stalled: it gets a smaller answer at once.
+    let got = fetch_bytes(&mut conn, "mem", (8 * MIB) as i32).await;
+    assert!(
+        got > 0 && got <= 2 * MIB,
+        "cut to about the 1 MiB floor: {got}"
+    );
+    assert!(hits(&node, "fetch.memory.max.bytes") >= 1.0);
+    // Once the greedy client reads its answer, the memory comes back.
+    let resp: FetchResponse = greedy.receive(ApiKey::Fetch, 12, greedy_id).await.unwrap();
+    let greedy_got = resp.responses[0].partitions[0]
+        .records
+        .as_ref()
+        .map_or(0, |r| r.len());
+    assert!(greedy_got <= 17 * MIB, "{greedy_got}");
+    let mut back = false;
+    for _ in 0..200 {
+        if node.metric("spate_fetch_memory_bytes") == Some(0.0) {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(back, "written responses give their fetch memory back");
+    let got = fetch_bytes(&mut conn, "mem", (8 * MIB) as i32).await;
+    assert!(got > 7 * MIB, "a full answer again: {got}");
+    node.stop().await;
+}

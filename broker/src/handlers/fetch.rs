@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use super::{leader_partition, str_bytes};
 use crate::delayed::{self, Attempt};
 use crate::fetch_session::{FetchTarget, LastSent};
-use crate::limits::Limit;
+use crate::limits::{FetchMemory, Limit};
 use crate::partition::{read_views, FirstBatch, Progress, TopicPartition};
 use crate::server::context::{PendingResponse, RequestContext};
 use crate::state::BrokerState;
@@ -62,7 +62,14 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> PendingResponse 
             ),
         );
     }
-    ctx.later_holding(fetch(state, req, max_bytes), held)
+    ctx.later_holding(async move {
+        let (response, memory) = fetch(state, req, max_bytes).await;
+        let held = match memory {
+            Some(memory) => held.with_fetch_memory(memory),
+            None => held,
+        };
+        (response, held)
+    })
 }
 
 /// The most a response carries: the broker's fetch.max.bytes bounds every response,
@@ -75,7 +82,12 @@ fn response_bound(broker_max: usize, asked: i32) -> usize {
     }
 }
 
-async fn fetch(state: Arc<BrokerState>, req: FetchRequest, max_bytes: usize) -> FetchResponse {
+/// The response, and the broker's fetch memory its records took.
+async fn fetch(
+    state: Arc<BrokerState>,
+    req: FetchRequest,
+    max_bytes: usize,
+) -> (FetchResponse, Option<FetchMemory>) {
     let requested: Vec<(TopicPartition, FetchTarget)> = req
         .topics
         .iter()
@@ -114,9 +126,10 @@ async fn fetch(state: Arc<BrokerState>, req: FetchRequest, max_bytes: usize) -> 
         {
             Ok(r) => r,
             Err(code) => {
-                return FetchResponse::default()
+                let response = FetchResponse::default()
                     .with_error_code(code)
-                    .with_session_id(0)
+                    .with_session_id(0);
+                return (response, None);
             }
         };
     let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
@@ -135,21 +148,34 @@ async fn fetch(state: Arc<BrokerState>, req: FetchRequest, max_bytes: usize) -> 
         })
         .collect();
     let targets = Arc::new(resolved.targets.clone());
-    let answers = delayed::complete_async(watched, Some(deadline), || {
+    // Each read takes its share of the broker's fetch memory (less than max_bytes under
+    // pressure, never waiting); a parked fetch holds only what its last read returned.
+    let (answers, memory) = delayed::complete_async(watched, Some(deadline), || {
         let state = state.clone();
         let targets = targets.clone();
         async move {
-            let answers = read_all(&state, &targets, max_bytes).await;
+            let memory = state.limits.take_fetch_memory(max_bytes);
+            let answers = read_all(&state, &targets, memory.bytes).await;
             let bytes: usize = answers.iter().map(|a| a.records.len()).sum();
             let any_error = answers.iter().any(|a| a.error != 0);
             if bytes >= min_bytes || any_error || max_wait.is_zero() {
-                Attempt::Done(answers)
+                Attempt::Done((answers, memory))
             } else {
-                Attempt::Wait(answers)
+                Attempt::Wait((answers, memory))
             }
         }
     })
     .await;
+    if memory.cut {
+        state.limits.hit(
+            &state.metrics,
+            Limit::FetchMemory,
+            format_args!(
+                "a fetch got {} of the {max_bytes} bytes it may carry: fetch.memory.max.bytes is in use",
+                memory.bytes
+            ),
+        );
+    }
     for a in answers.iter().filter(|a| !a.records.is_empty()) {
         state.metrics.bytes_out(
             &a.tp.topic,
@@ -189,10 +215,11 @@ async fn fetch(state: Arc<BrokerState>, req: FetchRequest, max_bytes: usize) -> 
         }
     }
     state.fetch_sessions.record_sent(session_id, sent);
-    FetchResponse::default()
+    let response = FetchResponse::default()
         .with_error_code(0)
         .with_session_id(session_id)
-        .with_responses(topics)
+        .with_responses(topics);
+    (response, Some(memory))
 }
 
 /// Records in `records`, from the batch headers (no record is decoded); a trailing

@@ -75,16 +75,16 @@ impl RequestContext {
         })
     }
 
-    /// A response that completes later and holds `held` of the connection's response
-    /// budget until it is written.
-    pub fn later_holding<R, F>(&self, fut: F, held: ResponseBytes) -> PendingResponse
+    /// A response that completes later with the response bytes it holds until it is
+    /// written.
+    pub fn later_holding<R, F>(&self, fut: F) -> PendingResponse
     where
         R: Encodable + ResponseErrors + Send + 'static,
-        F: Future<Output = R> + Send + 'static,
+        F: Future<Output = (R, ResponseBytes)> + Send + 'static,
     {
         let ctx = self.clone();
         Box::pin(async move {
-            let body = fut.await;
+            let (body, held) = fut.await;
             ctx.note_errors(&body);
             match ctx.encode(&body) {
                 Outcome::Send(frame) => Outcome::SendHolding(frame, held),
