@@ -194,7 +194,7 @@ fn log_error_code(e: &LogError) -> ErrorCode {
     match e {
         LogError::Io(_) => ErrorCode::KafkaStorageError,
         LogError::CorruptRecord(_) => ErrorCode::CorruptMessage,
-        LogError::InvalidRecord(_) => ErrorCode::InvalidRecord,
+        LogError::InvalidRecord(_) | LogError::InvalidRecordAt { .. } => ErrorCode::InvalidRecord,
         LogError::InvalidTimestamp(_) => ErrorCode::InvalidTimestamp,
         LogError::MessageTooLarge { .. } => ErrorCode::MessageTooLarge,
         LogError::UnsupportedMagic(_) => ErrorCode::UnsupportedForMessageFormat,

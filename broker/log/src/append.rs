@@ -155,11 +155,22 @@ impl Log {
             if size > max {
                 return Err(LogError::MessageTooLarge { size, max });
             }
+            let header = view.header();
+            if header.is_control() {
+                return Err(LogError::InvalidRecord(
+                    "clients may not write control batches (transaction markers are the broker's)"
+                        .to_string(),
+                ));
+            }
+            if header.is_transactional() {
+                return Err(LogError::InvalidRecord(
+                    "a transactional batch needs a transactional producer, and this broker has no transactions yet"
+                        .to_string(),
+                ));
+            }
             let walked = view.validate()?;
             if self.config.timestamp_type == TimestampType::CreateTime {
                 let header = view.header();
-                // Compressed records are not walked (yet): the header's first and
-                // largest timestamps stand for them.
                 let (min, max) = match &walked {
                     Some(w) if w.min_timestamp <= w.max_timestamp => {
                         (w.min_timestamp, w.max_timestamp)
@@ -433,12 +444,28 @@ mod tests {
             .unwrap()
             .set_max_timestamp(2);
         let oversized = simple_batch(1, 2, 400);
+        // Transactional (bit 4) and control (bit 5) batches are not a client's to write
+        // while the broker has no transactions.
+        let with_attributes = |attributes: i16| {
+            let records = crate::test_util::encode_records(&[TestRecord::value(b"t")]);
+            crate::test_util::batch_with(0, 1, 1, attributes, records)
+        };
+        let transactional = with_attributes(0x10);
+        let control = with_attributes(0x20);
 
         type Check = fn(&LogError) -> bool;
         let cases: Vec<(Vec<u8>, Check)> = vec![
             (bad_crc, |e| matches!(e, LogError::CorruptRecord(_))),
             (bad_magic, |e| matches!(e, LogError::UnsupportedMagic(1))),
             (bad_count, |e| matches!(e, LogError::InvalidRecord(_))),
+            (
+                transactional,
+                |e| matches!(e, LogError::InvalidRecord(m) if m.contains("transactional")),
+            ),
+            (
+                control,
+                |e| matches!(e, LogError::InvalidRecord(m) if m.contains("control")),
+            ),
             (oversized, |e| {
                 matches!(e, LogError::MessageTooLarge { max: 500, .. })
             }),

@@ -14,6 +14,15 @@ pub enum LogError {
     /// A well-formed batch that breaks a rule: record count, lengths, offsets.
     #[error("invalid record batch: {0}")]
     InvalidRecord(String),
+    /// One record of a batch breaks a rule (its framing, offset delta or timestamp):
+    /// reported per record (Produce v8+ `record_errors`), the whole batch refused.
+    #[error("invalid record batch: record {index}: {reason}")]
+    InvalidRecordAt {
+        /// The record's index in its batch (its offset delta).
+        index: i32,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A CreateTime timestamp outside the topic's `message.timestamp.before.max.ms` /
     /// `message.timestamp.after.max.ms` window around the broker's clock.
     #[error("invalid timestamp: {0}")]

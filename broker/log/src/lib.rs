@@ -36,6 +36,7 @@ mod append;
 pub mod batch;
 mod checkpoint;
 mod config;
+mod decompress;
 mod epoch_cache;
 mod error;
 mod flush;

@@ -77,7 +77,10 @@ pub(crate) fn walk_records(
 }
 
 fn invalid(index: i32, what: &str) -> LogError {
-    LogError::InvalidRecord(format!("record {index}: {what}"))
+    LogError::InvalidRecordAt {
+        index,
+        reason: what.to_string(),
+    }
 }
 
 /// Parses one record body; returns (timestampDelta, offsetDelta).

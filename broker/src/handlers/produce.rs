@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use spate_metadata::ErrorCode;
 
@@ -20,7 +22,40 @@ use spate_log::AppendInfo;
 enum Appended {
     /// Landed in the log at this leader epoch; acks wait on it.
     Done(Arc<Partition>, AppendInfo, i32),
-    Failed(i16, String),
+    Failed(Refusal),
+}
+
+/// Why a partition's batches were not appended (or not acknowledged).
+struct Refusal {
+    code: i16,
+    message: String,
+    /// The record that made a batch invalid: its index in the batch and why (Produce
+    /// v8+ `record_errors`, as Kafka's LogValidator reports them).
+    record: Option<(i32, String)>,
+}
+
+impl Refusal {
+    fn new(code: i16, message: String) -> Refusal {
+        Refusal {
+            code,
+            message,
+            record: None,
+        }
+    }
+
+    fn of(e: &BrokerError) -> Refusal {
+        let record = match e {
+            BrokerError::Log(spate_log::LogError::InvalidRecordAt { index, reason }) => {
+                Some((*index, reason.clone()))
+            }
+            _ => None,
+        };
+        Refusal {
+            code: e.code(),
+            message: e.to_string(),
+            record,
+        }
+    }
 }
 
 /// Appends now; returns the response future (None for acks=0).
@@ -35,26 +70,26 @@ pub fn handle(ctx: &RequestContext, req: ProduceRequest) -> Option<PendingRespon
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for p in topic.partition_data {
             let outcome = if !valid_acks {
-                Appended::Failed(
+                Appended::Failed(Refusal::new(
                     ErrorCode::InvalidRequiredAcks.code(),
                     format!("acks must be -1, 0 or 1, got {acks}"),
-                )
+                ))
             } else if name == crate::group::coordinator::OFFSETS_TOPIC {
                 // Internal: only the group coordinator writes it (Kafka refuses it too).
-                Appended::Failed(
+                Appended::Failed(Refusal::new(
                     ErrorCode::InvalidTopicException.code(),
                     format!("cannot append to the internal topic {name}"),
-                )
+                ))
             } else if req.transactional_id.is_some() {
-                Appended::Failed(
+                Appended::Failed(Refusal::new(
                     ErrorCode::TransactionalIdAuthorizationFailed.code(),
                     "transactions are not supported by this broker".to_string(),
-                )
+                ))
             } else {
                 append(ctx, &name, p.index, p.records.as_deref(), acks, now)
             };
-            if let Appended::Failed(code, msg) = &outcome {
-                tracing::debug!(topic = %name, partition = p.index, code, %msg, "produce rejected");
+            if let Appended::Failed(r) = &outcome {
+                tracing::debug!(topic = %name, partition = p.index, code = r.code, msg = %r.message, "produce rejected");
             }
             partitions.push((p.index, outcome));
         }
@@ -93,10 +128,10 @@ pub fn handle(ctx: &RequestContext, req: ProduceRequest) -> Option<PendingRespon
                         drop(waiting);
                         match acked {
                             Ok(()) => Ok((info, partition.log_start_offset())),
-                            Err(e) => Err((e.code(), e.to_string())),
+                            Err(e) => Err(Refusal::of(&e)),
                         }
                     }
-                    Appended::Failed(code, msg) => Err((code, msg)),
+                    Appended::Failed(refusal) => Err(refusal),
                 };
                 results.push(partition_response(index, result, version));
             }
@@ -132,7 +167,7 @@ fn append(
     })();
     match result {
         Ok((p, info, epoch)) => Appended::Done(p, info, epoch),
-        Err(e) => Appended::Failed(e.code(), e.to_string()),
+        Err(e) => Appended::Failed(Refusal::of(&e)),
     }
 }
 
@@ -157,7 +192,7 @@ async fn await_acks(
 
 fn partition_response(
     index: i32,
-    result: Result<(AppendInfo, i64), (i16, String)>,
+    result: Result<(AppendInfo, i64), Refusal>,
     version: i16,
 ) -> PartitionProduceResponse {
     let base = PartitionProduceResponse::default().with_index(index);
@@ -167,11 +202,19 @@ fn partition_response(
             .with_base_offset(info.first_offset)
             .with_log_append_time_ms(info.log_append_time)
             .with_log_start_offset(if version >= 5 { log_start } else { -1 }),
-        Err((code, msg)) => base
-            .with_error_code(code)
-            .with_base_offset(-1)
-            .with_log_append_time_ms(-1)
-            .with_log_start_offset(-1)
-            .with_error_message((version >= 8).then(|| str_bytes(msg))),
+        Err(refusal) => {
+            let record_errors = match (version >= 8, refusal.record) {
+                (true, Some((index, reason))) => vec![BatchIndexAndErrorMessage::default()
+                    .with_batch_index(index)
+                    .with_batch_index_error_message(Some(str_bytes(reason)))],
+                _ => Vec::new(),
+            };
+            base.with_error_code(refusal.code)
+                .with_base_offset(-1)
+                .with_log_append_time_ms(-1)
+                .with_log_start_offset(-1)
+                .with_record_errors(record_errors)
+                .with_error_message((version >= 8).then(|| str_bytes(refusal.message)))
+        }
     }
 }
