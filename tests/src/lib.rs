@@ -230,6 +230,33 @@ pub fn encode_producer_batch(
     producer_epoch: i16,
     base_sequence: i32,
 ) -> anyhow::Result<Bytes> {
+    let sequence = |i: usize| {
+        if producer_id < 0 {
+            -1
+        } else {
+            base_sequence + i as i32
+        }
+    };
+    encode_records(values, compression, producer_id, producer_epoch, sequence)
+}
+
+/// Like [`encode_batch`], but every record in one batch (the encoder starts a new batch
+/// whenever offset minus sequence changes, so records without an id and with sequence
+/// -1 each get their own).
+pub fn encode_one_batch(
+    values: &[&[u8]],
+    compression: kafka_protocol::records::Compression,
+) -> anyhow::Result<Bytes> {
+    encode_records(values, compression, -1, -1, |i| i as i32)
+}
+
+fn encode_records(
+    values: &[&[u8]],
+    compression: kafka_protocol::records::Compression,
+    producer_id: i64,
+    producer_epoch: i16,
+    sequence: impl Fn(usize) -> i32,
+) -> anyhow::Result<Bytes> {
     use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
@@ -246,11 +273,7 @@ pub fn encode_producer_batch(
             producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: if producer_id < 0 {
-                -1
-            } else {
-                base_sequence + i as i32
-            },
+            sequence: sequence(i),
             timestamp: now,
             key: Some(Bytes::from(format!("k{i}"))),
             value: Some(Bytes::copy_from_slice(v)),

@@ -11,7 +11,7 @@ use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
 use kafka_protocol::records::Compression;
 use spate_log::batch::RecordBatchMut;
 use spate_tests::cluster::{self, topic_name};
-use spate_tests::{encode_batch, RawConnection, TestNode};
+use spate_tests::{encode_batch, encode_one_batch, RawConnection, TestNode};
 
 const INVALID_RECORD: i16 = 87;
 const CORRUPT_MESSAGE: i16 = 2;
@@ -37,39 +37,6 @@ fn rebuild(
         .unwrap()
         .set_max_timestamp(max_ts);
     Bytes::from(out)
-}
-
-/// One uncompressed batch of `values` (the shared helper writes a batch per record for a
-/// producer without an id; here the records share one batch).
-fn one_batch(values: &[&[u8]]) -> Vec<u8> {
-    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
-    let records: Vec<Record> = values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32,
-            timestamp: spate_broker::clock::now_ms(),
-            key: None,
-            value: Some(Bytes::copy_from_slice(v)),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = bytes::BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).unwrap();
-    assert_eq!(spate_log::batch::batches(&buf).count(), 1);
-    buf.to_vec()
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -104,7 +71,10 @@ async fn produce_looks_inside_compressed_batches_and_names_the_bad_record() {
         0
     );
     let values: [&[u8]; 3] = [b"one", b"two", b"three"];
-    let plain = one_batch(&values);
+    let plain = encode_one_batch(&values, Compression::None)
+        .unwrap()
+        .to_vec();
+    assert_eq!(spate_log::batch::batches(&plain).count(), 1);
 
     // A real client's compressed batches go through.
     for codec in [
