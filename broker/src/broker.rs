@@ -55,6 +55,7 @@ impl Broker {
         let local_addr = listeners[0].local_addr()?;
         let replication_addr = replication_listener.local_addr()?;
         config.logs().create()?;
+        let log_dir_id = crate::log_dir_id::load_or_create(&config.logs())?;
         let mut endpoints = Vec::with_capacity(listeners.len());
         for (spec, socket) in config.network.listeners.iter().zip(&listeners) {
             let port = match spec.advertised_port {
@@ -76,6 +77,7 @@ impl Broker {
             controller: ControllerLink::new(&config.controller, faults.clone()),
             fetch_sessions: FetchSessionCache::new(config.network.fetch_session_slots),
             broker_epoch: AtomicI64::new(-1),
+            log_dir_id,
             replication_port: if config.replication.advertised_port == 0 {
                 replication_addr.port()
             } else {

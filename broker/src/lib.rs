@@ -18,6 +18,7 @@
 //! - [`fetch_session`]: incremental fetch sessions (KIP-227).
 //! - [`group`]: the classic consumer group protocol as a pure state machine, and its
 //!   coordinator shard.
+//! - [`log_dir_id`]: the log directory's identity, sent with every registration.
 //! - [`topic_config`]: effective topic configs and the log settings they imply.
 //! - [`error`]: the broker's errors and their single mapping to Kafka error codes.
 //! - [`broker`]: wiring and shutdown. A node (controller + broker) and the admin HTTP
@@ -36,6 +37,7 @@ pub mod fetch_session;
 pub mod group;
 pub mod handlers;
 pub mod limits;
+pub mod log_dir_id;
 pub mod metadata;
 pub mod metrics;
 pub mod partition;

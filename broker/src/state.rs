@@ -39,6 +39,8 @@ pub struct BrokerState {
     pub controller: ControllerLink,
     /// Incremental fetch sessions.
     pub fetch_sessions: FetchSessionCache,
+    /// The log directory's id (see [`crate::log_dir_id`]).
+    pub log_dir_id: String,
     /// Our registration's broker epoch (-1 until registered).
     pub broker_epoch: AtomicI64,
     /// The port other brokers fetch from.
@@ -79,6 +81,7 @@ impl BrokerState {
             ),
             fetch_sessions: crate::fetch_session::FetchSessionCache::new(10),
             broker_epoch: std::sync::atomic::AtomicI64::new(-1),
+            log_dir_id: "test-log-dir".to_string(),
             replication_port: 9093,
             fetchers: Default::default(),
             isr_updater: Default::default(),

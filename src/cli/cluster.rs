@@ -311,6 +311,8 @@ mod tests {
         PartitionImage {
             replicas: replicas.iter().copied().map(NodeId).collect(),
             isr: isr.iter().copied().map(NodeId).collect(),
+            elr: Vec::new(),
+            last_known_elr: Vec::new(),
             leader: leader.map(NodeId),
             leader_epoch: Default::default(),
             partition_epoch: Default::default(),

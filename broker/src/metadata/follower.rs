@@ -85,6 +85,7 @@ async fn register(state: &BrokerState, incarnation: &str) -> Result<i64, String>
             .collect(),
         rack: state.config.rack.clone().unwrap_or_default(),
         offline_replicas: offline_replicas(state),
+        log_dir_id: state.log_dir_id.clone(),
     };
     let mut client = state.controller.lifecycle().map_err(|e| e.to_string())?;
     let response = client

@@ -208,6 +208,13 @@ impl PartitionCore {
     ) {
         if let Role::Leader(rs) = &mut self.role {
             rs.set_fsync_before_ack(settings.sync_before_ack);
+            let hw = rs.set_min_insync(settings.min_insync_replicas.max(1) as usize);
+            if hw.is_some() {
+                self.publish(fx, |p| {
+                    raise_hw(p, hw);
+                    true
+                });
+            }
         }
         self.log.set_config(log_config);
         self.settings = settings;

@@ -63,6 +63,7 @@ impl PartitionCore {
             high_watermark: p.high_watermark.min(leo),
             leader_epoch_start_offset: leo,
             fsync_before_ack: self.settings.sync_before_ack,
+            min_insync: self.settings.min_insync_replicas.max(1) as usize,
         };
         let rs = ReplicaState::become_leader(start, now_ms)
             .map_err(|e| BrokerError::InvalidRequest(format!("{}: cannot lead: {e}", self.tp)))?;

@@ -173,6 +173,9 @@ pub struct LeaderStart {
     pub leader_epoch_start_offset: i64,
     /// Whether acks wait on fsync: then the leader counts only its durable prefix.
     pub fsync_before_ack: bool,
+    /// The topic's `min.insync.replicas`: the HW stands still while the committed ISR is
+    /// smaller (KIP-966's strict min-ISR, what keeps the ELR's promise).
+    pub min_insync: usize,
 }
 
 /// Leader-side state of one partition.
@@ -187,6 +190,7 @@ pub struct ReplicaState {
     leader_leo: i64,
     durable: i64,
     fsync_before_ack: bool,
+    min_insync: usize,
     high_watermark: i64,
     leader_epoch_start_offset: i64,
     pending: Option<IsrChange>,
@@ -229,6 +233,7 @@ impl ReplicaState {
             leader_leo: start.log_end_offset,
             durable: start.durable_offset,
             fsync_before_ack: start.fsync_before_ack,
+            min_insync: start.min_insync.max(1),
             high_watermark: start.high_watermark,
             leader_epoch_start_offset: start.leader_epoch_start_offset,
             pending: None,
@@ -410,8 +415,14 @@ impl ReplicaState {
     }
 
     /// HW = min LEO over the maximal ISR, the leader counting `min(LEO, durable)` when
-    /// acks wait on fsync; never moves backwards (Kafka `maybeIncrementLeaderHW`).
+    /// acks wait on fsync; never moves backwards (Kafka `maybeIncrementLeaderHW`). It
+    /// does not move at all while the committed ISR is below `min.insync.replicas`
+    /// (strict min-ISR, KIP-966): the replicas that left meanwhile are eligible leaders
+    /// because they hold everything below it.
     fn maybe_advance_hw(&mut self) -> Option<i64> {
+        if self.isr.len() < self.min_insync {
+            return None;
+        }
         let mut candidate = self.leader_contribution();
         for id in self.maximal_isr() {
             if id == self.local_id {
@@ -479,6 +490,12 @@ impl ReplicaState {
     /// Whether the leader counts only its fsynced prefix (topic config changed).
     pub fn set_fsync_before_ack(&mut self, fsync_before_ack: bool) {
         self.fsync_before_ack = fsync_before_ack;
+    }
+
+    /// The topic's `min.insync.replicas` changed; returns the new HW if it advanced.
+    pub fn set_min_insync(&mut self, min_insync: usize) -> Option<i64> {
+        self.min_insync = min_insync.max(1);
+        self.maybe_advance_hw()
     }
 
     /// Every follower and what the leader knows of it.
@@ -620,6 +637,7 @@ mod tests {
             high_watermark: 0,
             leader_epoch_start_offset: epoch_start,
             fsync_before_ack: fsync,
+            min_insync: 1,
         }
     }
 
@@ -876,6 +894,30 @@ mod tests {
             Err(ReplicaStateError::FetchOffsetOutOfRange { .. })
         ));
         assert!(ReplicaState::become_leader(start(&[2, 3], 0, 0, false), 0).is_err());
+    }
+
+    #[test]
+    fn hw_stands_still_while_the_committed_isr_is_below_min_insync() {
+        let mut st = start(&[1], 100, 0, false);
+        st.min_insync = 2;
+        let mut s = ReplicaState::become_leader(st, 0).unwrap();
+        // A lone leader would otherwise commit its whole log at once.
+        assert_eq!(s.high_watermark(), 0);
+        assert_eq!(s.on_leader_append(150).unwrap(), None);
+        // A pending expansion is not enough: the controller's ELR follows the committed ISR.
+        let out = fetch(&mut s, F2, 150, 1);
+        assert!(out.isr_change.is_some());
+        assert_eq!(out.high_watermark, None);
+        assert_eq!(
+            s.on_isr_committed(vec![L, F2], PartitionEpoch(11)).unwrap(),
+            Some(150)
+        );
+        // Back below min.insync: what is already committed stays, nothing more is.
+        s.on_isr_committed(vec![L], PartitionEpoch(12)).unwrap();
+        assert_eq!(s.on_leader_append(200).unwrap(), None);
+        assert_eq!(s.high_watermark(), 150);
+        // Lowering min.insync.replicas releases it.
+        assert_eq!(s.set_min_insync(1), Some(200));
     }
 
     #[test]

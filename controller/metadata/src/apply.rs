@@ -84,6 +84,7 @@ impl MetadataImage {
             rack: (!r.rack.is_empty()).then(|| r.rack.clone()),
             fenced: r.fenced,
             offline_replicas: replica_set(&r.offline_replicas)?,
+            log_dir_id: r.log_dir_id.clone(),
         };
         self.brokers.insert(id, registration);
         Ok(())
@@ -168,11 +169,16 @@ impl MetadataImage {
         let replicas = node_ids(&r.replicas)?;
         let isr = node_ids(&r.isr)?;
         let leader = NodeId::from_wire(r.leader);
+        let elr = node_ids(&r.elr)?;
+        let last_known_elr = node_ids(&r.last_known_elr)?;
         check_replica_sets(&replicas, &isr, leader)?;
+        check_elr(&replicas, &isr, &elr, &last_known_elr)?;
         // A PartitionRecord replaces the partition, as Kafka's replay does.
         let partition = PartitionImage {
             replicas,
             isr,
+            elr,
+            last_known_elr,
             leader,
             leader_epoch: LeaderEpoch(r.leader_epoch),
             partition_epoch: PartitionEpoch(r.partition_epoch),
@@ -201,8 +207,17 @@ impl MetadataImage {
             Some(list) => node_ids(&list.ids)?,
             None => current.isr.clone(),
         };
+        let elr = match &r.elr {
+            Some(list) => node_ids(&list.ids)?,
+            None => current.elr.clone(),
+        };
+        let last_known_elr = match &r.last_known_elr {
+            Some(list) => node_ids(&list.ids)?,
+            None => current.last_known_elr.clone(),
+        };
         let leader = r.leader.map_or(current.leader, NodeId::from_wire);
         check_replica_sets(&replicas, &isr, leader)?;
+        check_elr(&replicas, &isr, &elr, &last_known_elr)?;
         // docs/architecture.md §4: every change bumps the partition epoch; a new leader bumps the leader epoch.
         if leader != current.leader {
             current.leader_epoch = current.leader_epoch.next();
@@ -210,6 +225,8 @@ impl MetadataImage {
         current.partition_epoch = current.partition_epoch.next();
         current.replicas = replicas;
         current.isr = isr;
+        current.elr = elr;
+        current.last_known_elr = last_known_elr;
         current.leader = leader;
         Ok(())
     }
@@ -307,6 +324,29 @@ fn node_ids(raw: &[i32]) -> Result<Vec<NodeId>, MetadataError> {
 
 /// Replicas are non-empty and unique; the ISR is a unique subset of them; the leader, if
 /// any, is in the ISR (docs/architecture.md §5: the ISR always contains the leader).
+/// The ELR and last-known ELR are sets of replicas, apart from the ISR and each other.
+fn check_elr(
+    replicas: &[NodeId],
+    isr: &[NodeId],
+    elr: &[NodeId],
+    last_known_elr: &[NodeId],
+) -> Result<(), MetadataError> {
+    let replica_set: BTreeSet<_> = replicas.iter().collect();
+    let isr_set: BTreeSet<_> = isr.iter().collect();
+    let elr_set: BTreeSet<_> = elr.iter().collect();
+    let last_set: BTreeSet<_> = last_known_elr.iter().collect();
+    let sets_of_replicas = elr_set.len() == elr.len()
+        && last_set.len() == last_known_elr.len()
+        && elr_set.is_subset(&replica_set)
+        && last_set.is_subset(&replica_set);
+    if !sets_of_replicas || !elr_set.is_disjoint(&isr_set) || !elr_set.is_disjoint(&last_set) {
+        return Err(invalid(format!(
+            "ELR {elr:?} / last-known ELR {last_known_elr:?} are not disjoint sets of replicas {replicas:?} outside ISR {isr:?}"
+        )));
+    }
+    Ok(())
+}
+
 fn check_replica_sets(
     replicas: &[NodeId],
     isr: &[NodeId],

@@ -85,6 +85,9 @@ pub struct BrokerRegistration {
     /// Partitions whose log failed on this broker (its "offline log directories"): it
     /// leads none of them and is in none of their ISRs.
     pub offline_replicas: BTreeSet<(TopicId, i32)>,
+    /// The id of its log directory ("" from a broker that does not send one). A new id
+    /// on re-registration means its logs were lost.
+    pub log_dir_id: String,
 }
 
 /// One partition's replica state.
@@ -92,8 +95,14 @@ pub struct BrokerRegistration {
 pub struct PartitionImage {
     /// Assigned replicas; the first is the preferred leader.
     pub replicas: Vec<NodeId>,
-    /// In-sync replicas.
+    /// In-sync replicas. Empty only while offline with the last members in the ELR.
     pub isr: Vec<NodeId>,
+    /// Eligible leader replicas (KIP-966): out of the ISR but holding everything below
+    /// the high watermark, electable when the ISR is empty.
+    pub elr: Vec<NodeId>,
+    /// Replicas that fell out of the ELR because their log may have lost data: preferred
+    /// by an unclean election.
+    pub last_known_elr: Vec<NodeId>,
     /// The leader, `None` while offline.
     pub leader: Option<NodeId>,
     /// Bumped on every leader change.

@@ -35,6 +35,7 @@ pub fn register_broker(b: &BrokerRegistration, epoch: Option<BrokerEpoch>) -> Me
         rack: b.rack.clone().unwrap_or_default(),
         fenced: b.fenced,
         offline_replicas: replica_refs(&b.offline_replicas),
+        log_dir_id: b.log_dir_id.clone(),
     }))
 }
 
@@ -96,22 +97,65 @@ pub fn partition(topic: TopicId, index: i32, p: &PartitionImage) -> MetadataReco
         leader: NodeId::to_wire(p.leader),
         leader_epoch: p.leader_epoch.0,
         partition_epoch: p.partition_epoch.0,
+        elr: wire_ids(&p.elr),
+        last_known_elr: wire_ids(&p.last_known_elr),
     }))
 }
 
-/// Changes a partition; `None` fields stay as they are, `leader: Some(None)` takes it offline.
+/// Changes a partition's leader or ISR; `None` fields stay as they are, `leader:
+/// Some(None)` takes it offline.
 pub fn partition_change(
     topic: TopicId,
     index: i32,
     leader: Option<Option<NodeId>>,
     isr: Option<&[NodeId]>,
 ) -> MetadataRecord {
+    partition_change_of(
+        topic,
+        index,
+        PartitionDelta {
+            leader,
+            isr,
+            ..PartitionDelta::default()
+        },
+    )
+}
+
+/// The fields of one partition change; `None` stays as it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PartitionDelta<'a> {
+    /// The new leader (`Some(None)`: offline).
+    pub leader: Option<Option<NodeId>>,
+    /// The new ISR.
+    pub isr: Option<&'a [NodeId]>,
+    /// The new eligible leader replicas.
+    pub elr: Option<&'a [NodeId]>,
+    /// The new last-known ELR.
+    pub last_known_elr: Option<&'a [NodeId]>,
+}
+
+impl PartitionDelta<'_> {
+    /// Whether nothing changes.
+    pub fn is_empty(&self) -> bool {
+        *self == PartitionDelta::default()
+    }
+}
+
+/// Changes any of a partition's leader, ISR, ELR and last-known ELR.
+pub fn partition_change_of(
+    topic: TopicId,
+    index: i32,
+    delta: PartitionDelta<'_>,
+) -> MetadataRecord {
+    let list = |ids: &[NodeId]| ReplicaList { ids: wire_ids(ids) };
     wrap(Record::PartitionChange(PartitionChangeRecord {
         topic_id: topic.to_bytes(),
         partition: index,
-        leader: leader.map(NodeId::to_wire),
-        isr: isr.map(|ids| ReplicaList { ids: wire_ids(ids) }),
+        leader: delta.leader.map(NodeId::to_wire),
+        isr: delta.isr.map(list),
         replicas: None,
+        elr: delta.elr.map(list),
+        last_known_elr: delta.last_known_elr.map(list),
     }))
 }
 

@@ -19,6 +19,7 @@ fn broker(id: i32, fenced: bool) -> BrokerRegistration {
         rack: None,
         fenced,
         offline_replicas: Default::default(),
+        log_dir_id: String::new(),
     }
 }
 
@@ -30,6 +31,8 @@ fn part(replicas: &[i32], isr: &[i32], leader: Option<i32>) -> PartitionImage {
     PartitionImage {
         replicas: replicas.iter().map(|&i| NodeId(i)).collect(),
         isr: isr.iter().map(|&i| NodeId(i)).collect(),
+        elr: Vec::new(),
+        last_known_elr: Vec::new(),
         leader: leader.map(NodeId),
         leader_epoch: LeaderEpoch(0),
         partition_epoch: PartitionEpoch(0),
@@ -131,6 +134,58 @@ fn partition_record_validates_replica_sets() {
 }
 
 #[test]
+fn elr_fields_apply_and_must_be_disjoint_sets_of_replicas() {
+    let mut img = base();
+    let with = |isr: &[i32], elr: &[i32], last: &[i32]| {
+        let mut p = part(&[1, 2, 3], isr, None);
+        p.elr = elr.iter().map(|&i| NodeId(i)).collect();
+        p.last_known_elr = last.iter().map(|&i| NodeId(i)).collect();
+        p
+    };
+    for bad in [
+        with(&[1], &[1], &[]),
+        with(&[], &[2, 2], &[]),
+        with(&[], &[4], &[]),
+        with(&[], &[2], &[2]),
+    ] {
+        let r = img.apply(5, &records::partition(tid(1), 1, &bad));
+        assert!(matches!(r, Err(MetadataError::Invalid(_))), "{bad:?}");
+    }
+    img.apply(5, &records::partition(tid(1), 1, &with(&[], &[1, 2], &[3])))
+        .unwrap();
+    let change = records::partition_change_of(
+        tid(1),
+        1,
+        records::PartitionDelta {
+            leader: Some(Some(NodeId(2))),
+            isr: Some(&[NodeId(2)]),
+            elr: Some(&[NodeId(1)]),
+            ..Default::default()
+        },
+    );
+    img.apply(6, &change).unwrap();
+    let p = img.partition(tid(1), 1).unwrap();
+    assert_eq!(
+        (
+            p.leader,
+            p.isr.clone(),
+            p.elr.clone(),
+            p.last_known_elr.clone()
+        ),
+        (
+            Some(NodeId(2)),
+            vec![NodeId(2)],
+            vec![NodeId(1)],
+            vec![NodeId(3)]
+        )
+    );
+    // A snapshot keeps them.
+    let (copy, errors) = MetadataImage::from_records(6, &img.to_records());
+    assert!(errors.is_empty());
+    assert_eq!(copy.partition(tid(1), 1), img.partition(tid(1), 1));
+}
+
+#[test]
 fn partition_change_bumps_epochs() {
     let mut img = base();
     // ISR shrink only: partition epoch moves, leader epoch does not.
@@ -168,6 +223,7 @@ fn partition_change_bumps_epochs() {
         leader: Some(3),
         isr: Some(ReplicaList { ids: vec![3] }),
         replicas: Some(ReplicaList { ids: vec![3, 2] }),
+        ..Default::default()
     }));
     img.apply(8, &change).unwrap();
     assert_eq!(

@@ -12,7 +12,7 @@ use spate_proto::controller::{
 };
 use spate_proto::metadata::MetadataRecord;
 
-use super::election::PartitionChangeBuilder;
+use super::election::{PartitionChangeBuilder, TopicRules};
 use super::ControllerResult;
 use crate::error::{ApiError, ErrorCode};
 use spate_metadata::ids::{BrokerEpoch, NodeId, TopicId};
@@ -130,7 +130,8 @@ fn decide(
     })?;
     let isr = validate(image, requester, topic.id, &tp, p, data)?;
     let alive = |n: NodeId| image.can_serve(n, topic.id, data.partition);
-    let Some(record) = PartitionChangeBuilder::new(topic.id, data.partition, p)
+    let rules = TopicRules::of(image, &topic.name);
+    let Some(record) = PartitionChangeBuilder::new(topic.id, data.partition, p, rules)
         .with_isr(isr.clone())
         .build(alive)
     else {

@@ -29,6 +29,7 @@ fn image(fenced: &[i32], isr: &[i32]) -> MetadataImage {
             rack: None,
             fenced: fenced.contains(&id),
             offline_replicas: Default::default(),
+            log_dir_id: String::new(),
         };
         img.apply(off, &records::register_broker(&b, None)).unwrap();
         off += 1;
@@ -37,6 +38,8 @@ fn image(fenced: &[i32], isr: &[i32]) -> MetadataImage {
     let p = PartitionImage {
         replicas: ids(&[1, 2, 3, 4]),
         isr: ids(isr),
+        elr: Vec::new(),
+        last_known_elr: Vec::new(),
         leader: Some(NodeId(1)),
         leader_epoch: LeaderEpoch(3),
         partition_epoch: PartitionEpoch(5),

@@ -12,7 +12,9 @@ use spate_proto::controller::{
 };
 use spate_proto::metadata::{MetadataRecord, ReplicaRef};
 
-use super::election::{on_broker_fenced, on_broker_unfenced, on_replicas_offline};
+use super::election::{
+    on_broker_fenced, on_broker_logs_lost, on_broker_unfenced, on_replicas_offline,
+};
 use super::sessions::BrokerSessions;
 use super::ControllerResult;
 use crate::error::{ApiError, ErrorCode};
@@ -43,12 +45,30 @@ pub fn register_broker(
                 rack: (!req.rack.is_empty()).then(|| req.rack.clone()),
                 fenced: true,
                 offline_replicas: reported_offline(&req.offline_replicas),
+                log_dir_id: req.log_dir_id.clone(),
             };
             let mut out = vec![records::register_broker(&registration, None)];
             // A restarted broker that was still unfenced must give up leadership and ISR
             // membership: its new incarnation has to catch up first.
             if image.is_unfenced(id) {
                 out.extend(on_broker_fenced(image, id));
+            }
+            if logs_lost(image, id, &req.log_dir_id) {
+                tracing::warn!(
+                    broker = id.0,
+                    log_dir_id = %req.log_dir_id,
+                    "broker registers with a new log directory: its logs are gone, so it leaves every ISR and ELR"
+                );
+                match applied(image, &out) {
+                    Ok(next) => out.extend(on_broker_logs_lost(&next, id)),
+                    Err(e) => {
+                        return ControllerResult::response_only(RegisterBrokerResponse {
+                            error_code: ErrorCode::UnknownServerError.proto_code(),
+                            error_message: format!("registration does not apply: {e}"),
+                            broker_epoch: -1,
+                        })
+                    }
+                }
             }
             ControllerResult {
                 records: out,
@@ -60,6 +80,26 @@ pub fn register_broker(
             }
         }
     }
+}
+
+/// Whether `id` registered before with another log directory: the logs it had are gone.
+/// A first registration, or one from a broker that names no directory, loses nothing.
+fn logs_lost(image: &MetadataImage, id: NodeId, log_dir_id: &str) -> bool {
+    image.broker(id).is_some_and(|b| {
+        !b.log_dir_id.is_empty() && !log_dir_id.is_empty() && b.log_dir_id != log_dir_id
+    })
+}
+
+/// The image after `records`, for decisions that build on them in one batch.
+fn applied(
+    image: &MetadataImage,
+    records: &[MetadataRecord],
+) -> Result<MetadataImage, spate_metadata::MetadataError> {
+    let mut next = image.clone();
+    for r in records {
+        next.apply(image.offset(), r)?;
+    }
+    Ok(next)
 }
 
 fn check_registration(
@@ -153,15 +193,16 @@ pub fn broker_heartbeat(
     let image = if records.is_empty() {
         image
     } else {
-        let mut next = image.clone();
-        for r in &records {
-            if let Err(e) = next.apply(image.offset(), r) {
+        match applied(image, &records) {
+            Ok(next) => {
+                updated = next;
+                &updated
+            }
+            Err(e) => {
                 tracing::error!(error = %e, "offline-replica change does not apply; not committing it");
                 return ControllerResult::response_only(response);
             }
         }
-        updated = next;
-        &updated
     };
     let more = if req.want_shutdown || req.want_fence {
         // Controlled shutdown: leadership moves away now; once that is committed the
@@ -232,6 +273,7 @@ mod tests {
             endpoints: vec![],
             rack: String::new(),
             offline_replicas: vec![],
+            log_dir_id: format!("dir-{id}"),
         }
     }
 
@@ -331,6 +373,8 @@ mod tests {
         let p = PartitionImage {
             replicas: vec![NodeId(1), NodeId(2)],
             isr: vec![NodeId(1), NodeId(2)],
+            elr: Vec::new(),
+            last_known_elr: Vec::new(),
             leader: Some(NodeId(1)),
             leader_epoch: LeaderEpoch(0),
             partition_epoch: PartitionEpoch(0),
@@ -406,9 +450,9 @@ mod tests {
         commit(&mut after, 22, &r.records);
         let p = &after.topic_by_name("t").unwrap().partitions[&0];
         assert_eq!(
-            (p.leader, &p.isr),
-            (None, &vec![NodeId(2)]),
-            "last ISR member stays"
+            (p.leader, p.isr.len(), &p.elr),
+            (None, 0, &vec![NodeId(2)]),
+            "the last ISR member stays eligible"
         );
     }
 
@@ -494,6 +538,44 @@ mod tests {
             after.topic_by_name("t").unwrap().partitions[&0].leader,
             Some(NodeId(2))
         );
+    }
+
+    /// The "last replica standing" hole: broker 1, the partition's last ISR member, dies
+    /// and comes back with an empty disk. It must not lead the partition it held.
+    #[test]
+    fn a_broker_back_with_a_new_log_directory_is_not_elected_over_the_records_it_lost() {
+        let mut img = two_brokers();
+        let t = img.topic_by_name("t").unwrap().id;
+        let s = BrokerSessions::new(TIMEOUT);
+        // 2 falls out of sync; then 1 is fenced: ISR empty, 1 eligible.
+        commit(
+            &mut img,
+            30,
+            &[records::partition_change(t, 0, None, Some(&[NodeId(1)]))],
+        );
+        let recs = fence_broker(&img, NodeId(1));
+        commit(&mut img, 31, &recs);
+        let p = img.partition(t, 0).unwrap();
+        assert_eq!(
+            (p.leader, p.isr.len(), p.elr.clone()),
+            (None, 0, vec![NodeId(1)])
+        );
+        // Back with its own log directory: eligible, and leads once unfenced.
+        let same = register_broker(&img, &s, &register_req(1, "again"), Instant::now());
+        assert_eq!(kinds(&same.records), vec!["register"]);
+        // Back with a new one: it leaves the ELR.
+        let mut req = register_req(1, "again");
+        req.log_dir_id = "a-new-disk".into();
+        let r = register_broker(&img, &s, &req, Instant::now());
+        assert_eq!(kinds(&r.records), vec!["register", "change"]);
+        commit(&mut img, 32, &r.records);
+        let p = img.partition(t, 0).unwrap();
+        assert!(p.elr.is_empty());
+        assert_eq!(p.last_known_elr, vec![NodeId(1)]);
+        assert_eq!(img.broker(NodeId(1)).unwrap().log_dir_id, "a-new-disk");
+        let recs = unfence_broker(&img, NodeId(1));
+        commit(&mut img, 33, &recs);
+        assert_eq!(img.partition(t, 0).unwrap().leader, None);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use spate_proto::controller::{
 };
 use spate_proto::metadata::{ConfigResourceType, MetadataRecord};
 
+use super::election::{on_min_insync_changed, TopicRules};
 use super::ControllerResult;
 use crate::error::{ApiError, ErrorCode};
 use spate_metadata::config_defs::{self, ConfigKind};
@@ -101,10 +102,17 @@ fn alter_one(
         apply_op(&mut next, change)?;
     }
     let target = ConfigResource::Topic(name.clone());
-    Ok(diff(current, &next)
+    let mut out: Vec<MetadataRecord> = diff(current, &next)
         .into_iter()
         .map(|(k, v)| records::config(&target, k, v))
-        .collect())
+        .collect();
+    let rules = TopicRules::from_configs(&next);
+    if rules.min_insync != TopicRules::from_configs(current).min_insync {
+        if let Some(id) = image.topic_by_name(name).map(|t| t.id) {
+            out.extend(on_min_insync_changed(image, id, rules));
+        }
+    }
+    Ok(out)
 }
 
 fn invalid_config(message: String) -> ApiError {
@@ -232,6 +240,35 @@ mod tests {
 
     fn get(img: &MetadataImage, key: &str) -> Option<String> {
         img.topic_config("t").get(key).cloned()
+    }
+
+    #[test]
+    fn lowering_min_insync_to_the_isr_size_clears_the_elr() {
+        use spate_metadata::ids::{LeaderEpoch, NodeId, PartitionEpoch};
+        let mut img = image();
+        let t = TopicId::from_random([1; 16]);
+        let part = spate_metadata::PartitionImage {
+            replicas: vec![NodeId(1), NodeId(2), NodeId(3)],
+            isr: vec![NodeId(1), NodeId(2)],
+            elr: vec![NodeId(3)],
+            last_known_elr: Vec::new(),
+            leader: Some(NodeId(1)),
+            leader_epoch: LeaderEpoch(0),
+            partition_epoch: PartitionEpoch(0),
+        };
+        img.apply(3, &records::partition(t, 0, &part)).unwrap();
+        let set = |v| {
+            topic_res(
+                "t",
+                vec![op("min.insync.replicas", AlterConfigOp::Set, Some(v))],
+            )
+        };
+        // 3 -> 3 (the default is 1, so this is a change) keeps the frozen HW's ELR.
+        assert_eq!(run(&mut img, vec![set("3")]), vec![0]);
+        assert_eq!(img.partition(t, 0).unwrap().elr, vec![NodeId(3)]);
+        // 2: the ISR meets it, the HW moves again, 3 is no longer known to keep up.
+        assert_eq!(run(&mut img, vec![set("2")]), vec![0]);
+        assert!(img.partition(t, 0).unwrap().elr.is_empty());
     }
 
     #[test]

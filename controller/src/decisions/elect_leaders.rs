@@ -8,7 +8,7 @@ use spate_proto::controller::{
     ElectLeadersPartitionResult, ElectLeadersRequest, ElectLeadersResponse, ElectionType,
 };
 
-use super::election::PartitionChangeBuilder;
+use super::election::{PartitionChangeBuilder, TopicRules};
 use super::ControllerResult;
 use crate::error::ErrorCode;
 use spate_metadata::ids::NodeId;
@@ -167,7 +167,8 @@ fn elect_one(
     Option<spate_proto::metadata::MetadataRecord>,
 ) {
     let alive = |n: NodeId| image.can_serve(n, topic.id, index);
-    let builder = PartitionChangeBuilder::new(topic.id, index, p);
+    let builder =
+        PartitionChangeBuilder::new(topic.id, index, p, TopicRules::of(image, &topic.name));
     let tp = format!("{}-{index}", topic.name);
     match election {
         Election::Preferred => {

@@ -12,6 +12,8 @@ fn part(replicas: &[i32], isr: &[i32], leader: Option<i32>) -> PartitionImage {
     PartitionImage {
         replicas: ids(replicas),
         isr: ids(isr),
+        elr: Vec::new(),
+        last_known_elr: Vec::new(),
         leader: leader.map(NodeId),
         leader_epoch: LeaderEpoch(3),
         partition_epoch: PartitionEpoch(5),
@@ -31,6 +33,7 @@ fn image(fenced: &[i32], parts: &[PartitionImage]) -> MetadataImage {
             rack: None,
             fenced: fenced.contains(&id),
             offline_replicas: Default::default(),
+            log_dir_id: String::new(),
         };
         img.apply(off, &records::register_broker(&b, None)).unwrap();
         off += 1;

@@ -75,6 +75,7 @@ mod tests {
             rack: None,
             fenced: false,
             offline_replicas: Default::default(),
+            log_dir_id: String::new(),
         };
         img.apply(5, &records::register_broker(&b, None)).unwrap();
         img

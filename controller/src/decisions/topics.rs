@@ -213,6 +213,8 @@ fn new_partition(replicas: Vec<NodeId>, isr: Vec<NodeId>) -> PartitionImage {
         leader: isr.first().copied(),
         replicas,
         isr,
+        elr: Vec::new(),
+        last_known_elr: Vec::new(),
         leader_epoch: LeaderEpoch(0),
         partition_epoch: PartitionEpoch(0),
     }

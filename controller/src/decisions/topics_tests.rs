@@ -20,6 +20,7 @@ fn image() -> MetadataImage {
             rack: None,
             fenced: id == 4,
             offline_replicas: Default::default(),
+            log_dir_id: String::new(),
         };
         img.apply(id as u64, &records::register_broker(&b, None))
             .unwrap();
