@@ -50,6 +50,11 @@ pub struct PartitionInfo {
     pub isr: Vec<NodeId>,
     /// Replicas that are offline.
     pub offline_replicas: Vec<NodeId>,
+    /// Eligible leader replicas (KIP-966); `None` when the answer came from Metadata,
+    /// which does not carry them.
+    pub elr: Option<Vec<NodeId>>,
+    /// Replicas last known to be eligible; `None` as for `elr`.
+    pub last_known_elr: Option<Vec<NodeId>>,
     /// A partition-level error code, if any (e.g. LEADER_NOT_AVAILABLE).
     pub error: Option<ResponseError>,
 }
@@ -114,6 +119,8 @@ impl Metadata {
                     replicas: p.replica_nodes.iter().map(|n| NodeId(n.0)).collect(),
                     isr: p.isr_nodes.iter().map(|n| NodeId(n.0)).collect(),
                     offline_replicas: p.offline_replicas.iter().map(|n| NodeId(n.0)).collect(),
+                    elr: None,
+                    last_known_elr: None,
                     error: ResponseError::try_from_code(p.error_code),
                 })
                 .collect();

@@ -196,26 +196,10 @@ async fn describe(admin: &Admin, name: &str, all_configs: bool) -> anyhow::Resul
         overrides.join(",")
     );
     for p in &topic.partitions {
-        let leader = p.leader.map_or("none".to_string(), |l| l.to_string());
-        let offline = if p.offline_replicas.is_empty() {
-            String::new()
-        } else {
-            format!("\tOffline: {}", ids(&p.offline_replicas))
-        };
         let progress = replication_suffix(p, hws.get(&p.partition).copied(), |node| {
             leos.get(&(node, p.partition)).copied()
         });
-        println!(
-            "\tTopic: {}\tPartition: {}\tLeader: {}\tLeaderEpoch: {}\tReplicas: {}\tIsr: {}{}{}",
-            topic.name,
-            p.partition,
-            leader,
-            p.leader_epoch.0,
-            ids(&p.replicas),
-            ids(&p.isr),
-            offline,
-            progress
-        );
+        println!("{}", partition_line(&topic.name, p, &progress));
     }
     if all_configs {
         println!("Configs:");
@@ -229,6 +213,28 @@ async fn describe(admin: &Admin, name: &str, all_configs: bool) -> anyhow::Resul
         }
     }
     Ok(())
+}
+
+/// One partition as `kafka-topics --describe` prints it (with the ELR and last-known
+/// ELR of KIP-966 when the broker reports them), then `suffix`.
+fn partition_line(topic: &str, p: &PartitionInfo, suffix: &str) -> String {
+    let leader = p.leader.map_or("none".to_string(), |l| l.to_string());
+    let elr = match (&p.elr, &p.last_known_elr) {
+        (Some(elr), Some(last)) => format!("\tElr: {}\tLastKnownElr: {}", ids(elr), ids(last)),
+        _ => String::new(),
+    };
+    let offline = if p.offline_replicas.is_empty() {
+        String::new()
+    } else {
+        format!("\tOffline: {}", ids(&p.offline_replicas))
+    };
+    format!(
+        "\tTopic: {topic}\tPartition: {}\tLeader: {leader}\tLeaderEpoch: {}\tReplicas: {}\tIsr: {}{elr}{offline}{suffix}",
+        p.partition,
+        p.leader_epoch.0,
+        ids(&p.replicas),
+        ids(&p.isr),
+    )
 }
 
 /// Each led partition's high watermark (ListOffsets latest as a consumer); partitions
@@ -357,8 +363,26 @@ mod tests {
             replicas: replicas.iter().copied().map(NodeId).collect(),
             isr: isr.iter().copied().map(NodeId).collect(),
             offline_replicas: Vec::new(),
+            elr: None,
+            last_known_elr: None,
             error: None,
         }
+    }
+
+    #[test]
+    fn a_partition_line_shows_the_elr_when_the_broker_reports_it() {
+        let mut p = partition(None, &[1, 2, 3], &[]);
+        p.offline_replicas = vec![NodeId(1)];
+        assert_eq!(
+            partition_line("t", &p, ""),
+            "\tTopic: t\tPartition: 0\tLeader: none\tLeaderEpoch: 3\tReplicas: 1,2,3\tIsr: \tOffline: 1"
+        );
+        p.elr = Some(vec![NodeId(2)]);
+        p.last_known_elr = Some(vec![NodeId(1)]);
+        assert_eq!(
+            partition_line("t", &p, "\tHW: 5"),
+            "\tTopic: t\tPartition: 0\tLeader: none\tLeaderEpoch: 3\tReplicas: 1,2,3\tIsr: \tElr: 2\tLastKnownElr: 1\tOffline: 1\tHW: 5"
+        );
     }
 
     #[test]

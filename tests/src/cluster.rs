@@ -211,17 +211,22 @@ impl Cluster {
         ready(self)
     }
 
+    /// The newest controller image a live node has (a restarted controller may still be
+    /// replaying an old one).
+    pub fn newest_image(&self) -> Option<MetadataImage> {
+        self.live()
+            .filter_map(|n| n.controller.as_ref())
+            .map(|c| c.image())
+            .max_by_key(|i| i.offset())
+    }
+
     /// The leader and ISR of a partition in the newest controller image a live node has.
     pub fn partition_state(
         &self,
         topic: &str,
         partition: i32,
     ) -> Option<(Option<i32>, Vec<i32>, i32)> {
-        let image = self
-            .live()
-            .filter_map(|n| n.controller.as_ref())
-            .map(|c| c.image())
-            .max_by_key(|i| i.offset())?;
+        let image = self.newest_image()?;
         let p = image
             .topic_by_name(topic)?
             .partitions

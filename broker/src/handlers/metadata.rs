@@ -8,7 +8,7 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use spate_metadata::ids::{NodeId, TopicId};
 use spate_metadata::ErrorCode;
-use spate_metadata::{MetadataImage, TopicImage};
+use spate_metadata::{MetadataImage, PartitionImage, TopicImage};
 
 use super::{admin, str_bytes};
 use crate::server::context::RequestContext;
@@ -143,17 +143,27 @@ pub fn controller_id(state: &BrokerState, image: &MetadataImage) -> i32 {
         .unwrap_or(-1)
 }
 
+/// Replicas that cannot serve the partition: on an unregistered or fenced broker, or
+/// whose log failed there (Kafka's replicas on offline brokers or log directories).
+pub fn offline_replicas(
+    image: &MetadataImage,
+    topic: TopicId,
+    index: i32,
+    p: &PartitionImage,
+) -> Vec<BrokerId> {
+    p.replicas
+        .iter()
+        .filter(|r| !image.can_serve(**r, topic, index))
+        .map(|r| BrokerId(r.0))
+        .collect()
+}
+
 fn topic_entry(t: &TopicImage, image: &MetadataImage) -> MetadataResponseTopic {
     let partitions = t
         .partitions
         .iter()
         .map(|(index, p)| {
-            let offline: Vec<BrokerId> = p
-                .replicas
-                .iter()
-                .filter(|r| image.broker(**r).is_none_or(|b| b.fenced))
-                .map(|r| BrokerId(r.0))
-                .collect();
+            let offline = offline_replicas(image, t.id, *index, p);
             let error = if p.leader.is_none() {
                 ErrorCode::LeaderNotAvailable.code()
             } else {

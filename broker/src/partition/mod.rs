@@ -290,7 +290,8 @@ impl Partition {
 
     /// acks=all: resolves once the high watermark passes `end` while still leading at
     /// `leader_epoch`; NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR is then smaller than
-    /// `min_insync`.
+    /// `min_insync`, or shrinks below it while waiting (the HW stands still then, strict
+    /// min-ISR, so waiting on would only end in a timeout; the client retries at once).
     pub async fn wait_high_watermark(
         &self,
         end: i64,
@@ -298,7 +299,11 @@ impl Partition {
         min_insync: usize,
     ) -> Result<()> {
         let p = self
-            .wait_for(|p| p.leading_epoch != Some(leader_epoch) || p.high_watermark >= end)
+            .wait_for(|p| {
+                p.leading_epoch != Some(leader_epoch)
+                    || p.high_watermark >= end
+                    || p.isr_size < min_insync
+            })
             .await?;
         if p.leading_epoch != Some(leader_epoch) {
             return Err(self.lost_leadership(leader_epoch));

@@ -525,11 +525,13 @@ impl ReplicaState {
     }
 
     /// acks=all status after append (Kafka `checkEnoughReplicasReachOffset`).
+    /// Below min.insync the HW stands still, so a batch not yet committed never will be
+    /// under this ISR: it is answered at once rather than left to time out.
     pub fn acks_all_status(&self, end_offset: i64, min_insync: usize) -> AcksAll {
-        if !self.acks_all_done(end_offset) {
-            AcksAll::Waiting
-        } else if self.isr.len() < min_insync {
+        if self.isr.len() < min_insync {
             AcksAll::NotEnoughReplicasAfterAppend
+        } else if !self.acks_all_done(end_offset) {
+            AcksAll::Waiting
         } else {
             AcksAll::Done
         }
@@ -946,6 +948,11 @@ mod tests {
         assert!(s.acks_all_done(105));
         assert!(!s.acks_all_done(110));
         assert_eq!(s.acks_all_status(110, 2), AcksAll::Waiting);
+        // Not committed with the ISR below min.insync: it never will be under this ISR.
+        assert_eq!(
+            s.acks_all_status(110, 3),
+            AcksAll::NotEnoughReplicasAfterAppend
+        );
         fetch(&mut s, F2, 110, 0);
         assert_eq!(s.acks_all_status(110, 2), AcksAll::Done);
         assert_eq!(

@@ -105,6 +105,10 @@ request_table! {
     DescribeCluster(DescribeClusterRequest => DescribeClusterResponse) 0..=1,
         route |ctx, req| Some(ctx.ready(&handlers::cluster::describe(&ctx, req))),
         errors |r| r.error_code != 0;
+    /// KIP-966: partitions with their ELR, paged.
+    DescribeTopicPartitions(DescribeTopicPartitionsRequest => DescribeTopicPartitionsResponse) 0..=0,
+        route |ctx, req| Some(ctx.ready(&handlers::describe_topic_partitions::handle(&ctx.state.metadata.image(), &req))),
+        errors |r| r.topics.iter().any(|t| t.error_code != 0 || t.partitions.iter().any(|p| p.error_code != 0));
     ElectLeaders(ElectLeadersRequest => ElectLeadersResponse) 0..=2,
         route |ctx, req| Some(ctx.ready(&handlers::elect_leaders::handle(&ctx, req).await)),
         errors |r| r.error_code != 0 || r.replica_election_results.iter().any(|t| t.partition_result.iter().any(|p| p.error_code != 0));

@@ -4,8 +4,13 @@
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::describe_topic_partitions_request::{
+    Cursor as RequestCursor, TopicRequest,
+};
+use kafka_protocol::messages::describe_topic_partitions_response::DescribeTopicPartitionsResponsePartition;
 use kafka_protocol::messages::{
     ApiKey, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
+    DescribeTopicPartitionsRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -15,6 +20,8 @@ use super::offsets::topic_name;
 use super::Admin;
 use crate::error::{Error, Result};
 use crate::metadata::PartitionInfo;
+use crate::{LeaderEpoch, NodeId};
+use std::collections::HashMap;
 
 /// A topic to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,7 +240,18 @@ impl Admin {
     }
 
     /// Partitions, leaders, replicas and ISR of each topic.
+    ///
+    /// Asks DescribeTopicPartitions (KIP-966, which carries each partition's eligible
+    /// leader replicas) where the broker has it, as Kafka's admin client does, and
+    /// Metadata otherwise.
     pub async fn describe_topics(&self, names: &[&str]) -> Result<TopicResults<TopicDescription>> {
+        let conn = self.cluster.any_connection().await?;
+        if let Ok(version) = conn.api_version(ApiKey::DescribeTopicPartitions) {
+            return self
+                .cluster
+                .with_retries(None, || self.describe_topic_partitions(names, version))
+                .await;
+        }
         let wanted: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let meta = self
             .cluster
@@ -253,6 +271,67 @@ impl Admin {
             .collect())
     }
 
+    /// DescribeTopicPartitions, following the cursor until every partition is in.
+    async fn describe_topic_partitions(
+        &self,
+        names: &[&str],
+        version: i16,
+    ) -> Result<TopicResults<TopicDescription>> {
+        let conn = self.cluster.any_connection().await?;
+        let topics: Vec<TopicRequest> = names
+            .iter()
+            .map(|n| TopicRequest::default().with_name(topic_name(n)))
+            .collect();
+        let mut found: HashMap<String, Result<TopicDescription>> = HashMap::new();
+        let mut cursor = None;
+        loop {
+            let req = DescribeTopicPartitionsRequest::default()
+                .with_topics(topics.clone())
+                .with_cursor(cursor.take());
+            let resp = conn.request(version, &req).await?;
+            for t in &resp.topics {
+                let name = t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
+                if let Err(e) = outcome(t.error_code, None, format!("describe topic '{name}'")) {
+                    found.insert(name, Err(e));
+                    continue;
+                }
+                let entry = found.entry(name.clone()).or_insert_with(|| {
+                    Ok(TopicDescription {
+                        name,
+                        topic_id: t.topic_id,
+                        is_internal: t.is_internal,
+                        partitions: Vec::new(),
+                    })
+                });
+                if let Ok(d) = entry {
+                    d.partitions
+                        .extend(t.partitions.iter().map(described_partition));
+                }
+            }
+            match resp.next_cursor {
+                Some(next) => {
+                    cursor = Some(
+                        RequestCursor::default()
+                            .with_topic_name(next.topic_name)
+                            .with_partition_index(next.partition_index),
+                    )
+                }
+                None => break,
+            }
+        }
+        Ok(names
+            .iter()
+            .map(|n| {
+                let result = found.remove(*n).unwrap_or_else(|| {
+                    Err(Error::protocol(format!(
+                        "the broker did not describe topic '{n}'"
+                    )))
+                });
+                (n.to_string(), result.map(sorted))
+            })
+            .collect())
+    }
+
     /// Describes one topic.
     pub async fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
         single(self.describe_topics(&[name]).await?)
@@ -261,6 +340,26 @@ impl Admin {
     pub(crate) fn timeout_ms(&self) -> i32 {
         i32::try_from(self.cluster.config().request_timeout.as_millis()).unwrap_or(i32::MAX)
     }
+}
+
+fn described_partition(p: &DescribeTopicPartitionsResponsePartition) -> PartitionInfo {
+    let ids = |v: &[kafka_protocol::messages::BrokerId]| v.iter().map(|n| NodeId(n.0)).collect();
+    PartitionInfo {
+        partition: p.partition_index,
+        leader: (p.leader_id.0 >= 0).then_some(NodeId(p.leader_id.0)),
+        leader_epoch: LeaderEpoch(p.leader_epoch),
+        replicas: ids(&p.replica_nodes),
+        isr: ids(&p.isr_nodes),
+        offline_replicas: ids(&p.offline_replicas),
+        elr: p.eligible_leader_replicas.as_deref().map(ids),
+        last_known_elr: p.last_known_elr.as_deref().map(ids),
+        error: ResponseError::try_from_code(p.error_code),
+    }
+}
+
+fn sorted(mut d: TopicDescription) -> TopicDescription {
+    d.partitions.sort_by_key(|p| p.partition);
+    d
 }
 
 /// A per-item error code and message as a result.
