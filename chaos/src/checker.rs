@@ -6,7 +6,7 @@
 //! once ([`Index`]) into hash maps and every check is linear (or `n log n` where it sorts)
 //! in the size of the history. Counterexamples are produced in history order so that two
 //! runs of the checker on the same history print the same report.
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -140,6 +140,7 @@ pub fn check(events: &[Event], config: &CheckConfig) -> Checked {
     counts.duplicates = duplicates.violations;
     counts.duplicates_non_idempotent = duplicates_non_idempotent.violations;
     let (recovery, recovery_ms) = check_recovery(events, &index, config);
+    let (poll_skip, nonmonotonic_poll) = check_polls(&index);
 
     let verdicts = vec![
         lost,
@@ -149,6 +150,10 @@ pub fn check(events: &[Event], config: &CheckConfig) -> Checked {
         duplicates_non_idempotent,
         check_unexpected_reads(&index),
         check_dirty_reads(&index),
+        check_inconsistent_offsets(&index),
+        poll_skip,
+        nonmonotonic_poll,
+        check_unseen(&index),
         check_gaps(&index),
         check_producer_order(&index),
         check_committed_monotonic(&index),
@@ -236,6 +241,8 @@ impl SendRec<'_> {
 struct ReadRec<'a> {
     time_ms: u64,
     process: &'a str,
+    /// The group member's generation (`None`: a partition reader, one sequence).
+    generation: Option<i32>,
     partition: Option<i32>,
     offset: Option<i64>,
     value: Option<&'a str>,
@@ -368,6 +375,7 @@ impl<'a> Index<'a> {
         self.reads.push(ReadRec {
             time_ms: e.time_ms,
             process: &e.process,
+            generation: e.generation,
             partition: e.partition,
             offset: e.offset,
             value,
@@ -714,6 +722,128 @@ fn check_dirty_reads(index: &Index<'_>) -> Verdict {
     v.verdict("dirty-reads", true, summary)
 }
 
+/// `inconsistent-offsets` (Jepsen): every read of one offset, by any reader during the
+/// run or by the final read, sees the same record; two values mean readers were served
+/// different logs.
+fn check_inconsistent_offsets(index: &Index<'_>) -> Verdict {
+    let mut v = Violations::default();
+    let mut seen: HashMap<(i32, i64), &ReadRec<'_>> = HashMap::new();
+    let mut reported: HashSet<(i32, i64)> = HashSet::new();
+    for r in &index.reads {
+        let (Some(p), Some(o)) = (r.partition, r.offset) else {
+            continue;
+        };
+        match seen.get(&(p, o)) {
+            None => {
+                seen.insert((p, o), r);
+            }
+            Some(first) if first.value != r.value && reported.insert((p, o)) => v.add(|| {
+                json!({
+                    "partition": p, "offset": o,
+                    "first": {"process": first.process, "value": first.value, "time_ms": first.time_ms},
+                    "second": {"process": r.process, "value": r.value, "time_ms": r.time_ms},
+                })
+            }),
+            Some(_) => {}
+        }
+    }
+    let summary = format!("{} offsets read with two different records", v.count);
+    v.verdict("inconsistent-offsets", true, summary)
+}
+
+/// `poll-skip` and `nonmonotonic-poll` (Jepsen): one consumer's successive reads of a
+/// partition within one generation (a partition reader: its whole run) move forward one
+/// record at a time. Going back, or reading the same offset again, is nonmonotonic; moving
+/// past records the final log holds between the two reads is a skip (the consumer would
+/// have silently missed them). Skips are judged where the partition's final read
+/// completed.
+fn check_polls(index: &Index<'_>) -> (Verdict, Verdict) {
+    let mut skip = Violations::default();
+    let mut back = Violations::default();
+    let logs: HashMap<i32, Vec<i64>> = index
+        .finals
+        .iter()
+        .filter(|(_, f)| f.hw.is_some())
+        .map(|(&p, f)| {
+            let mut offsets = f.offsets.clone();
+            offsets.sort_unstable();
+            offsets.dedup();
+            (p, offsets)
+        })
+        .collect();
+    let mut last: HashMap<(&str, Option<i32>, i32), (i64, u64)> = HashMap::new();
+    for r in index.reads.iter().filter(|r| !r.is_final) {
+        let (Some(p), Some(o)) = (r.partition, r.offset) else {
+            continue;
+        };
+        let Some((prev, prev_ms)) = last.insert((r.process, r.generation, p), (o, r.time_ms))
+        else {
+            continue;
+        };
+        let example = |extra: Value| {
+            let mut e = json!({
+                "process": r.process, "generation": r.generation, "partition": p,
+                "previous": prev, "previous_ms": prev_ms, "offset": o, "time_ms": r.time_ms,
+            });
+            if let (Value::Object(e), Value::Object(extra)) = (&mut e, extra) {
+                e.extend(extra);
+            }
+            e
+        };
+        if o <= prev {
+            back.add(|| example(json!({})));
+            continue;
+        }
+        let Some(offsets) = logs.get(&p) else {
+            continue;
+        };
+        let from = offsets.partition_point(|&x| x <= prev);
+        let to = offsets.partition_point(|&x| x < o);
+        if to > from {
+            skip.add(|| example(json!({"skipped": to - from, "first_skipped": offsets[from]})));
+        }
+    }
+    let skip_summary = format!("{} polls skipped records the log holds", skip.count);
+    let back_summary = format!("{} polls went back or repeated an offset", back.count);
+    (
+        skip.verdict("poll-skip", true, skip_summary),
+        back.verdict("nonmonotonic-poll", true, back_summary),
+    )
+}
+
+/// `unseen` (reported, Jepsen): acknowledged records no consumer read during the run
+/// although a later offset of their partition was read. Consumers may lag or rebalance,
+/// so this is not a violation by itself; `lost` judges what the final read lacks.
+fn check_unseen(index: &Index<'_>) -> Verdict {
+    let mut v = Violations::default();
+    let read: HashSet<&str> = index
+        .reads
+        .iter()
+        .filter(|r| !r.is_final)
+        .filter_map(|r| r.value)
+        .collect();
+    let mut furthest: HashMap<i32, i64> = HashMap::new();
+    for r in index.reads.iter().filter(|r| !r.is_final) {
+        if let (Some(p), Some(o)) = (r.partition, r.offset) {
+            let f = furthest.entry(p).or_insert(o);
+            *f = (*f).max(o);
+        }
+    }
+    for s in index.sends.iter().filter(|s| s.is_ok()) {
+        let (Some(p), Some(o), Some(value)) = (s.partition, s.known_offset(), s.value) else {
+            continue;
+        };
+        if !read.contains(value) && furthest.get(&p).is_some_and(|&f| f > o) {
+            v.add(|| json!({"value": value, "partition": p, "offset": o}));
+        }
+    }
+    let summary = format!(
+        "{} acknowledged records were passed over by every consumer during the run",
+        v.count
+    );
+    v.verdict("unseen", false, summary)
+}
+
 /// `gaps`: without compaction or transactions, a partition's offsets are contiguous from
 /// its log start (the first offset read) to the high watermark - 1; and the final read
 /// should hold nothing at or above the high watermark.
@@ -811,10 +941,13 @@ struct RecoveryPoint<'s> {
 }
 
 /// `recovery`: after a fault heals, and from the start of a fault the cluster should
-/// tolerate (`available`), an acks=all send must be acknowledged within the bound. Only
-/// judged when the workload kept sending acks=all past the window (else there was nothing
-/// to acknowledge) and no other, unavailable fault overlapped the window (its own heal is
-/// measured instead). Every measurement is returned, in time order.
+/// tolerate (`available`), every partition the workload is still writing to must
+/// acknowledge an acks=all send within the bound: recovery is judged per partition, so
+/// one partition left without a leader fails the run even while the others are fine.
+/// A partition is judged only when acks=all sends to it were invoked past the window
+/// (else there was nothing to acknowledge), and no window is judged while another,
+/// unavailable fault overlaps it (its own heal is measured instead). The measurement of
+/// each point is its slowest partition, returned in time order.
 fn check_recovery(
     events: &[Event],
     index: &Index<'_>,
@@ -822,19 +955,19 @@ fn check_recovery(
 ) -> (Verdict, Vec<Recovery>) {
     let bound = config.recovery_bound_ms;
     let spans = fault_spans(events);
-    let mut ok_times: Vec<u64> = index
-        .sends
-        .iter()
-        .filter(|s| s.is_ok() && s.acks == ACKS_ALL)
-        .filter_map(|s| s.complete_ms)
-        .collect();
-    ok_times.sort_unstable();
-    let last_invoke = index
-        .sends
-        .iter()
-        .filter(|s| s.acks == ACKS_ALL)
-        .map(|s| s.invoke_ms)
-        .max();
+    let acks_all = || index.sends.iter().filter(|s| s.acks == ACKS_ALL);
+    let mut ok_times: BTreeMap<Option<i32>, Vec<u64>> = BTreeMap::new();
+    let mut last_invoke: BTreeMap<Option<i32>, u64> = BTreeMap::new();
+    for s in acks_all() {
+        let last = last_invoke.entry(s.partition).or_insert(s.invoke_ms);
+        *last = (*last).max(s.invoke_ms);
+        if let (true, Some(done)) = (s.is_ok(), s.complete_ms) {
+            ok_times.entry(s.partition).or_default().push(done);
+        }
+    }
+    for times in ok_times.values_mut() {
+        times.sort_unstable();
+    }
     let mut points = recovery_points(&spans);
     points.sort_by_key(|p| p.at_ms);
 
@@ -842,32 +975,54 @@ fn check_recovery(
     let (mut measured, mut excused) = (Vec::new(), 0);
     for point in &points {
         let t = point.at_ms;
-        let first = ok_times
-            .get(ok_times.partition_point(|&x| x < t))
-            .map(|&x| x - t);
-        measured.push((t, point.label.clone(), first));
-        if first.is_some_and(|ms| ms <= bound) {
-            continue;
-        }
         let window_end = t.saturating_add(bound);
-        let still_sending = last_invoke.is_some_and(|l| l >= window_end);
-        if !still_sending {
+        let first_ok = |p: &Option<i32>| {
+            let times = ok_times.get(p)?;
+            times.get(times.partition_point(|&x| x < t)).map(|&x| x - t)
+        };
+        // Partitions still written to past the window, each with its first ack after t.
+        let judged: Vec<(Option<i32>, Option<u64>)> = last_invoke
+            .iter()
+            .filter(|(_, &last)| last >= window_end)
+            .map(|(p, _)| (*p, first_ok(p)))
+            .collect();
+        let slowest = if judged.is_empty() {
+            ok_times.keys().filter_map(first_ok).min()
+        } else {
+            judged
+                .iter()
+                .map(|(_, first)| *first)
+                .try_fold(0, |acc, f| f.map(|f| acc.max(f)))
+        };
+        measured.push((t, point.label.clone(), slowest));
+        let late: Vec<&(Option<i32>, Option<u64>)> = judged
+            .iter()
+            .filter(|(_, first)| !first.is_some_and(|ms| ms <= bound))
+            .collect();
+        if late.is_empty() {
             continue;
         }
         if overlaps_unavailable(&spans, point.span, t, window_end) {
             excused += 1;
             continue;
         }
-        v.add(|| json!({"fault": point.label, "at_ms": t, "first_ok_after_ms": first, "bound_ms": bound}));
+        for (partition, first) in late {
+            v.add(|| {
+                json!({
+                    "fault": point.label, "at_ms": t, "partition": partition,
+                    "first_ok_after_ms": first, "bound_ms": bound,
+                })
+            });
+        }
     }
     let mut summary = format!(
-        "{} of {} recoveries took longer than {bound} ms",
+        "{} partition recoveries took longer than {bound} ms, over {} fault points",
         v.count,
         measured.len()
     );
     if excused > 0 {
         summary.push_str(&format!(
-            " ({excused} slow ones not judged: another unavailable fault overlapped)"
+            " ({excused} slow points not judged: another unavailable fault overlapped)"
         ));
     }
     (v.verdict("recovery", true, summary), measured)
@@ -1174,7 +1329,7 @@ mod tests {
         let c = clean().check();
         assert!(c.pass(), "{:#?}", c.verdicts);
         assert!(failing(&c).is_empty(), "{:?}", failing(&c));
-        assert_eq!(c.verdicts.len(), 14);
+        assert_eq!(c.verdicts.len(), 18);
         let expected = Counts {
             acked: 5,
             lost: 0,
@@ -1205,6 +1360,10 @@ mod tests {
             "duplicates-non-idempotent",
             "unexpected-reads",
             "dirty-reads",
+            "inconsistent-offsets",
+            "poll-skip",
+            "nonmonotonic-poll",
+            "unseen",
             "gaps",
             "producer-order",
             "committed-offsets-monotonic",
@@ -1219,6 +1378,85 @@ mod tests {
         assert!(!c
             .verdict("duplicates-non-idempotent")
             .is_some_and(|v| v.judged));
+    }
+
+    #[test]
+    fn a_poll_that_skips_a_record_the_log_holds_fails() {
+        let mut h = clean();
+        // c2 reads offsets 0 and 2 of partition 0: offset 1 ("b") is in the final log.
+        h.read("c2", 0, 0, "a").read("c2", 0, 2, "d");
+        let c = h.check();
+        assert_eq!(failing(&c), vec!["poll-skip"]);
+        assert_eq!(c.verdict("poll-skip").map(|v| v.violations), Some(1));
+        // The same jump across generations of a group member is a rebalance, not a skip.
+        let mut h = clean();
+        let mut first = Event::new(0, "m1", Kind::Ok, Op::Read);
+        (first.partition, first.offset, first.value) = (Some(0), Some(0), Some("a".into()));
+        first.generation = Some(1);
+        let mut later = first.clone();
+        (later.offset, later.value, later.generation) = (Some(2), Some("d".into()), Some(2));
+        h.push(first).push(later);
+        assert!(h.check().pass());
+    }
+
+    #[test]
+    fn a_poll_going_back_fails() {
+        let mut h = clean();
+        h.read("c2", 0, 1, "b").read("c2", 0, 0, "a");
+        let c = h.check();
+        assert_eq!(failing(&c), vec!["nonmonotonic-poll"]);
+    }
+
+    #[test]
+    fn two_readers_seeing_two_records_at_one_offset_fail() {
+        // No final read of partition 2 to compare with: the readers disagree with each other.
+        let mut h = clean();
+        h.read("c1", 2, 0, "q").read("c2", 2, 0, "r");
+        let c = h.check();
+        assert!(
+            failing(&c).contains(&"inconsistent-offsets"),
+            "{:?}",
+            failing(&c)
+        );
+        assert_eq!(
+            c.verdict("inconsistent-offsets").map(|v| v.violations),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn records_every_consumer_passed_over_are_reported_not_judged() {
+        let mut h = clean();
+        // c1 read partition 1 at offset 0 only; "e" (offset 1) was passed over once
+        // someone reads offset 2.
+        h.ok("p2", 1, "g", 2).read("c3", 1, 2, "g");
+        h.final_read(1, 0, &["c", "e", "g"]);
+        let c = h.check();
+        let v = c.verdict("unseen").unwrap();
+        assert_eq!((v.judged, v.violations), (false, 1));
+    }
+
+    #[test]
+    fn recovery_is_judged_per_partition() {
+        // After the heal, partition 0 acknowledges at once but partition 1 never does,
+        // though sends to it go on: the cluster as a whole "recovered", partition 1 did not.
+        let mut h = H::new();
+        h.nemesis(Kind::Invoke, "kill 1", false)
+            .nemesis(Kind::Ok, "kill 1", false);
+        h.at(1_000).ok("p1", 0, "a", 0);
+        for i in 0..5 {
+            h.at(2_000 + i * 20_000)
+                .send("p2", 1, &format!("x{i}"), -1, true, Kind::Info, None);
+        }
+        h.final_read(0, 0, &["a"]).final_read(1, 0, &[]);
+        let c = h.check();
+        let v = c.verdict("recovery").unwrap();
+        assert!(!v.pass, "{v:?}");
+        assert_eq!(v.counterexamples[0]["partition"], 1);
+        assert_eq!(
+            c.recovery_ms[0].2, None,
+            "the slowest partition never recovered"
+        );
     }
 
     #[test]

@@ -98,6 +98,10 @@ pub struct Event {
     /// Latency of a completion, milliseconds since its invocation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<f64>,
+    /// A group member's generation when it read (a partition reader has none: its whole
+    /// run is one sequence of polls).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i32>,
 }
 
 impl Event {
@@ -120,6 +124,7 @@ impl Event {
             available: false,
             error: None,
             latency_ms: None,
+            generation: None,
         }
     }
 }

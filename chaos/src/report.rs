@@ -851,7 +851,7 @@ mod tests {
         assert_eq!(json["lost"], 0);
         assert_eq!(json["duplicates"], 0);
         assert_eq!(json["seed"], 42);
-        assert!(json["checks"].as_array().is_some_and(|c| c.len() == 14));
+        assert!(json["checks"].as_array().is_some_and(|c| c.len() == 18));
         assert_eq!(json["latency_ms"]["p99"], 10.0);
         assert_eq!(json["faults"][0]["end_ms"], 4_000);
 

@@ -438,8 +438,11 @@ async fn run_member(
     while !*stop.borrow() {
         match consumer.poll(Duration::from_millis(500)).await {
             Ok(records) => {
+                let generation = consumer.generation_id();
                 for r in &records {
-                    recorder.record(read_event(recorder, process, r));
+                    let mut e = read_event(recorder, process, r);
+                    e.generation = Some(generation);
+                    recorder.record(e);
                 }
             }
             Err(e) => {
