@@ -491,7 +491,6 @@ pub fn meta_properties(
 /// URL-safe characters from checksums of the sorted voter list, so the brokers of one
 /// cluster report one id (clients refuse to mix clusters) without a formatting step.
 pub fn cluster_id_of_voters(voters: &[(u64, String)]) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut sorted: Vec<String> = voters.iter().map(|(id, a)| format!("{id}@{a}")).collect();
     sorted.sort();
     let text = sorted.join(",");
@@ -501,19 +500,12 @@ pub fn cluster_id_of_voters(voters: &[(u64, String)]) -> String {
     let wide = bits
         .iter()
         .fold(0u128, |acc, b| (acc << 32) | u128::from(*b));
-    (0..22)
-        .map(|i| ALPHABET[((wide >> (i * 6)) & 63) as usize] as char)
-        .collect()
+    spate_metadata::ids::url_safe_id(wide)
 }
 
 /// A random cluster id in Kafka's style (22 URL-safe characters).
 fn random_cluster_id() -> String {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut rng = rand::rng();
-    (0..22)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-        .collect()
+    spate_metadata::ids::url_safe_id(rand::random())
 }
 
 #[cfg(test)]

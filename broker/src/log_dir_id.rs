@@ -5,7 +5,6 @@
 
 use std::io;
 
-use rand::Rng;
 use spate_log::storage::LogDir;
 
 /// The file holding the id, in the log directory itself: it is lost with the logs.
@@ -33,21 +32,12 @@ pub fn load_or_create(logs: &LogDir) -> io::Result<String> {
             ),
         ));
     }
-    let id = random_id();
+    let id = spate_metadata::ids::url_safe_id(rand::random());
     logs.write_atomic(
         LOG_DIR_ID_FILE,
         format!("version=1\n{KEY}={id}\n").as_bytes(),
     )?;
     Ok(id)
-}
-
-/// 22 URL-safe characters, as Kafka prints a UUID.
-fn random_id() -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut rng = rand::rng();
-    (0..22)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-        .collect()
 }
 
 #[cfg(test)]

@@ -98,8 +98,8 @@ pub struct Event {
     /// Latency of a completion, milliseconds since its invocation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<f64>,
-    /// A group member's generation when it read (a partition reader has none: its whole
-    /// run is one sequence of polls).
+    /// Which of its group memberships a member read in (a new one per member id or
+    /// generation; a partition reader has none: its whole run is one sequence of polls).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generation: Option<i32>,
 }

@@ -411,6 +411,7 @@ async fn group_member(
     recorder: Recorder,
     stop: watch::Receiver<bool>,
 ) {
+    let mut membership = Memberships::default();
     while !*stop.borrow() {
         let mut config = GroupConsumerConfig::new(bootstrap.clone(), GROUP);
         config.consumer.client = client_config(&bootstrap, &process);
@@ -424,7 +425,27 @@ async fn group_member(
                 continue;
             }
         };
-        run_member(consumer, &process, &recorder, &stop).await;
+        run_member(consumer, &process, &recorder, &stop, &mut membership).await;
+    }
+}
+
+/// Numbers one process's group memberships: a new one whenever its member id or
+/// generation changes. A coordinator that lost the group hands out generation 1 again to
+/// a new member id, so the generation alone does not tell memberships apart.
+#[derive(Debug, Default)]
+struct Memberships {
+    current: Option<(String, i32)>,
+    count: i32,
+}
+
+impl Memberships {
+    fn of(&mut self, consumer: &GroupConsumer) -> i32 {
+        let now = (consumer.member_id().to_string(), consumer.generation_id());
+        if self.current.as_ref() != Some(&now) {
+            self.current = Some(now);
+            self.count += 1;
+        }
+        self.count
     }
 }
 
@@ -433,12 +454,13 @@ async fn run_member(
     process: &str,
     recorder: &Recorder,
     stop: &watch::Receiver<bool>,
+    membership: &mut Memberships,
 ) {
     let mut last_commit = Instant::now();
     while !*stop.borrow() {
         match consumer.poll(Duration::from_millis(500)).await {
             Ok(records) => {
-                let generation = consumer.generation_id();
+                let generation = membership.of(&consumer);
                 for r in &records {
                     let mut e = read_event(recorder, process, r);
                     e.generation = Some(generation);
@@ -595,10 +617,9 @@ async fn observe_commits(
             .await;
             match fetched {
                 Ok(Ok(offsets)) => {
+                    // "No committed offset" (-1) is recorded too: a commit that
+                    // vanished shows as a committed offset going backwards.
                     for (tp, offset) in offsets {
-                        if offset < 0 {
-                            continue;
-                        }
                         let mut e =
                             Event::new(recorder.now_ms(), "commits", Kind::Ok, Op::Committed);
                         e.partition = Some(tp.partition);

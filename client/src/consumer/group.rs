@@ -4,6 +4,7 @@
 //! Coordinator lookup, error reactions and the heartbeat task are in
 //! [`super::coordinator`].
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -78,7 +79,7 @@ pub struct GroupConsumer {
     generation_id: i32,
     assignment: Vec<TopicPartition>,
     /// Positions the coordinator already has, so unchanged ones are not committed again.
-    committed: std::collections::BTreeMap<TopicPartition, i64>,
+    committed: BTreeMap<TopicPartition, i64>,
     /// An error the heartbeat task or a commit saw; the next `poll` acts on it.
     pending: Arc<Mutex<Option<Error>>>,
     heartbeat: Option<JoinHandle<()>>,
@@ -282,10 +283,19 @@ impl GroupConsumer {
         self.rejoin().await
     }
 
-    /// Drops the current assignment, joins, and positions the new partitions.
+    /// Drops the current assignment, joins, and positions the new partitions. Partitions
+    /// the same member keeps (a rejoin after a coordinator move, or a rebalance that
+    /// leaves them here) go on from where it was, as Kafka's consumer keeps their
+    /// positions: nobody else can have read them meanwhile, and going back to the last
+    /// commit would hand the application records it already has.
     async fn rejoin(&mut self) -> Result<()> {
         self.stop_heartbeat();
         let old = std::mem::take(&mut self.assignment);
+        let member_before = self.member_id.clone();
+        let positions: BTreeMap<TopicPartition, i64> = old
+            .iter()
+            .filter_map(|tp| self.fetcher.position(tp).map(|o| (tp.clone(), o)))
+            .collect();
         self.fetcher.unassign(&old);
         self.generation_id = -1;
         let subscription = assignor::encode_subscription(&self.topics)?;
@@ -310,7 +320,12 @@ impl GroupConsumer {
             partitions = assignment.len(),
             "joined"
         );
-        self.position_partitions(&assignment).await?;
+        let kept = if !member_before.is_empty() && member_before == self.member_id {
+            positions
+        } else {
+            BTreeMap::new()
+        };
+        self.position_partitions(&assignment, &kept).await?;
         self.assignment = assignment;
         self.last_commit = Instant::now();
         self.start_heartbeat();
@@ -417,8 +432,13 @@ impl GroupConsumer {
         Ok(out)
     }
 
-    /// Starts each new partition at its committed offset, else per `offset_reset`.
-    async fn position_partitions(&mut self, assignment: &[TopicPartition]) -> Result<()> {
+    /// Starts each partition at its `kept` position, else at its committed offset, else
+    /// per `offset_reset`.
+    async fn position_partitions(
+        &mut self,
+        assignment: &[TopicPartition],
+        kept: &BTreeMap<TopicPartition, i64>,
+    ) -> Result<()> {
         if assignment.is_empty() {
             self.committed.clear();
             return Ok(());
@@ -433,7 +453,7 @@ impl GroupConsumer {
             .await?;
         let mut fresh = Vec::new();
         for tp in assignment {
-            match committed.get(tp) {
+            match kept.get(tp).or_else(|| committed.get(tp)) {
                 Some(&o) => self.fetcher.seek(tp, o),
                 None => fresh.push(tp.clone()),
             }

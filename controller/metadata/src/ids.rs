@@ -111,6 +111,15 @@ impl fmt::Display for PartitionEpoch {
     }
 }
 
+/// 128 bits as 22 URL-safe characters, the shape of Kafka's printed ids (cluster id,
+/// directory id).
+pub fn url_safe_id(bits: u128) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    (0..22)
+        .map(|i| ALPHABET[((bits >> (i * 6)) & 63) as usize] as char)
+        .collect()
+}
+
 impl fmt::Display for TopicId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)
