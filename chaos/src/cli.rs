@@ -1,5 +1,5 @@
-//! The `chaos` command line (`list`, `run`, `matrix`, `selftest`), shared with `spate
-//! verify`.
+//! The `chaos` command line (`list`, `run`, `matrix`, `selftest`, `check`), shared with
+//! `spate verify`.
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -31,6 +31,23 @@ enum Cmd {
     /// Prove the checker can fail: a deliberately unsafe broker build (acks=all answered
     /// before the high watermark) under isolate-leader must be caught losing writes.
     Selftest(SelftestArgs),
+    /// Judge a recorded run again (its `history.jsonl`) with this checker, e.g. after the
+    /// checks changed; exit 0 only if every check passes.
+    Check(CheckArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct CheckArgs {
+    /// The run's directory (its `history.jsonl`, and `summary.json` for its scenario,
+    /// backend, seed and duration).
+    #[arg(long)]
+    run: PathBuf,
+    /// Where to write the new summary.json and report.html.
+    #[arg(long)]
+    out: PathBuf,
+    /// Longest time after a fault (or its healing) until an acks=all write succeeds.
+    #[arg(long, default_value_t = 30_000)]
+    recovery_bound_ms: u64,
 }
 
 /// Settings shared by `run`, `matrix` and `selftest`.
@@ -263,7 +280,38 @@ pub async fn main(cli: Cli) -> anyhow::Result<bool> {
         }
         Cmd::Matrix(args) => matrix(args).await,
         Cmd::Selftest(args) => selftest(args).await,
+        Cmd::Check(args) => recheck(&args),
     }
+}
+
+/// `chaos check`: the recorded history judged again.
+fn recheck(args: &CheckArgs) -> anyhow::Result<bool> {
+    let events = crate::history::read_jsonl(&args.run.join("history.jsonl"))
+        .with_context(|| format!("reading {}", args.run.join("history.jsonl").display()))?;
+    let old: serde_json::Value = std::fs::read_to_string(args.run.join("summary.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let text = |k: &str| old[k].as_str().unwrap_or("unknown").to_string();
+    let number = |k: &str| old[k].as_u64().unwrap_or(0);
+    let checked = crate::checker::check(
+        &events,
+        &crate::checker::CheckConfig {
+            recovery_bound_ms: args.recovery_bound_ms,
+        },
+    );
+    let summary = crate::report::summarize(
+        &text("scenario"),
+        &text("backend"),
+        number("seed"),
+        number("duration_s"),
+        &events,
+        checked,
+        vec![format!("re-judged from {}", args.run.display())],
+    );
+    crate::report::write(&args.out, &summary, &events)?;
+    print_summary(&args.out, &summary);
+    Ok(summary.verdict == "pass")
 }
 
 async fn matrix(args: MatrixArgs) -> anyhow::Result<bool> {
