@@ -59,6 +59,17 @@ impl ReplicaManager {
         out
     }
 
+    /// The replicas whose log lost its tail when it opened (see
+    /// [`Partition::recovery_cut`]), as (topic id, partition).
+    pub fn recovered_with_loss(&self) -> BTreeSet<([u8; 16], i32)> {
+        self.partitions
+            .read()
+            .values()
+            .filter(|p| p.recovery_cut())
+            .map(|p| (p.topic_id, p.tp.partition))
+            .collect()
+    }
+
     /// Raised whenever a log fails.
     pub fn failures(&self) -> &LogFailures {
         &self.failures

@@ -52,8 +52,27 @@ async fn wait_partition(
     p.unwrap()
 }
 
+/// What happens to the last ISR member's storage while it is down.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Damage {
+    /// A new, empty disk: its log directory (and its id) are gone.
+    EmptyDisk,
+    /// The same disk, but the partition's log lost its tail (torn or garbled bytes
+    /// that recovery cuts).
+    CutTail,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_last_isr_member_back_with_an_empty_disk_is_not_elected_and_an_eligible_replica_is() {
+    last_replica_standing(Damage::EmptyDisk).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_last_isr_member_whose_log_lost_its_tail_is_not_elected_either() {
+    last_replica_standing(Damage::CutTail).await;
+}
+
+async fn last_replica_standing(damage: Damage) {
     let mut cluster = Cluster::start().await;
     let mut conn = cluster.connect(1).await;
     let configs = [("min.insync.replicas", "2")];
@@ -124,11 +143,26 @@ async fn a_last_isr_member_back_with_an_empty_disk_is_not_elected_and_an_eligibl
     want.sort();
     assert_eq!(elr, want);
 
-    // It comes back with an empty disk: its logs are gone, and so is its eligibility.
-    let logs = cluster.data_dir(leader).join("logs");
-    std::fs::remove_dir_all(&logs).unwrap();
+    // It comes back damaged: its logs (or its log's tail) are gone, and so is its
+    // eligibility.
+    match damage {
+        Damage::EmptyDisk => {
+            std::fs::remove_dir_all(cluster.data_dir(leader).join("logs")).unwrap();
+        }
+        Damage::CutTail => {
+            let segment = cluster
+                .partition_dir(leader, TOPIC, 0)
+                .join(format!("{:020}.log", 0));
+            let len = std::fs::metadata(&segment).unwrap().len();
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&segment)
+                .unwrap();
+            file.set_len(len - 10).unwrap();
+        }
+    }
     cluster.restart(leader).await;
-    let p = wait_partition(&cluster, "the emptied broker out of the ELR", |p| {
+    let p = wait_partition(&cluster, "the damaged broker out of the ELR", |p| {
         p.elr == nodes(&[eligible]) && p.last_known_elr == nodes(&[leader])
     })
     .await;

@@ -94,6 +94,8 @@ pub struct Log {
     clock_ms: i64,
     /// The clean-shutdown marker exists (after `close_in_place`); cleared by any write.
     marked_clean: bool,
+    /// Opening it cut bytes or segments off its tail (see [`Log::recovery_cut`]).
+    recovery_cut: bool,
 }
 
 impl Log {
@@ -119,7 +121,15 @@ impl Log {
             pending_flushes: PendingFlushes::default(),
             clock_ms: now_ms,
             marked_clean: false,
+            recovery_cut: loaded.cut,
         })
+    }
+
+    /// Whether opening the log cut a torn or garbled tail (or the segments after it): it
+    /// may hold less than it held, and acknowledged, before the stop. A replica whose log
+    /// was cut is no longer known to hold everything below the high watermark.
+    pub fn recovery_cut(&self) -> bool {
+        self.recovery_cut
     }
 
     /// The settings in force.
@@ -372,6 +382,7 @@ mod tests {
             "marker is consumed"
         );
         assert_eq!(log.log_end_offset(), 120);
+        assert!(!log.recovery_cut());
         assert_eq!(log.recovery_point(), 120);
         assert_eq!(log.segment_count(), segments);
         assert_eq!(log.read(0, usize::MAX, i64::MAX, true).unwrap(), before);

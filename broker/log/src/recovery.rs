@@ -35,6 +35,9 @@ pub(crate) struct Loaded {
     pub log_start_offset: i64,
     pub recovery_point: i64,
     pub epoch_cache: LeaderEpochCache,
+    /// Recovery cut bytes off the tail or dropped segments: the log may hold less than
+    /// it held (and acknowledged) before the stop.
+    pub cut: bool,
 }
 
 struct Listing {
@@ -148,12 +151,14 @@ pub(crate) fn load(dir: &LogDir, config: &LogConfig, now_ms: i64) -> Result<Load
 
     let mut segments: Vec<Segment> = Vec::new();
     let mut previous_recovered = false;
+    let mut lost = false;
     for (i, &base) in bases.iter().enumerate() {
         if let Some(prev) = segments.last() {
             if base < prev.next_offset() {
                 error!(dir = %dir.path().display(), base, previous_end = prev.next_offset(),
                     "segment overlaps its predecessor; dropping it and every later segment");
                 drop_segments(dir, &bases[i..])?;
+                lost = true;
                 break;
             }
             if previous_recovered && base > prev.next_offset() {
@@ -164,6 +169,7 @@ pub(crate) fn load(dir: &LogDir, config: &LogConfig, now_ms: i64) -> Result<Load
                 warn!(dir = %dir.path().display(), base, previous_end = prev.next_offset(),
                     "gap after a recovered segment; dropping every later segment");
                 drop_segments(dir, &bases[i..])?;
+                lost = true;
                 break;
             }
         }
@@ -187,6 +193,7 @@ pub(crate) fn load(dir: &LogDir, config: &LogConfig, now_ms: i64) -> Result<Load
             // Later segments were written after the torn bytes; keeping them would leave
             // a hole in the log.
             drop_segments(dir, &bases[i + 1..])?;
+            lost = true;
             break;
         }
     }
@@ -255,6 +262,7 @@ pub(crate) fn load(dir: &LogDir, config: &LogConfig, now_ms: i64) -> Result<Load
         log_start_offset,
         recovery_point,
         epoch_cache: cache,
+        cut: lost,
     })
 }
 
@@ -308,6 +316,7 @@ mod tests {
 
         let mut log = Log::open(dir.path(), config(), 0).unwrap();
         assert_eq!(log.log_end_offset(), base);
+        assert!(log.recovery_cut(), "the cut is reported");
         assert_eq!(
             fs::metadata(&last).unwrap().len(),
             pos as u64,

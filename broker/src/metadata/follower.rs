@@ -50,9 +50,12 @@ pub async fn run(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
 
 /// The replicas whose log failed here, as the controller names them.
 fn offline_replicas(state: &BrokerState) -> Vec<ReplicaRef> {
-    state
-        .replicas
-        .offline_replicas()
+    replica_refs(state.replicas.offline_replicas())
+}
+
+/// Partitions as the controller names them.
+fn replica_refs(replicas: std::collections::BTreeSet<([u8; 16], i32)>) -> Vec<ReplicaRef> {
+    replicas
         .into_iter()
         .map(|(topic_id, partition)| ReplicaRef {
             topic_id: topic_id.to_vec(),
@@ -148,6 +151,7 @@ async fn heartbeat_loop(state: Arc<BrokerState>) {
             want_fence: false,
             want_shutdown: drain,
             offline_replicas: offline_replicas(&state),
+            cut_replicas: replica_refs(state.replicas.recovered_with_loss()),
         };
         let Ok(mut client) = state.controller.lifecycle() else {
             continue;

@@ -454,6 +454,13 @@ impl Partition {
         self.query(|c| c.is_failed())
     }
 
+    /// Whether opening its log cut a torn or garbled tail: this replica may hold less
+    /// than it acknowledged, so it must not count as an eligible leader (KIP-966's
+    /// unclean-shutdown replicas).
+    pub fn recovery_cut(&self) -> bool {
+        self.query(|c| c.log.recovery_cut())
+    }
+
     /// Stops the flusher and closes the log cleanly (flush, indexes, checkpoints).
     pub fn close(&self) -> Result<()> {
         let now = crate::clock::now_ms();

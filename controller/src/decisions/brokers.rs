@@ -13,7 +13,7 @@ use spate_proto::controller::{
 use spate_proto::metadata::{MetadataRecord, ReplicaRef};
 
 use super::election::{
-    on_broker_fenced, on_broker_logs_lost, on_broker_unfenced, on_replicas_offline,
+    on_broker_fenced, on_broker_logs_lost, on_broker_unfenced, on_replicas_cut, on_replicas_offline,
 };
 use super::sessions::BrokerSessions;
 use super::ControllerResult;
@@ -187,6 +187,27 @@ pub fn broker_heartbeat(
         );
         records.push(records::broker_replicas_offline(id, broker.epoch, &offline));
         records.extend(on_replicas_offline(image, id, &newly));
+    }
+    // Replicas whose log was cut in recovery leave the ELR before this heartbeat may
+    // unfence the broker (and so before an election could pick them).
+    let cut = reported_offline(&req.cut_replicas);
+    if !cut.is_empty() {
+        let base = match applied(image, &records) {
+            Ok(next) => next,
+            Err(e) => {
+                tracing::error!(error = %e, "offline-replica change does not apply; not committing it");
+                return ControllerResult::response_only(response);
+            }
+        };
+        let dropped = on_replicas_cut(&base, id, &cut);
+        if !dropped.is_empty() {
+            tracing::warn!(
+                broker = id.0,
+                partitions = dropped.len(),
+                "broker's logs lost their tail in recovery; it is no longer an eligible leader of them"
+            );
+        }
+        records.extend(dropped);
     }
     // Later decisions of this heartbeat build on the offline changes, not beside them.
     let updated;
@@ -576,6 +597,40 @@ mod tests {
         let recs = unfence_broker(&img, NodeId(1));
         commit(&mut img, 33, &recs);
         assert_eq!(img.partition(t, 0).unwrap().leader, None);
+    }
+
+    /// The same with a broker whose disk survived but whose log recovery cut a garbled
+    /// tail: it reports the cut in the heartbeat that unfences it, and is not elected.
+    #[test]
+    fn a_broker_whose_log_lost_its_tail_in_recovery_is_not_elected_from_the_elr() {
+        let run = |cut: bool| {
+            let mut img = two_brokers();
+            let t = img.topic_by_name("t").unwrap().id;
+            let mut s = BrokerSessions::new(TIMEOUT);
+            commit(
+                &mut img,
+                30,
+                &[records::partition_change(t, 0, None, Some(&[NodeId(1)]))],
+            );
+            let recs = fence_broker(&img, NodeId(1));
+            commit(&mut img, 31, &recs);
+            let r = register_broker(&img, &s, &register_req(1, "again"), Instant::now());
+            commit(&mut img, 32, &r.records);
+            let mut req = heartbeat(1, 32, 40);
+            if cut {
+                req.cut_replicas = vec![offline(t, 0)];
+            }
+            let r = broker_heartbeat(&img, &mut s, &req, Instant::now());
+            assert!(!r.response.is_fenced);
+            commit(&mut img, 41, &r.records);
+            img.partition(t, 0).unwrap().clone()
+        };
+        let intact = run(false);
+        assert_eq!(intact.leader, Some(NodeId(1)), "{intact:?}");
+        let cut = run(true);
+        assert_eq!(cut.leader, None, "{cut:?}");
+        assert!(cut.elr.is_empty());
+        assert_eq!(cut.last_known_elr, vec![NodeId(1)]);
     }
 
     #[test]

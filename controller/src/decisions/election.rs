@@ -248,6 +248,35 @@ pub fn on_broker_logs_lost(image: &MetadataImage, broker: NodeId) -> Vec<Metadat
     out
 }
 
+/// Partition changes once `broker` reports that recovery cut the logs of `cut` partitions
+/// (a torn or garbled tail): those replicas may hold less than they acknowledged, so they
+/// leave the ELR for the last-known ELR, as Kafka drops a broker's replicas from the ELR
+/// after an unclean shutdown (here per partition, only where data was cut).
+pub fn on_replicas_cut(
+    image: &MetadataImage,
+    broker: NodeId,
+    cut: &BTreeSet<(TopicId, i32)>,
+) -> Vec<MetadataRecord> {
+    let mut out = Vec::new();
+    for &(topic_id, index) in cut {
+        let Some(topic) = image.topics().get(&topic_id) else {
+            continue;
+        };
+        let Some(p) = topic.partitions.get(&index) else {
+            continue;
+        };
+        if !p.elr.contains(&broker) {
+            continue;
+        }
+        let alive = |n: NodeId| n != broker && image.can_serve(n, topic_id, index);
+        let change =
+            PartitionChangeBuilder::new(topic_id, index, p, TopicRules::of(image, &topic.name))
+                .lost_logs(vec![broker]);
+        out.extend(change.build(alive));
+    }
+    out
+}
+
 /// Partition changes once `broker` reports the logs of `offline` partitions failed (Kafka's
 /// handling of an offline log directory): where it led, a new leader is elected from the
 /// rest of the ISR; it leaves those ISRs (into the ELR when the ISR falls below
