@@ -147,7 +147,7 @@ async fn a_silent_broker_is_fenced_then_rejoins_with_a_new_epoch() {
             metadata_offset: image.offset(),
             want_fence: false,
             want_shutdown: false,
-            offline_replicas: vec![],
+            ..Default::default()
         })
         .await
         .unwrap();
