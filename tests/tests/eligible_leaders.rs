@@ -212,8 +212,12 @@ async fn last_replica_standing(damage: Damage) {
         p.leader == Some(NodeId(eligible))
     })
     .await;
-    assert_eq!(p.isr, nodes(&[eligible]));
-    cluster.wait_partition_ready(TOPIC, 0, 1).await;
+    // Elected alone in the ISR; the damaged broker may already have caught up from it
+    // and rejoined by the time we look, the still isolated one cannot have.
+    assert!(
+        p.isr.contains(&NodeId(eligible)) && !p.isr.contains(&NodeId(stale)),
+        "{p:?}"
+    );
     let mut from_new = cluster.connect(eligible).await;
     // Its HW may lag until the emptied broker rejoins (ISR below min.insync again), so
     // read the acknowledged records once the ISR is whole.

@@ -561,14 +561,11 @@ mod tests {
         );
     }
 
-    /// The "last replica standing" hole: broker 1, the partition's last ISR member, dies
-    /// and comes back with an empty disk. It must not lead the partition it held.
-    #[test]
-    fn a_broker_back_with_a_new_log_directory_is_not_elected_over_the_records_it_lost() {
+    /// [`two_brokers`] after 2 fell out of sync and 1, the last ISR member, was fenced:
+    /// ISR empty, 1 eligible.
+    fn last_member_fenced() -> (MetadataImage, TopicId) {
         let mut img = two_brokers();
         let t = img.topic_by_name("t").unwrap().id;
-        let s = BrokerSessions::new(TIMEOUT);
-        // 2 falls out of sync; then 1 is fenced: ISR empty, 1 eligible.
         commit(
             &mut img,
             30,
@@ -576,6 +573,15 @@ mod tests {
         );
         let recs = fence_broker(&img, NodeId(1));
         commit(&mut img, 31, &recs);
+        (img, t)
+    }
+
+    /// The "last replica standing" hole: broker 1, the partition's last ISR member, dies
+    /// and comes back with an empty disk. It must not lead the partition it held.
+    #[test]
+    fn a_broker_back_with_a_new_log_directory_is_not_elected_over_the_records_it_lost() {
+        let (mut img, t) = last_member_fenced();
+        let s = BrokerSessions::new(TIMEOUT);
         let p = img.partition(t, 0).unwrap();
         assert_eq!(
             (p.leader, p.isr.len(), p.elr.clone()),
@@ -604,16 +610,8 @@ mod tests {
     #[test]
     fn a_broker_whose_log_lost_its_tail_in_recovery_is_not_elected_from_the_elr() {
         let run = |cut: bool| {
-            let mut img = two_brokers();
-            let t = img.topic_by_name("t").unwrap().id;
+            let (mut img, t) = last_member_fenced();
             let mut s = BrokerSessions::new(TIMEOUT);
-            commit(
-                &mut img,
-                30,
-                &[records::partition_change(t, 0, None, Some(&[NodeId(1)]))],
-            );
-            let recs = fence_broker(&img, NodeId(1));
-            commit(&mut img, 31, &recs);
             let r = register_broker(&img, &s, &register_req(1, "again"), Instant::now());
             commit(&mut img, 32, &r.records);
             let mut req = heartbeat(1, 32, 40);
