@@ -125,9 +125,10 @@ impl Log {
         })
     }
 
-    /// Whether opening the log cut a torn or garbled tail (or the segments after it): it
-    /// may hold less than it held, and acknowledged, before the stop. A replica whose log
-    /// was cut is no longer known to hold everything below the high watermark.
+    /// Whether opening the log cut garbled bytes (a batch that fails its CRC or header
+    /// checks, not merely a torn tail that was never flushed): it may hold less than it
+    /// acknowledged before the stop, so the replica is no longer known to hold
+    /// everything below the high watermark.
     pub fn recovery_cut(&self) -> bool {
         self.recovery_cut
     }

@@ -17,7 +17,9 @@ use super::checkpoint::{
 use super::config::LogConfig;
 use super::epoch_cache::LeaderEpochCache;
 use super::error::LogError;
-use super::segment::{remove_segment_files, LoadMode, Segment, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT};
+use super::segment::{
+    remove_segment_files, Cut, LoadMode, Segment, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT,
+};
 use super::storage::LogDir;
 
 /// Marker written last by a clean close.
@@ -35,8 +37,8 @@ pub(crate) struct Loaded {
     pub log_start_offset: i64,
     pub recovery_point: i64,
     pub epoch_cache: LeaderEpochCache,
-    /// Recovery cut bytes off the tail or dropped segments: the log may hold less than
-    /// it held (and acknowledged) before the stop.
+    /// Recovery cut garbled bytes (not just a torn, never-flushed tail) or dropped
+    /// overlapping segments: the log may hold less than it acknowledged before the stop.
     pub cut: bool,
 }
 
@@ -169,7 +171,6 @@ pub(crate) fn load(dir: &LogDir, config: &LogConfig, now_ms: i64) -> Result<Load
                 warn!(dir = %dir.path().display(), base, previous_end = prev.next_offset(),
                     "gap after a recovered segment; dropping every later segment");
                 drop_segments(dir, &bases[i..])?;
-                lost = true;
                 break;
             }
         }
@@ -189,11 +190,12 @@ pub(crate) fn load(dir: &LogDir, config: &LogConfig, now_ms: i64) -> Result<Load
             &mut |h| learn_epoch(h.partition_leader_epoch, h.base_offset),
         )?;
         segments.push(seg);
-        if cut {
+        if cut.is_cut() {
             // Later segments were written after the torn bytes; keeping them would leave
-            // a hole in the log.
+            // a hole in the log. A torn tail (and what follows it) was never flushed, so
+            // never acknowledged; garbled bytes may have been.
             drop_segments(dir, &bases[i + 1..])?;
-            lost = true;
+            lost |= cut == Cut::Garbled;
             break;
         }
     }
@@ -316,7 +318,10 @@ mod tests {
 
         let mut log = Log::open(dir.path(), config(), 0).unwrap();
         assert_eq!(log.log_end_offset(), base);
-        assert!(log.recovery_cut(), "the cut is reported");
+        assert!(
+            !log.recovery_cut(),
+            "a torn, never-flushed tail loses nothing acknowledged"
+        );
         assert_eq!(
             fs::metadata(&last).unwrap().len(),
             pos as u64,
@@ -346,6 +351,10 @@ mod tests {
 
         let log = Log::open(dir.path(), config(), 0).unwrap();
         assert_eq!(log.log_end_offset(), base);
+        assert!(
+            log.recovery_cut(),
+            "garbled bytes may have been acknowledged"
+        );
         assert_eq!(
             log.segment_count(),
             2,

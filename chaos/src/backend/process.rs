@@ -43,9 +43,13 @@ pub struct ProcessCluster {
     simulated_storage: bool,
 }
 
-fn free_addr() -> anyhow::Result<SocketAddr> {
+/// A free address, held (the listener stays in `reserved`) until the nodes start, so the
+/// proxies bound meanwhile on port 0 cannot be handed the same port.
+fn free_addr(reserved: &mut Vec<StdListener>) -> anyhow::Result<SocketAddr> {
     let l = StdListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?)
+    let addr = l.local_addr()?;
+    reserved.push(l);
+    Ok(addr)
 }
 
 impl ProcessCluster {
@@ -63,13 +67,14 @@ impl ProcessCluster {
         let mut proxies = Vec::new();
         let mut voters = Vec::new();
         let mut replication_proxy = BTreeMap::new();
+        let mut reserved = Vec::new();
         for id in 1..=3u32 {
             let spec = NodeSpec {
                 id,
-                kafka: free_addr()?,
-                controller: free_addr()?,
-                replication: free_addr()?,
-                admin: free_addr()?,
+                kafka: free_addr(&mut reserved)?,
+                controller: free_addr(&mut reserved)?,
+                replication: free_addr(&mut reserved)?,
+                admin: free_addr(&mut reserved)?,
                 data: dir.join(format!("node{id}")),
                 log: dir.join(format!("node{id}.log")),
             };
@@ -106,6 +111,7 @@ impl ProcessCluster {
             children: Mutex::new(BTreeMap::new()),
             simulated_storage,
         };
+        drop(reserved);
         for id in cluster.node_ids() {
             cluster.start_node(id).await?;
         }

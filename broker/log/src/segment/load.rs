@@ -7,15 +7,51 @@ use std::sync::Arc;
 use tracing::warn;
 
 use super::{file_name, LoadMode, Segment, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT};
-use crate::batch::{BatchHeader, CRC_COVERAGE_START};
+use crate::batch::{BatchHeader, CRC_COVERAGE_START, LOG_OVERHEAD};
 use crate::error::LogError;
 use crate::index::OffsetIndex;
 use crate::scanner::HeaderScanner;
 use crate::storage::{LogDir, OpenMode, StorageFile};
 use crate::time_index::TimeIndex;
 
+/// What recovery cut off a segment's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cut {
+    /// Nothing: every byte is a valid batch.
+    Nothing,
+    /// A torn tail: a last batch shorter than it declares, too few bytes for a header,
+    /// or zeros (file space whose data never reached the disk). With acks waiting for
+    /// fsync, such a batch was never acknowledged.
+    Torn,
+    /// Complete bytes that do not check out (CRC mismatch, bad header, batches out of
+    /// order): data the log held may be gone.
+    Garbled,
+}
+
+impl Cut {
+    /// Whether anything was cut.
+    pub(crate) fn is_cut(self) -> bool {
+        self != Cut::Nothing
+    }
+}
+
+/// Whether the bytes at `at` look like a torn tail rather than damage (see [`Cut`]).
+fn torn_at(file: &dyn StorageFile, at: u64, file_len: u64) -> io::Result<bool> {
+    let remaining = file_len.saturating_sub(at);
+    if remaining < LOG_OVERHEAD as u64 {
+        return Ok(true);
+    }
+    let mut head = [0u8; LOG_OVERHEAD];
+    file.read_exact_at(&mut head, at)?;
+    if head.iter().all(|&b| b == 0) {
+        return Ok(true);
+    }
+    let length = i32::from_be_bytes([head[8], head[9], head[10], head[11]]);
+    Ok(length >= 0 && LOG_OVERHEAD as u64 + length as u64 > remaining)
+}
+
 impl Segment {
-    /// Opens an existing segment. Returns it and whether recovery cut bytes off its end.
+    /// Opens an existing segment. Returns it and what recovery cut off its end.
     /// `on_batch` sees every batch validated by a `Recover` scan.
     pub(crate) fn open(
         dir: &LogDir,
@@ -24,7 +60,7 @@ impl Segment {
         interval: u32,
         now_ms: i64,
         on_batch: &mut dyn FnMut(&BatchHeader),
-    ) -> Result<(Segment, bool), LogError> {
+    ) -> Result<(Segment, Cut), LogError> {
         let file = dir.open(&file_name(base_offset, LOG_EXT), OpenMode::Existing)?;
         let size = file.len()?;
         let modified_ms = file.modified_ms();
@@ -34,7 +70,7 @@ impl Segment {
             seg.last_modified_ms = ms;
         }
         if mode == LoadMode::Trusted && seg.load_trusted()? {
-            return Ok((seg, false));
+            return Ok((seg, Cut::Nothing));
         }
         let truncated = seg.recover(interval, on_batch)?;
         Ok((seg, truncated))
@@ -89,12 +125,12 @@ impl Segment {
     }
 
     /// Scans every batch with its CRC, rebuilding the indexes; cuts the file at the first
-    /// torn, garbled or out-of-order batch. Returns whether it cut anything.
+    /// torn, garbled or out-of-order batch. Returns what it cut.
     fn recover(
         &mut self,
         interval: u32,
         on_batch: &mut dyn FnMut(&BatchHeader),
-    ) -> Result<bool, LogError> {
+    ) -> Result<Cut, LogError> {
         let file = Arc::clone(&self.file);
         let file_len = file.len()?;
         let now = self.created_ms;
@@ -104,14 +140,21 @@ impl Segment {
         };
         let mut scanner = HeaderScanner::new(&*file, 0, file_len);
         let mut buf = Vec::new();
+        let mut cut = Cut::Garbled;
         let valid_end = loop {
             let at = scanner.position();
             let (pos, h) = match scanner.next_header() {
                 Ok(Some(found)) => found,
-                Ok(None) => break at,
+                Ok(None) => {
+                    cut = Cut::Nothing;
+                    break at;
+                }
                 Err(LogError::Io(e)) => return Err(e.into()),
                 Err(e) => {
                     warn!(segment = self.base_offset, position = at, error = %e, "truncating torn or garbled tail");
+                    if torn_at(&*file, at, file_len)? {
+                        cut = Cut::Torn;
+                    }
                     break at;
                 }
             };
@@ -145,8 +188,10 @@ impl Segment {
         };
         if valid_end < file_len {
             file.set_len(valid_end)?;
+            Ok(cut)
+        } else {
+            Ok(Cut::Nothing)
         }
-        Ok(valid_end < file_len)
     }
 }
 

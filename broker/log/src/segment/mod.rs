@@ -17,6 +17,7 @@ use crate::storage::{LogDir, OpenMode, StorageFile};
 use crate::time_index::TimeIndex;
 
 mod load;
+pub(crate) use load::Cut;
 
 /// Extension of segment data files.
 pub(crate) const LOG_EXT: &str = "log";
@@ -401,7 +402,7 @@ mod tests {
             &mut |_| {},
         )
         .unwrap();
-        assert!(!cut);
+        assert!(!cut.is_cut());
         assert!(seg.indexes_on_disk, "trusted load must not rebuild");
         assert_eq!(
             (
