@@ -62,6 +62,9 @@ pub struct Target<'a> {
     pub recorder: &'a Recorder,
 }
 
+/// How long a fault waits for the partition it picked to have a leader.
+const LEADER_WAIT: Duration = Duration::from_secs(15);
+
 impl Target<'_> {
     fn record(&self, kind: Kind, fault: &str, available: bool, error: Option<String>) {
         let mut e = Event::new(self.recorder.now_ms(), "nemesis", kind, Op::Nemesis);
@@ -89,8 +92,23 @@ impl Target<'_> {
             .flatten()
     }
 
-    /// (leader, followers) of a partition.
+    /// (leader, followers) of a partition, waiting up to [`LEADER_WAIT`] while it has none
+    /// (an election in progress, or a node that just restarted answering metadata before
+    /// its image caught up), so a round is not lost to a moment without a leader.
     async fn replicas_of(&self, partition: i32) -> Option<(u32, Vec<u32>)> {
+        let deadline = Instant::now() + LEADER_WAIT;
+        loop {
+            if let Some(replicas) = self.replicas_now(partition).await {
+                return Some(replicas);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    async fn replicas_now(&self, partition: i32) -> Option<(u32, Vec<u32>)> {
         let m = self.metadata().await?;
         let p = m
             .topics
@@ -167,6 +185,12 @@ pub async fn run(
         heal_all(target).await;
         if !target.wait_whole(Duration::from_secs(60)).await {
             tracing::warn!("the cluster was not whole again within 60 s of healing");
+            target.record(
+                Kind::Info,
+                "wait whole",
+                true,
+                Some("not every partition was led and fully in sync 60 s after healing".into()),
+            );
         }
         let pause = Duration::from_millis(rng.random_range(2_000..5_000));
         sleep_until_or(Instant::now() + pause, deadline).await;

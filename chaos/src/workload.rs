@@ -238,10 +238,9 @@ impl Workload {
 }
 
 /// A producer shared by the lanes of one client, replaced when its idempotent state is
-/// broken: this client does not implement KIP-360's epoch bump, so after a batch expired
-/// while the broker may have had it, every later batch of that partition fails with
-/// OUT_OF_ORDER_SEQUENCE_NUMBER; a new producer (new producer id) starts clean, as an
-/// application would restart one.
+/// broken for good (a sequence error reached the application), as an application would
+/// restart one. The client bumps its epoch itself after a batch fails (KIP-360), so this
+/// is a last resort that a healthy run should not need.
 #[derive(Clone)]
 struct ProducerSlot {
     bootstrap: String,

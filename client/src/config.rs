@@ -79,6 +79,10 @@ pub struct ProducerConfig {
     pub metadata_max_age: Duration,
     /// How long a record may take from `send` to its ack, retries included, before failing.
     pub delivery_timeout: Duration,
+    /// Sends of one batch after the first before it fails. Unbounded by default as in
+    /// Kafka (`retries` = 2147483647 since KIP-91): `delivery_timeout` bounds retrying, so
+    /// a leader failover longer than a few backoffs does not fail the records in flight.
+    pub retries: u32,
     /// Idempotent producer (KIP-98): a producer id and per-partition sequence numbers let
     /// the broker drop duplicates from retries, and ordering holds across retries. Needs
     /// `acks = All` (other acks are refused) and caps `client.max_in_flight` at 5. Off by
@@ -102,6 +106,7 @@ impl ProducerConfig {
             produce_timeout: Duration::from_secs(30),
             metadata_max_age: Duration::from_secs(300),
             delivery_timeout: Duration::from_secs(120),
+            retries: u32::MAX,
             enable_idempotence: false,
         }
     }

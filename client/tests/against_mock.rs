@@ -323,7 +323,7 @@ async fn idempotent_retry_keeps_the_sequence() {
         assert_eq!(st.init_producer_id_requests, 1);
         let attempts = &st.produce_attempts;
         assert!(attempts.iter().all(|a| a.1 == 1000), "{attempts:?}");
-        assert_eq!(attempts[0], (0, 1000, 0, 6), "first attempt refused");
+        assert_eq!(attempts[0], (0, 1000, 0, 6, 0), "first attempt refused");
         // The retry of sequence 0 keeps it; what the log holds is 0, 1, 2 in order.
         let accepted: Vec<i32> = attempts.iter().filter(|a| a.3 == 0).map(|a| a.2).collect();
         assert_eq!(accepted, vec![0, 1, 2], "{attempts:?}");
@@ -335,6 +335,75 @@ async fn idempotent_retry_keeps_the_sequence() {
     assert!(Producer::connect(config)
         .await
         .is_err_and(|e| e.to_string().contains("acks=all")));
+}
+
+#[tokio::test]
+async fn a_failover_longer_than_a_few_backoffs_does_not_fail_the_batch() {
+    let broker = MockBroker::start().await;
+    broker.create_topic("t", 1);
+    let mut config = producer_config(&broker.addr);
+    config.enable_idempotence = true;
+    config.client.retry_backoff_max = Duration::from_millis(20);
+    let producer = Producer::connect(config).await.unwrap();
+    // No leader for 40 attempts (a session timeout's worth at a real backoff); only the
+    // delivery timeout ends retrying.
+    broker.state.lock().unwrap().produce_errors = vec![6; 40];
+    let m = producer
+        .send_and_wait(
+            "t",
+            Some(0),
+            None,
+            Some(Bytes::from_static(b"x")),
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(m.offset, 0);
+    producer.close().await.unwrap();
+    assert_eq!(broker.state.lock().unwrap().produce_attempts.len(), 41);
+}
+
+#[tokio::test]
+async fn an_expired_batch_bumps_the_epoch_and_the_partition_goes_on() {
+    let broker = MockBroker::start().await;
+    broker.create_topic("t", 1);
+    let mut config = producer_config(&broker.addr);
+    config.enable_idempotence = true;
+    config.batch_size = 1;
+    config.delivery_timeout = Duration::from_millis(300);
+    config.client.retry_backoff_max = Duration::from_millis(20);
+    let producer = Producer::connect(config).await.unwrap();
+    let send = |v: &'static [u8]| {
+        producer.send_and_wait("t", Some(0), None, Some(Bytes::from_static(v)), Vec::new())
+    };
+    assert_eq!(send(b"a").await.unwrap().offset, 0);
+    // The leader times out every attempt of b (the broker may or may not have written it)
+    // until b's delivery timeout passes.
+    broker.state.lock().unwrap().produce_errors = vec![7; 10_000];
+    let err = send(b"b").await.unwrap_err();
+    assert!(err.to_string().contains("delivery timeout"), "{err}");
+    broker.state.lock().unwrap().produce_errors.clear();
+    // c must not inherit b's sequence gap: a new epoch restarts the partition at 0.
+    assert_eq!(send(b"c").await.unwrap().offset, 1);
+    assert_eq!(send(b"d").await.unwrap().offset, 2);
+    producer.close().await.unwrap();
+    let st = broker.state.lock().unwrap();
+    let accepted: Vec<(i32, i16)> = st
+        .produce_attempts
+        .iter()
+        .filter(|a| a.3 == 0)
+        .map(|a| (a.2, a.4))
+        .collect();
+    assert_eq!(
+        accepted,
+        vec![(0, 0), (0, 1), (1, 1)],
+        "{:?}",
+        st.produce_attempts
+    );
+    assert_eq!(
+        st.init_producer_id_requests, 1,
+        "bumped locally, same producer id"
+    );
 }
 
 #[tokio::test]

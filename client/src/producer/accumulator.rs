@@ -12,9 +12,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::batch::{DeliveryFuture, ProducerBatch};
-use super::idempotence::Sequencer;
+use super::idempotence::{Bump, Sequencer};
 use super::partitioner::Sticky;
-use crate::error::Error;
 use crate::types::{Header, NodeId, TopicPartition};
 
 /// Batching limits.
@@ -43,9 +42,6 @@ pub struct Drained {
     pub requests: Vec<(NodeId, Vec<ProducerBatch>)>,
     /// Batches past their delivery timeout; the caller fails them.
     pub expired: Vec<ProducerBatch>,
-    /// Idempotent producer: batches that must fail because an earlier one of their
-    /// partition failed for good; the caller fails them with the error.
-    pub failed: Vec<(ProducerBatch, Error)>,
     /// Topics with a ready batch but no known leader; metadata needs a refresh.
     pub unknown_leaders: Vec<String>,
     /// The earliest time something becomes ready (for the sender's sleep).
@@ -229,25 +225,26 @@ impl Accumulator {
         let mut no_slot: Vec<NodeId> = Vec::new();
         let limits = self.limits;
         let mut sequencer = self.sequencer.as_mut();
-        let mut removed = 0;
+        if let Some(seqr) = sequencer.as_deref_mut() {
+            match seqr.maybe_bump() {
+                Bump::None => {}
+                Bump::Epoch(id) => tracing::info!(
+                    producer_id = id.producer_id,
+                    epoch = id.epoch,
+                    "bumped the producer epoch: sequences restart at 0"
+                ),
+                Bump::NewProducerId => {
+                    tracing::info!("producer epoch exhausted: asking for a new producer id")
+                }
+            }
+        }
         for (topic, queues) in self.topics.iter_mut() {
             for (index, queue) in queues.partitions.iter_mut().enumerate() {
                 let expired_before = out.expired.len();
                 expire(queue, now, limits.delivery_timeout, &mut out.expired);
                 if let Some(seqr) = sequencer.as_deref_mut() {
-                    for b in &out.expired[expired_before..] {
-                        let err = Error::Timeout {
-                            api: "Produce (delivery timeout)".into(),
-                            addr: b.tp.to_string(),
-                            ms: limits.delivery_timeout.as_millis() as u64,
-                        };
-                        seqr.on_expired(b, &err);
-                    }
-                    while let Some(err) = queue.front().and_then(|b| seqr.doomed(b)) {
-                        if let Some(b) = queue.pop_front() {
-                            out.failed.push((b, err));
-                            removed += 1;
-                        }
+                    for b in &mut out.expired[expired_before..] {
+                        seqr.on_expired(b);
                     }
                 }
                 let Some(front) = queue.front() else { continue };
@@ -314,7 +311,7 @@ impl Accumulator {
                 self.batches -= 1;
             }
         }
-        self.batches -= out.expired.len() + removed;
+        self.batches -= out.expired.len();
         out
     }
 

@@ -55,9 +55,15 @@ pub struct ProducerBatch {
     pub attempts: u32,
     /// Not to be sent before this (retry backoff).
     pub retry_at: Option<Instant>,
-    /// Idempotent producers: the first record's sequence, set once on the first send and
-    /// kept across retries (a batch is never re-sequenced).
+    /// Idempotent producers: the first record's sequence, set on the first send and kept
+    /// across retries of the same producer epoch; re-stamped only after an epoch bump.
     base_sequence: Option<i32>,
+    /// Idempotent producers: the producer id and epoch the batch was stamped with.
+    producer: Option<(i64, i16)>,
+    /// Idempotent producers: some attempt ended without a definite answer (the broker may
+    /// have written it) and none settled it since (an ack, DUPLICATE_SEQUENCE_NUMBER or a
+    /// sequence error), so it must be retried under the same epoch before any bump.
+    pub unresolved: bool,
     records: Vec<Record>,
     record_count: usize,
     encoded: Option<Bytes>,
@@ -78,6 +84,8 @@ impl ProducerBatch {
             attempts: 0,
             retry_at: None,
             base_sequence: None,
+            producer: None,
+            unresolved: false,
             records: Vec::new(),
             record_count: 0,
             encoded: None,
@@ -142,20 +150,38 @@ impl ProducerBatch {
         self.base_sequence
     }
 
-    /// Stamps producer id, epoch and sequences on the records (idempotent producer). Only
-    /// before the first encode: the encoded bytes are what retries resend.
+    /// The producer id and epoch the batch carries, once stamped.
+    pub fn producer(&self) -> Option<(i64, i16)> {
+        self.producer
+    }
+
+    /// Stamps producer id, epoch and sequences (idempotent producer). On the first send
+    /// the records get them; a batch already encoded (a retry after an epoch bump) gets its
+    /// header rewritten, so retries resend the same records under the new sequence.
     pub fn set_producer(&mut self, producer_id: i64, epoch: i16, base_sequence: i32) {
-        if self.encoded.is_some() || self.base_sequence.is_some() {
-            return;
+        match &self.encoded {
+            Some(bytes) => {
+                let mut patched = BytesMut::from(&bytes[..]);
+                if !restamp_header(&mut patched, producer_id, epoch, base_sequence) {
+                    // Never for a batch this encoder wrote; the broker would refuse it anyway.
+                    tracing::warn!(tp = %self.tp, "cannot restamp a batch shorter than its header");
+                    return;
+                }
+                self.encoded = Some(patched.freeze());
+            }
+            None => {
+                for (i, r) in self.records.iter_mut().enumerate() {
+                    r.producer_id = producer_id;
+                    r.producer_epoch = epoch;
+                    // Two's-complement steps keep `offset - sequence` constant, so the
+                    // encoder keeps one batch and writes `base_sequence` into the header;
+                    // Kafka's wrap to 0 only matters for the next batch's base (see
+                    // `idempotence::next_sequence`).
+                    r.sequence = base_sequence.wrapping_add(i as i32);
+                }
+            }
         }
-        for (i, r) in self.records.iter_mut().enumerate() {
-            r.producer_id = producer_id;
-            r.producer_epoch = epoch;
-            // Two's-complement steps keep `offset - sequence` constant, so the encoder keeps
-            // one batch and writes `base_sequence` into the header; Kafka's wrap to 0 only
-            // matters for the next batch's base (see `idempotence::next_sequence`).
-            r.sequence = base_sequence.wrapping_add(i as i32);
-        }
+        self.producer = Some((producer_id, epoch));
         self.base_sequence = Some(base_sequence);
     }
 
@@ -248,6 +274,42 @@ impl Future for DeliveryFuture {
             })),
         }
     }
+}
+
+/// Rewrites producer id, epoch and base sequence in the header of one encoded RecordBatch
+/// v2 and recomputes its CRC (CRC-32C over everything after the CRC field). False when the
+/// bytes are not one whole batch.
+fn restamp_header(batch: &mut BytesMut, producer_id: i64, epoch: i16, base_sequence: i32) -> bool {
+    const LENGTH: usize = 8;
+    /// Base offset and length come before what the length counts.
+    const LOG_OVERHEAD: usize = 12;
+    const CRC: usize = 17;
+    const ATTRIBUTES: usize = 21;
+    const PRODUCER_ID: usize = 43;
+    const PRODUCER_EPOCH: usize = 51;
+    const BASE_SEQUENCE: usize = 53;
+    if batch.len() < BATCH_HEADER {
+        return false;
+    }
+    let length = i32::from_be_bytes([
+        batch[LENGTH],
+        batch[LENGTH + 1],
+        batch[LENGTH + 2],
+        batch[LENGTH + 3],
+    ]);
+    if usize::try_from(length)
+        .ok()
+        .and_then(|l| l.checked_add(LOG_OVERHEAD))
+        != Some(batch.len())
+    {
+        return false;
+    }
+    batch[PRODUCER_ID..PRODUCER_EPOCH].copy_from_slice(&producer_id.to_be_bytes());
+    batch[PRODUCER_EPOCH..BASE_SEQUENCE].copy_from_slice(&epoch.to_be_bytes());
+    batch[BASE_SEQUENCE..BASE_SEQUENCE + 4].copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[ATTRIBUTES..]);
+    batch[CRC..ATTRIBUTES].copy_from_slice(&crc.to_be_bytes());
+    true
 }
 
 /// Size estimate of one record for batching and buffer accounting.
@@ -375,9 +437,8 @@ mod tests {
         for base in [0, 7, i32::MAX - 1] {
             let (mut b, _futs) = batch_with(4);
             b.set_producer(42, 3, base);
-            // A second stamp (a retry) changes nothing.
-            b.set_producer(43, 4, 0);
             assert_eq!(b.base_sequence(), Some(base));
+            assert_eq!(b.producer(), Some((42, 3)));
             let mut bytes = b.encode(Compression::None).unwrap();
             let sets = RecordBatchDecoder::decode_all(&mut bytes).unwrap();
             assert_eq!(sets.len(), 1, "base {base}: one batch");
@@ -386,6 +447,41 @@ mod tests {
             assert_eq!(first.sequence, base);
             assert_eq!(sets[0].records.len(), 4);
         }
+    }
+
+    #[test]
+    fn an_encoded_batch_is_restamped_with_a_valid_crc() {
+        for compression in [Compression::None, Compression::Zstd] {
+            let (mut b, _futs) = batch_with(3);
+            b.set_producer(42, 3, 17);
+            b.encode(compression).unwrap();
+            // An epoch bump re-sequences the batch waiting for its retry.
+            b.set_producer(42, 4, 0);
+            assert_eq!((b.producer(), b.base_sequence()), (Some((42, 4)), Some(0)));
+            let mut bytes = b.encode(compression).unwrap();
+            let sets = RecordBatchDecoder::decode_all(&mut bytes).unwrap();
+            assert_eq!(sets.len(), 1);
+            let recs = &sets[0].records;
+            assert_eq!(recs.len(), 3);
+            for (i, r) in recs.iter().enumerate() {
+                assert_eq!((r.producer_id, r.producer_epoch), (42, 4));
+                assert_eq!(r.sequence, i as i32, "{compression:?}");
+                assert_eq!(r.value.as_ref().map(|v| v.len()), Some(i));
+            }
+        }
+    }
+
+    #[test]
+    fn restamping_refuses_bytes_that_are_not_one_batch() {
+        let (mut b, _futs) = batch_with(2);
+        let bytes = b.encode(Compression::None).unwrap();
+        let mut short = BytesMut::from(&bytes[..BATCH_HEADER - 1]);
+        assert!(!restamp_header(&mut short, 1, 1, 1));
+        let mut longer = BytesMut::from(&bytes[..]);
+        longer.extend_from_slice(&[0]);
+        assert!(!restamp_header(&mut longer, 1, 1, 1));
+        let mut exact = BytesMut::from(&bytes[..]);
+        assert!(restamp_header(&mut exact, 1, 1, 1));
     }
 
     #[test]

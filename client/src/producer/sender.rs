@@ -60,9 +60,6 @@ pub(super) async fn run(inner: Arc<Inner>) {
         if needs_id {
             start_init(&inner);
         }
-        for (mut batch, err) in drained.failed {
-            finish(&inner, &mut batch, Err(err));
-        }
         for mut batch in drained.expired {
             let err = Error::Timeout {
                 api: "Produce (delivery timeout)".into(),
@@ -116,10 +113,10 @@ async fn send_request(inner: Arc<Inner>, node: NodeId, mut batches: Vec<Producer
                 *n = n.saturating_sub(1);
             }
             for (mut batch, outcome) in outcomes {
-                let can_retry = batch.attempts < inner.config.client.retries;
+                let can_retry = batch.attempts < inner.config.retries;
                 // Settled under the lock so sequence state and queue order change together.
                 let settle = match st.acc.sequencer_mut() {
-                    Some(seqr) => seqr.settle(&batch, outcome, can_retry),
+                    Some(seqr) => seqr.settle(&mut batch, outcome, can_retry),
                     // Not idempotent: a retry after a timeout may duplicate the batch.
                     None => match outcome {
                         Err(e) if e.is_retriable() && can_retry => Settle::Retry(e),
@@ -137,7 +134,7 @@ async fn send_request(inner: Arc<Inner>, node: NodeId, mut batches: Vec<Producer
                         }
                         batch.retry_at =
                             acked_at.checked_add(inner.config.client.backoff(batch.attempts));
-                        batch.attempts += 1;
+                        batch.attempts = batch.attempts.saturating_add(1);
                         if let Some(b) = st.acc.reenqueue(batch) {
                             done.push((b, Err(Error::Closed)));
                         }

@@ -54,11 +54,12 @@ pub struct State {
     /// Answer the next request with garbage (bad-input tests).
     pub garbage: bool,
     pub produce_requests: usize,
-    /// Every Produce attempt's (partition, producer id, base sequence, error code sent).
-    pub produce_attempts: Vec<(i32, i64, i32, i16)>,
+    /// Every Produce attempt's (partition, producer id, base sequence, error code sent,
+    /// producer epoch).
+    pub produce_attempts: Vec<(i32, i64, i32, i16, i16)>,
     pub init_producer_id_requests: usize,
-    /// Idempotent producers: the next base sequence each partition accepts.
-    pub expected_sequence: HashMap<(String, i32), i32>,
+    /// Idempotent producers: the epoch and next base sequence each partition accepts.
+    pub expected_sequence: HashMap<(String, i32), (i16, i32)>,
     pub auto_create: bool,
     /// Act like an old broker that only knows ApiVersions v0.
     pub api_versions_v0_only: bool,
@@ -251,23 +252,36 @@ fn handle(h: &RequestHeader, mut body: Bytes, state: &Mutex<State>, port: i32) -
                         .with_log_append_time_ms(-1);
                     let injected =
                         (!st.produce_errors.is_empty()).then(|| st.produce_errors.remove(0));
-                    // RecordBatch v2 header: producer id at 43, base sequence at 53.
+                    // RecordBatch v2 header: producer id at 43, epoch at 51, base sequence at 53.
                     let raw = p.records.as_ref().unwrap();
                     let pid = (&raw[43..51]).get_i64();
+                    let epoch = (&raw[51..53]).get_i16();
                     let base_seq = (&raw[53..57]).get_i32();
                     let key = (t.name.0.to_string(), p.index);
-                    let expected = *st.expected_sequence.get(&key).unwrap_or(&0);
-                    // Like Kafka: a gap is out of order (45), an old sequence a duplicate (46).
+                    let (known_epoch, expected) =
+                        *st.expected_sequence.get(&key).unwrap_or(&(epoch, 0));
+                    // Like Kafka: an older epoch is fenced (47); a newer one starts at 0; in
+                    // the same epoch a gap is out of order (45), an old sequence a duplicate
+                    // (46).
                     let injected = injected.or(match pid >= 0 {
+                        true if epoch < known_epoch => Some(47),
+                        true if epoch > known_epoch && base_seq != 0 => Some(45),
+                        true if epoch > known_epoch => None,
                         true if base_seq > expected => Some(45),
                         true if base_seq < expected => Some(46),
                         _ => None,
                     });
-                    st.produce_attempts
-                        .push((p.index, pid, base_seq, injected.unwrap_or(0)));
+                    st.produce_attempts.push((
+                        p.index,
+                        pid,
+                        base_seq,
+                        injected.unwrap_or(0),
+                        epoch,
+                    ));
                     if pid >= 0 && injected.is_none() {
                         let records = (&raw[23..27]).get_i32() + 1;
-                        st.expected_sequence.insert(key, base_seq + records);
+                        st.expected_sequence
+                            .insert(key, (epoch, base_seq + records));
                     }
                     if let Some(code) = injected {
                         pr.error_code = code;
