@@ -9,7 +9,8 @@
 # the cluster down. Results are `spate bench produce --json` lines in OUT_DIR/results.jsonl
 # (one object per run, with "bin", "shape", "load" and "round" added). Bounded: every run
 # has a record count, every wait a timeout. Client and brokers share the machine's cores,
-# so compare the two binaries with each other, not with other machines.
+# so compare the two binaries with each other, not with other machines. BENCH_SHAPES
+# (default "one-node three-nodes") runs only some shapes, e.g. more rounds of one.
 set -euo pipefail
 
 OLD="$(realpath "$1")"
@@ -20,6 +21,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 RECORDS="${BENCH_RECORDS:-300000}"
 RATE="${BENCH_RATE:-20000}"
 RATE_RECORDS="${BENCH_RATE_RECORDS:-200000}"
+# Which shapes to run, e.g. BENCH_SHAPES=three-nodes for more rounds of the noisy one.
+SHAPES="${BENCH_SHAPES:-one-node three-nodes}"
 mkdir -p "$OUT"
 RESULTS="$OUT/results.jsonl"
 : >"$RESULTS"
@@ -77,11 +80,14 @@ three_nodes() { # label bin round
 }
 
 for round in $(seq 1 "$ROUNDS"); do
-  for pair in "old:$OLD" "new:$NEW"; do
-    one_node "${pair%%:*}" "${pair#*:}" "$round"
-  done
-  for pair in "old:$OLD" "new:$NEW"; do
-    three_nodes "${pair%%:*}" "${pair#*:}" "$round"
+  for shape in $SHAPES; do
+    for pair in "old:$OLD" "new:$NEW"; do
+      case "$shape" in
+        one-node) one_node "${pair%%:*}" "${pair#*:}" "$round" ;;
+        three-nodes) three_nodes "${pair%%:*}" "${pair#*:}" "$round" ;;
+        *) echo "unknown shape '$shape' in BENCH_SHAPES" >&2; exit 2 ;;
+      esac
+    done
   done
 done
 
