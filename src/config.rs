@@ -56,6 +56,10 @@ const KEYS: &[(&str, KeyDefault)] = &[
         "leader.imbalance.check.interval.seconds",
         KeyDefault::Value("300"),
     ),
+    (
+        "log.retention.check.interval.ms",
+        KeyDefault::Value("300000"),
+    ),
     ("cluster.id", KeyDefault::None),
     ("replication.advertised.listener", KeyDefault::None),
     ("outbound.source.ip", KeyDefault::None),
@@ -283,6 +287,8 @@ pub struct ServerConfig {
     /// `leader.imbalance.check.interval.seconds`: how often the active controller moves
     /// leadership back to preferred replicas.
     pub leader_imbalance_check_interval: Duration,
+    /// `log.retention.check.interval.ms`: how often retention deletes expired segments.
+    pub log_retention_check_interval: Duration,
     /// `cluster.id`: the id a new data directory is created with (default: derived from
     /// the voters, so all nodes agree); a data directory of another cluster is refused.
     pub cluster_id: Option<String>,
@@ -361,6 +367,7 @@ impl ServerConfig {
             self.offsets_topic_partitions.to_string(),
             self.controlled_shutdown_timeout.as_millis().to_string(),
             self.leader_imbalance_check_interval.as_secs().to_string(),
+            self.log_retention_check_interval.as_millis().to_string(),
             opt(&self.cluster_id),
             self.replication_advertised
                 .as_ref()
@@ -506,6 +513,9 @@ pub struct ConfigFlags {
     /// preferred replicas.
     #[arg(long, value_name = "SECONDS")]
     pub leader_imbalance_check_interval_seconds: Option<String>,
+    /// log.retention.check.interval.ms: how often retention deletes expired segments.
+    #[arg(long, value_name = "MS")]
+    pub log_retention_check_interval_ms: Option<String>,
     /// cluster.id: the cluster's id (default: derived from the voter list).
     #[arg(long, value_name = "ID")]
     pub cluster_id: Option<String>,
@@ -572,6 +582,10 @@ impl ConfigFlags {
             (
                 "leader.imbalance.check.interval.seconds",
                 &self.leader_imbalance_check_interval_seconds,
+            ),
+            (
+                "log.retention.check.interval.ms",
+                &self.log_retention_check_interval_ms,
             ),
             ("cluster.id", &self.cluster_id),
             (
@@ -926,6 +940,8 @@ fn validate(
             parse_int(s, 1, 86_400u64, "a number of seconds from 1 to 86400")
                 .map(Duration::from_secs)
         })?;
+    let log_retention_check_interval =
+        required(&settings, "log.retention.check.interval.ms", millis)?;
     let cluster_id = field(&settings, "cluster.id", |s| {
         let ok = !s.is_empty()
             && s.len() <= 64
@@ -986,6 +1002,7 @@ fn validate(
         offsets_topic_partitions,
         controlled_shutdown_timeout,
         leader_imbalance_check_interval,
+        log_retention_check_interval,
         cluster_id,
         replication_advertised,
         outbound_source_ip,
@@ -1804,6 +1821,18 @@ mod tests {
         assert!(e.contains("is not a specific IP address"), "{e}");
         let e = error(&format!("{MIN}replication.advertised.listener = 'proxy'\n"));
         assert!(e.contains("is not HOST:PORT"), "{e}");
+    }
+
+    #[test]
+    fn retention_runs_every_check_interval_five_minutes_by_default() {
+        assert_eq!(
+            file(MIN).log_retention_check_interval,
+            Duration::from_secs(300)
+        );
+        let c = file(&format!("{MIN}log.retention.check.interval.ms = 1500\n"));
+        assert_eq!(c.log_retention_check_interval, Duration::from_millis(1500));
+        let e = error(&format!("{MIN}log.retention.check.interval.ms = 0\n"));
+        assert!(e.contains("log.retention.check.interval.ms"), "{e}");
     }
 
     #[test]

@@ -35,6 +35,10 @@ pub struct DevArgs {
     log_format: String,
 }
 
+/// How long a stopping dev node waits for its controlled shutdown (the default of
+/// `controlled.shutdown.timeout.ms`); alone, it completes as soon as the fence commits.
+const DEV_CONTROLLED_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Runs until SIGINT or SIGTERM, then shuts down cleanly.
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     crate::logging::init(&args.log_format, "info,openraft=warn,sled=warn");
@@ -60,6 +64,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         started.elapsed().as_millis()
     );
     crate::wait_for_shutdown_signal().await?;
+    // As `spate server` and Kafka's combined mode: the broker is fenced before it stops,
+    // which ends its session, so the next start on this data registers at once.
+    node.controlled_shutdown(DEV_CONTROLLED_SHUTDOWN_TIMEOUT)
+        .await;
     tracing::info!("shutting down");
     node.shutdown().await;
     Ok(())

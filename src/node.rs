@@ -62,6 +62,8 @@ pub struct NodeConfig {
     pub replica_lag_time_max: Duration,
     /// Controller: how often leadership moves back to preferred replicas.
     pub leader_imbalance_check_interval: Duration,
+    /// Broker: `log.retention.check.interval.ms`.
+    pub log_retention_check_interval: Duration,
     /// `cluster.id`: the id a new data directory is formatted with (default: derived from
     /// the voters of a multi-voter quorum, random for a single node); an existing data
     /// directory with another id is refused.
@@ -123,6 +125,8 @@ impl NodeConfig {
             cluster_id: None,
             replication_advertised: None,
             leader_imbalance_check_interval: Duration::from_secs(300),
+            log_retention_check_interval:
+                spate_broker::config::DEFAULT_LOG_RETENTION_CHECK_INTERVAL,
             advertised_host: None,
             advertised_port: None,
             num_partitions: 1,
@@ -278,6 +282,7 @@ impl Node {
                     )
                 })?;
             let mut broker_config = BrokerConfig::new(config.node_id, &config.data_dir);
+            broker_config.log_retention_check_interval = config.log_retention_check_interval;
             broker_config.network.listeners = vec![spate_broker::config::ListenerSpec {
                 name: config.listener_name.clone(),
                 advertised_host: config

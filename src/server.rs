@@ -119,6 +119,7 @@ fn node_config(c: &ServerConfig) -> NodeConfig {
         admin_addr: Some(c.admin_listener),
         replica_lag_time_max: c.replica_lag_time_max,
         leader_imbalance_check_interval: c.leader_imbalance_check_interval,
+        log_retention_check_interval: c.log_retention_check_interval,
         cluster_id: c.cluster_id.clone(),
         replication_advertised: c
             .replication_advertised

@@ -206,14 +206,24 @@ pub fn no_delay(
     })
 }
 
-/// Retention and interval flushes, every `log_maintenance_interval`.
+/// Interval flushes and checkpoints every `log_maintenance_interval`; retention every
+/// `log.retention.check.interval.ms`, the first one interval after start (as Kafka's
+/// log manager: records backfilled with old timestamps are not deleted the moment they
+/// are acknowledged).
 async fn maintenance(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(state.config.log_maintenance_interval);
+    let every = state.config.log_retention_check_interval;
+    let mut next_retention = tokio::time::Instant::now() + every;
     loop {
         tokio::select! {
             _ = ticker.tick() => {
+                let now = tokio::time::Instant::now();
+                let retention = now >= next_retention;
+                if retention {
+                    next_retention = now + every;
+                }
                 let s = state.clone();
-                let _ = tokio::task::spawn_blocking(move || s.replicas.maintain(now_ms())).await;
+                let _ = tokio::task::spawn_blocking(move || s.replicas.maintain(now_ms(), retention)).await;
             }
             _ = shutdown.changed() => return,
         }

@@ -17,6 +17,9 @@ pub const DEFAULT_REPLICA_FETCH_RESPONSE_MAX_BYTES: usize = 10 * 1024 * 1024;
 /// The listener name of a single-listener broker (Kafka's default name).
 pub const DEFAULT_LISTENER_NAME: &str = "PLAINTEXT";
 
+/// Kafka's default `log.retention.check.interval.ms`: 5 minutes.
+pub const DEFAULT_LOG_RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(300);
+
 /// One named Kafka listener as clients are told to reach it. A client is given the
 /// brokers' endpoints of the listener it connected to (Kafka's internal/external listener
 /// split: containers get container host names, the host gets published ports).
@@ -65,8 +68,11 @@ pub struct BrokerConfig {
     pub replication: ReplicationConfig,
     /// Defaults for topics this broker creates or reports.
     pub topics: TopicDefaults,
-    /// How often retention and interval flushes run.
+    /// How often interval flushes and checkpoints run.
     pub log_maintenance_interval: Duration,
+    /// `log.retention.check.interval.ms`: how often retention runs (Kafka's default,
+    /// 5 minutes).
+    pub log_retention_check_interval: Duration,
 }
 
 /// The Kafka front end: listeners and request limits.
@@ -213,6 +219,7 @@ impl BrokerConfig {
                 offsets_topic_partitions: 10,
             },
             log_maintenance_interval: Duration::from_millis(500),
+            log_retention_check_interval: DEFAULT_LOG_RETENTION_CHECK_INTERVAL,
         }
     }
 

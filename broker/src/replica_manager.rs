@@ -250,9 +250,12 @@ impl ReplicaManager {
         }
     }
 
-    /// Periodic retention and interval flushes.
-    pub fn maintain(&self, now_ms: i64) {
+    /// Periodic interval flushes and checkpoints; retention too when `retention` is set.
+    pub fn maintain(&self, now_ms: i64, retention: bool) {
         for p in self.all() {
+            if retention {
+                p.enforce_retention(now_ms);
+            }
             p.maintain(now_ms);
         }
     }

@@ -38,11 +38,17 @@ pub fn log_config(configs: &BTreeMap<String, String>) -> LogConfig {
             .and_then(|v| v.trim().parse::<i64>().ok())
             .unwrap_or(default)
     };
+    // Retention by time and size is the "delete" cleanup policy: without it (e.g.
+    // `cleanup.policy=""`) Kafka keeps every segment, as does this log.
+    let deletes = configs
+        .get("cleanup.policy")
+        .is_none_or(|p| config_defs::list_items(p).contains(&"delete"));
+    let unless_kept = |v: i64| if deletes { v } else { -1 };
     LogConfig {
         segment_bytes: long("segment.bytes", d.segment_bytes as i64).max(1) as u64,
         segment_ms: long("segment.ms", d.segment_ms),
-        retention_ms: long("retention.ms", d.retention_ms),
-        retention_bytes: long("retention.bytes", d.retention_bytes),
+        retention_ms: unless_kept(long("retention.ms", d.retention_ms)),
+        retention_bytes: unless_kept(long("retention.bytes", d.retention_bytes)),
         index_interval_bytes: long("index.interval.bytes", d.index_interval_bytes as i64)
             .clamp(1, u32::MAX as i64) as u32,
         max_message_bytes: long("max.message.bytes", d.max_message_bytes as i64)
@@ -73,6 +79,19 @@ mod tests {
         assert_eq!(lc.segment_bytes, 1024);
         assert_eq!(lc.retention_ms, -1);
         assert!(matches!(lc.timestamp_type, TimestampType::LogAppendTime));
+    }
+
+    #[test]
+    fn retention_applies_only_under_the_delete_policy() {
+        let mut c = BTreeMap::new();
+        c.insert("retention.ms".to_string(), "1000".to_string());
+        c.insert("retention.bytes".to_string(), "4096".to_string());
+        assert_eq!(log_config(&c).retention_ms, 1000);
+        c.insert("cleanup.policy".to_string(), "delete".to_string());
+        assert_eq!(log_config(&c).retention_bytes, 4096);
+        c.insert("cleanup.policy".to_string(), String::new());
+        let kept = log_config(&c);
+        assert_eq!((kept.retention_ms, kept.retention_bytes), (-1, -1));
     }
 
     #[test]

@@ -480,10 +480,12 @@ impl GroupCoordinator {
         let group_check = {
             let mut state = live(&shard)?;
             let entry = state.group(group_id);
-            commit_allowed(&entry.group, member_id, group_instance_id, generation_id)
+            entry
+                .group
+                .validate_offset_commit(member_id, group_instance_id, generation_id)
         };
-        if let Err(e) = group_check {
-            return Ok(vec![e.code(); offsets.len()]);
+        if group_check != ErrorCode::None {
+            return Ok(vec![group_check.code(); offsets.len()]);
         }
         let now = now_ms();
         let mut codes = vec![0i16; offsets.len()];
@@ -724,36 +726,6 @@ impl GroupView {
             members: Vec::new(),
         }
     }
-}
-
-/// Kafka's OffsetCommit membership rules.
-fn commit_allowed(
-    group: &Group,
-    member_id: &str,
-    group_instance_id: Option<&str>,
-    generation_id: i32,
-) -> Result<(), ErrorCode> {
-    if generation_id < 0 && member_id.is_empty() {
-        // A commit from outside the group (admin tools, manual assignment).
-        return if group.members().count() == 0 {
-            Ok(())
-        } else {
-            Err(ErrorCode::UnknownMemberId)
-        };
-    }
-    let Some(member) = group.member(member_id) else {
-        return Err(ErrorCode::UnknownMemberId);
-    };
-    if group_instance_id.is_some() && member.group_instance_id.as_deref() != group_instance_id {
-        return Err(ErrorCode::FencedInstanceId);
-    }
-    if group.state() == GroupState::CompletingRebalance {
-        return Err(ErrorCode::RebalanceInProgress);
-    }
-    if generation_id != group.generation_id() {
-        return Err(ErrorCode::IllegalGeneration);
-    }
-    Ok(())
 }
 
 /// Topics the members of a consumer group subscribe to (from their protocol metadata).

@@ -6,6 +6,50 @@ use super::state::{Group, GroupState};
 use spate_metadata::ErrorCode;
 
 impl Group {
+    /// Kafka's classic-group OffsetCommit validation (`ClassicGroup.validateOffsetCommit`).
+    /// A commit with generation -1 is allowed while the group is Empty (admin tools,
+    /// consumers assigning partitions themselves). A member's commit must carry the
+    /// current generation, and is refused with REBALANCE_IN_PROGRESS only while the
+    /// group completes a rebalance; while it prepares one, the current generation's
+    /// owners may still commit (cooperative consumers commit in their revoke callback).
+    pub fn validate_offset_commit(
+        &self,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        generation_id: i32,
+    ) -> ErrorCode {
+        if self.state == GroupState::Dead {
+            return ErrorCode::CoordinatorNotAvailable;
+        }
+        if generation_id < 0 && self.state == GroupState::Empty {
+            return ErrorCode::None;
+        }
+        if generation_id >= 0 || !member_id.is_empty() || group_instance_id.is_some() {
+            let known = match group_instance_id {
+                Some(instance) => match self.static_members.get(instance) {
+                    None => Err(ErrorCode::UnknownMemberId),
+                    Some(owner) if owner != member_id => Err(ErrorCode::FencedInstanceId),
+                    Some(_) => Ok(()),
+                },
+                None if self.members.contains_key(member_id) => Ok(()),
+                None => Err(ErrorCode::UnknownMemberId),
+            };
+            if let Err(code) = known {
+                return code;
+            }
+            if generation_id != self.generation_id {
+                return ErrorCode::IllegalGeneration;
+            }
+        } else {
+            // No member id and no generation: only while the group is empty.
+            return ErrorCode::UnknownMemberId;
+        }
+        if self.state == GroupState::CompletingRebalance {
+            return ErrorCode::RebalanceInProgress;
+        }
+        ErrorCode::None
+    }
+
     /// Handles a SyncGroup and returns the responses to deliver now. A follower's sync
     /// in CompletingRebalance is held (nothing returned) until the leader's sync, which
     /// stores the assignments (members it leaves out get empty bytes) and answers

@@ -557,3 +557,82 @@ fn new_member_whose_join_is_never_answered_times_out() {
     assert!(g.member("m2").is_none());
     assert_eq!(g.state(), GroupState::PreparingRebalance);
 }
+
+#[test]
+fn offset_commits_follow_kafkas_classic_group_rules_through_a_rebalance() {
+    let mut g = group();
+    // Empty group: commits from outside it (generation -1) are stored, with or without
+    // a member id; a member id with a generation is not a member.
+    assert_eq!(g.validate_offset_commit("", None, -1), ErrorCode::None);
+    assert_eq!(g.validate_offset_commit("x", None, -1), ErrorCode::None);
+    assert_eq!(
+        g.validate_offset_commit("x", None, 0),
+        ErrorCode::UnknownMemberId
+    );
+
+    form_stable(&mut g, &["m1", "m2"], FORMED_MS);
+    assert_eq!(g.validate_offset_commit("m2", None, 1), ErrorCode::None);
+    assert_eq!(
+        g.validate_offset_commit("", None, -1),
+        ErrorCode::UnknownMemberId,
+        "outside commits only while the group is empty"
+    );
+    assert_eq!(
+        g.validate_offset_commit("m9", None, 1),
+        ErrorCode::UnknownMemberId
+    );
+
+    // A changed subscription starts a rebalance: the current generation's members may
+    // still commit what they consumed (a cooperative consumer's revoke callback).
+    assert!(g
+        .join(join_req("m2", &["range", "sticky"]), "x".into(), 7_000)
+        .is_empty());
+    assert_eq!(g.state(), GroupState::PreparingRebalance);
+    assert_eq!(g.validate_offset_commit("m1", None, 1), ErrorCode::None);
+    assert_eq!(g.validate_offset_commit("m2", None, 1), ErrorCode::None);
+    assert_eq!(
+        g.validate_offset_commit("m1", None, 0),
+        ErrorCode::IllegalGeneration
+    );
+
+    // Everyone rejoined: generation 2, waiting for the leader's assignment.
+    assert_eq!(
+        joins(&g.join(join_req("m1", &["range"]), "x".into(), 7_100)).len(),
+        2
+    );
+    assert_eq!(g.state(), GroupState::CompletingRebalance);
+    assert_eq!(
+        g.validate_offset_commit("m1", None, 2),
+        ErrorCode::RebalanceInProgress
+    );
+    assert_eq!(
+        g.validate_offset_commit("m1", None, 1),
+        ErrorCode::IllegalGeneration,
+        "a stale generation is illegal before it is a rebalance"
+    );
+}
+
+#[test]
+fn offset_commits_of_static_members_are_checked_by_instance_id() {
+    let mut g = group();
+    assert!(g.join(static_req("", "i1"), "s1".into(), 0).is_empty());
+    g.tick(FORMED_MS);
+    assert_eq!(
+        g.validate_offset_commit("s1", Some("i1"), 1),
+        ErrorCode::RebalanceInProgress
+    );
+    let assignments = vec![("s1".into(), meta("a-s1"))];
+    g.sync("s1", Some("i1"), 1, None, None, assignments, FORMED_MS);
+    assert_eq!(
+        g.validate_offset_commit("s1", Some("i1"), 1),
+        ErrorCode::None
+    );
+    assert_eq!(
+        g.validate_offset_commit("old", Some("i1"), 1),
+        ErrorCode::FencedInstanceId
+    );
+    assert_eq!(
+        g.validate_offset_commit("s1", Some("i9"), 1),
+        ErrorCode::UnknownMemberId
+    );
+}

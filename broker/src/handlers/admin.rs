@@ -272,21 +272,18 @@ pub async fn create_partitions(
     let mut results = Vec::new();
     let mut forward = Vec::new();
     for t in &req.topics {
-        if t.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
-            results.push(
-                CreatePartitionsTopicResult::default()
-                    .with_name(t.name.clone())
-                    .with_error_code(ErrorCode::InvalidReplicaAssignment.code())
-                    .with_error_message(Some(str_bytes(
-                        "explicit replica assignments for new partitions are not supported; omit them to let the controller place replicas",
-                    ))),
-            );
-        } else {
-            forward.push(pb::PartitionCountChange {
-                name: t.name.0.to_string(),
-                count: t.count,
-            });
-        }
+        forward.push(pb::PartitionCountChange {
+            name: t.name.0.to_string(),
+            count: t.count,
+            assignments: t
+                .assignments
+                .iter()
+                .flatten()
+                .map(|a| ReplicaList {
+                    ids: a.broker_ids.iter().map(|b| b.0).collect(),
+                })
+                .collect(),
+        });
     }
     if !forward.is_empty() {
         let pb_req = pb::CreatePartitionsRequest {

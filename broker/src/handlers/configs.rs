@@ -1,14 +1,16 @@
-//! DescribeConfigs (topic configs with their sources; the broker's own settings) and
-//! IncrementalAlterConfigs (forwarded to the controller as config records).
+//! DescribeConfigs (topic configs with their sources; the broker's own settings),
+//! IncrementalAlterConfigs and the legacy AlterConfigs (both forwarded to the controller,
+//! which decides them into config records).
 use std::time::Duration;
 
+use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse as AlterConfigsResourceResponseLegacy;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{
-    DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest,
-    IncrementalAlterConfigsResponse,
+    AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use spate_metadata::config_defs::{self, ConfigKind};
@@ -242,8 +244,10 @@ pub fn describe(ctx: &RequestContext, req: DescribeConfigsRequest) -> DescribeCo
                 .with_resource_name(r.resource_name.clone());
             match entries {
                 Ok(entries) => {
+                    // As Kafka's ConfigHelper: no keys, or an empty list, means all.
                     let keys: Option<Vec<String>> = r
                         .configuration_keys
+                        .filter(|ks| !ks.is_empty())
                         .map(|ks| ks.iter().map(StrBytes::to_string).collect());
                     let configs = entries
                         .into_iter()
@@ -261,22 +265,98 @@ pub fn describe(ctx: &RequestContext, req: DescribeConfigsRequest) -> DescribeCo
     DescribeConfigsResponse::default().with_results(results)
 }
 
+/// One resource's answer to an alter request: (error code, message, type, name).
+type Altered = (i16, Option<StrBytes>, i8, StrBytes);
+
+fn resource_type(kafka_type: i8) -> i32 {
+    match kafka_type {
+        TOPIC => ConfigResourceType::ConfigResourceTopic as i32,
+        BROKER => ConfigResourceType::ConfigResourceBroker as i32,
+        _ => ConfigResourceType::ConfigResourceUnknown as i32,
+    }
+}
+
+/// One resource of an alter request as the client named it, with its changes.
+struct AlterResource {
+    kafka_type: i8,
+    name: StrBytes,
+    configs: Vec<pb::AlterableConfig>,
+}
+
+/// Sends an alter request to the controller (`replace`: the legacy AlterConfigs) and
+/// answers once our image holds the change, so a DescribeConfigs sent here next already
+/// sees it.
+async fn alter(
+    state: &BrokerState,
+    asked: Vec<AlterResource>,
+    validate_only: bool,
+    replace: bool,
+) -> Vec<Altered> {
+    let names: Vec<(i8, StrBytes)> = asked
+        .iter()
+        .map(|r| (r.kafka_type, r.name.clone()))
+        .collect();
+    let pb_req = pb::AlterConfigsRequest {
+        resources: asked
+            .into_iter()
+            .map(|r| pb::AlterConfigsResource {
+                resource_type: resource_type(r.kafka_type),
+                resource_name: r.name.to_string(),
+                configs: r.configs,
+                replace,
+            })
+            .collect(),
+        validate_only,
+    };
+    let before = state.metadata.image().offset();
+    let outcome =
+        super::admin::controller_call(state, |mut c| async move { c.alter_configs(pb_req).await })
+            .await;
+    if let Ok(resp) = &outcome {
+        if !validate_only && resp.resources.iter().any(|r| r.error_code == 0) {
+            state
+                .metadata
+                .wait_until(Duration::from_secs(5), |i| i.offset() > before)
+                .await;
+        }
+    }
+    match outcome {
+        Ok(resp) => resp
+            .resources
+            .into_iter()
+            .map(|r| {
+                let kafka_type =
+                    if r.resource_type == ConfigResourceType::ConfigResourceBroker as i32 {
+                        BROKER
+                    } else {
+                        TOPIC
+                    };
+                (
+                    r.error_code as i16,
+                    (!r.error_message.is_empty()).then(|| str_bytes(r.error_message)),
+                    kafka_type,
+                    str_bytes(r.resource_name),
+                )
+            })
+            .collect(),
+        Err(e) => names
+            .into_iter()
+            .map(|(t, name)| (e.code(), Some(str_bytes(e.to_string())), t, name))
+            .collect(),
+    }
+}
+
 /// IncrementalAlterConfigs: SET, DELETE, APPEND, SUBTRACT, validated by the controller.
 pub async fn incremental_alter(
     ctx: &RequestContext,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
-    let state = &ctx.state;
-    let resources: Vec<pb::AlterConfigsResource> = req
+    let asked = req
         .resources
-        .iter()
-        .map(|r| pb::AlterConfigsResource {
-            resource_type: match r.resource_type {
-                TOPIC => ConfigResourceType::ConfigResourceTopic as i32,
-                BROKER => ConfigResourceType::ConfigResourceBroker as i32,
-                _ => ConfigResourceType::ConfigResourceUnknown as i32,
-            },
-            resource_name: r.resource_name.to_string(),
+        .into_iter()
+        .map(|r| AlterResource {
+            kafka_type: r.resource_type,
+            name: r.resource_name,
             configs: r
                 .configs
                 .iter()
@@ -288,55 +368,52 @@ pub async fn incremental_alter(
                 .collect(),
         })
         .collect();
-    let pb_req = pb::AlterConfigsRequest {
-        resources,
-        validate_only: req.validate_only,
-    };
-    let before = state.metadata.image().offset();
-    let outcome =
-        super::admin::controller_call(state, |mut c| async move { c.alter_configs(pb_req).await })
-            .await;
-    if let Ok(resp) = &outcome {
-        if !req.validate_only && resp.resources.iter().any(|r| r.error_code == 0) {
-            // Answer once our image has moved past the change, so a DescribeConfigs sent
-            // here next already sees it.
-            state
-                .metadata
-                .wait_until(Duration::from_secs(5), |i| i.offset() > before)
-                .await;
-        }
-    }
-    let responses = match outcome {
-        Ok(resp) => resp
-            .resources
-            .into_iter()
-            .map(|r| {
-                AlterConfigsResourceResponse::default()
-                    .with_error_code(r.error_code as i16)
-                    .with_error_message(
-                        (!r.error_message.is_empty()).then(|| str_bytes(r.error_message)),
-                    )
-                    .with_resource_type(
-                        if r.resource_type == ConfigResourceType::ConfigResourceBroker as i32 {
-                            BROKER
-                        } else {
-                            TOPIC
-                        },
-                    )
-                    .with_resource_name(str_bytes(r.resource_name))
-            })
-            .collect(),
-        Err(e) => req
-            .resources
-            .iter()
-            .map(|r| {
-                AlterConfigsResourceResponse::default()
-                    .with_error_code(e.code())
-                    .with_error_message(Some(str_bytes(e.to_string())))
-                    .with_resource_type(r.resource_type)
-                    .with_resource_name(r.resource_name.clone())
-            })
-            .collect(),
-    };
+    let responses = alter(&ctx.state, asked, req.validate_only, false)
+        .await
+        .into_iter()
+        .map(|(code, message, kafka_type, name)| {
+            AlterConfigsResourceResponse::default()
+                .with_error_code(code)
+                .with_error_message(message)
+                .with_resource_type(kafka_type)
+                .with_resource_name(name)
+        })
+        .collect();
     IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+/// The legacy AlterConfigs (API 33, still used by older admin tools): each resource's
+/// configs replace its whole set of overrides, so keys left out return to their
+/// defaults. Validated by the controller as IncrementalAlterConfigs is, atomically per
+/// resource.
+pub async fn alter_legacy(ctx: &RequestContext, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    let asked = req
+        .resources
+        .into_iter()
+        .map(|r| AlterResource {
+            kafka_type: r.resource_type,
+            name: r.resource_name,
+            configs: r
+                .configs
+                .iter()
+                .map(|c| pb::AlterableConfig {
+                    name: c.name.to_string(),
+                    op: pb::AlterConfigOp::Set as i32,
+                    value: c.value.as_ref().map(|v| v.to_string()),
+                })
+                .collect(),
+        })
+        .collect();
+    let responses = alter(&ctx.state, asked, req.validate_only, true)
+        .await
+        .into_iter()
+        .map(|(code, message, kafka_type, name)| {
+            AlterConfigsResourceResponseLegacy::default()
+                .with_error_code(code)
+                .with_error_message(message)
+                .with_resource_type(kafka_type)
+                .with_resource_name(name)
+        })
+        .collect();
+    AlterConfigsResponse::default().with_responses(responses)
 }

@@ -329,22 +329,53 @@ pub async fn offset_commit(ctx: &RequestContext, req: OffsetCommitRequest) -> Of
             })
         })
         .collect();
-    let codes = match partitions_or(&ctx.state).await {
-        Ok(partitions) => ctx
-            .state
-            .groups
-            .commit_offsets(
-                &s(&req.group_id.0),
-                partitions,
-                &s(&req.member_id),
-                req.group_instance_id.as_ref().map(|i| i.as_str()),
-                req.generation_id_or_member_epoch,
-                entries.clone(),
-            )
-            .await
-            .unwrap_or_else(|code| vec![code; entries.len()]),
-        Err(code) => vec![code; entries.len()],
+    // As Kafka: a partition the metadata does not know is answered
+    // UNKNOWN_TOPIC_OR_PARTITION and not stored; the rest go to the coordinator.
+    let image = ctx.state.metadata.image();
+    let known: Vec<bool> = entries
+        .iter()
+        .map(|e| {
+            image
+                .topic_by_name(&e.topic)
+                .is_some_and(|t| t.partitions.contains_key(&e.partition))
+        })
+        .collect();
+    let to_store: Vec<OffsetEntry> = entries
+        .iter()
+        .zip(&known)
+        .filter(|(_, k)| **k)
+        .map(|(e, _)| e.clone())
+        .collect();
+    let stored = if to_store.is_empty() {
+        Vec::new()
+    } else {
+        match partitions_or(&ctx.state).await {
+            Ok(partitions) => ctx
+                .state
+                .groups
+                .commit_offsets(
+                    &s(&req.group_id.0),
+                    partitions,
+                    &s(&req.member_id),
+                    req.group_instance_id.as_ref().map(|i| i.as_str()),
+                    req.generation_id_or_member_epoch,
+                    to_store.clone(),
+                )
+                .await
+                .unwrap_or_else(|code| vec![code; to_store.len()]),
+            Err(code) => vec![code; to_store.len()],
+        }
     };
+    let mut stored = stored.into_iter();
+    let codes = known.iter().map(|k| {
+        if *k {
+            stored
+                .next()
+                .unwrap_or(ErrorCode::UnknownServerError.code())
+        } else {
+            ErrorCode::UnknownTopicOrPartition.code()
+        }
+    });
     let mut topics: Vec<OffsetCommitResponseTopic> = Vec::new();
     for (
         OffsetEntry {

@@ -394,13 +394,18 @@ impl PartitionCore {
         });
     }
 
-    /// Periodic work: retention, fsync for topics that flush on an interval, the
-    /// high-watermark checkpoint and the producer-state snapshot.
-    pub fn maintain(&mut self, now_ms: i64, fx: &mut Effects) {
+    /// Retention by time and size, below the high watermark (every
+    /// `log.retention.check.interval.ms`).
+    pub fn enforce_retention(&mut self, now_ms: i64, fx: &mut Effects) {
         let hw = self.progress.high_watermark;
         if let Err(e) = self.log.enforce_retention(now_ms, hw) {
             self.fail(format!("retention failed: {e}"), fx);
         }
+    }
+
+    /// Periodic work: fsync for topics that flush on an interval, the high-watermark
+    /// checkpoint and the producer-state snapshot.
+    pub fn maintain(&mut self, now_ms: i64, fx: &mut Effects) {
         if !self.settings.sync_before_ack && self.settings.flush_due(now_ms) {
             fx.flush = true;
         }

@@ -433,10 +433,15 @@ impl Partition {
         self.run(|c, _| c.delete_records_before(offset))
     }
 
-    /// Periodic work: retention, fsync for topics that flush on an interval, and the
+    /// Periodic work: fsync for topics that flush on an interval, and the
     /// high-watermark checkpoint.
     pub fn maintain(&self, now_ms: i64) {
         self.run(|c, fx| c.maintain(now_ms, fx))
+    }
+
+    /// Retention by time and size (only segments wholly below the high watermark).
+    pub fn enforce_retention(&self, now_ms: i64) {
+        self.run(|c, fx| c.enforce_retention(now_ms, fx))
     }
 
     /// Idempotent producers known here (tests, metrics).

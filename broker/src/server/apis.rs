@@ -99,6 +99,10 @@ request_table! {
     CreatePartitions(CreatePartitionsRequest => CreatePartitionsResponse) 0..=3,
         route |ctx, req| Some(ctx.ready(&handlers::admin::create_partitions(&ctx, req).await)),
         errors |r| r.results.iter().any(|t| t.error_code != 0);
+    /// The legacy, replace-everything AlterConfigs.
+    AlterConfigs(AlterConfigsRequest => AlterConfigsResponse) 0..=2,
+        route |ctx, req| Some(ctx.ready(&handlers::configs::alter_legacy(&ctx, req).await)),
+        errors |r| r.responses.iter().any(|t| t.error_code != 0);
     IncrementalAlterConfigs(IncrementalAlterConfigsRequest => IncrementalAlterConfigsResponse) 0..=1,
         route |ctx, req| Some(ctx.ready(&handlers::configs::incremental_alter(&ctx, req).await)),
         errors |r| r.responses.iter().any(|t| t.error_code != 0);

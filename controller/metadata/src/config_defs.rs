@@ -352,9 +352,11 @@ impl ConfigDef {
                 _ => Ok(()),
             },
             ConfigKind::List => match self.validator {
+                // As Kafka's `ValidList`: every item must be allowed; an empty list is
+                // a valid value (`cleanup.policy=""`: neither delete nor compact).
                 ListOf(allowed) => {
                     let items = list_items(v);
-                    if items.is_empty() || items.iter().any(|i| !allowed.contains(i)) {
+                    if items.iter().any(|i| !allowed.contains(i)) {
                         Err(self.describe_error(&format!("a list of {}", allowed.join("|")), value))
                     } else {
                         Ok(())
@@ -452,7 +454,8 @@ mod tests {
             .unwrap_err()
             .contains("compaction is not implemented"));
         assert!(validate("cleanup.policy", "compact,nope").is_err());
-        assert!(validate("cleanup.policy", "").is_err());
+        assert_eq!(validate("cleanup.policy", ""), Ok(()));
+        assert_eq!(validate("cleanup.policy", " "), Ok(()));
         assert_eq!(validate("compression.type", "zstd"), Ok(()));
         assert!(validate("compression.type", "brotli")
             .unwrap_err()

@@ -160,7 +160,15 @@ pub fn broker_heartbeat(
             });
         }
     };
-    sessions.touch(id, now);
+    if req.want_shutdown {
+        // Controlled shutdown: the broker is fenced and is never unfenced again in this
+        // incarnation, so its session ends now. As in Kafka, where a fenced broker holds
+        // no session, it may register again the moment it restarts; only a broker that
+        // crashed while unfenced is refused until its session expires.
+        sessions.remove(id);
+    } else {
+        sessions.touch(id, now);
+    }
     // Caught up once it has applied its own registration (the metadata offset is the log index).
     let caught_up = i64::try_from(req.metadata_offset).is_ok_and(|o| o >= broker.epoch.0);
     let mut response = BrokerHeartbeatResponse {
@@ -376,6 +384,38 @@ mod tests {
                 .response
                 .error_code,
             0
+        );
+    }
+
+    #[test]
+    fn a_broker_that_shut_down_cleanly_registers_again_at_once() {
+        let img = two_brokers();
+        let mut s = BrokerSessions::new(TIMEOUT);
+        let t0 = Instant::now();
+        s.touch(NodeId(1), t0);
+        let mut req = heartbeat(1, 1, 20);
+        req.want_shutdown = true;
+        let r = broker_heartbeat(&img, &mut s, &req, t0);
+        assert!(r.response.should_shutdown);
+        assert!(
+            !s.is_alive(NodeId(1), t0),
+            "controlled shutdown ends the session"
+        );
+        let mut after = img.clone();
+        commit(&mut after, 21, &r.records);
+        // Heartbeats go on until the process exits; they do not revive the session.
+        let r = broker_heartbeat(&after, &mut s, &req, t0);
+        assert!(r.response.should_shutdown && !s.is_alive(NodeId(1), t0));
+        // The restarted process (a new incarnation) is accepted before the old session
+        // would have run out.
+        let again = register_broker(&after, &s, &register_req(1, "restarted"), t0);
+        assert_eq!(again.response.error_code, 0);
+        // A crashed broker (still heartbeating a moment ago) is not.
+        s.touch(NodeId(2), t0);
+        let dup = register_broker(&after, &s, &register_req(2, "other"), t0);
+        assert_eq!(
+            dup.response.error_code,
+            ErrorCode::DuplicateBrokerRegistration.proto_code()
         );
     }
 

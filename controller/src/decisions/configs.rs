@@ -1,5 +1,7 @@
 //! IncrementalAlterConfigs for topics: SET, DELETE, APPEND, SUBTRACT, validated against
-//! `config_defs`. Each resource is all-or-nothing, as in Kafka.
+//! `config_defs`; and the legacy AlterConfigs, whose configs replace a topic's whole set
+//! of overrides (`AlterConfigsResource::replace`). Each resource is all-or-nothing, as in
+//! Kafka.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -87,9 +89,23 @@ fn alter_one(
         ));
     }
     let current = image.topic_config(name);
-    let mut next = current.clone();
+    // Legacy AlterConfigs: what the request names is everything that stays overridden.
+    let mut next = if resource.replace {
+        BTreeMap::new()
+    } else {
+        current.clone()
+    };
     let mut keys = BTreeSet::new();
     for change in &resource.configs {
+        if resource.replace && change.value.is_none() {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "null value not supported for topic config '{}'",
+                    change.name
+                ),
+            ));
+        }
         if !keys.insert(change.name.as_str()) {
             return Err(ApiError::new(
                 ErrorCode::InvalidRequest,
@@ -217,6 +233,7 @@ mod tests {
             resource_type: ConfigResourceType::ConfigResourceTopic as i32,
             resource_name: name.into(),
             configs,
+            replace: false,
         }
     }
 
@@ -314,9 +331,10 @@ mod tests {
             res.records.is_empty(),
             "appending a present item changes nothing"
         );
+        // Subtracting the last item leaves an empty list, which Kafka accepts.
         let empty = op("cleanup.policy", AlterConfigOp::Subtract, Some("delete"));
-        assert_eq!(run(&mut img, vec![topic_res("t", vec![empty])]), vec![40]);
-        assert_eq!(get(&img, "cleanup.policy").as_deref(), Some("delete"));
+        assert_eq!(run(&mut img, vec![topic_res("t", vec![empty])]), vec![0]);
+        assert_eq!(get(&img, "cleanup.policy").as_deref(), Some(""));
     }
 
     #[test]
@@ -354,12 +372,39 @@ mod tests {
     }
 
     #[test]
+    fn legacy_alter_configs_replaces_every_override() {
+        // The image has retention.ms=5; the legacy request names only segment.ms.
+        let mut img = image();
+        let replace = |configs| AlterConfigsResource {
+            replace: true,
+            ..topic_res("t", configs)
+        };
+        let set = |k: &str, v: &str| op(k, AlterConfigOp::Set, Some(v));
+        assert_eq!(
+            run(&mut img, vec![replace(vec![set("segment.ms", "60000")])]),
+            vec![0]
+        );
+        assert_eq!(get(&img, "segment.ms").as_deref(), Some("60000"));
+        assert_eq!(get(&img, "retention.ms"), None, "left out: back to default");
+        // Validated as IncrementalAlterConfigs is; a refused resource changes nothing.
+        let bad = replace(vec![set("retention.ms", "soon")]);
+        assert_eq!(run(&mut img, vec![bad]), vec![40]);
+        let null = replace(vec![op("retention.ms", AlterConfigOp::Set, None)]);
+        assert_eq!(run(&mut img, vec![null]), vec![42]);
+        assert_eq!(get(&img, "segment.ms").as_deref(), Some("60000"));
+        // An empty request clears every override.
+        assert_eq!(run(&mut img, vec![replace(vec![])]), vec![0]);
+        assert_eq!(get(&img, "segment.ms"), None);
+    }
+
+    #[test]
     fn kafka_error_codes_for_each_misuse() {
         let mut img = image();
         let broker = AlterConfigsResource {
             resource_type: ConfigResourceType::ConfigResourceBroker as i32,
             resource_name: "1".into(),
             configs: vec![],
+            replace: false,
         };
         let unknown_type = AlterConfigsResource {
             resource_type: 99,

@@ -6,7 +6,7 @@ use rand::Rng;
 use spate_proto::controller::{
     CreatableTopic, CreatableTopicResult, CreatePartitionsRequest, CreatePartitionsResponse,
     CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    TopicResult,
+    PartitionCountChange, TopicResult,
 };
 use spate_proto::metadata::MetadataRecord;
 
@@ -266,7 +266,6 @@ fn placed(
 /// Validates an explicit assignment as KRaft does: unique, registered brokers, the same
 /// replication factor everywhere, and at least one unfenced replica per partition.
 fn manual(image: &MetadataImage, topic: &CreatableTopic) -> Result<Vec<PartitionImage>, ApiError> {
-    let bad = |m: String| Err(ApiError::new(ErrorCode::InvalidReplicaAssignment, m));
     if topic.num_partitions != -1 || topic.replication_factor != -1 {
         return Err(ApiError::new(
             ErrorCode::InvalidRequest,
@@ -279,38 +278,60 @@ fn manual(image: &MetadataImage, topic: &CreatableTopic) -> Result<Vec<Partition
     let rf = topic.assignments.first().map_or(0, |a| a.ids.len());
     let mut out = Vec::with_capacity(topic.assignments.len());
     for (p, list) in topic.assignments.iter().enumerate() {
-        let replicas: Vec<NodeId> = list.ids.iter().map(|&i| NodeId(i)).collect();
-        if replicas.is_empty() {
-            return bad(format!("partition {p} has no replicas"));
-        }
-        if replicas.len() != rf {
-            return bad(format!("all partitions need the same number of replicas; partition {p} has {}, partition 0 has {rf}", replicas.len()));
-        }
-        if replicas.iter().collect::<BTreeSet<_>>().len() != replicas.len() {
-            return bad(format!(
-                "partition {p} lists a broker twice: {:?}",
-                list.ids
-            ));
-        }
-        if let Some(missing) = replicas.iter().find(|r| image.broker(**r).is_none()) {
-            return bad(format!(
-                "partition {p} names broker {missing}, which is not registered"
-            ));
-        }
-        let isr: Vec<NodeId> = replicas
-            .iter()
-            .copied()
-            .filter(|&r| image.is_unfenced(r))
-            .collect();
-        if isr.is_empty() {
-            return Err(ApiError::new(
-                ErrorCode::InvalidReplicationFactor,
-                format!("all brokers assigned to partition {p} are fenced"),
-            ));
-        }
-        out.push(new_partition(replicas, isr));
+        let p = i32::try_from(p).unwrap_or(i32::MAX);
+        out.push(assigned_partition(
+            image,
+            p,
+            &list.ids,
+            rf,
+            ErrorCode::InvalidReplicationFactor,
+        )?);
     }
     Ok(out)
+}
+
+/// One partition of an explicit assignment, validated as KRaft validates it: replicas
+/// given, each once, each a registered broker, `rf` of them (the topic's replication
+/// factor), and at least one unfenced (else `all_fenced`: Kafka answers CreateTopics
+/// with INVALID_REPLICATION_FACTOR, CreatePartitions with INVALID_REPLICA_ASSIGNMENT).
+fn assigned_partition(
+    image: &MetadataImage,
+    p: i32,
+    ids: &[i32],
+    rf: usize,
+    all_fenced: ErrorCode,
+) -> Result<PartitionImage, ApiError> {
+    let bad = |m: String| Err(ApiError::new(ErrorCode::InvalidReplicaAssignment, m));
+    let replicas: Vec<NodeId> = ids.iter().map(|&i| NodeId(i)).collect();
+    if replicas.is_empty() {
+        return bad(format!("partition {p} has no replicas"));
+    }
+    if replicas.len() != rf {
+        return bad(format!(
+            "all partitions need the same number of replicas; partition {p} has {}, the topic's others have {rf}",
+            replicas.len()
+        ));
+    }
+    if replicas.iter().collect::<BTreeSet<_>>().len() != replicas.len() {
+        return bad(format!("partition {p} lists a broker twice: {ids:?}"));
+    }
+    if let Some(missing) = replicas.iter().find(|r| image.broker(**r).is_none()) {
+        return bad(format!(
+            "partition {p} names broker {missing}, which is not registered"
+        ));
+    }
+    let isr: Vec<NodeId> = replicas
+        .iter()
+        .copied()
+        .filter(|&r| image.is_unfenced(r))
+        .collect();
+    if isr.is_empty() {
+        return Err(ApiError::new(
+            all_fenced,
+            format!("all brokers assigned to partition {p} are fenced or in controlled shutdown"),
+        ));
+    }
+    Ok(new_partition(replicas, isr))
 }
 
 fn fresh_topic_id(
@@ -388,7 +409,7 @@ pub fn create_partitions(
         let outcome = if dups.contains(change.name.as_str()) {
             Err(duplicate_error(&change.name))
         } else {
-            grow(image, &change.name, change.count, &brokers, rng).map(|records| {
+            grow(image, change, &brokers, rng).map(|records| {
                 if !req.validate_only {
                     out.extend(records);
                 }
@@ -404,11 +425,11 @@ pub fn create_partitions(
 
 fn grow(
     image: &MetadataImage,
-    name: &str,
-    count: i32,
+    change: &PartitionCountChange,
     brokers: &[Candidate],
     rng: &mut impl Rng,
 ) -> Result<Vec<MetadataRecord>, ApiError> {
+    let (name, count) = (change.name.as_str(), change.count);
     let topic = image.topic_by_name(name).ok_or_else(|| {
         ApiError::new(
             ErrorCode::UnknownTopicOrPartition,
@@ -435,6 +456,34 @@ fn grow(
         .map(|p| p.replicas.len())
         .max()
         .unwrap_or(1);
+    if !change.assignments.is_empty() {
+        // Explicit replicas for the new partitions, one list each (Kafka's rules).
+        let added = count - current;
+        if change.assignments.len() != added as usize {
+            return Err(ApiError::new(
+                ErrorCode::InvalidReplicaAssignment,
+                format!(
+                    "adding {added} partition(s) to '{name}' needs {added} assignment(s), got {}",
+                    change.assignments.len()
+                ),
+            ));
+        }
+        return change
+            .assignments
+            .iter()
+            .zip(current..)
+            .map(|(list, index)| {
+                let p = assigned_partition(
+                    image,
+                    index,
+                    &list.ids,
+                    rf,
+                    ErrorCode::InvalidReplicaAssignment,
+                )?;
+                Ok(records::partition(topic.id, index, &p))
+            })
+            .collect();
+    }
     let rf = i32::try_from(rf).unwrap_or(i32::MAX);
     let start = if brokers.is_empty() {
         0

@@ -318,6 +318,7 @@ fn create_partitions_decisions() {
     let change = |name: &str, count| PartitionCountChange {
         name: name.into(),
         count,
+        assignments: Vec::new(),
     };
     let req = CreatePartitionsRequest {
         topics: vec![change("a", 5), change("zz", 3)],
@@ -353,5 +354,53 @@ fn create_partitions_decisions() {
     assert_eq!(
         (res.response.topics[0].error_code, res.records.len()),
         (0, 0)
+    );
+}
+
+#[test]
+fn create_partitions_with_explicit_assignments_is_validated_as_kafka() {
+    // Brokers 1-3 unfenced, 4 fenced (see `image`); topic "a" has replication factor 2.
+    let mut img = image();
+    let recs = create(&img, vec![topic("a", 1, 2)]).records;
+    commit(&mut img, 10, &recs);
+    let change = |count, lists: &[&[i32]]| CreatePartitionsRequest {
+        topics: vec![PartitionCountChange {
+            name: "a".into(),
+            count,
+            assignments: lists
+                .iter()
+                .map(|ids| ReplicaList { ids: ids.to_vec() })
+                .collect(),
+        }],
+        validate_only: false,
+    };
+    let code = |req: &CreatePartitionsRequest| {
+        let res = create_partitions(&img, req, &mut rng());
+        (res.response.topics[0].error_code, res.records.len())
+    };
+    assert_eq!(
+        code(&change(3, &[&[1, 2]])),
+        (39, 0),
+        "one list per new partition"
+    );
+    assert_eq!(
+        code(&change(2, &[&[1]])),
+        (39, 0),
+        "the topic's replication factor"
+    );
+    assert_eq!(code(&change(2, &[&[2, 2]])), (39, 0), "a broker twice");
+    assert_eq!(code(&change(2, &[&[1, 9]])), (39, 0), "an unknown broker");
+    assert_eq!(code(&change(2, &[&[]])), (39, 0), "no replicas");
+
+    let res = create_partitions(&img, &change(3, &[&[3, 1], &[4, 2]]), &mut rng());
+    assert_eq!(res.response.topics[0].error_code, 0);
+    commit(&mut img, 11, &res.records);
+    let t = img.topic_by_name("a").unwrap();
+    assert_eq!(t.partitions[&1].replicas, vec![NodeId(3), NodeId(1)]);
+    assert_eq!(t.partitions[&1].leader, Some(NodeId(3)));
+    // The fenced broker is a replica, not in the ISR, and does not lead.
+    assert_eq!(
+        (t.partitions[&2].leader, &t.partitions[&2].isr),
+        (Some(NodeId(2)), &vec![NodeId(2)])
     );
 }

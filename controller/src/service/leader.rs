@@ -87,10 +87,16 @@ impl ControllerService {
                     ))
                 })?
                 .map_err(check_leader_error)?;
-            let brokers: Vec<_> = self
-                .shared
-                .view
-                .with_image(|i| i.brokers().keys().copied().collect());
+            // Fenced brokers hold no session (they have nothing to lose by expiring), so
+            // one that stopped cleanly re-registers at once; a live fenced broker gets
+            // its session back with its next heartbeat.
+            let brokers: Vec<_> = self.shared.view.with_image(|i| {
+                i.brokers()
+                    .iter()
+                    .filter(|(_, b)| !b.fenced)
+                    .map(|(id, _)| *id)
+                    .collect()
+            });
             st.sessions.activate(brokers, Instant::now());
             st.active_term = Some(term);
             tracing::info!(term, "active controller: broker sessions reset");

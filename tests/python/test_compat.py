@@ -1,0 +1,140 @@
+"""Answers that must be Kafka's, found by running the clients' own test suites against
+spate: each test drives a real client (confluent-kafka / librdkafka, kafka-python) and
+asserts what a Kafka 4 broker does. Raw-protocol versions are in tests/tests/compat.rs.
+"""
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+import pytest
+from confluent_kafka.admin import (AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions,
+                                   NewTopic)
+from kafka.admin import ConfigResource as KConfigResource
+from kafka.admin import KafkaAdminClient
+
+from helpers import (admin, assert_all_delivered, consume_partitions, consumer, create_topic,
+                     kafka_error_code, produce_and_wait, producer, wait_for_topic)
+
+DAY_MS = 24 * 60 * 60 * 1000
+
+
+def only_broker_id(bootstrap: str) -> int:
+    md = admin(bootstrap).list_topics(timeout=10)
+    assert len(md.brokers) == 1, f"expected exactly one broker, got {md.brokers}"
+    return next(iter(md.brokers))
+
+
+def topic_configs(bootstrap: str, topic: str) -> dict[str, str]:
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    a = admin(bootstrap)  # referenced until the future resolves
+    (fut,) = a.describe_configs([res]).values()
+    return {k: e.value for k, e in fut.result(timeout=30).items()}
+
+
+def test_backfilled_records_with_old_timestamps_are_kept_until_a_retention_check(broker, topic):
+    # Kafka checks retention every log.retention.check.interval.ms (5 minutes): a backfill
+    # of month-old events is readable after it is acknowledged, not deleted at once.
+    create_topic(broker.bootstrap, topic, config={"retention.ms": "3600000",
+                                                  "segment.ms": "1000"})
+    old = int(time.time() * 1000) - 30 * DAY_MS
+    messages = [{"value": f"event-{i}".encode(), "partition": 0, "timestamp": old + i}
+                for i in range(20)]
+    assert_all_delivered(produce_and_wait(producer(broker.bootstrap), topic, messages))
+    # The broker's maintenance runs every 500 ms; before the fix retention deleted the
+    # records within two of its rounds. Give it several before reading back.
+    time.sleep(3)
+    got = consume_partitions(broker.bootstrap, topic, {0: 20})
+    assert [m.value() for m in got[0]] == [m["value"] for m in messages]
+
+
+def test_subtract_that_empties_a_list_config_is_accepted(broker, topic):
+    create_topic(broker.bootstrap, topic, config={"cleanup.policy": "delete"})
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+        ConfigEntry("cleanup.policy", "delete",
+                    incremental_operation=AlterConfigOpType.SUBTRACT)])
+    a = admin(broker.bootstrap)
+    (fut,) = a.incremental_alter_configs([res]).values()
+    fut.result(timeout=30)
+    assert topic_configs(broker.bootstrap, topic)["cleanup.policy"] == ""
+
+
+def test_offset_commit_for_an_unknown_topic_is_refused(broker, topic):
+    create_topic(broker.bootstrap, topic)
+    c = consumer(broker.bootstrap)
+    try:
+        missing = f"never-created-{uuid.uuid4().hex[:8]}"
+        offsets = [TopicPartition(topic, 0, 1), TopicPartition(missing, 0, 5)]
+        try:
+            result = c.commit(offsets=offsets, asynchronous=False)
+            errors = {(tp.topic, tp.partition): tp.error for tp in result}
+        except KafkaException as e:
+            # librdkafka raises when any partition failed; the per-partition errors are
+            # not in the exception, so look them up again.
+            assert e.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART, e
+            errors = {(missing, 0): e.args[0]}
+        assert errors[(missing, 0)] is not None
+        assert errors[(missing, 0)].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+        (stored,) = c.committed([TopicPartition(topic, 0)], timeout=30)
+        assert stored.offset == 1
+    finally:
+        c.close()
+
+
+def test_legacy_alter_configs_replaces_the_topic_overrides(broker, topic):
+    # kafka-python's alter_configs(incremental=False) sends the legacy AlterConfigs (API
+    # 33), which replaces the topic's whole set of overrides; kafka-python sends the other
+    # overrides along so they survive (tests/tests/compat.rs checks the replacing itself).
+    create_topic(broker.bootstrap, topic, config={"retention.ms": "3600000",
+                                                  "segment.bytes": "1048576"})
+    kadmin = KafkaAdminClient(bootstrap_servers=broker.bootstrap, client_id="spate-tests",
+                              request_timeout_ms=30_000)
+    try:
+        res = kadmin.alter_configs([KConfigResource("TOPIC", topic,
+                                                    configs={"retention.ms": "7200000"})],
+                                   incremental=False)
+        assert res["topic"][topic] == "OK", res
+        bad = kadmin.alter_configs([KConfigResource("TOPIC", topic,
+                                                    configs={"retention.ms": "soon"})],
+                                   incremental=False)
+        assert bad["topic"][topic] != "OK", bad
+    finally:
+        kadmin.close()
+    configs = topic_configs(broker.bootstrap, topic)
+    assert configs["retention.ms"] == "7200000"
+    assert configs["segment.bytes"] == "1048576"
+
+
+def test_a_clean_stop_releases_the_registration(fresh_broker):
+    # SIGTERM runs a controlled shutdown, which ends the broker's session: the next start
+    # on the same data registers at once instead of being refused as a live duplicate
+    # until the old session expires.
+    assert fresh_broker.stop(signal.SIGTERM) == 0
+    fresh_broker.start()
+    second_start = fresh_broker.log_text(tail=1 << 20).split("===== start #2")[-1]
+    assert "already registered" not in second_start, second_start
+    assert "cannot register" not in second_start, second_start
+
+
+def test_explicit_replica_assignments_for_new_topics_and_partitions(broker, topic):
+    bid = only_broker_id(broker.bootstrap)
+    a = admin(broker.bootstrap)
+    a.create_topics([NewTopic(topic, num_partitions=2, replication_factor=-1,
+                              replica_assignment=[[bid], [bid]])])[topic].result(
+        timeout=30)
+    wait_for_topic(a, topic, 2)
+    a.create_partitions([NewPartitions(topic, 4, replica_assignment=[[bid], [bid]])]
+                        )[topic].result(timeout=30)
+    wait_for_topic(a, topic, 4)
+    md = a.list_topics(topic=topic, timeout=10).topics[topic]
+    assert {p: (m.leader, m.replicas) for p, m in md.partitions.items()} == \
+        {p: (bid, [bid]) for p in range(4)}
+    # Validated as Kafka does: a list per new partition, known brokers only.
+    for assignment in ([[bid]], [[bid + 100], [bid]], [[bid, bid], [bid]]):
+        with pytest.raises(KafkaException) as ei:
+            a.create_partitions([NewPartitions(topic, 6, replica_assignment=assignment)]
+                                )[topic].result(timeout=30)
+        assert kafka_error_code(ei.value) == KafkaError.INVALID_REPLICA_ASSIGNMENT, assignment
+    assert len(a.list_topics(topic=topic, timeout=10).topics[topic].partitions) == 4
