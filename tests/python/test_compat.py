@@ -12,6 +12,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 import pytest
 from confluent_kafka.admin import (AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions,
                                    NewTopic)
+from kafka import KafkaConsumer
 from kafka.admin import ConfigResource as KConfigResource
 from kafka.admin import KafkaAdminClient
 
@@ -138,3 +139,14 @@ def test_explicit_replica_assignments_for_new_topics_and_partitions(broker, topi
                                 )[topic].result(timeout=30)
         assert kafka_error_code(ei.value) == KafkaError.INVALID_REPLICA_ASSIGNMENT, assignment
     assert len(a.list_topics(topic=topic, timeout=10).topics[topic].partitions) == 4
+
+
+def test_kafka_python_infers_a_kafka_4_broker(broker):
+    # kafka-python derives the broker's release from ApiVersions and turns features on or
+    # off by it; before the version ranges reached Kafka 4.0's it inferred 3.2.
+    c = KafkaConsumer(bootstrap_servers=broker.bootstrap, client_id="spate-tests",
+                      request_timeout_ms=30_000)
+    try:
+        assert c.config["api_version"] >= (4, 0), c.config["api_version"]
+    finally:
+        c.close()

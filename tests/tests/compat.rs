@@ -30,6 +30,28 @@ async fn create_topic_with(
     assert_eq!(code, 0, "creating {topic}");
 }
 
+/// FindCoordinator until it answers, as a client does first (the first one creates
+/// `__consumer_offsets`).
+async fn find_coordinator(conn: &mut RawConnection, group: &'static str) {
+    for attempt in 0.. {
+        let resp: FindCoordinatorResponse = conn
+            .request(
+                ApiKey::FindCoordinator,
+                3,
+                &FindCoordinatorRequest::default()
+                    .with_key(StrBytes::from_static_str(group))
+                    .with_key_type(0),
+            )
+            .await
+            .unwrap();
+        if resp.error_code == 0 {
+            return;
+        }
+        assert!(attempt < 150, "no coordinator: {}", resp.error_code);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 fn commit_partition(partition: i32, offset: i64) -> OffsetCommitRequestPartition {
     OffsetCommitRequestPartition::default()
         .with_partition_index(partition)
@@ -64,24 +86,7 @@ async fn offset_commit_for_an_unknown_topic_or_partition_is_refused_per_partitio
                 .with_name(name("never-created"))
                 .with_partitions(vec![commit_partition(0, 3)]),
         ]);
-    // As a client does: find the coordinator first (this creates __consumer_offsets).
-    for attempt in 0.. {
-        let resp: FindCoordinatorResponse = conn
-            .request(
-                ApiKey::FindCoordinator,
-                3,
-                &FindCoordinatorRequest::default()
-                    .with_key(StrBytes::from_static_str("g"))
-                    .with_key_type(0),
-            )
-            .await
-            .unwrap();
-        if resp.error_code == 0 {
-            break;
-        }
-        assert!(attempt < 150, "no coordinator: {}", resp.error_code);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    find_coordinator(&mut conn, "g").await;
     // The coordinator's shard may still be loading.
     let mut codes = Vec::new();
     for _ in 0..100 {
@@ -253,4 +258,286 @@ async fn legacy_alter_configs_replaces_every_override_of_the_topic() {
     let configs = topic_configs(&mut conn, "legacy").await;
     assert!(configs.contains(&("retention.ms".into(), "7200000".into(), DYNAMIC_TOPIC)));
     node.stop().await;
+}
+
+/// Kafka 4.0's highest version of each API Spate implements, as a 4.0 broker advertises
+/// them (clients such as kafka-python infer the broker's release from these).
+const KAFKA_4_0_MAX: &[(ApiKey, i16)] = &[
+    (ApiKey::Produce, 12),
+    (ApiKey::ListOffsets, 10),
+    (ApiKey::Metadata, 13),
+    (ApiKey::OffsetCommit, 9),
+    (ApiKey::OffsetFetch, 9),
+    (ApiKey::FindCoordinator, 6),
+    (ApiKey::JoinGroup, 9),
+    (ApiKey::Heartbeat, 4),
+    (ApiKey::LeaveGroup, 5),
+    (ApiKey::SyncGroup, 5),
+    (ApiKey::DescribeGroups, 6),
+    (ApiKey::ListGroups, 5),
+    (ApiKey::ApiVersions, 4),
+    (ApiKey::CreateTopics, 7),
+    (ApiKey::DeleteTopics, 6),
+    (ApiKey::DeleteRecords, 2),
+    (ApiKey::InitProducerId, 5),
+    (ApiKey::OffsetForLeaderEpoch, 4),
+    (ApiKey::DescribeConfigs, 4),
+    (ApiKey::AlterConfigs, 2),
+    (ApiKey::CreatePartitions, 3),
+    (ApiKey::DeleteGroups, 2),
+    (ApiKey::ElectLeaders, 2),
+    (ApiKey::IncrementalAlterConfigs, 1),
+    (ApiKey::OffsetDelete, 0),
+    (ApiKey::DescribeCluster, 2),
+    (ApiKey::DescribeTopicPartitions, 0),
+];
+
+/// Where Spate is still below Kafka 4.0, with what it advertises instead: Fetch v13+
+/// addresses topics by id.
+const BELOW_KAFKA_4_0: &[(ApiKey, i16)] = &[(ApiKey::Fetch, 12)];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_versions_reach_kafka_4_0_for_every_implemented_api() {
+    let node = TestNode::start().await.unwrap();
+    let mut conn = RawConnection::connect(node.kafka_addr()).await.unwrap();
+    let resp: ApiVersionsResponse = conn
+        .request(ApiKey::ApiVersions, 4, &ApiVersionsRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(resp.error_code, 0);
+    let max = |key: ApiKey| {
+        resp.api_keys
+            .iter()
+            .find(|k| k.api_key == key as i16)
+            .map(|k| k.max_version)
+    };
+    for (key, kafka) in KAFKA_4_0_MAX {
+        assert_eq!(max(*key), Some(*kafka), "{key:?}");
+    }
+    for (key, ours) in BELOW_KAFKA_4_0 {
+        assert_eq!(max(*key), Some(*ours), "{key:?}: update the list");
+    }
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_offsets_v9_answers_the_tiered_storage_queries() {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    let node = TestNode::start().await.unwrap();
+    let mut conn = RawConnection::connect(node.kafka_addr()).await.unwrap();
+    create_topic(&mut conn, "tiers", 1).await;
+    let batch = spate_tests::encode_batch(
+        &[b"a".as_slice(), b"b", b"c"],
+        kafka_protocol::records::Compression::None,
+    )
+    .unwrap();
+    let (code, _) = spate_tests::cluster::produce(&mut conn, "tiers", 0, -1, 10_000, batch)
+        .await
+        .unwrap();
+    assert_eq!(code, 0);
+    let mut answers = Vec::new();
+    for query in [-1, -2, -4, -5] {
+        let req = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![ListOffsetsTopic::default()
+                .with_name(name("tiers"))
+                .with_partitions(vec![ListOffsetsPartition::default()
+                    .with_partition_index(0)
+                    .with_timestamp(query)])]);
+        let resp: ListOffsetsResponse = conn.request(ApiKey::ListOffsets, 9, &req).await.unwrap();
+        let p = &resp.topics[0].partitions[0];
+        answers.push((query, p.error_code, p.offset));
+    }
+    // Latest 3, earliest 0; earliest-local is the log start (no segment is remote);
+    // latest-tiered is -1 (nothing is tiered), as Kafka with remote storage off.
+    assert_eq!(
+        answers,
+        vec![(-1, 0, 3), (-2, 0, 0), (-4, 0, 0), (-5, 0, -1)]
+    );
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_and_list_groups_answer_as_kafka_4() {
+    let node = TestNode::start().await.unwrap();
+    let mut conn = RawConnection::connect(node.kafka_addr()).await.unwrap();
+    find_coordinator(&mut conn, "nobody-here").await;
+    let describe = DescribeGroupsRequest::default()
+        .with_groups(vec![GroupId(StrBytes::from_static_str("nobody-here"))]);
+    // The offsets topic may still be coming up: retry what is retriable.
+    let mut answer = (0, String::new());
+    for attempt in 0.. {
+        let resp: DescribeGroupsResponse = conn
+            .request(ApiKey::DescribeGroups, 6, &describe)
+            .await
+            .unwrap();
+        let g = &resp.groups[0];
+        answer = (g.error_code, g.group_state.to_string());
+        let retriable = [
+            ErrorCode::CoordinatorNotAvailable.code(),
+            ErrorCode::CoordinatorLoadInProgress.code(),
+            ErrorCode::NotCoordinator.code(),
+        ];
+        if !retriable.contains(&g.error_code) || attempt > 150 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // v6 (KIP-1043): an unknown group is GROUP_ID_NOT_FOUND, not an empty Dead group.
+    assert_eq!(
+        answer,
+        (ErrorCode::GroupIdNotFound.code(), "Dead".to_string())
+    );
+    let old: DescribeGroupsResponse = conn
+        .request(ApiKey::DescribeGroups, 5, &describe)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            old.groups[0].error_code,
+            old.groups[0].group_state.to_string()
+        ),
+        (0, "Dead".to_string())
+    );
+
+    // A group with a committed offset exists (Empty, classic).
+    create_topic(&mut conn, "listed", 1).await;
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("listed-group")))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(name("listed"))
+            .with_partitions(vec![commit_partition(0, 1)])]);
+    for attempt in 0.. {
+        let resp: OffsetCommitResponse = conn
+            .request(ApiKey::OffsetCommit, 9, &commit)
+            .await
+            .unwrap();
+        if commit_codes(&resp)[0].2 == 0 {
+            break;
+        }
+        assert!(attempt < 150, "{:?}", commit_codes(&resp));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let list = |types: &[&'static str]| {
+        ListGroupsRequest::default()
+            .with_types_filter(types.iter().map(|t| StrBytes::from_static_str(t)).collect())
+    };
+    let ids = |r: ListGroupsResponse| -> Vec<String> {
+        r.groups.iter().map(|g| g.group_id.to_string()).collect()
+    };
+    let all: ListGroupsResponse = conn
+        .request(ApiKey::ListGroups, 5, &list(&[]))
+        .await
+        .unwrap();
+    assert_eq!(ids(all), vec!["listed-group".to_string()]);
+    let classic: ListGroupsResponse = conn
+        .request(ApiKey::ListGroups, 5, &list(&["Classic"]))
+        .await
+        .unwrap();
+    assert_eq!(classic.groups[0].group_type.to_string(), "classic");
+    let consumer: ListGroupsResponse = conn
+        .request(ApiKey::ListGroups, 5, &list(&["consumer"]))
+        .await
+        .unwrap();
+    assert!(ids(consumer).is_empty(), "no KIP-848 consumer groups here");
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_v10_names_the_new_leader_and_describe_cluster_v2_the_fenced_broker() {
+    use spate_tests::cluster::{Cluster, ClusterOptions};
+    let mut cluster = Cluster::start_with(ClusterOptions::default()).await;
+    let mut conn = cluster.connect(1).await;
+    let code = spate_tests::cluster::create_topic(&mut conn, "hints", 1, 3, &[]).await;
+    assert_eq!(code, 0);
+    let leader = cluster.wait_partition_ready("hints", 0, 3).await;
+    let follower = (1..=3).find(|&i| i != leader).unwrap();
+    let (_, _, epoch) = cluster.partition_state("hints", 0).unwrap();
+
+    // A produce sent to a follower: NOT_LEADER_OR_FOLLOWER, with the leader to go to.
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    let batch = spate_tests::encode_batch(
+        &[b"x".as_slice()],
+        kafka_protocol::records::Compression::None,
+    )
+    .unwrap();
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name("hints"))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch))])]);
+    let mut to_follower = cluster.connect(follower).await;
+    let resp: ProduceResponse = to_follower
+        .request(ApiKey::Produce, 10, &req)
+        .await
+        .unwrap();
+    let p = &resp.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, ErrorCode::NotLeaderOrFollower.code());
+    assert_eq!(
+        (p.current_leader.leader_id.0, p.current_leader.leader_epoch),
+        (leader, epoch)
+    );
+    let endpoints: Vec<(i32, i32)> = resp
+        .node_endpoints
+        .iter()
+        .map(|e| (e.node_id.0, e.port))
+        .collect();
+    assert_eq!(
+        endpoints,
+        vec![(
+            leader,
+            cluster.node(leader).kafka_addr.unwrap().port() as i32
+        )]
+    );
+    // v9 has no such fields: nothing is sent for them.
+    let old: ProduceResponse = to_follower.request(ApiKey::Produce, 9, &req).await.unwrap();
+    assert!(old.node_endpoints.is_empty());
+
+    // DescribeCluster v2: a stopped (fenced) broker is listed only when asked for, marked.
+    cluster.stop(follower).await;
+    let live = (1..=3).find(|&i| i != follower).unwrap();
+    let mut conn = cluster.connect(live).await;
+    let describe = |fenced: bool| {
+        DescribeClusterRequest::default()
+            .with_endpoint_type(1)
+            .with_include_fenced_brokers(fenced)
+    };
+    let mut listed = Vec::new();
+    for attempt in 0.. {
+        let resp: DescribeClusterResponse = conn
+            .request(ApiKey::DescribeCluster, 2, &describe(true))
+            .await
+            .unwrap();
+        listed = resp
+            .brokers
+            .iter()
+            .map(|b| (b.broker_id.0, b.is_fenced))
+            .collect::<Vec<_>>();
+        if listed.iter().any(|(id, fenced)| *id == follower && *fenced) || attempt > 100 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let expected: Vec<(i32, bool)> = (1..=3).map(|i| (i, i == follower)).collect();
+    assert_eq!(listed, expected);
+    let resp: DescribeClusterResponse = conn
+        .request(ApiKey::DescribeCluster, 2, &describe(false))
+        .await
+        .unwrap();
+    assert_eq!(resp.brokers.len(), 2);
+    // Brokers do not answer for the controllers (endpoint type 2), as Kafka's.
+    let resp: DescribeClusterResponse = conn
+        .request(
+            ApiKey::DescribeCluster,
+            2,
+            &DescribeClusterRequest::default().with_endpoint_type(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.error_code, ErrorCode::UnsupportedEndpointType.code());
+    cluster.shutdown().await;
 }

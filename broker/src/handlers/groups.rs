@@ -24,7 +24,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::str_bytes;
 use crate::group::coordinator::{partition_for, OffsetEntry, OFFSETS_TOPIC};
-use crate::group::JoinRequest;
+use crate::group::{GroupState, JoinRequest};
 use crate::server::context::RequestContext;
 use crate::state::BrokerState;
 use spate_metadata::ErrorCode;
@@ -544,6 +544,13 @@ pub async fn describe_groups(
             let id = s(&g.0);
             let base = DescribedGroup::default().with_group_id(g.clone());
             match partitions.and_then(|p| ctx.state.groups.describe(&id, p)) {
+                // v6 (KIP-1043): a group that does not exist is an error, not a Dead one.
+                Ok(view) if v >= 6 && view.state == GroupState::Dead.name() => base
+                    .with_error_code(ErrorCode::GroupIdNotFound.code())
+                    .with_error_message(Some(str_bytes(format!("group '{id}' not found"))))
+                    .with_group_state(str_bytes(view.state))
+                    .with_protocol_type(str_bytes(""))
+                    .with_protocol_data(str_bytes("")),
                 Ok(view) => base
                     .with_error_code(0)
                     .with_group_state(str_bytes(view.state))
@@ -586,12 +593,19 @@ pub fn list_groups(ctx: &RequestContext, req: ListGroupsRequest) -> ListGroupsRe
         .iter()
         .map(|f| s(f).to_lowercase())
         .collect();
+    let types: Vec<String> = req
+        .types_filter
+        .iter()
+        .map(|t| s(t).to_lowercase())
+        .collect();
     let groups = ctx
         .state
         .groups
         .list()
         .into_iter()
         .filter(|(_, _, state)| filter.is_empty() || filter.contains(&state.to_lowercase()))
+        // v5 (KIP-848): every group here is a classic one.
+        .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
         .map(|(id, protocol_type, state)| {
             let g = ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(id)))

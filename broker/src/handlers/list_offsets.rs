@@ -1,6 +1,8 @@
 //! ListOffsets: earliest (log start), latest (high watermark; the LSO equals it while
-//! there are no transactions), max timestamp (KIP-734), or the first offset whose
-//! batch's max timestamp is at or after a time.
+//! there are no transactions), max timestamp (KIP-734), earliest local (v8, KIP-1005:
+//! without tiered storage every segment is local, so the log start) and latest tiered
+//! (v9: nothing is tiered, so -1, as Kafka answers with remote storage off), or the first
+//! offset whose batch's max timestamp is at or after a time.
 //!
 //! Only consumers (replica id -1) are bounded by the high watermark; any other replica id
 //! sees up to the log end offset, as Kafka's isolation rule. Replica id -2 (Kafka's
@@ -19,6 +21,8 @@ use crate::server::context::RequestContext;
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
 /// `replica_id` of a consumer.
 const CONSUMER_REPLICA_ID: i32 = -1;
 /// `replica_id` of a debugging tool: any replica answers, not only the leader.
@@ -84,7 +88,8 @@ fn fetchable_bound(replica_id: i32, high_watermark: i64, log_end_offset: i64) ->
 fn lookup(part: &Partition, query: i64, bound: i64) -> Result<(i64, i64)> {
     match query {
         LATEST => Ok((bound, -1)),
-        EARLIEST => Ok((part.log_start_offset(), -1)),
+        EARLIEST | EARLIEST_LOCAL => Ok((part.log_start_offset(), -1)),
+        LATEST_TIERED => Ok((-1, -1)),
         MAX_TIMESTAMP => {
             let Some((offset, ts)) = part.max_timestamp_offset() else {
                 return Ok((-1, -1));
@@ -105,7 +110,7 @@ fn lookup(part: &Partition, query: i64, bound: i64) -> Result<(i64, i64)> {
             Ok(if found.0 < bound { found } else { (-1, -1) })
         }
         other => Err(BrokerError::InvalidRequest(format!(
-            "ListOffsets timestamp {other} is not a time nor one of -1, -2, -3"
+            "ListOffsets timestamp {other} is not a time nor one of -1 to -5"
         ))),
     }
 }

@@ -95,35 +95,46 @@ fn has_all_leaders(t: &TopicImage) -> bool {
     !t.partitions.is_empty() && t.partitions.values().all(|p| p.leader.is_some())
 }
 
-/// Unfenced brokers with their endpoint on `listener`: (id, host, port, rack). A broker
-/// without that listener is left out, as Kafka does.
-pub fn live_brokers<'a>(
+/// A registered broker as a client reaches it on one listener.
+pub struct ListedBroker {
+    /// Its id.
+    pub id: i32,
+    /// Host on the listener.
+    pub host: String,
+    /// Port on the listener.
+    pub port: i32,
+    /// Rack, if set.
+    pub rack: Option<String>,
+    /// Fenced (not serving) in the image.
+    pub fenced: bool,
+}
+
+/// Every registered broker with an endpoint on `listener`, fenced ones included.
+pub fn registered_brokers<'a>(
     image: &'a MetadataImage,
     listener: &'a str,
-) -> impl Iterator<Item = (i32, String, i32, Option<String>)> + 'a {
-    image
-        .brokers()
-        .values()
-        .filter(|b| !b.fenced)
-        .filter_map(move |b| {
-            let ep = b.endpoints.iter().find(|e| e.listener == listener)?;
-            Some((
-                b.id.0,
-                ep.host.clone(),
-                ep.port,
-                b.rack.clone().filter(|r| !r.is_empty()),
-            ))
+) -> impl Iterator<Item = ListedBroker> + 'a {
+    image.brokers().values().filter_map(move |b| {
+        let ep = b.endpoints.iter().find(|e| e.listener == listener)?;
+        Some(ListedBroker {
+            id: b.id.0,
+            host: ep.host.clone(),
+            port: ep.port,
+            rack: b.rack.clone().filter(|r| !r.is_empty()),
+            fenced: b.fenced,
         })
+    })
 }
 
 fn brokers(image: &MetadataImage, listener: &str) -> Vec<MetadataResponseBroker> {
-    live_brokers(image, listener)
-        .map(|(id, host, port, rack)| {
+    registered_brokers(image, listener)
+        .filter(|b| !b.fenced)
+        .map(|b| {
             MetadataResponseBroker::default()
-                .with_node_id(BrokerId(id))
-                .with_host(str_bytes(host))
-                .with_port(port)
-                .with_rack(rack.map(str_bytes))
+                .with_node_id(BrokerId(b.id))
+                .with_host(str_bytes(b.host))
+                .with_port(b.port)
+                .with_rack(b.rack.map(str_bytes))
         })
         .collect()
 }

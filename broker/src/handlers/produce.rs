@@ -6,10 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::messages::produce_response::{
-    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse,
+    TopicProduceResponse,
 };
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, TopicName};
 use spate_metadata::ErrorCode;
+use spate_metadata::MetadataImage;
 
 use super::{leader_partition, str_bytes};
 use crate::clock::now_ms;
@@ -114,6 +116,7 @@ pub fn handle(ctx: &RequestContext, req: ProduceRequest) -> Option<PendingRespon
     let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
     let version = ctx.api_version;
     let state = ctx.state.clone();
+    let listener = ctx.session.listener.clone();
     Some(ctx.later(async move {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut responses = Vec::with_capacity(topics.len());
@@ -141,8 +144,56 @@ pub fn handle(ctx: &RequestContext, req: ProduceRequest) -> Option<PendingRespon
                     .with_partition_responses(results),
             );
         }
-        ProduceResponse::default().with_responses(responses)
+        let mut response = ProduceResponse::default();
+        if version >= 10 {
+            let endpoints = leader_hints(&state.metadata.image(), &listener, &mut responses);
+            response = response.with_node_endpoints(endpoints);
+        }
+        response.with_responses(responses)
     }))
+}
+
+/// KIP-951 (Produce v10+): a partition refused with NOT_LEADER_OR_FOLLOWER names its
+/// current leader and epoch, and the response carries those leaders' endpoints, so the
+/// client retries at the new leader without a Metadata round trip first.
+fn leader_hints(
+    image: &MetadataImage,
+    listener: &str,
+    responses: &mut [TopicProduceResponse],
+) -> Vec<NodeEndpoint> {
+    let not_leader = ErrorCode::NotLeaderOrFollower.code();
+    let mut leaders = std::collections::BTreeSet::new();
+    for topic in responses.iter_mut() {
+        let Some(t) = image.topic_by_name(topic.name.0.as_str()) else {
+            continue;
+        };
+        for p in topic
+            .partition_responses
+            .iter_mut()
+            .filter(|p| p.error_code == not_leader)
+        {
+            let Some(state) = t.partitions.get(&p.index) else {
+                continue;
+            };
+            let leader = state.leader.map_or(-1, |l| l.0);
+            p.current_leader = LeaderIdAndEpoch::default()
+                .with_leader_id(BrokerId(leader))
+                .with_leader_epoch(state.leader_epoch.0);
+            if leader >= 0 {
+                leaders.insert(leader);
+            }
+        }
+    }
+    super::metadata::registered_brokers(image, listener)
+        .filter(|b| leaders.contains(&b.id) && !b.fenced)
+        .map(|b| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(str_bytes(b.host))
+                .with_port(b.port)
+                .with_rack(b.rack.map(str_bytes))
+        })
+        .collect()
 }
 
 fn append(

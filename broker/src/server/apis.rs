@@ -63,22 +63,23 @@ macro_rules! request_table {
 }
 
 request_table! {
-    /// v10+ carries leader hints (KIP-951) we do not send yet.
-    Produce(ProduceRequest => ProduceResponse) 3..=9,
+    /// v10+ answers NOT_LEADER_OR_FOLLOWER with the new leader (KIP-951); v12 only tells
+    /// that the client knows KIP-890's transactions (none here); v13 (topic ids) is 4.1's.
+    Produce(ProduceRequest => ProduceResponse) 3..=12,
         route |ctx, req| handlers::produce::handle(&ctx, req),
         errors |r| r.responses.iter().any(|t| t.partition_responses.iter().any(|p| p.error_code != 0));
     /// v13+ addresses topics by id.
     Fetch(FetchRequest => FetchResponse) 4..=12,
         route |ctx, req| Some(handlers::fetch::handle(&ctx, req).await),
         errors |r| r.error_code != 0 || r.responses.iter().any(|t| t.partitions.iter().any(|p| p.error_code != 0));
-    /// v8+ is for tiered storage.
-    ListOffsets(ListOffsetsRequest => ListOffsetsResponse) 1..=7,
+    /// v8/v9 ask about tiered storage (none here: every segment is local).
+    ListOffsets(ListOffsetsRequest => ListOffsetsResponse) 1..=10,
         route |ctx, req| Some(ctx.ready(&handlers::list_offsets::handle(&ctx, req))),
         errors |r| r.topics.iter().any(|t| t.partitions.iter().any(|p| p.error_code != 0));
-    Metadata(MetadataRequest => MetadataResponse) 0..=12,
+    Metadata(MetadataRequest => MetadataResponse) 0..=13,
         route |ctx, req| Some(ctx.ready(&handlers::metadata::handle(&ctx, req).await)),
         errors |r| r.error_code != 0 || r.topics.iter().any(|t| t.error_code != 0);
-    ApiVersions(ApiVersionsRequest => ApiVersionsResponse) 0..=3,
+    ApiVersions(ApiVersionsRequest => ApiVersionsResponse) 0..=4,
         route |ctx, _req| Some(ctx.ready(&handlers::api_versions::handle(SUPPORTED))),
         errors |r| r.error_code != 0;
     CreateTopics(CreateTopicsRequest => CreateTopicsResponse) 2..=7,
@@ -106,7 +107,7 @@ request_table! {
     IncrementalAlterConfigs(IncrementalAlterConfigsRequest => IncrementalAlterConfigsResponse) 0..=1,
         route |ctx, req| Some(ctx.ready(&handlers::configs::incremental_alter(&ctx, req).await)),
         errors |r| r.responses.iter().any(|t| t.error_code != 0);
-    DescribeCluster(DescribeClusterRequest => DescribeClusterResponse) 0..=1,
+    DescribeCluster(DescribeClusterRequest => DescribeClusterResponse) 0..=2,
         route |ctx, req| Some(ctx.ready(&handlers::cluster::describe(&ctx, req))),
         errors |r| r.error_code != 0;
     /// KIP-966: partitions with their ELR, paged.
@@ -119,7 +120,7 @@ request_table! {
     InitProducerId(InitProducerIdRequest => InitProducerIdResponse) 0..=5,
         route |ctx, req| Some(ctx.ready(&handlers::init_producer_id::handle(&ctx, req).await)),
         errors |r| r.error_code != 0;
-    FindCoordinator(FindCoordinatorRequest => FindCoordinatorResponse) 0..=4,
+    FindCoordinator(FindCoordinatorRequest => FindCoordinatorResponse) 0..=6,
         route |ctx, req| Some(ctx.ready(&handlers::groups::find_coordinator(&ctx, req).await)),
         errors |r| r.error_code != 0 || r.coordinators.iter().any(|c| c.error_code != 0);
     JoinGroup(JoinGroupRequest => JoinGroupResponse) 0..=9,
@@ -134,16 +135,17 @@ request_table! {
     LeaveGroup(LeaveGroupRequest => LeaveGroupResponse) 0..=5,
         route |ctx, req| Some(ctx.ready(&handlers::groups::leave_group(&ctx, req).await)),
         errors |r| r.error_code != 0 || r.members.iter().any(|m| m.error_code != 0);
-    OffsetCommit(OffsetCommitRequest => OffsetCommitResponse) 2..=8,
+    /// v9 carries a KIP-848 member epoch, which for a classic group is its generation.
+    OffsetCommit(OffsetCommitRequest => OffsetCommitResponse) 2..=9,
         route |ctx, req| Some(ctx.ready(&handlers::groups::offset_commit(&ctx, req).await)),
         errors |r| r.topics.iter().any(|t| t.partitions.iter().any(|p| p.error_code != 0));
-    OffsetFetch(OffsetFetchRequest => OffsetFetchResponse) 1..=8,
+    OffsetFetch(OffsetFetchRequest => OffsetFetchResponse) 1..=9,
         route |ctx, req| Some(ctx.ready(&handlers::groups::offset_fetch(&ctx, req).await)),
         errors |r| r.error_code != 0 || r.topics.iter().any(|t| t.partitions.iter().any(|p| p.error_code != 0)) || r.groups.iter().any(|g| { g.error_code != 0 || g.topics.iter().any(|t| t.partitions.iter().any(|p| p.error_code != 0)) });
-    DescribeGroups(DescribeGroupsRequest => DescribeGroupsResponse) 0..=5,
+    DescribeGroups(DescribeGroupsRequest => DescribeGroupsResponse) 0..=6,
         route |ctx, req| Some(ctx.ready(&handlers::groups::describe_groups(&ctx, req).await)),
         errors |r| r.groups.iter().any(|g| g.error_code != 0);
-    ListGroups(ListGroupsRequest => ListGroupsResponse) 0..=4,
+    ListGroups(ListGroupsRequest => ListGroupsResponse) 0..=5,
         route |ctx, req| Some(ctx.ready(&handlers::groups::list_groups(&ctx, req))),
         errors |r| r.error_code != 0;
     DeleteGroups(DeleteGroupsRequest => DeleteGroupsResponse) 0..=2,
