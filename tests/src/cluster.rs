@@ -365,6 +365,33 @@ impl Cluster {
     }
 }
 
+/// FindCoordinator for `group` until it answers (at most 30 s), as a client does first
+/// (the first one creates `__consumer_offsets`); returns the coordinator's node id.
+pub async fn find_coordinator(conn: &mut RawConnection, group: &str) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let resp: FindCoordinatorResponse = conn
+            .request(
+                ApiKey::FindCoordinator,
+                3,
+                &FindCoordinatorRequest::default()
+                    .with_key(StrBytes::from_string(group.to_string()))
+                    .with_key_type(0),
+            )
+            .await
+            .unwrap();
+        if resp.error_code == 0 {
+            return resp.node_id.0;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no coordinator: {}",
+            resp.error_code
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// CreateTopics through `conn`; returns the error code.
 pub async fn create_topic(
     conn: &mut RawConnection,

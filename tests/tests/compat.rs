@@ -30,28 +30,6 @@ async fn create_topic_with(
     assert_eq!(code, 0, "creating {topic}");
 }
 
-/// FindCoordinator until it answers, as a client does first (the first one creates
-/// `__consumer_offsets`).
-async fn find_coordinator(conn: &mut RawConnection, group: &'static str) {
-    for attempt in 0.. {
-        let resp: FindCoordinatorResponse = conn
-            .request(
-                ApiKey::FindCoordinator,
-                3,
-                &FindCoordinatorRequest::default()
-                    .with_key(StrBytes::from_static_str(group))
-                    .with_key_type(0),
-            )
-            .await
-            .unwrap();
-        if resp.error_code == 0 {
-            return;
-        }
-        assert!(attempt < 150, "no coordinator: {}", resp.error_code);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 fn commit_partition(partition: i32, offset: i64) -> OffsetCommitRequestPartition {
     OffsetCommitRequestPartition::default()
         .with_partition_index(partition)
@@ -86,7 +64,7 @@ async fn offset_commit_for_an_unknown_topic_or_partition_is_refused_per_partitio
                 .with_name(name("never-created"))
                 .with_partitions(vec![commit_partition(0, 3)]),
         ]);
-    find_coordinator(&mut conn, "g").await;
+    spate_tests::cluster::find_coordinator(&mut conn, "g").await;
     // The coordinator's shard may still be loading.
     let mut codes = Vec::new();
     for _ in 0..100 {
@@ -361,7 +339,7 @@ async fn list_offsets_v9_answers_the_tiered_storage_queries() {
 async fn describe_and_list_groups_answer_as_kafka_4() {
     let node = TestNode::start().await.unwrap();
     let mut conn = RawConnection::connect(node.kafka_addr()).await.unwrap();
-    find_coordinator(&mut conn, "nobody-here").await;
+    spate_tests::cluster::find_coordinator(&mut conn, "nobody-here").await;
     let describe = DescribeGroupsRequest::default()
         .with_groups(vec![GroupId(StrBytes::from_static_str("nobody-here"))]);
     // The offsets topic may still be coming up: retry what is retriable.

@@ -310,28 +310,7 @@ async fn the_dashboard_queries_only_metrics_that_exist() {
         .unwrap();
     // A group with a committed offset (lag 15): find its coordinator, then commit there.
     let group = "dash-group";
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let coordinator = loop {
-        let resp: FindCoordinatorResponse = conn
-            .request(
-                ApiKey::FindCoordinator,
-                3,
-                &FindCoordinatorRequest::default()
-                    .with_key(StrBytes::from_static_str(group))
-                    .with_key_type(0),
-            )
-            .await
-            .unwrap();
-        if resp.error_code == 0 {
-            break resp.node_id.0;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no coordinator: {}",
-            resp.error_code
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let coordinator = spate_tests::cluster::find_coordinator(&mut conn, group).await;
     let mut to_coordinator = cluster.connect(coordinator).await;
     let commit = OffsetCommitRequest::default()
         .with_group_id(GroupId(StrBytes::from_static_str(group)))
