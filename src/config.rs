@@ -60,6 +60,12 @@ const KEYS: &[(&str, KeyDefault)] = &[
         "log.retention.check.interval.ms",
         KeyDefault::Value("300000"),
     ),
+    (
+        "group.initial.rebalance.delay.ms",
+        KeyDefault::Value("3000"),
+    ),
+    ("group.min.session.timeout.ms", KeyDefault::Value("6000")),
+    ("group.max.session.timeout.ms", KeyDefault::Value("1800000")),
     ("cluster.id", KeyDefault::None),
     ("replication.advertised.listener", KeyDefault::None),
     ("outbound.source.ip", KeyDefault::None),
@@ -289,6 +295,9 @@ pub struct ServerConfig {
     pub leader_imbalance_check_interval: Duration,
     /// `log.retention.check.interval.ms`: how often retention deletes expired segments.
     pub log_retention_check_interval: Duration,
+    /// `group.initial.rebalance.delay.ms`, `group.min.session.timeout.ms` and
+    /// `group.max.session.timeout.ms`.
+    pub groups: spate_broker::config::GroupConfig,
     /// `cluster.id`: the id a new data directory is created with (default: derived from
     /// the voters, so all nodes agree); a data directory of another cluster is refused.
     pub cluster_id: Option<String>,
@@ -368,6 +377,9 @@ impl ServerConfig {
             self.controlled_shutdown_timeout.as_millis().to_string(),
             self.leader_imbalance_check_interval.as_secs().to_string(),
             self.log_retention_check_interval.as_millis().to_string(),
+            self.groups.initial_rebalance_delay_ms.to_string(),
+            self.groups.min_session_timeout_ms.to_string(),
+            self.groups.max_session_timeout_ms.to_string(),
             opt(&self.cluster_id),
             self.replication_advertised
                 .as_ref()
@@ -516,6 +528,16 @@ pub struct ConfigFlags {
     /// log.retention.check.interval.ms: how often retention deletes expired segments.
     #[arg(long, value_name = "MS")]
     pub log_retention_check_interval_ms: Option<String>,
+    /// group.initial.rebalance.delay.ms: how long a new group waits for more members
+    /// before its first rebalance.
+    #[arg(long, value_name = "MS")]
+    pub group_initial_rebalance_delay_ms: Option<String>,
+    /// group.min.session.timeout.ms: the smallest session timeout a consumer may ask for.
+    #[arg(long, value_name = "MS")]
+    pub group_min_session_timeout_ms: Option<String>,
+    /// group.max.session.timeout.ms: the largest session timeout a consumer may ask for.
+    #[arg(long, value_name = "MS")]
+    pub group_max_session_timeout_ms: Option<String>,
     /// cluster.id: the cluster's id (default: derived from the voter list).
     #[arg(long, value_name = "ID")]
     pub cluster_id: Option<String>,
@@ -586,6 +608,18 @@ impl ConfigFlags {
             (
                 "log.retention.check.interval.ms",
                 &self.log_retention_check_interval_ms,
+            ),
+            (
+                "group.initial.rebalance.delay.ms",
+                &self.group_initial_rebalance_delay_ms,
+            ),
+            (
+                "group.min.session.timeout.ms",
+                &self.group_min_session_timeout_ms,
+            ),
+            (
+                "group.max.session.timeout.ms",
+                &self.group_max_session_timeout_ms,
             ),
             ("cluster.id", &self.cluster_id),
             (
@@ -942,6 +976,20 @@ fn validate(
         })?;
     let log_retention_check_interval =
         required(&settings, "log.retention.check.interval.ms", millis)?;
+    let session_ms = |s: &str| parse_int(s, 1, i32::MAX, "a number of milliseconds >= 1");
+    let groups = spate_broker::config::GroupConfig {
+        initial_rebalance_delay_ms: required(&settings, "group.initial.rebalance.delay.ms", |s| {
+            parse_int(
+                s,
+                0,
+                300_000i64,
+                "a number of milliseconds from 0 to 300000",
+            )
+        })?,
+        min_session_timeout_ms: required(&settings, "group.min.session.timeout.ms", session_ms)?,
+        max_session_timeout_ms: required(&settings, "group.max.session.timeout.ms", session_ms)?,
+        ..spate_broker::config::GroupConfig::default()
+    };
     let cluster_id = field(&settings, "cluster.id", |s| {
         let ok = !s.is_empty()
             && s.len() <= 64
@@ -1003,6 +1051,7 @@ fn validate(
         controlled_shutdown_timeout,
         leader_imbalance_check_interval,
         log_retention_check_interval,
+        groups,
         cluster_id,
         replication_advertised,
         outbound_source_ip,
@@ -1045,6 +1094,15 @@ fn check_rules(c: &ServerConfig) -> Result<(), ConfigError> {
                 "{} must be less than broker.session.timeout.ms ({}), or a healthy broker would be fenced between heartbeats",
                 heartbeat_interval.as_millis(),
                 session_timeout.as_millis()
+            ),
+        });
+    }
+    if c.groups.min_session_timeout_ms > c.groups.max_session_timeout_ms {
+        return Err(ConfigError::Conflict {
+            key: "group.min.session.timeout.ms",
+            message: format!(
+                "{} is above group.max.session.timeout.ms ({}); no consumer could join",
+                c.groups.min_session_timeout_ms, c.groups.max_session_timeout_ms
             ),
         });
     }
@@ -1833,6 +1891,35 @@ mod tests {
         assert_eq!(c.log_retention_check_interval, Duration::from_millis(1500));
         let e = error(&format!("{MIN}log.retention.check.interval.ms = 0\n"));
         assert!(e.contains("log.retention.check.interval.ms"), "{e}");
+    }
+
+    #[test]
+    fn group_keys_default_to_kafkas_and_are_checked() {
+        let g = file(MIN).groups;
+        assert_eq!(
+            (
+                g.initial_rebalance_delay_ms,
+                g.min_session_timeout_ms,
+                g.max_session_timeout_ms
+            ),
+            (3000, 6000, 1_800_000)
+        );
+        let c = file(&format!(
+            "{MIN}group.initial.rebalance.delay.ms = 0\ngroup.min.session.timeout.ms = 1000\n"
+        ));
+        assert_eq!(
+            (
+                c.groups.initial_rebalance_delay_ms,
+                c.groups.min_session_timeout_ms
+            ),
+            (0, 1000)
+        );
+        let e = error(&format!(
+            "{MIN}group.min.session.timeout.ms = 9000\ngroup.max.session.timeout.ms = 8000\n"
+        ));
+        assert!(e.contains("no consumer could join"), "{e}");
+        let e = error(&format!("{MIN}group.initial.rebalance.delay.ms = -1\n"));
+        assert!(e.contains("group.initial.rebalance.delay.ms"), "{e}");
     }
 
     #[test]

@@ -39,21 +39,32 @@ pub struct DevArgs {
 /// `controlled.shutdown.timeout.ms`); alone, it completes as soon as the fence commits.
 const DEV_CONTROLLED_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Runs until SIGINT or SIGTERM, then shuts down cleanly.
-pub async fn run(args: DevArgs) -> anyhow::Result<()> {
-    crate::logging::init(&args.log_format, "info,openraft=warn,sled=warn");
-    let started = Instant::now();
-    let node = Node::start(NodeConfig {
+/// The node `spate dev` runs: Kafka's defaults, except what Kafka's own development
+/// config (its shipped `server.properties`) changes.
+fn node_config(args: &DevArgs) -> NodeConfig {
+    NodeConfig {
         data_dir: args.data_dir.clone(),
         kafka_addr: args.kafka_addr,
         controller_addr: args.controller_addr,
         admin_addr: Some(args.admin_addr),
-        advertised_host: args.advertised_host,
+        advertised_host: args.advertised_host.clone(),
         num_partitions: args.num_partitions,
         auto_create_topics: !args.no_auto_create_topics,
+        // As the server.properties Kafka ships for development and testing: a new group's
+        // first rebalance does not wait for more members (the server's default is 3 s).
+        groups: spate_broker::config::GroupConfig {
+            initial_rebalance_delay_ms: 0,
+            ..Default::default()
+        },
         ..NodeConfig::ephemeral(&args.data_dir)
-    })
-    .await?;
+    }
+}
+
+/// Runs until SIGINT or SIGTERM, then shuts down cleanly.
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    crate::logging::init(&args.log_format, "info,openraft=warn,sled=warn");
+    let started = Instant::now();
+    let node = Node::start(node_config(&args)).await?;
     let show = |a: Option<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
     println!(
         "spate dev ready: kafka={} controller={} admin={} data={} ({} ms)",
@@ -71,4 +82,28 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     node.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        dev: DevArgs,
+    }
+
+    #[test]
+    fn a_dev_node_starts_new_groups_without_the_initial_rebalance_delay() {
+        let args = Cli::try_parse_from(["dev", "--data-dir", "/tmp/x"])
+            .unwrap()
+            .dev;
+        let config = node_config(&args);
+        assert_eq!(config.groups.initial_rebalance_delay_ms, 0);
+        assert_eq!(config.groups.min_session_timeout_ms, 6_000, "Kafka's");
+        assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
+    }
 }

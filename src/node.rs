@@ -64,6 +64,8 @@ pub struct NodeConfig {
     pub leader_imbalance_check_interval: Duration,
     /// Broker: `log.retention.check.interval.ms`.
     pub log_retention_check_interval: Duration,
+    /// Broker: the group coordinator's limits and initial rebalance delay.
+    pub groups: spate_broker::config::GroupConfig,
     /// `cluster.id`: the id a new data directory is formatted with (default: derived from
     /// the voters of a multi-voter quorum, random for a single node); an existing data
     /// directory with another id is refused.
@@ -127,6 +129,7 @@ impl NodeConfig {
             leader_imbalance_check_interval: Duration::from_secs(300),
             log_retention_check_interval:
                 spate_broker::config::DEFAULT_LOG_RETENTION_CHECK_INTERVAL,
+            groups: Default::default(),
             advertised_host: None,
             advertised_port: None,
             num_partitions: 1,
@@ -283,6 +286,7 @@ impl Node {
                 })?;
             let mut broker_config = BrokerConfig::new(config.node_id, &config.data_dir);
             broker_config.log_retention_check_interval = config.log_retention_check_interval;
+            broker_config.groups = config.groups.clone();
             broker_config.network.listeners = vec![spate_broker::config::ListenerSpec {
                 name: config.listener_name.clone(),
                 advertised_host: config

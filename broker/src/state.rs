@@ -87,7 +87,7 @@ impl BrokerState {
             isr_updater: Default::default(),
             faults,
             producer_ids: Default::default(),
-            groups: Default::default(),
+            groups: crate::group::coordinator::GroupCoordinator::new(config.groups.clone()),
             metrics: Default::default(),
             limits: crate::limits::NetworkLimits::new(config.network.limits.clone()),
             config,

@@ -150,3 +150,56 @@ def test_kafka_python_infers_a_kafka_4_broker(broker):
         assert c.config["api_version"] >= (4, 0), c.config["api_version"]
     finally:
         c.close()
+
+
+def test_four_kafka_python_consumers_settle_on_one_generation_at_once(broker, topic):
+    # `spate dev` starts a new group's first rebalance without the 3 s initial delay (as
+    # the server.properties Kafka ships for development does), so consumers that join a
+    # new group together settle within a few seconds, all on one generation.
+    import threading
+    create_topic(broker.bootstrap, topic, partitions=8)
+    group = f"settle-{uuid.uuid4().hex[:8]}"
+    stop = threading.Event()
+    seen: dict[int, tuple[int | None, frozenset]] = {}
+    lock = threading.Lock()
+
+    def run(i: int) -> None:
+        c = KafkaConsumer(topic, bootstrap_servers=broker.bootstrap, group_id=group,
+                          session_timeout_ms=6000, heartbeat_interval_ms=1000,
+                          client_id=f"spate-tests-{i}", request_timeout_ms=30_000)
+        try:
+            while not stop.is_set():
+                c.poll(timeout_ms=200)
+                generation = c._coordinator._generation  # what kafka-python joined with
+                with lock:
+                    seen[i] = (generation.generation_id if generation else None,
+                               frozenset(tp.partition for tp in c.assignment()))
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(4)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+
+    def settled() -> bool:
+        with lock:
+            if len(seen) < 4:
+                return False
+            generations = {g for g, _ in seen.values()}
+            parts = [p for _, p in seen.values()]
+        return (len(generations) == 1 and None not in generations and all(parts)
+                and sum(len(p) for p in parts) == 8 and frozenset().union(*parts) == set(range(8)))
+
+    try:
+        while not settled():
+            assert time.monotonic() - started < 15, f"not settled in 15 s: {seen}"
+            time.sleep(0.1)
+        # And it stays settled: no member starts another rebalance.
+        first = dict(seen)
+        time.sleep(3)
+        assert dict(seen) == first, (first, seen)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=15)

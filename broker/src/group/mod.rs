@@ -13,7 +13,6 @@
 //! - [`member`], [`messages`], [`config`]: the data they exchange; error codes are the
 //!   shared table (`spate_metadata::ErrorCode`).
 
-pub mod config;
 pub mod coordinator;
 mod join;
 pub mod member;
@@ -31,7 +30,7 @@ mod static_tests;
 #[cfg(test)]
 mod test_util;
 
-pub use config::GroupConfig;
+pub use crate::config::GroupConfig;
 pub use member::Member;
 pub use messages::{Delivery, JoinRequest, JoinResponse, JoinedMember, SyncResponse};
 pub use snapshot::{GroupSnapshot, MemberSnapshot};

@@ -3,9 +3,9 @@
 use bytes::Bytes;
 use indexmap::IndexMap;
 
-use super::config::GroupConfig;
 use super::member::Member;
 use super::state::{Group, GroupState};
+use crate::config::GroupConfig;
 
 /// A group as persisted after each completed sync and whenever it becomes Empty; also
 /// what DescribeGroups shows.

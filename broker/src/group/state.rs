@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use indexmap::{IndexMap, IndexSet};
 
-use super::config::GroupConfig;
 use super::member::Member;
 use super::messages::{Delivery, JoinResponse, JoinedMember, SyncResponse};
+use crate::config::GroupConfig;
 use spate_metadata::ErrorCode;
 
 /// The classic group states, as DescribeGroups names them.
