@@ -203,3 +203,42 @@ def test_four_kafka_python_consumers_settle_on_one_generation_at_once(broker, to
         stop.set()
         for t in threads:
             t.join(timeout=15)
+
+
+def test_log_dirs_and_metadata_quorum_through_kafka_python_admin(broker, topic):
+    from kafka import TopicPartitionReplica
+    bid = only_broker_id(broker.bootstrap)
+    create_topic(broker.bootstrap, topic, partitions=2)
+    messages = [{"value": b"x" * 1000, "partition": 0} for _ in range(50)]
+    assert_all_delivered(produce_and_wait(producer(broker.bootstrap), topic, messages))
+    kadmin = KafkaAdminClient(bootstrap_servers=broker.bootstrap, client_id="spate-tests",
+                              request_timeout_ms=30_000)
+    try:
+        # DescribeLogDirs: the one log directory, each partition's size, the volume's space.
+        (answer,) = kadmin.describe_log_dirs({topic: [0, 1]})
+        (log_dir,) = answer["log_dirs"]
+        assert log_dir["error_code"] == 0, log_dir
+        assert log_dir["log_dir"].startswith(str(broker.data_dir)), log_dir["log_dir"]
+        assert log_dir["total_bytes"] > 0 and 0 < log_dir["usable_bytes"] <= log_dir["total_bytes"]
+        (t,) = log_dir["topics"]
+        sizes = {p["partition_index"]: p["partition_size"] for p in t["partitions"]}
+        assert sizes[0] >= 50 * 1000 and sizes[1] == 0, sizes
+        assert all(p["offset_lag"] == 0 for p in t["partitions"])
+
+        # AlterReplicaLogDirs: there is one directory; moving into it is a no-op, into
+        # one the broker does not have is LOG_DIR_NOT_FOUND.
+        res = kadmin.alter_replica_log_dirs({
+            TopicPartitionReplica(topic, 0, bid): log_dir["log_dir"],
+            TopicPartitionReplica(topic, 1, bid): "/no/such/log/dir",
+        })
+        codes = {tpr.partition: err.__name__ for tpr, err in res.items()}
+        assert codes == {0: "NoError", 1: "LogDirNotFoundError"}, codes
+
+        # DescribeQuorum, answered by the broker for the controller quorum.
+        quorum = kadmin.describe_metadata_quorum()
+        (part,) = quorum["topics"][0]["partitions"]
+        assert part["error"] is None, part
+        assert part["leader_id"] == bid and part["high_watermark"] > 0, part
+        assert [v["replica_id"] for v in part["current_voters"]] == [bid], part
+    finally:
+        kadmin.close()

@@ -268,6 +268,9 @@ const KAFKA_4_0_MAX: &[(ApiKey, i16)] = &[
     (ApiKey::OffsetDelete, 0),
     (ApiKey::DescribeCluster, 2),
     (ApiKey::DescribeTopicPartitions, 0),
+    (ApiKey::AlterReplicaLogDirs, 2),
+    (ApiKey::DescribeLogDirs, 4),
+    (ApiKey::DescribeQuorum, 2),
 ];
 
 /// Where Spate is still below Kafka 4.0, with what it advertises instead: Fetch v13+
@@ -518,4 +521,45 @@ async fn produce_v10_names_the_new_leader_and_describe_cluster_v2_the_fenced_bro
         .unwrap();
     assert_eq!(resp.error_code, ErrorCode::UnsupportedEndpointType.code());
     cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_quorum_answers_only_for_the_metadata_log() {
+    use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+    let node = TestNode::start().await.unwrap();
+    let mut conn = RawConnection::connect(node.kafka_addr()).await.unwrap();
+    let ask = |topic: &str, partition: i32| {
+        TopicData::default()
+            .with_topic_name(name(topic))
+            .with_partitions(vec![
+                PartitionData::default().with_partition_index(partition)
+            ])
+    };
+    let req = DescribeQuorumRequest::default().with_topics(vec![
+        ask("__cluster_metadata", 0),
+        ask("__cluster_metadata", 1),
+        ask("other", 0),
+    ]);
+    let resp: DescribeQuorumResponse = conn.request(ApiKey::DescribeQuorum, 2, &req).await.unwrap();
+    assert_eq!(resp.error_code, 0);
+    let codes: Vec<i16> = resp
+        .topics
+        .iter()
+        .map(|t| t.partitions[0].error_code)
+        .collect();
+    let unknown = ErrorCode::UnknownTopicOrPartition.code();
+    assert_eq!(codes, vec![0, unknown, unknown]);
+    let p = &resp.topics[0].partitions[0];
+    assert_eq!(p.leader_id.0, 1);
+    assert!(p.leader_epoch >= 1 && p.high_watermark > 0, "{p:?}");
+    let voters: Vec<i32> = p.current_voters.iter().map(|v| v.replica_id.0).collect();
+    assert_eq!(voters, vec![1]);
+    assert!(
+        p.current_voters[0].log_end_offset >= p.high_watermark,
+        "{p:?}"
+    );
+    let nodes: Vec<i32> = resp.nodes.iter().map(|n| n.node_id.0).collect();
+    assert_eq!(nodes, vec![1]);
+    assert_eq!(resp.nodes[0].listeners[0].name.as_str(), "CONTROLLER");
+    node.stop().await;
 }

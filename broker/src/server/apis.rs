@@ -107,6 +107,17 @@ request_table! {
     IncrementalAlterConfigs(IncrementalAlterConfigsRequest => IncrementalAlterConfigsResponse) 0..=1,
         route |ctx, req| Some(ctx.ready(&handlers::configs::incremental_alter(&ctx, req).await)),
         errors |r| r.responses.iter().any(|t| t.error_code != 0);
+    /// One log directory per broker: moves within it are done, to elsewhere refused.
+    AlterReplicaLogDirs(AlterReplicaLogDirsRequest => AlterReplicaLogDirsResponse) 1..=2,
+        route |ctx, req| Some(ctx.ready(&handlers::log_dirs::alter(&ctx, req))),
+        errors |r| r.results.iter().any(|t| t.partitions.iter().any(|p| p.error_code != 0));
+    DescribeLogDirs(DescribeLogDirsRequest => DescribeLogDirsResponse) 1..=4,
+        route |ctx, req| Some(ctx.ready(&handlers::log_dirs::describe(&ctx, req))),
+        errors |r| r.error_code != 0 || r.results.iter().any(|d| d.error_code != 0);
+    /// Answered for the controller quorum's log (`__cluster_metadata`).
+    DescribeQuorum(DescribeQuorumRequest => DescribeQuorumResponse) 0..=2,
+        route |ctx, req| Some(ctx.ready(&handlers::describe_quorum::handle(&ctx, req).await)),
+        errors |r| r.error_code != 0 || r.topics.iter().any(|t| t.partitions.iter().any(|p| p.error_code != 0));
     DescribeCluster(DescribeClusterRequest => DescribeClusterResponse) 0..=2,
         route |ctx, req| Some(ctx.ready(&handlers::cluster::describe(&ctx, req))),
         errors |r| r.error_code != 0;
