@@ -36,6 +36,16 @@ def test_api_versions_v0_to_v3(broker):
     assert seen[0] == seen[1] == seen[2] == seen[3], "versions disagree on the API list"
 
 
+def test_produce_is_advertised_from_v0_as_kafka_4_does(broker):
+    # Kafka 4 removed Produce v0-2 (KIP-896) yet still advertises them: older librdkafka
+    # derives its message-format features from Produce's advertised range. The requests
+    # themselves are refused (test_bad_input.test_unsupported_produce_version).
+    with w.connect(broker.bootstrap) as s:
+        _, body = w.roundtrip(s, w.api_versions_request(3, 7))
+        r = w.parse_api_versions_response(body, 3)
+        assert r.api_keys[w.PRODUCE] == (0, 12), r.api_keys[w.PRODUCE]
+
+
 def test_metadata_v1(broker, topic):
     with w.connect(broker.bootstrap) as s:
         corr, body = w.roundtrip(s, w.metadata_request_v1(5, None))

@@ -1,9 +1,28 @@
 //! The APIs and version ranges this broker implements, and nothing more: ApiVersions
-//! advertises exactly the request table ([`super::apis`]) and dispatch refuses anything
-//! outside it.
+//! advertises the request table ([`super::apis`]) and dispatch refuses anything outside
+//! it. One quirk is Kafka 4's: Produce is advertised from v0 although v0-2 are refused
+//! (KIP-896 removed them; older librdkafka derives its message-format features from
+//! Produce's advertised range and stops sending compressed batches without v0-2).
 use kafka_protocol::messages::ApiKey;
 
 pub use super::apis::SUPPORTED;
+
+/// APIs advertised from a lower version than dispatch serves, as Kafka 4 advertises them.
+pub const ADVERTISED_FROM: &[(ApiKey, i16)] = &[(ApiKey::Produce, 0)];
+
+/// What ApiVersions answers: [`SUPPORTED`] with the [`ADVERTISED_FROM`] minimums.
+pub fn advertised() -> Vec<(ApiKey, i16, i16)> {
+    SUPPORTED
+        .iter()
+        .map(|&(key, min, max)| {
+            let from = ADVERTISED_FROM
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map_or(min, |(_, v)| (*v).min(min));
+            (key, from, max)
+        })
+        .collect()
+}
 
 /// The supported version range of `key`, if the API is implemented at all.
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
@@ -35,6 +54,12 @@ mod tests {
             assert!(min <= max);
         }
         assert!(is_supported(ApiKey::ApiVersions, 3));
+        // Kafka 4's quirk: Produce advertised from v0, v0-2 still refused.
+        let produce = advertised()
+            .into_iter()
+            .find(|(k, _, _)| *k == ApiKey::Produce);
+        assert_eq!(produce.map(|(_, min, _)| min), Some(0));
+        assert!(!is_supported(ApiKey::Produce, 2) && is_supported(ApiKey::Produce, 3));
         assert!(!is_supported(ApiKey::ApiVersions, 99));
         assert!(!is_supported(ApiKey::JoinGroup, 10));
         let _ = kafka_protocol::messages::ApiVersionsRequest::VERSIONS;

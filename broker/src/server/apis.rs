@@ -80,7 +80,7 @@ request_table! {
         route |ctx, req| Some(ctx.ready(&handlers::metadata::handle(&ctx, req).await)),
         errors |r| r.error_code != 0 || r.topics.iter().any(|t| t.error_code != 0);
     ApiVersions(ApiVersionsRequest => ApiVersionsResponse) 0..=4,
-        route |ctx, _req| Some(ctx.ready(&handlers::api_versions::handle(SUPPORTED))),
+        route |ctx, _req| Some(ctx.ready(&handlers::api_versions::handle(&super::api_versions::advertised()))),
         errors |r| r.error_code != 0;
     CreateTopics(CreateTopicsRequest => CreateTopicsResponse) 2..=7,
         route |ctx, req| Some(ctx.ready(&handlers::admin::create_topics(&ctx, req).await)),

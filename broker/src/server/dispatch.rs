@@ -14,7 +14,7 @@ use kafka_protocol::protocol::Decodable;
 use tracing::Instrument;
 
 use super::api_versions;
-use super::apis::{self, Request, SUPPORTED};
+use super::apis::{self, Request};
 use super::context::{encode_frame, Outcome, PendingResponse, RequestContext};
 use super::session::Session;
 use crate::handlers;
@@ -179,7 +179,8 @@ pub async fn dispatch(
     })?;
     let (key, version, correlation_id, client_id, request) = match decoded {
         Decoded::UnsupportedApiVersions { correlation_id } => {
-            let body = handlers::api_versions::unsupported_version_response(SUPPORTED);
+            let body =
+                handlers::api_versions::unsupported_version_response(&api_versions::advertised());
             let outcome = encode_frame(ApiKey::ApiVersions, 0, correlation_id, &body);
             return Ok(Some(Box::pin(async move { outcome })));
         }
