@@ -5,24 +5,7 @@
 //! Produce's advertised range and stops sending compressed batches without v0-2).
 use kafka_protocol::messages::ApiKey;
 
-pub use super::apis::SUPPORTED;
-
-/// APIs advertised from a lower version than dispatch serves, as Kafka 4 advertises them.
-pub const ADVERTISED_FROM: &[(ApiKey, i16)] = &[(ApiKey::Produce, 0)];
-
-/// What ApiVersions answers: [`SUPPORTED`] with the [`ADVERTISED_FROM`] minimums.
-pub fn advertised() -> Vec<(ApiKey, i16, i16)> {
-    SUPPORTED
-        .iter()
-        .map(|&(key, min, max)| {
-            let from = ADVERTISED_FROM
-                .iter()
-                .find(|(k, _)| *k == key)
-                .map_or(min, |(_, v)| (*v).min(min));
-            (key, from, max)
-        })
-        .collect()
-}
+pub use super::apis::{advertised, ADVERTISED_FROM, SUPPORTED};
 
 /// The supported version range of `key`, if the API is implemented at all.
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {

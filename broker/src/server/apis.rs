@@ -80,7 +80,7 @@ request_table! {
         route |ctx, req| Some(ctx.ready(&handlers::metadata::handle(&ctx, req).await)),
         errors |r| r.error_code != 0 || r.topics.iter().any(|t| t.error_code != 0);
     ApiVersions(ApiVersionsRequest => ApiVersionsResponse) 0..=4,
-        route |ctx, _req| Some(ctx.ready(&handlers::api_versions::handle(&super::api_versions::advertised()))),
+        route |ctx, _req| Some(ctx.ready(&handlers::api_versions::handle(&advertised()))),
         errors |r| r.error_code != 0;
     CreateTopics(CreateTopicsRequest => CreateTopicsResponse) 2..=7,
         route |ctx, req| Some(ctx.ready(&handlers::admin::create_topics(&ctx, req).await)),
@@ -165,4 +165,21 @@ request_table! {
     OffsetDelete(OffsetDeleteRequest => OffsetDeleteResponse) 0..=0,
         route |ctx, req| Some(ctx.ready(&handlers::groups::offset_delete(&ctx, req).await)),
         errors |r| r.error_code != 0 || r.topics.iter().any(|t| t.partitions.iter().any(|p| p.error_code != 0));
+}
+
+/// APIs advertised from a lower version than dispatch serves, as Kafka 4 advertises them.
+pub const ADVERTISED_FROM: &[(ApiKey, i16)] = &[(ApiKey::Produce, 0)];
+
+/// What ApiVersions answers: [`SUPPORTED`] with the [`ADVERTISED_FROM`] minimums.
+pub fn advertised() -> Vec<(ApiKey, i16, i16)> {
+    SUPPORTED
+        .iter()
+        .map(|&(key, min, max)| {
+            let from = ADVERTISED_FROM
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map_or(min, |(_, v)| (*v).min(min));
+            (key, from, max)
+        })
+        .collect()
 }
