@@ -283,6 +283,28 @@ struct AlterResource {
     configs: Vec<pb::AlterableConfig>,
 }
 
+impl AlterResource {
+    /// A resource with its (name, operation, value) changes.
+    fn new<'a>(
+        kafka_type: i8,
+        name: StrBytes,
+        changes: impl Iterator<Item = (&'a StrBytes, i32, Option<&'a StrBytes>)>,
+    ) -> AlterResource {
+        let configs = changes
+            .map(|(name, op, value)| pb::AlterableConfig {
+                name: name.to_string(),
+                op,
+                value: value.map(|v| v.to_string()),
+            })
+            .collect();
+        AlterResource {
+            kafka_type,
+            name,
+            configs,
+        }
+    }
+}
+
 /// Sends an alter request to the controller (`replace`: the legacy AlterConfigs) and
 /// answers once our image holds the change, so a DescribeConfigs sent here next already
 /// sees it.
@@ -353,19 +375,13 @@ pub async fn incremental_alter(
 ) -> IncrementalAlterConfigsResponse {
     let asked = req
         .resources
-        .into_iter()
-        .map(|r| AlterResource {
-            kafka_type: r.resource_type,
-            name: r.resource_name,
-            configs: r
+        .iter()
+        .map(|r| {
+            let changes = r
                 .configs
                 .iter()
-                .map(|c| pb::AlterableConfig {
-                    name: c.name.to_string(),
-                    op: c.config_operation as i32,
-                    value: c.value.as_ref().map(|v| v.to_string()),
-                })
-                .collect(),
+                .map(|c| (&c.name, c.config_operation as i32, c.value.as_ref()));
+            AlterResource::new(r.resource_type, r.resource_name.clone(), changes)
         })
         .collect();
     let responses = alter(&ctx.state, asked, req.validate_only, false)
@@ -389,19 +405,11 @@ pub async fn incremental_alter(
 pub async fn alter_legacy(ctx: &RequestContext, req: AlterConfigsRequest) -> AlterConfigsResponse {
     let asked = req
         .resources
-        .into_iter()
-        .map(|r| AlterResource {
-            kafka_type: r.resource_type,
-            name: r.resource_name,
-            configs: r
-                .configs
-                .iter()
-                .map(|c| pb::AlterableConfig {
-                    name: c.name.to_string(),
-                    op: pb::AlterConfigOp::Set as i32,
-                    value: c.value.as_ref().map(|v| v.to_string()),
-                })
-                .collect(),
+        .iter()
+        .map(|r| {
+            let set = pb::AlterConfigOp::Set as i32;
+            let changes = r.configs.iter().map(|c| (&c.name, set, c.value.as_ref()));
+            AlterResource::new(r.resource_type, r.resource_name.clone(), changes)
         })
         .collect();
     let responses = alter(&ctx.state, asked, req.validate_only, true)
