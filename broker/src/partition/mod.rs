@@ -322,8 +322,9 @@ impl Partition {
         self.query(|c| c.not_serving(NotServing::LeadershipEnded { leader_epoch }))
     }
 
-    /// Resolves once `reached` holds, or with an error once the partition fails (a
-    /// delayed operation without a deadline: callers bound it).
+    /// Resolves once `reached` holds, or with an error once the partition fails without
+    /// it (see [`Progress::settled`]; a delayed operation without a deadline: callers
+    /// bound it).
     async fn wait_for(&self, reached: impl Fn(&Progress) -> bool) -> Result<Progress> {
         let offline = |reason: &str| BrokerError::StorageOffline {
             partition: self.tp.clone(),
@@ -331,9 +332,9 @@ impl Partition {
         };
         delayed::complete(vec![self.progress.subscribe()], None, || {
             let p = self.progress.borrow();
-            match &p.failed {
-                Some(reason) => Attempt::Done(Err(offline(reason))),
-                None if reached(&p) => Attempt::Done(Ok(p.clone())),
+            match p.settled(&reached) {
+                Some(Ok(())) => Attempt::Done(Ok(p.clone())),
+                Some(Err(reason)) => Attempt::Done(Err(offline(reason))),
                 None => Attempt::Wait(Err(offline("closed"))),
             }
         })

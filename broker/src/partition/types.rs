@@ -22,6 +22,20 @@ pub struct Progress {
     pub failed: Option<String>,
 }
 
+impl Progress {
+    /// What a waiter for `reached` gets now: `Some(Ok)` once reached, `Some(Err(reason))`
+    /// once the log failed without it, `None` to wait on. Reached comes first: a write
+    /// the high watermark (or the fsync) passed before the log failed was acknowledged,
+    /// and answering it with a storage error would tell the client it was not.
+    pub fn settled(&self, reached: impl Fn(&Progress) -> bool) -> Option<Result<(), &str>> {
+        if reached(self) {
+            Some(Ok(()))
+        } else {
+            self.failed.as_deref().map(Err)
+        }
+    }
+}
+
 /// Leadership facts as this replica holds them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaderState {
@@ -121,5 +135,28 @@ impl LogFailures {
     /// Logs failed so far.
     pub fn count(&self) -> u64 {
         self.count.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_acknowledged_before_the_log_failed_stays_acknowledged() {
+        let p = Progress {
+            high_watermark: 20,
+            failed: Some("append failed: no space".to_string()),
+            ..Progress::default()
+        };
+        // Its end (10) is below the HW: acknowledged, although the log failed since.
+        assert_eq!(p.settled(|p| p.high_watermark >= 10), Some(Ok(())));
+        // A later write's end (30) is not: it fails with the log's reason.
+        assert_eq!(
+            p.settled(|p| p.high_watermark >= 30),
+            Some(Err("append failed: no space"))
+        );
+        let healthy = Progress::default();
+        assert_eq!(healthy.settled(|p| p.high_watermark >= 30), None);
     }
 }
