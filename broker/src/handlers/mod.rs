@@ -11,6 +11,7 @@ pub mod elect_leaders;
 pub mod fetch;
 pub mod groups;
 pub mod init_producer_id;
+pub mod leader_hints;
 pub mod list_offsets;
 pub mod log_dirs;
 pub mod metadata;

@@ -13,6 +13,7 @@ use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, TopicN
 use spate_metadata::ErrorCode;
 use spate_metadata::MetadataImage;
 
+use super::leader_hints::LeaderHints;
 use super::{leader_partition, str_bytes};
 use crate::clock::now_ms;
 use crate::error::BrokerError;
@@ -154,38 +155,30 @@ pub fn handle(ctx: &RequestContext, req: ProduceRequest) -> Option<PendingRespon
 }
 
 /// KIP-951 (Produce v10+): a partition refused with NOT_LEADER_OR_FOLLOWER names its
-/// current leader and epoch, and the response carries those leaders' endpoints, so the
-/// client retries at the new leader without a Metadata round trip first.
+/// current leader, and the response carries the endpoints of the leaders named.
 fn leader_hints(
     image: &MetadataImage,
     listener: &str,
     responses: &mut [TopicProduceResponse],
 ) -> Vec<NodeEndpoint> {
     let not_leader = ErrorCode::NotLeaderOrFollower.code();
-    let mut leaders = std::collections::BTreeSet::new();
+    let mut hints = LeaderHints::new(image);
     for topic in responses.iter_mut() {
-        let Some(t) = image.topic_by_name(topic.name.0.as_str()) else {
-            continue;
-        };
         for p in topic
             .partition_responses
             .iter_mut()
             .filter(|p| p.error_code == not_leader)
         {
-            let Some(state) = t.partitions.get(&p.index) else {
-                continue;
-            };
-            let leader = state.leader.map_or(-1, |l| l.0);
-            p.current_leader = LeaderIdAndEpoch::default()
-                .with_leader_id(BrokerId(leader))
-                .with_leader_epoch(state.leader_epoch.0);
-            if leader >= 0 {
-                leaders.insert(leader);
+            if let Some((leader, epoch)) = hints.leader(topic.name.0.as_str(), p.index) {
+                p.current_leader = LeaderIdAndEpoch::default()
+                    .with_leader_id(BrokerId(leader))
+                    .with_leader_epoch(epoch);
             }
         }
     }
-    super::metadata::registered_brokers(image, listener)
-        .filter(|b| leaders.contains(&b.id) && !b.fenced)
+    hints
+        .endpoints(listener)
+        .into_iter()
         .map(|b| {
             NodeEndpoint::default()
                 .with_node_id(BrokerId(b.id))
