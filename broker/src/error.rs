@@ -23,6 +23,18 @@ pub enum BrokerError {
         /// The id asked for.
         id: uuid::Uuid,
     },
+    /// The replica here belongs to another incarnation of the topic than the id asked
+    /// for (the topic was recreated and this broker has not caught up, or the client's
+    /// metadata is old).
+    #[error("{partition}: the log here is of topic id {log}, not {asked}")]
+    InconsistentTopicId {
+        /// The partition.
+        partition: TopicPartition,
+        /// The id the request named.
+        asked: uuid::Uuid,
+        /// The id of the log on this broker.
+        log: uuid::Uuid,
+    },
     /// The topic exists but not this partition.
     #[error("topic '{topic}' has {partitions} partitions; partition {partition} does not exist")]
     UnknownPartition {
@@ -155,9 +167,11 @@ impl BrokerError {
     /// The Kafka error this maps to.
     pub fn error_code(&self) -> ErrorCode {
         match self {
-            BrokerError::UnknownTopic { .. }
-            | BrokerError::UnknownTopicId { .. }
-            | BrokerError::UnknownPartition { .. } => ErrorCode::UnknownTopicOrPartition,
+            BrokerError::UnknownTopic { .. } | BrokerError::UnknownPartition { .. } => {
+                ErrorCode::UnknownTopicOrPartition
+            }
+            BrokerError::UnknownTopicId { .. } => ErrorCode::UnknownTopicId,
+            BrokerError::InconsistentTopicId { .. } => ErrorCode::InconsistentTopicId,
             BrokerError::NotLeaderOrFollower { .. } => ErrorCode::NotLeaderOrFollower,
             BrokerError::LeaderNotAvailable { .. } => ErrorCode::LeaderNotAvailable,
             BrokerError::FencedLeaderEpoch { .. } => ErrorCode::FencedLeaderEpoch,

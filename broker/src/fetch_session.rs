@@ -1,6 +1,12 @@
 //! Incremental fetch sessions (KIP-227), as the Java client uses them: the first fetch
 //! names every partition and gets a session id; later fetches send only what changed,
 //! and responses carry only partitions with news.
+//!
+//! Fetch v13 and later name topics by id (KIP-516). A session keeps the naming of the
+//! request that created it: an incremental fetch of the other kind gets
+//! FETCH_SESSION_TOPIC_ID_ERROR, as in Kafka. A session names ids, not the names they
+//! stood for, so each fetch resolves them afresh (an id deleted meanwhile is answered
+//! UNKNOWN_TOPIC_ID, not served from a recreated topic of the same name).
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -8,7 +14,23 @@ use indexmap::IndexMap;
 use parking_lot::Mutex;
 use spate_metadata::ErrorCode;
 
-use crate::partition::TopicPartition;
+/// How a fetch names a topic.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TopicRef {
+    /// By name (Fetch v12 and older).
+    Name(String),
+    /// By topic id (Fetch v13 and later).
+    Id([u8; 16]),
+}
+
+/// One partition as a fetch names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FetchPartition {
+    /// The topic, by name or by id.
+    pub topic: TopicRef,
+    /// Partition index.
+    pub partition: i32,
+}
 
 /// What a fetch asks of one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +55,9 @@ pub struct LastSent {
 #[derive(Debug)]
 struct Session {
     next_epoch: i32,
-    partitions: IndexMap<TopicPartition, (FetchTarget, Option<LastSent>)>,
+    /// Whether the creating request named topics by id.
+    uses_topic_ids: bool,
+    partitions: IndexMap<FetchPartition, (FetchTarget, Option<LastSent>)>,
     last_used: Instant,
 }
 
@@ -45,7 +69,7 @@ pub struct Resolved {
     /// Whether the response may omit partitions without news.
     pub incremental: bool,
     /// Every partition this fetch covers, in order.
-    pub targets: Vec<(TopicPartition, FetchTarget, Option<LastSent>)>,
+    pub targets: Vec<(FetchPartition, FetchTarget, Option<LastSent>)>,
 }
 
 /// Bounded cache of fetch sessions; the least recently used is evicted when full.
@@ -63,14 +87,16 @@ impl FetchSessionCache {
         }
     }
 
-    /// Resolves a request: `session_id`/`epoch` as sent, `requested` the partitions in the
-    /// request, `forgotten` the ones to drop from the session. Errors are Kafka codes.
+    /// Resolves a request: `session_id`/`epoch` as sent, `uses_topic_ids` whether it
+    /// names topics by id, `requested` the partitions in the request, `forgotten` the
+    /// ones to drop from the session. Errors are Kafka codes.
     pub fn resolve(
         &self,
         session_id: i32,
         epoch: i32,
-        requested: Vec<(TopicPartition, FetchTarget)>,
-        forgotten: Vec<TopicPartition>,
+        uses_topic_ids: bool,
+        requested: Vec<(FetchPartition, FetchTarget)>,
+        forgotten: Vec<FetchPartition>,
     ) -> Result<Resolved, i16> {
         let mut inner = self.inner.lock();
         let (next_id, sessions) = &mut *inner;
@@ -107,6 +133,7 @@ impl FetchSessionCache {
                 id,
                 Session {
                     next_epoch: 1,
+                    uses_topic_ids,
                     partitions,
                     last_used: Instant::now(),
                 },
@@ -118,6 +145,9 @@ impl FetchSessionCache {
             .ok_or(ErrorCode::FetchSessionIdNotFound.code())?;
         if session.next_epoch != epoch {
             return Err(ErrorCode::InvalidFetchSessionEpoch.code());
+        }
+        if session.uses_topic_ids != uses_topic_ids {
+            return Err(ErrorCode::FetchSessionTopicIdError.code());
         }
         session.next_epoch = session.next_epoch.wrapping_add(1).max(1);
         session.last_used = Instant::now();
@@ -145,7 +175,7 @@ impl FetchSessionCache {
     }
 
     /// Records what was sent for each partition of a session.
-    pub fn record_sent(&self, session_id: i32, sent: Vec<(TopicPartition, LastSent)>) {
+    pub fn record_sent(&self, session_id: i32, sent: Vec<(FetchPartition, LastSent)>) {
         if session_id == 0 {
             return;
         }
@@ -160,7 +190,7 @@ impl FetchSessionCache {
     }
 }
 
-fn full(session_id: i32, requested: Vec<(TopicPartition, FetchTarget)>) -> Resolved {
+fn full(session_id: i32, requested: Vec<(FetchPartition, FetchTarget)>) -> Resolved {
     Resolved {
         session_id,
         incremental: false,
@@ -172,9 +202,16 @@ fn full(session_id: i32, requested: Vec<(TopicPartition, FetchTarget)>) -> Resol
 mod tests {
     use super::*;
 
-    fn tp(p: i32) -> TopicPartition {
-        TopicPartition {
-            topic: "t".into(),
+    fn tp(p: i32) -> FetchPartition {
+        FetchPartition {
+            topic: TopicRef::Name("t".into()),
+            partition: p,
+        }
+    }
+
+    fn by_id(id: u8, p: i32) -> FetchPartition {
+        FetchPartition {
+            topic: TopicRef::Id([id; 16]),
             partition: p,
         }
     }
@@ -191,7 +228,7 @@ mod tests {
     fn sessionless_fetch_gets_no_session() {
         let cache = FetchSessionCache::new(10);
         let r = cache
-            .resolve(0, -1, vec![(tp(0), target(0))], vec![])
+            .resolve(0, -1, false, vec![(tp(0), target(0))], vec![])
             .unwrap();
         assert_eq!(r.session_id, 0);
         assert!(!r.incremental);
@@ -201,18 +238,24 @@ mod tests {
     fn incremental_fetch_keeps_unmentioned_partitions_and_forgets() {
         let cache = FetchSessionCache::new(10);
         let r = cache
-            .resolve(0, 0, vec![(tp(0), target(0)), (tp(1), target(5))], vec![])
+            .resolve(
+                0,
+                0,
+                false,
+                vec![(tp(0), target(0)), (tp(1), target(5))],
+                vec![],
+            )
             .unwrap();
         let id = r.session_id;
         assert!(id > 0);
         let r = cache
-            .resolve(id, 1, vec![(tp(0), target(3))], vec![])
+            .resolve(id, 1, false, vec![(tp(0), target(3))], vec![])
             .unwrap();
         assert!(r.incremental);
         assert_eq!(r.targets.len(), 2);
         assert_eq!(r.targets[0].1.fetch_offset, 3);
         assert_eq!(r.targets[1].1.fetch_offset, 5);
-        let r = cache.resolve(id, 2, vec![], vec![tp(1)]).unwrap();
+        let r = cache.resolve(id, 2, false, vec![], vec![tp(1)]).unwrap();
         assert_eq!(r.targets.len(), 1);
     }
 
@@ -220,15 +263,17 @@ mod tests {
     fn wrong_epoch_and_unknown_session_are_errors() {
         let cache = FetchSessionCache::new(10);
         let id = cache
-            .resolve(0, 0, vec![(tp(0), target(0))], vec![])
+            .resolve(0, 0, false, vec![(tp(0), target(0))], vec![])
             .unwrap()
             .session_id;
         assert_eq!(
-            cache.resolve(id, 5, vec![], vec![]).unwrap_err(),
+            cache.resolve(id, 5, false, vec![], vec![]).unwrap_err(),
             ErrorCode::InvalidFetchSessionEpoch.code()
         );
         assert_eq!(
-            cache.resolve(id + 100, 1, vec![], vec![]).unwrap_err(),
+            cache
+                .resolve(id + 100, 1, false, vec![], vec![])
+                .unwrap_err(),
             ErrorCode::FetchSessionIdNotFound.code()
         );
     }
@@ -236,14 +281,72 @@ mod tests {
     #[test]
     fn full_cache_evicts_least_recently_used() {
         let cache = FetchSessionCache::new(2);
-        let a = cache.resolve(0, 0, vec![], vec![]).unwrap().session_id;
-        let b = cache.resolve(0, 0, vec![], vec![]).unwrap().session_id;
-        assert!(cache.resolve(b, 1, vec![], vec![]).is_ok());
-        let _c = cache.resolve(0, 0, vec![], vec![]).unwrap().session_id;
+        let a = cache
+            .resolve(0, 0, false, vec![], vec![])
+            .unwrap()
+            .session_id;
+        let b = cache
+            .resolve(0, 0, false, vec![], vec![])
+            .unwrap()
+            .session_id;
+        assert!(cache.resolve(b, 1, false, vec![], vec![]).is_ok());
+        let _c = cache
+            .resolve(0, 0, false, vec![], vec![])
+            .unwrap()
+            .session_id;
         assert_eq!(
-            cache.resolve(a, 1, vec![], vec![]).unwrap_err(),
+            cache.resolve(a, 1, false, vec![], vec![]).unwrap_err(),
             ErrorCode::FetchSessionIdNotFound.code()
         );
-        assert!(cache.resolve(b, 2, vec![], vec![]).is_ok());
+        assert!(cache.resolve(b, 2, false, vec![], vec![]).is_ok());
+    }
+
+    #[test]
+    fn a_session_keeps_the_topic_naming_it_was_created_with() {
+        let cache = FetchSessionCache::new(10);
+        let named = cache
+            .resolve(0, 0, false, vec![(tp(0), target(0))], vec![])
+            .unwrap()
+            .session_id;
+        let ids = cache
+            .resolve(0, 0, true, vec![(by_id(1, 0), target(0))], vec![])
+            .unwrap()
+            .session_id;
+        assert_eq!(
+            cache.resolve(named, 1, true, vec![], vec![]).unwrap_err(),
+            ErrorCode::FetchSessionTopicIdError.code()
+        );
+        assert_eq!(
+            cache.resolve(ids, 1, false, vec![], vec![]).unwrap_err(),
+            ErrorCode::FetchSessionTopicIdError.code()
+        );
+        // A refused fetch does not use up the epoch.
+        assert!(cache.resolve(named, 1, false, vec![], vec![]).is_ok());
+        assert!(cache.resolve(ids, 1, true, vec![], vec![]).is_ok());
+    }
+
+    #[test]
+    fn topics_named_by_id_are_kept_and_forgotten_by_id() {
+        let cache = FetchSessionCache::new(10);
+        let r = cache
+            .resolve(
+                0,
+                0,
+                true,
+                vec![(by_id(1, 0), target(0)), (by_id(2, 0), target(7))],
+                vec![],
+            )
+            .unwrap();
+        let id = r.session_id;
+        let r = cache
+            .resolve(id, 1, true, vec![(by_id(1, 0), target(4))], vec![])
+            .unwrap();
+        let offsets: Vec<_> = r.targets.iter().map(|t| t.1.fetch_offset).collect();
+        assert_eq!(offsets, vec![4, 7]);
+        let r = cache
+            .resolve(id, 2, true, vec![], vec![by_id(1, 0)])
+            .unwrap();
+        let left: Vec<_> = r.targets.iter().map(|t| t.0.clone()).collect();
+        assert_eq!(left, vec![by_id(2, 0)]);
     }
 }

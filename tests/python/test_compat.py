@@ -4,6 +4,8 @@ asserts what a Kafka 4 broker does. Raw-protocol versions are in tests/tests/com
 """
 from __future__ import annotations
 
+import logging
+import re
 import signal
 import time
 import uuid
@@ -242,3 +244,30 @@ def test_log_dirs_and_metadata_quorum_through_kafka_python_admin(broker, topic):
         assert [v["replica_id"] for v in part["current_voters"]] == [bid], part
     finally:
         kadmin.close()
+
+
+def test_librdkafka_fetches_by_topic_id(broker, topic):
+    # Spate advertises Fetch v17, as Kafka 4.0 does; librdkafka then names topics by id
+    # (Fetch v13+, KIP-516) in an incremental fetch session, and reads every record back.
+    create_topic(broker.bootstrap, topic, partitions=2)
+    messages = [{"value": f"v{i}".encode(), "partition": i % 2} for i in range(40)]
+    assert_all_delivered(produce_and_wait(producer(broker.bootstrap), topic, messages))
+    lines: list[str] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record):
+            lines.append(record.getMessage())
+
+    log = logging.getLogger(f"rdkafka.{topic}")
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+    log.addHandler(Capture())
+    got = consume_partitions(broker.bootstrap, topic, {0: 20, 1: 20}, debug="protocol",
+                             logger=log)
+    for p in (0, 1):
+        assert [m.value() for m in got[p]] == [m["value"] for m in messages
+                                               if m["partition"] == p]
+    versions = {int(v) for v in re.findall(r"Sent FetchRequest \(v(\d+)", "\n".join(lines))}
+    assert versions, "librdkafka logged no FetchRequest"
+    assert min(versions) >= 13, f"fetched with versions {sorted(versions)}"
+

@@ -271,11 +271,8 @@ const KAFKA_4_0_MAX: &[(ApiKey, i16)] = &[
     (ApiKey::AlterReplicaLogDirs, 2),
     (ApiKey::DescribeLogDirs, 4),
     (ApiKey::DescribeQuorum, 2),
+    (ApiKey::Fetch, 17),
 ];
-
-/// Where Spate is still below Kafka 4.0, with what it advertises instead: Fetch v13+
-/// addresses topics by id.
-const BELOW_KAFKA_4_0: &[(ApiKey, i16)] = &[(ApiKey::Fetch, 12)];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_versions_reach_kafka_4_0_for_every_implemented_api() {
@@ -294,9 +291,6 @@ async fn api_versions_reach_kafka_4_0_for_every_implemented_api() {
     };
     for (key, kafka) in KAFKA_4_0_MAX {
         assert_eq!(max(*key), Some(*kafka), "{key:?}");
-    }
-    for (key, ours) in BELOW_KAFKA_4_0 {
-        assert_eq!(max(*key), Some(*ours), "{key:?}: update the list");
     }
     node.stop().await;
 }
@@ -426,7 +420,7 @@ async fn describe_and_list_groups_answer_as_kafka_4() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn produce_v10_names_the_new_leader_and_describe_cluster_v2_the_fenced_broker() {
+async fn produce_v10_and_fetch_v16_name_the_new_leader_and_describe_cluster_v2_the_fenced_broker() {
     use spate_tests::cluster::{Cluster, ClusterOptions};
     let mut cluster = Cluster::start_with(ClusterOptions::default()).await;
     let mut conn = cluster.connect(1).await;
@@ -477,6 +471,34 @@ async fn produce_v10_names_the_new_leader_and_describe_cluster_v2_the_fenced_bro
     // v9 has no such fields: nothing is sent for them.
     let old: ProduceResponse = to_follower.request(ApiKey::Produce, 9, &req).await.unwrap();
     assert!(old.node_endpoints.is_empty());
+
+    // A Fetch v16 sent to the follower: the same hints, by topic id.
+    let id = topic_id(&mut to_follower, "hints").await;
+    let resp: FetchResponse = to_follower
+        .request(ApiKey::Fetch, 16, &fetch_by_id(id, &[0], 0, -1, &[]))
+        .await
+        .unwrap();
+    let p = &resp.responses[0].partitions[0];
+    assert_eq!(p.error_code, ErrorCode::NotLeaderOrFollower.code());
+    assert_eq!(
+        (p.current_leader.leader_id.0, p.current_leader.leader_epoch),
+        (leader, epoch)
+    );
+    let fetch_endpoints: Vec<(i32, i32)> = resp
+        .node_endpoints
+        .iter()
+        .map(|e| (e.node_id.0, e.port))
+        .collect();
+    assert_eq!(fetch_endpoints, endpoints);
+    let old: FetchResponse = to_follower
+        .request(ApiKey::Fetch, 15, &fetch_by_id(id, &[0], 0, -1, &[]))
+        .await
+        .unwrap();
+    assert!(old.node_endpoints.is_empty());
+    assert_eq!(
+        old.responses[0].partitions[0].current_leader,
+        Default::default()
+    );
 
     // DescribeCluster v2: a stopped (fenced) broker is listed only when asked for, marked.
     cluster.stop(follower).await;
@@ -561,5 +583,203 @@ async fn describe_quorum_answers_only_for_the_metadata_log() {
     let nodes: Vec<i32> = resp.nodes.iter().map(|n| n.node_id.0).collect();
     assert_eq!(nodes, vec![1]);
     assert_eq!(resp.nodes[0].listeners[0].name.as_str(), "CONTROLLER");
+    node.stop().await;
+}
+
+/// A Fetch v17 of `partitions` of the topic with `id` from offset 0, in session
+/// `session_id` at `epoch`, forgetting `forget`.
+fn fetch_by_id(
+    id: uuid::Uuid,
+    partitions: &[i32],
+    session_id: i32,
+    epoch: i32,
+    forget: &[(uuid::Uuid, i32)],
+) -> FetchRequest {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
+    let topics = if partitions.is_empty() {
+        vec![]
+    } else {
+        vec![FetchTopic::default().with_topic_id(id).with_partitions(
+            partitions
+                .iter()
+                .map(|p| {
+                    FetchPartition::default()
+                        .with_partition(*p)
+                        .with_fetch_offset(0)
+                        .with_partition_max_bytes(1 << 20)
+                        .with_current_leader_epoch(-1)
+                })
+                .collect(),
+        )]
+    };
+    FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_min_bytes(0)
+        .with_max_bytes(1 << 20)
+        .with_session_id(session_id)
+        .with_session_epoch(epoch)
+        .with_topics(topics)
+        .with_forgotten_topics_data(
+            forget
+                .iter()
+                .map(|(id, p)| {
+                    ForgottenTopic::default()
+                        .with_topic_id(*id)
+                        .with_partitions(vec![*p])
+                })
+                .collect(),
+        )
+}
+
+/// (topic id, partition, error, record count) of every partition in a Fetch response.
+fn fetched(resp: &FetchResponse) -> Vec<(uuid::Uuid, i32, i16, usize)> {
+    resp.responses
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(move |p| {
+                let mut records = p.records.clone().unwrap_or_default();
+                let mut count = 0;
+                while !records.is_empty() {
+                    let set =
+                        kafka_protocol::records::RecordBatchDecoder::decode(&mut records).unwrap();
+                    count += set.records.len();
+                }
+                (t.topic_id, p.partition_index, p.error_code, count)
+            })
+        })
+        .collect()
+}
+
+async fn topic_id(conn: &mut RawConnection, topic: &str) -> uuid::Uuid {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    let req = MetadataRequest::default().with_topics(Some(vec![
+        MetadataRequestTopic::default().with_name(Some(name(topic)))
+    ]));
+    let resp: MetadataResponse = conn.request(ApiKey::Metadata, 12, &req).await.unwrap();
+    assert_eq!(resp.topics[0].error_code, 0);
+    resp.topics[0].topic_id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_v13_and_later_name_topics_by_id() {
+    let node = TestNode::start().await.unwrap();
+    let mut conn = RawConnection::connect(node.kafka_addr()).await.unwrap();
+    create_topic(&mut conn, "ids", 2).await;
+    for partition in [0, 1] {
+        let batch = spate_tests::encode_batch(
+            &[b"a".as_slice(), b"b".as_slice()],
+            kafka_protocol::records::Compression::None,
+        )
+        .unwrap();
+        let (code, _) =
+            spate_tests::cluster::produce(&mut conn, "ids", partition, -1, 10_000, batch)
+                .await
+                .unwrap();
+        assert_eq!(code, 0);
+    }
+    let id = topic_id(&mut conn, "ids").await;
+    let unknown = uuid::Uuid::from_bytes([9; 16]);
+
+    // Sessionless: the records come back under the topic's id, with no name; an id the
+    // broker does not know is UNKNOWN_TOPIC_ID.
+    for version in [13, 15, 16, 17] {
+        let resp: FetchResponse = conn
+            .request(ApiKey::Fetch, version, &fetch_by_id(id, &[0], 0, -1, &[]))
+            .await
+            .unwrap();
+        assert_eq!(resp.error_code, 0);
+        assert_eq!(fetched(&resp), vec![(id, 0, 0, 2)], "v{version}");
+        assert!(resp.responses[0].topic.0.is_empty());
+        let resp: FetchResponse = conn
+            .request(
+                ApiKey::Fetch,
+                version,
+                &fetch_by_id(unknown, &[0], 0, -1, &[]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            fetched(&resp),
+            vec![(unknown, 0, ErrorCode::UnknownTopicId.code(), 0)],
+            "v{version}"
+        );
+    }
+
+    // A session by id: partitions are kept and forgotten by id, and an incremental fetch
+    // that names topics by name (v12) is refused, as is the reverse.
+    let resp: FetchResponse = conn
+        .request(ApiKey::Fetch, 17, &fetch_by_id(id, &[0, 1], 0, 0, &[]))
+        .await
+        .unwrap();
+    let session = resp.session_id;
+    assert!(session > 0);
+    assert_eq!(fetched(&resp), vec![(id, 0, 0, 2), (id, 1, 0, 2)]);
+    let resp: FetchResponse = conn
+        .request(ApiKey::Fetch, 12, &fetch_by_id(id, &[], session, 1, &[]))
+        .await
+        .unwrap();
+    assert_eq!(resp.error_code, ErrorCode::FetchSessionTopicIdError.code());
+    // The incremental fetch at the epoch the refused one used: partition 1 forgotten,
+    // partition 0 read again from the session's offset.
+    let resp: FetchResponse = conn
+        .request(
+            ApiKey::Fetch,
+            17,
+            &fetch_by_id(id, &[], session, 1, &[(id, 1)]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.error_code, 0);
+    assert_eq!(fetched(&resp), vec![(id, 0, 0, 2)]);
+    let named = conn
+        .request::<_, FetchResponse>(
+            ApiKey::Fetch,
+            12,
+            &FetchRequest::default()
+                .with_session_epoch(0)
+                .with_max_wait_ms(0),
+        )
+        .await
+        .unwrap()
+        .session_id;
+    let resp: FetchResponse = conn
+        .request(ApiKey::Fetch, 17, &fetch_by_id(id, &[], named, 1, &[]))
+        .await
+        .unwrap();
+    assert_eq!(resp.error_code, ErrorCode::FetchSessionTopicIdError.code());
+
+    // The topic deleted and created again under the same name: the session's old id is
+    // UNKNOWN_TOPIC_ID, not the new topic's records.
+    let req = DeleteTopicsRequest::default()
+        .with_topic_names(vec![name("ids")])
+        .with_timeout_ms(10_000);
+    let del: DeleteTopicsResponse = conn.request(ApiKey::DeleteTopics, 5, &req).await.unwrap();
+    assert_eq!(del.responses[0].error_code, 0);
+    create_topic(&mut conn, "ids", 1).await;
+    let new_id = topic_id(&mut conn, "ids").await;
+    assert_ne!(new_id, id);
+    let resp: FetchResponse = conn
+        .request(ApiKey::Fetch, 17, &fetch_by_id(id, &[], session, 2, &[]))
+        .await
+        .unwrap();
+    assert_eq!(
+        fetched(&resp),
+        vec![(id, 0, ErrorCode::UnknownTopicId.code(), 0)]
+    );
+    let fresh = loop {
+        let resp: FetchResponse = conn
+            .request(ApiKey::Fetch, 17, &fetch_by_id(new_id, &[0], 0, -1, &[]))
+            .await
+            .unwrap();
+        let got = fetched(&resp);
+        // The new partition's replica opens just after the topic is created.
+        if got[0].2 != ErrorCode::NotLeaderOrFollower.code()
+            && got[0].2 != ErrorCode::LeaderNotAvailable.code()
+        {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(fresh, vec![(new_id, 0, 0, 0)]);
     node.stop().await;
 }

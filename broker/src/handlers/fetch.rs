@@ -3,28 +3,59 @@
 //! for the response and `partition_max_bytes` per partition — except that the first
 //! batch found is returned whole even when larger (KIP-74), so consumers always make
 //! progress. Incremental fetch sessions (KIP-227) as the Java client uses them.
+//!
+//! Fetch v13 and later name topics by id (KIP-516): an id this broker's metadata does not
+//! know is answered UNKNOWN_TOPIC_ID, and one whose local log belongs to another
+//! incarnation of the topic INCONSISTENT_TOPIC_ID. From v16, a partition refused because
+//! this broker does not lead it (or at a stale leader epoch) names its current leader,
+//! and the response carries the leaders' endpoints (KIP-951).
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_request::FetchTopic;
+use kafka_protocol::messages::fetch_response::{
+    FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use spate_metadata::ids::TopicId;
+use spate_metadata::{ErrorCode, MetadataImage};
 use tokio::sync::watch;
 
+use super::leader_hints::LeaderHints;
 use super::{leader_partition, str_bytes};
 use crate::delayed::{self, Attempt};
-use crate::fetch_session::{FetchTarget, LastSent};
+use crate::error::BrokerError;
+use crate::fetch_session::{FetchPartition, FetchTarget, LastSent, TopicRef};
 use crate::limits::{FetchMemory, Limit};
-use crate::partition::{read_views, FirstBatch, Progress, TopicPartition};
+use crate::partition::{read_views, FirstBatch, Partition, Progress, TopicPartition};
 use crate::server::context::{PendingResponse, RequestContext};
 use crate::state::BrokerState;
 
 /// The longest a fetch may park, whatever the client asks.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
 
+/// The first Fetch version that names topics by id (KIP-516).
+const TOPIC_IDS_FROM: i16 = 13;
+
+/// The first Fetch version whose refusals name the current leader (KIP-951).
+const LEADER_HINTS_FROM: i16 = 16;
+
+/// One partition this fetch covers, its topic resolved against the metadata image.
+struct Target {
+    key: FetchPartition,
+    /// The partition by name, or the error code for a topic id this broker cannot
+    /// resolve.
+    resolved: Result<TopicPartition, i16>,
+    fetch: FetchTarget,
+    last_sent: Option<LastSent>,
+}
+
 /// One partition's part of the answer.
 struct Answer {
-    tp: TopicPartition,
+    key: FetchPartition,
+    /// Known when the topic resolved.
+    tp: Option<TopicPartition>,
     error: i16,
     high_watermark: i64,
     log_start_offset: i64,
@@ -50,6 +81,8 @@ impl Answer {
 /// wait) runs as the pending response, which holds the reservation until written.
 pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> PendingResponse {
     let state = ctx.state.clone();
+    let version = ctx.api_version;
+    let listener = ctx.session.listener.clone();
     let max_bytes = response_bound(state.config.network.fetch_max_bytes, req.max_bytes);
     let (held, waited) = ctx.session.responses.reserve(max_bytes).await;
     if waited {
@@ -63,7 +96,11 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> PendingResponse 
         );
     }
     ctx.later_holding(async move {
-        let (response, memory) = fetch(state, req, max_bytes).await;
+        let (mut response, memory) = fetch(state.clone(), req, version, max_bytes).await;
+        if version >= LEADER_HINTS_FROM {
+            let endpoints = leader_hints(&state.metadata.image(), &listener, &mut response);
+            response = response.with_node_endpoints(endpoints);
+        }
         let held = match memory {
             Some(memory) => held.with_fetch_memory(memory),
             None => held,
@@ -82,20 +119,83 @@ fn response_bound(broker_max: usize, asked: i32) -> usize {
     }
 }
 
+/// How a request of `version` names `topic`.
+fn topic_ref(version: i16, topic: &FetchTopicName) -> TopicRef {
+    if version >= TOPIC_IDS_FROM {
+        TopicRef::Id(*topic.id.as_bytes())
+    } else {
+        TopicRef::Name(topic.name.0.to_string())
+    }
+}
+
+/// A topic's name and id fields, as both the fetched and the forgotten topics carry them.
+struct FetchTopicName<'a> {
+    name: &'a TopicName,
+    id: &'a uuid::Uuid,
+}
+
+impl<'a> From<&'a FetchTopic> for FetchTopicName<'a> {
+    fn from(t: &'a FetchTopic) -> Self {
+        FetchTopicName {
+            name: &t.topic,
+            id: &t.topic_id,
+        }
+    }
+}
+
+/// The partition a fetch names, by name, once its topic is resolved (an id the image
+/// does not know is UNKNOWN_TOPIC_ID).
+fn resolve(image: &MetadataImage, key: &FetchPartition) -> Result<TopicPartition, i16> {
+    let topic = match &key.topic {
+        TopicRef::Name(name) => name.clone(),
+        TopicRef::Id(id) => match image.topic(TopicId(uuid::Uuid::from_bytes(*id))) {
+            Some(t) => t.name.clone(),
+            None => return Err(ErrorCode::UnknownTopicId.code()),
+        },
+    };
+    Ok(TopicPartition {
+        topic,
+        partition: key.partition,
+    })
+}
+
+/// The leader replica a target reads from: led here, of the topic id asked for (when
+/// the request named one), at the leader epoch the client expects.
+fn serving_partition(
+    state: &BrokerState,
+    key: &FetchPartition,
+    tp: &TopicPartition,
+    current_leader_epoch: i32,
+) -> crate::error::Result<Arc<Partition>> {
+    let p = leader_partition(state, &tp.topic, tp.partition)?;
+    if let TopicRef::Id(asked) = key.topic {
+        if p.topic_id != asked {
+            return Err(BrokerError::InconsistentTopicId {
+                partition: tp.clone(),
+                asked: uuid::Uuid::from_bytes(asked),
+                log: uuid::Uuid::from_bytes(p.topic_id),
+            });
+        }
+    }
+    p.check_leader_epoch(current_leader_epoch)?;
+    Ok(p)
+}
+
 /// The response, and the broker's fetch memory its records took.
 async fn fetch(
     state: Arc<BrokerState>,
     req: FetchRequest,
+    version: i16,
     max_bytes: usize,
 ) -> (FetchResponse, Option<FetchMemory>) {
-    let requested: Vec<(TopicPartition, FetchTarget)> = req
+    let requested: Vec<(FetchPartition, FetchTarget)> = req
         .topics
         .iter()
         .flat_map(|t| {
-            let topic = t.topic.0.to_string();
+            let topic = topic_ref(version, &FetchTopicName::from(t));
             t.partitions.iter().map(move |p| {
                 (
-                    TopicPartition {
+                    FetchPartition {
                         topic: topic.clone(),
                         partition: p.partition,
                     },
@@ -108,46 +208,64 @@ async fn fetch(
             })
         })
         .collect();
-    let forgotten: Vec<TopicPartition> = req
+    let forgotten: Vec<FetchPartition> = req
         .forgotten_topics_data
         .iter()
         .flat_map(|t| {
-            let topic = t.topic.0.to_string();
-            t.partitions.iter().map(move |p| TopicPartition {
+            let name = FetchTopicName {
+                name: &t.topic,
+                id: &t.topic_id,
+            };
+            let topic = topic_ref(version, &name);
+            t.partitions.iter().map(move |p| FetchPartition {
                 topic: topic.clone(),
                 partition: *p,
             })
         })
         .collect();
-    let resolved =
-        match state
-            .fetch_sessions
-            .resolve(req.session_id, req.session_epoch, requested, forgotten)
-        {
-            Ok(r) => r,
-            Err(code) => {
-                let response = FetchResponse::default()
-                    .with_error_code(code)
-                    .with_session_id(0);
-                return (response, None);
-            }
-        };
+    let session = match state.fetch_sessions.resolve(
+        req.session_id,
+        req.session_epoch,
+        version >= TOPIC_IDS_FROM,
+        requested,
+        forgotten,
+    ) {
+        Ok(r) => r,
+        Err(code) => {
+            let response = FetchResponse::default()
+                .with_error_code(code)
+                .with_session_id(0);
+            return (response, None);
+        }
+    };
+    let image = state.metadata.image();
+    let targets: Vec<Target> = session
+        .targets
+        .into_iter()
+        .map(|(key, fetch, last_sent)| Target {
+            resolved: resolve(&image, &key),
+            key,
+            fetch,
+            last_sent,
+        })
+        .collect();
+    drop(image);
     let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = tokio::time::Instant::now() + max_wait;
     let min_bytes = req.min_bytes.max(0) as usize;
     // Subscribed before the first read, so an append between a read and the wait still
     // wakes the fetch.
-    let watched: Vec<watch::Receiver<Progress>> = resolved
-        .targets
+    let watched: Vec<watch::Receiver<Progress>> = targets
         .iter()
-        .filter_map(|(tp, _, _)| {
+        .filter_map(|t| t.resolved.as_ref().ok())
+        .filter_map(|tp| {
             state
                 .replicas
                 .get(&tp.topic, tp.partition)
                 .map(|p| p.subscribe())
         })
         .collect();
-    let targets = Arc::new(resolved.targets.clone());
+    let targets = Arc::new(targets);
     // Each read takes its share of the broker's fetch memory (less than max_bytes under
     // pressure, never waiting); a parked fetch holds only what its last read returned.
     let (answers, memory) = delayed::complete_async(watched, Some(deadline), || {
@@ -177,28 +295,28 @@ async fn fetch(
         );
     }
     for a in answers.iter().filter(|a| !a.records.is_empty()) {
-        state.metrics.bytes_out(
-            &a.tp.topic,
-            a.records.len() as u64,
-            record_count(&a.records),
-        );
+        if let Some(tp) = &a.tp {
+            state
+                .metrics
+                .bytes_out(&tp.topic, a.records.len() as u64, record_count(&a.records));
+        }
     }
-    let session_id = resolved.session_id;
+    let session_id = session.session_id;
     let mut sent = Vec::new();
-    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    let mut topics: Vec<(TopicRef, FetchableTopicResponse)> = Vec::new();
     for a in answers {
-        if resolved.incremental && !a.has_news() {
+        if session.incremental && !a.has_news() {
             continue;
         }
         sent.push((
-            a.tp.clone(),
+            a.key.clone(),
             LastSent {
                 high_watermark: a.high_watermark,
                 log_start_offset: a.log_start_offset,
             },
         ));
         let data = PartitionData::default()
-            .with_partition_index(a.tp.partition)
+            .with_partition_index(a.key.partition)
             .with_error_code(a.error)
             .with_high_watermark(a.high_watermark)
             .with_last_stable_offset(a.high_watermark)
@@ -206,20 +324,72 @@ async fn fetch(
             .with_aborted_transactions(None)
             .with_records(Some(a.records));
         match topics.last_mut() {
-            Some(t) if t.topic.0.as_str() == a.tp.topic => t.partitions.push(data),
-            _ => topics.push(
-                FetchableTopicResponse::default()
-                    .with_topic(TopicName(str_bytes(a.tp.topic.clone())))
-                    .with_partitions(vec![data]),
-            ),
+            Some((topic, t)) if *topic == a.key.topic => t.partitions.push(data),
+            _ => {
+                let t = match &a.key.topic {
+                    TopicRef::Name(name) => FetchableTopicResponse::default()
+                        .with_topic(TopicName(str_bytes(name.clone()))),
+                    TopicRef::Id(id) => {
+                        FetchableTopicResponse::default().with_topic_id(uuid::Uuid::from_bytes(*id))
+                    }
+                };
+                topics.push((a.key.topic.clone(), t.with_partitions(vec![data])));
+            }
         }
     }
     state.fetch_sessions.record_sent(session_id, sent);
     let response = FetchResponse::default()
         .with_error_code(0)
         .with_session_id(session_id)
-        .with_responses(topics);
+        .with_responses(topics.into_iter().map(|(_, t)| t).collect());
     (response, Some(memory))
+}
+
+/// KIP-951 (Fetch v16+): a partition refused with NOT_LEADER_OR_FOLLOWER or
+/// FENCED_LEADER_EPOCH names its current leader, and the response carries the endpoints
+/// of the leaders named.
+fn leader_hints(
+    image: &MetadataImage,
+    listener: &str,
+    response: &mut FetchResponse,
+) -> Vec<NodeEndpoint> {
+    let moved = [
+        ErrorCode::NotLeaderOrFollower.code(),
+        ErrorCode::FencedLeaderEpoch.code(),
+    ];
+    let mut hints = LeaderHints::new(image);
+    for topic in response.responses.iter_mut() {
+        let name = if topic.topic.0.is_empty() {
+            match image.topic(TopicId(topic.topic_id)) {
+                Some(t) => t.name.clone(),
+                None => continue,
+            }
+        } else {
+            topic.topic.0.to_string()
+        };
+        for p in topic
+            .partitions
+            .iter_mut()
+            .filter(|p| moved.contains(&p.error_code))
+        {
+            if let Some((leader, epoch)) = hints.leader(&name, p.partition_index) {
+                p.current_leader = LeaderIdAndEpoch::default()
+                    .with_leader_id(BrokerId(leader))
+                    .with_leader_epoch(epoch);
+            }
+        }
+    }
+    hints
+        .endpoints(listener)
+        .into_iter()
+        .map(|b| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(str_bytes(b.host))
+                .with_port(b.port)
+                .with_rack(b.rack.map(str_bytes))
+        })
+        .collect()
 }
 
 /// Records in `records`, from the batch headers (no record is decoded); a trailing
@@ -234,37 +404,36 @@ fn record_count(records: &[u8]) -> u64 {
 /// Reads every target once within the response budget: each partition's view is taken
 /// under its lock without I/O, then every segment read happens on a blocking thread, so
 /// neither the partition's appends nor the async workers wait on the disk.
-async fn read_all(
-    state: &BrokerState,
-    targets: &[(TopicPartition, FetchTarget, Option<LastSent>)],
-    max_bytes: usize,
-) -> Vec<Answer> {
+async fn read_all(state: &BrokerState, targets: &[Target], max_bytes: usize) -> Vec<Answer> {
     let mut answers = Vec::with_capacity(targets.len());
     let mut views = Vec::with_capacity(targets.len());
-    for (tp, target, last) in targets {
+    for target in targets {
         let mut answer = Answer {
-            tp: tp.clone(),
+            key: target.key.clone(),
+            tp: target.resolved.as_ref().ok().cloned(),
             error: 0,
             high_watermark: -1,
             log_start_offset: -1,
             records: Bytes::new(),
-            last_sent_before: last.clone(),
+            last_sent_before: target.last_sent.clone(),
         };
-        let partition_max = (target.max_bytes.max(0) as usize).min(max_bytes);
-        let view = leader_partition(state, &tp.topic, tp.partition)
-            .and_then(|p| p.check_leader_epoch(target.current_leader_epoch).map(|_| p))
-            .and_then(|p| {
-                answer.log_start_offset = p.log_start_offset();
-                p.committed_view(target.fetch_offset, partition_max)
-            });
+        let partition_max = (target.fetch.max_bytes.max(0) as usize).min(max_bytes);
+        let view = target.resolved.clone().and_then(|tp| {
+            serving_partition(state, &target.key, &tp, target.fetch.current_leader_epoch)
+                .and_then(|p| {
+                    answer.log_start_offset = p.log_start_offset();
+                    p.committed_view(target.fetch.fetch_offset, partition_max)
+                })
+                .map_err(|e| e.code())
+        });
         match view {
             Ok((view, hw)) => {
                 // Report the high watermark that bounds the read.
                 answer.high_watermark = hw;
                 views.push(Some((view, partition_max)));
             }
-            Err(e) => {
-                answer.error = e.code();
+            Err(code) => {
+                answer.error = code;
                 views.push(None);
             }
         }
@@ -276,7 +445,7 @@ async fn read_all(
             for (answer, result) in answers.iter_mut().zip(results) {
                 match result {
                     Some(Ok(records)) => answer.records = records,
-                    Some(Err(e)) => answer.error = crate::error::BrokerError::from(e).code(),
+                    Some(Err(e)) => answer.error = BrokerError::from(e).code(),
                     None => {}
                 }
             }
@@ -284,7 +453,7 @@ async fn read_all(
         Err(e) => {
             tracing::error!(error = %e, "fetch read task failed");
             for answer in answers.iter_mut().filter(|a| a.error == 0) {
-                answer.error = spate_metadata::ErrorCode::KafkaStorageError.code();
+                answer.error = ErrorCode::KafkaStorageError.code();
             }
         }
     }

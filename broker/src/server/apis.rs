@@ -69,7 +69,7 @@ request_table! {
         route |ctx, req| handlers::produce::handle(&ctx, req),
         errors |r| r.responses.iter().any(|t| t.partition_responses.iter().any(|p| p.error_code != 0));
     /// v13+ addresses topics by id.
-    Fetch(FetchRequest => FetchResponse) 4..=12,
+    Fetch(FetchRequest => FetchResponse) 4..=17,
         route |ctx, req| Some(handlers::fetch::handle(&ctx, req).await),
         errors |r| r.error_code != 0 || r.responses.iter().any(|t| t.partitions.iter().any(|p| p.error_code != 0));
     /// v8/v9 ask about tiered storage (none here: every segment is local).
