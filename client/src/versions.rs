@@ -23,6 +23,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::DescribeTopicPartitions, 0, 0),
+    (ApiKey::DescribeLogDirs, 1, 4),
     // Idempotent producer only (null transactional id); v6 adds KIP-939 2PC fields.
     (ApiKey::InitProducerId, 0, 5),
     // Classic consumer groups. Capped below the KIP-848 versions that switch to member

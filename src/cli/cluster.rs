@@ -1,6 +1,7 @@
 //! `spate cluster info`: the controller quorum (leader, term, commit index, voters) and
 //! every registered broker with its epoch and state, read from the controllers over gRPC
-//! (Kafka clients cannot see broker epochs or fencing).
+//! (Kafka clients cannot see broker epochs or fencing), then each live broker's log
+//! directories (DescribeLogDirs on the Kafka port).
 use anyhow::Context;
 use spate_controller_client::ControllerClient;
 use spate_metadata::ids::NodeId;
@@ -21,18 +22,24 @@ pub struct ClusterArgs {
         global = true
     )]
     controllers: String,
+    /// Kafka addresses to ask, host:port[,host:port].
+    #[arg(
+        long,
+        env = "SPATE_BOOTSTRAP",
+        default_value = "127.0.0.1:9092",
+        global = true
+    )]
+    bootstrap: String,
 }
 
 #[derive(clap::Subcommand, Debug)]
 enum ClusterCmd {
-    /// Quorum state, brokers (epoch, fenced or not, endpoint) and partition health.
+    /// Quorum state, brokers (epoch, fenced or not, endpoint), partition health and each
+    /// live broker's log directories (volume space, replica count and bytes).
     Info,
     /// Wait until every listed broker's Metadata answer shows at least N brokers (and,
     /// with --in-sync, every partition led and fully in sync).
     Wait {
-        /// Kafka addresses to ask, host:port[,host:port].
-        #[arg(long, env = "SPATE_BOOTSTRAP", default_value = "127.0.0.1:9092")]
-        bootstrap: String,
         /// Brokers each of them must list.
         #[arg(long, default_value_t = 3)]
         brokers: usize,
@@ -58,16 +65,15 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
         ClusterCmd::Info => {
             let mut client =
                 ControllerClient::connect(addrs.clone()).context("bad --controllers")?;
-            info(&mut client, &addrs).await
+            info(&mut client, &addrs, &args.bootstrap).await
         }
         ClusterCmd::Wait {
-            bootstrap,
             brokers,
             in_sync,
             timeout_ms,
         } => {
             wait(
-                &bootstrap,
+                &args.bootstrap,
                 brokers,
                 in_sync,
                 std::time::Duration::from_millis(timeout_ms),
@@ -148,7 +154,11 @@ fn not_in_sync(metadata: &spate_client::metadata::Metadata) -> Vec<String> {
     out
 }
 
-async fn info(client: &mut ControllerClient, addrs: &[String]) -> anyhow::Result<()> {
+async fn info(
+    client: &mut ControllerClient,
+    addrs: &[String],
+    bootstrap: &str,
+) -> anyhow::Result<()> {
     let quorum = client
         .describe_quorum()
         .await
@@ -213,7 +223,61 @@ async fn info(client: &mut ControllerClient, addrs: &[String]) -> anyhow::Result
         println!("  {p}");
     }
     println!("Metadata offset: {}", image.offset());
+    log_dirs(&image, bootstrap).await;
     Ok(())
+}
+
+/// Each unfenced broker's log directories, asked on the Kafka port; a broker that does
+/// not answer is reported, not fatal (the rest of `info` came from the controllers).
+async fn log_dirs(image: &MetadataImage, bootstrap: &str) {
+    println!("Log directories");
+    let mut config = spate_client::ClientConfig::new(bootstrap.to_string());
+    config.client_id = "spate-cli".to_string();
+    let admin = match spate_client::admin::Admin::connect(config).await {
+        Ok(a) => a,
+        Err(e) => {
+            println!("  not available: cannot reach {bootstrap}: {e}");
+            return;
+        }
+    };
+    for b in image.brokers().values().filter(|b| !b.fenced) {
+        match admin
+            .describe_log_dirs(spate_client::types::NodeId(b.id.0))
+            .await
+        {
+            Ok(dirs) => {
+                for d in dirs {
+                    println!("  broker {} {}", b.id.0, log_dir_line(&d));
+                }
+            }
+            Err(e) => println!("  broker {}: not available: {e}", b.id.0),
+        }
+    }
+    admin.cluster().close();
+}
+
+/// One log directory as `cluster info` prints it.
+fn log_dir_line(d: &spate_client::admin::LogDirDescription) -> String {
+    let mib = |b: i64| b as f64 / (1024.0 * 1024.0);
+    let space = match (d.total_bytes, d.usable_bytes) {
+        (total, usable) if total >= 0 && usable >= 0 => {
+            format!(" volume {:.0} MiB, {:.0} MiB free", mib(total), mib(usable))
+        }
+        _ => String::new(),
+    };
+    let bytes: i64 = d.replicas.iter().map(|r| r.size_bytes.max(0)).sum();
+    let lagging = d.replicas.iter().filter(|r| r.offset_lag > 0).count();
+    let error = d
+        .error
+        .as_ref()
+        .map(|e| format!(" ERROR {e}"))
+        .unwrap_or_default();
+    format!(
+        "{}:{space}, {} replicas, {:.1} MiB of logs, {lagging} behind the high watermark{error}",
+        d.path,
+        d.replicas.len(),
+        mib(bytes)
+    )
 }
 
 /// A partition that needs attention.
@@ -346,6 +410,28 @@ mod tests {
         );
         assert_eq!(health.offline.len(), 1);
         assert_eq!(health.offline[0].to_string(), "b-4 replicas=2,3 isr=3");
+    }
+
+    #[test]
+    fn a_log_dir_line_sums_its_replicas_and_counts_the_lagging_ones() {
+        use spate_client::admin::{LogDirDescription, ReplicaLogDir};
+        let replica = |p: i32, size: i64, lag: i64| ReplicaLogDir {
+            partition: spate_client::types::TopicPartition::new("t", p),
+            size_bytes: size,
+            offset_lag: lag,
+        };
+        let d = LogDirDescription {
+            path: "/data/logs".into(),
+            error: None,
+            total_bytes: 10 << 30,
+            usable_bytes: 4 << 30,
+            replicas: vec![replica(0, 1 << 20, 0), replica(1, 3 << 20, 12)],
+        };
+        assert_eq!(
+            log_dir_line(&d),
+            "/data/logs: volume 10240 MiB, 4096 MiB free, 2 replicas, 4.0 MiB of logs, \
+             1 behind the high watermark"
+        );
     }
 
     #[test]

@@ -95,6 +95,14 @@ class SpateBroker:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    @property
+    def controller(self) -> str:
+        """The controller address of the running process, from its ready line."""
+        found = re.findall(rb"ready: .*controller=(\S+)", self.log_path.read_bytes())
+        if not found:
+            raise RuntimeError(f"no ready line with a controller address in {self.log_path}")
+        return found[-1].decode()
+
     def command(self) -> list[str]:
         return [str(self.binary), "dev",
                 "--data-dir", str(self.data_dir),

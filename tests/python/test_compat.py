@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import re
 import signal
+import subprocess
 import time
 import uuid
 
@@ -18,6 +19,7 @@ from kafka import KafkaConsumer
 from kafka.admin import ConfigResource as KConfigResource
 from kafka.admin import KafkaAdminClient
 
+from conftest import spate_binary
 from helpers import (admin, assert_all_delivered, consume_partitions, consumer, create_topic,
                      kafka_error_code, produce_and_wait, producer, wait_for_topic)
 
@@ -271,3 +273,26 @@ def test_librdkafka_fetches_by_topic_id(broker, topic):
     assert versions, "librdkafka logged no FetchRequest"
     assert min(versions) >= 13, f"fetched with versions {sorted(versions)}"
 
+
+def test_cluster_info_shows_each_brokers_log_directories(broker, topic):
+    # `spate cluster info` reads DescribeLogDirs from each live broker: the data
+    # directory, its volume's space, and the replicas and bytes it holds.
+    create_topic(broker.bootstrap, topic, partitions=2)
+    messages = [{"value": b"x" * 1000, "partition": i % 2} for i in range(100)]
+    assert_all_delivered(produce_and_wait(producer(broker.bootstrap), topic, messages))
+    r = subprocess.run([str(spate_binary()), "cluster", "info", "--controllers",
+                        broker.controller, "--bootstrap", broker.bootstrap],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    dirs = lines[lines.index("Log directories") + 1:]
+    broker_id = only_broker_id(broker.bootstrap)
+    assert len(dirs) == 1, r.stdout
+    m = re.fullmatch(rf"  broker {broker_id} (\S+): volume (\d+) MiB, (\d+) MiB free, "
+                     r"(\d+) replicas, ([\d.]+) MiB of logs, 0 behind the high watermark", dirs[0])
+    assert m, dirs[0]
+    assert m.group(1).startswith(str(broker.data_dir)), m.group(1)
+    assert int(m.group(2)) > 0 and int(m.group(3)) > 0
+    # This module's broker holds other tests' topics too: at least this one's two.
+    assert int(m.group(4)) >= 2
+    assert float(m.group(5)) >= 0.1

@@ -5,12 +5,14 @@
 //! - [`offsets`]: ListOffsets and DeleteRecords (routed to partition leaders).
 //! - [`groups`]: consumer groups: coordinator lookup, list, describe, committed offsets,
 //!   delete.
+//! - [`log_dirs`]: DescribeLogDirs (a broker's log directories and replica sizes).
 //!
 //! Errors carry the Kafka error code name and the broker's message; calls on several items
 //! return one result per item so that one bad topic does not hide the others' outcome.
 
 pub mod configs;
 pub mod groups;
+pub mod log_dirs;
 pub mod offsets;
 pub mod topics;
 
@@ -20,6 +22,7 @@ use kafka_protocol::messages::{ApiKey, DescribeClusterRequest};
 
 pub use configs::{AlterConfigOp, AlterOpType, ConfigEntry, ConfigResource, ConfigSource};
 pub use groups::{CommitIdentity, GroupDescription, GroupListing, MemberDescription};
+pub use log_dirs::{LogDirDescription, ReplicaLogDir};
 pub use offsets::{ListedOffset, OffsetSpec, PartitionResults};
 pub use topics::{NewTopic, TopicDescription};
 
@@ -122,6 +125,11 @@ impl Admin {
     /// Deletes groups (each must be empty); one result per group.
     pub async fn delete_groups(&self, groups: &[String]) -> Vec<(String, Result<()>)> {
         groups::delete_groups(&self.cluster, groups).await
+    }
+
+    /// Broker `node`'s log directories, their volumes' space and the replicas in them.
+    pub async fn describe_log_dirs(&self, node: NodeId) -> Result<Vec<LogDirDescription>> {
+        log_dirs::describe_log_dirs(&self.cluster, node).await
     }
 
     /// Cluster id, controller and brokers.
