@@ -38,6 +38,7 @@ const ATTRIBUTES_AT: usize = 21;
 /// First byte (within a batch) covered by the CRC.
 pub(crate) const CRC_COVERAGE_START: u64 = ATTRIBUTES_AT as u64;
 const MAX_TIMESTAMP_AT: usize = 35;
+const RECORDS_COUNT_AT: usize = 57;
 /// Smallest legal `batchLength`: the header minus the offset/length prefix.
 const MIN_BATCH_LENGTH: usize = HEADER_LEN - LOG_OVERHEAD;
 
@@ -114,7 +115,7 @@ impl BatchHeader {
             producer_id: i64::from_be_bytes(take(h, 43)),
             producer_epoch: i16::from_be_bytes(take(h, 51)),
             base_sequence: i32::from_be_bytes(take(h, 53)),
-            records_count: i32::from_be_bytes(take(h, 57)),
+            records_count: i32::from_be_bytes(take(h, RECORDS_COUNT_AT)),
         };
         if (header.batch_length as i64) < MIN_BATCH_LENGTH as i64 {
             return Err(LogError::CorruptRecord(format!(
@@ -232,6 +233,23 @@ impl<'a> RecordBatchView<'a> {
     /// CRC-32C of the bytes the stored CRC covers.
     pub fn compute_crc(&self) -> u32 {
         crc32c::crc32c(self.bytes.get(ATTRIBUTES_AT..).unwrap_or_default())
+    }
+
+    /// A copy of this batch holding `records` instead (encoded, and compressed with the
+    /// batch's codec), `count` of them, with max timestamp `max_timestamp`: every other
+    /// header field (base offset and timestamp, last offset delta, producer, epoch,
+    /// attributes) is kept, so records copied verbatim keep their offsets and timestamps.
+    pub(crate) fn with_records(&self, records: &[u8], count: i32, max_timestamp: i64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER_LEN + records.len());
+        out.extend_from_slice(&self.bytes[..HEADER_LEN]);
+        out.extend_from_slice(records);
+        let length = (out.len() - LOG_OVERHEAD) as i32;
+        out[LENGTH_AT..LENGTH_AT + 4].copy_from_slice(&length.to_be_bytes());
+        out[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&max_timestamp.to_be_bytes());
+        out[RECORDS_COUNT_AT..RECORDS_COUNT_AT + 4].copy_from_slice(&count.to_be_bytes());
+        let crc = crc32c::crc32c(&out[ATTRIBUTES_AT..]);
+        out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+        out
     }
 
     /// Fails with `CorruptRecord` unless the stored CRC matches the content.

@@ -10,14 +10,14 @@ use std::io::Read;
 use super::error::LogError;
 
 /// Codec ids in a batch's attributes.
-const GZIP: u16 = 1;
-const SNAPPY: u16 = 2;
-const LZ4: u16 = 3;
-const ZSTD: u16 = 4;
+pub(crate) const GZIP: u16 = 1;
+pub(crate) const SNAPPY: u16 = 2;
+pub(crate) const LZ4: u16 = 3;
+pub(crate) const ZSTD: u16 = 4;
 
 /// The header xerial's SnappyOutputStream starts with (magic, version, compatible version).
-const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\x00";
-const XERIAL_HEADER_LEN: usize = 16;
+pub(crate) const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\x00";
+pub(crate) const XERIAL_HEADER_LEN: usize = 16;
 
 /// Decompresses `data`, compressed with `codec`, into at most `limit` bytes.
 pub fn decompress(codec: u16, data: &[u8], limit: usize) -> Result<Vec<u8>, LogError> {

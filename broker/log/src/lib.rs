@@ -8,6 +8,8 @@
 //! - `read.rs` — fetch reads, timestamp lookups (ListOffsets).
 //! - `retention.rs` — retention, DeleteRecords, truncation.
 //! - `flush.rs` — group-commit fsync jobs and the recovery point.
+//! - `compaction/` — the log cleaner: key map, batch filtering, crash-safe segment swap;
+//!   `compress.rs` compresses kept records again.
 //! - `recovery.rs` — opening a partition directory, crash recovery.
 //! - `segment/` — one `.log` file with its in-memory indexes (`mod.rs`), and opening an
 //!   existing one by trusting its index files or recovering it (`load.rs`);
@@ -35,6 +37,8 @@
 mod append;
 pub mod batch;
 mod checkpoint;
+mod compaction;
+mod compress;
 mod config;
 mod decompress;
 mod epoch_cache;
@@ -63,6 +67,7 @@ use std::path::Path;
 use std::time::Instant;
 
 pub use append::AppendInfo;
+pub use compaction::{CleanPlan, CleanStats, Cleaned, CleanerConfig, Dirtiness};
 pub use config::{LogConfig, TimestampType};
 pub use epoch_cache::{EpochEntry, LeaderEpochCache, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
 pub use error::LogError;
@@ -96,6 +101,8 @@ pub struct Log {
     marked_clean: bool,
     /// Opening it cut bytes or segments off its tail (see [`Log::recovery_cut`]).
     recovery_cut: bool,
+    /// Offsets below it were covered by a cleaning pass's key map (compacted logs).
+    clean_point: i64,
 }
 
 impl Log {
@@ -108,6 +115,12 @@ impl Log {
     /// [`Log::open`] on any storage (a simulated filesystem in crash tests).
     pub fn open_in(dir: LogDir, config: LogConfig, now_ms: i64) -> Result<Log, LogError> {
         let loaded = recovery::load(&dir, &config, now_ms)?;
+        // An unreadable checkpoint only costs a pass over data already clean.
+        let clean_point = checkpoint::read_offset(&dir, compaction::CLEANER_CHECKPOINT_FILE)
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+            .min(loaded.active.next_offset());
         Ok(Log {
             dir,
             config,
@@ -122,6 +135,7 @@ impl Log {
             clock_ms: now_ms,
             marked_clean: false,
             recovery_cut: loaded.cut,
+            clean_point,
         })
     }
 

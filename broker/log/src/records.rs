@@ -1,5 +1,6 @@
 //! The records inside an uncompressed v2 batch: varint-framed, walked without copying
-//! to check that a producer's batch is what its header claims.
+//! to check that a producer's batch is what its header claims, and split into
+//! [`RecordRef`]s for the log cleaner.
 //!
 //! Record layout (integers are zigzag varints): length, attributes (one byte),
 //! timestampDelta (varlong), offsetDelta, keyLength + key, valueLength + value,
@@ -53,7 +54,8 @@ pub(crate) fn walk_records(
                 )
             })?;
         pos += body.len();
-        let (ts_delta, offset_delta) = parse_record_body(body).map_err(|e| invalid(seen, e))?;
+        let fields = parse_record_body(body).map_err(|e| invalid(seen, e))?;
+        let (ts_delta, offset_delta) = (fields.timestamp_delta, fields.offset_delta);
         if offset_delta != seen as i64 {
             return Err(invalid(
                 seen,
@@ -83,17 +85,76 @@ fn invalid(index: i32, what: &str) -> LogError {
     }
 }
 
-/// Parses one record body; returns (timestampDelta, offsetDelta).
-fn parse_record_body(body: &[u8]) -> Result<(i64, i64), &'static str> {
+/// One record's fields, as positions in its body.
+struct RecordFields {
+    timestamp_delta: i64,
+    offset_delta: i64,
+    /// Where the key lies in the body; None when it is null.
+    key: Option<std::ops::Range<usize>>,
+    /// Where the value lies in the body; None when it is null (a tombstone).
+    value: Option<std::ops::Range<usize>>,
+}
+
+/// One record of an uncompressed batch, borrowed from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RecordRef<'a> {
+    /// Offset relative to the batch's base offset.
+    pub offset_delta: i64,
+    /// Timestamp relative to the batch's base timestamp.
+    pub timestamp_delta: i64,
+    /// The key; None when null.
+    pub key: Option<&'a [u8]>,
+    /// The value; None when null.
+    pub value: Option<&'a [u8]>,
+    /// Whether the value is null (a tombstone).
+    pub is_tombstone: bool,
+    /// The whole record as stored, length prefix included: copying it into another batch
+    /// with the same base offset and base timestamp keeps it byte for byte.
+    pub bytes: &'a [u8],
+}
+
+/// Splits uncompressed records; fails on the first one whose framing is wrong.
+pub(crate) fn split_records(records: &[u8]) -> Result<Vec<RecordRef<'_>>, LogError> {
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    while pos < records.len() {
+        let index = out.len() as i32;
+        let start = pos;
+        let len = read_varint(records, &mut pos, 5).map_err(|e| invalid(index, e))?;
+        let body = usize::try_from(len)
+            .ok()
+            .and_then(|len| records.get(pos..pos.checked_add(len)?))
+            .ok_or_else(|| invalid(index, "record length overruns the batch"))?;
+        let body_start = pos;
+        pos += body.len();
+        let fields = parse_record_body(body).map_err(|e| invalid(index, e))?;
+        out.push(RecordRef {
+            offset_delta: fields.offset_delta,
+            timestamp_delta: fields.timestamp_delta,
+            key: fields
+                .key
+                .map(|r| &records[body_start + r.start..body_start + r.end]),
+            is_tombstone: fields.value.is_none(),
+            value: fields
+                .value
+                .map(|r| &records[body_start + r.start..body_start + r.end]),
+            bytes: &records[start..pos],
+        });
+    }
+    Ok(out)
+}
+
+/// Parses one record body.
+fn parse_record_body(body: &[u8]) -> Result<RecordFields, &'static str> {
     let mut pos = 0usize;
     if body.is_empty() {
         return Err("empty record");
     }
     pos += 1; // attributes: unused in v2, any value accepted as Kafka does
-    let ts_delta = read_varint(body, &mut pos, 10)?;
+    let timestamp_delta = read_varint(body, &mut pos, 10)?;
     let offset_delta = read_varint(body, &mut pos, 5)?;
-    skip_bytes(body, &mut pos, true)?; // key
-    skip_bytes(body, &mut pos, true)?; // value
+    let key = skip_bytes(body, &mut pos, true)?;
+    let value = skip_bytes(body, &mut pos, true)?;
     let headers = read_varint(body, &mut pos, 5)?;
     if headers < 0 {
         return Err("negative header count");
@@ -105,22 +166,33 @@ fn parse_record_body(body: &[u8]) -> Result<(i64, i64), &'static str> {
     if pos != body.len() {
         return Err("record length does not match its fields");
     }
-    Ok((ts_delta, offset_delta))
+    Ok(RecordFields {
+        timestamp_delta,
+        offset_delta,
+        key,
+        value,
+    })
 }
 
-/// Skips a varint-length-prefixed byte string; -1 means null where `nullable`.
-fn skip_bytes(buf: &[u8], pos: &mut usize, nullable: bool) -> Result<(), &'static str> {
+/// Skips a varint-length-prefixed byte string and returns where it lies; -1 means null
+/// (None) where `nullable`.
+fn skip_bytes(
+    buf: &[u8],
+    pos: &mut usize,
+    nullable: bool,
+) -> Result<Option<std::ops::Range<usize>>, &'static str> {
     let len = read_varint(buf, pos, 5)?;
     if len == -1 && nullable {
-        return Ok(());
+        return Ok(None);
     }
+    let start = *pos;
     let end = usize::try_from(len)
         .ok()
         .and_then(|len| pos.checked_add(len))
         .filter(|&end| end <= buf.len())
         .ok_or("field length out of bounds")?;
     *pos = end;
-    Ok(())
+    Ok(Some(start..end))
 }
 
 /// Reads a zigzag varint of at most `max_bytes` bytes (5 for int, 10 for long).
@@ -157,6 +229,42 @@ mod tests {
         fn walk_never_panics(data in proptest::collection::vec(any::<u8>(), 0..200), count in -2i32..10) {
             let _ = walk_records(&data, count, i64::MAX - 5);
         }
+    }
+
+    #[test]
+    fn split_records_borrows_keys_and_marks_tombstones() {
+        use crate::test_util::{encode_records, TestRecord};
+        let records = encode_records(&[
+            TestRecord {
+                timestamp_delta: 3,
+                key: Some(b"a".to_vec()),
+                value: Some(b"1".to_vec()),
+                headers: vec![(b"h".to_vec(), None)],
+            },
+            TestRecord {
+                timestamp_delta: 5,
+                key: Some(b"bb".to_vec()),
+                value: None,
+                headers: vec![],
+            },
+            TestRecord::value(b"keyless"),
+        ]);
+        let split = split_records(&records).unwrap();
+        let got: Vec<_> = split
+            .iter()
+            .map(|r| (r.offset_delta, r.timestamp_delta, r.key, r.is_tombstone))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, 3, Some(b"a".as_slice()), false),
+                (1, 5, Some(b"bb".as_slice()), true),
+                (2, 0, None, false),
+            ]
+        );
+        let rejoined: Vec<u8> = split.iter().flat_map(|r| r.bytes.to_vec()).collect();
+        assert_eq!(rejoined, records);
+        assert!(split_records(&records[..records.len() - 1]).is_err());
     }
 
     #[test]

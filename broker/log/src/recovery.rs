@@ -76,7 +76,13 @@ fn list_dir(dir: &LogDir) -> Result<Listing, LogError> {
             clean = true;
             continue;
         }
-        if [RECOVERY_POINT_FILE, LOG_START_FILE, LEADER_EPOCH_FILE].contains(&name)
+        if [
+            RECOVERY_POINT_FILE,
+            LOG_START_FILE,
+            LEADER_EPOCH_FILE,
+            crate::compaction::CLEANER_CHECKPOINT_FILE,
+        ]
+        .contains(&name)
             || KNOWN_FOREIGN_FILES.contains(&name)
         {
             continue;
@@ -118,6 +124,12 @@ fn or_fallback<T>(
 /// Opens or creates the partition directory `dir` and recovers it.
 pub(crate) fn load(dir: &LogDir, config: &LogConfig, now_ms: i64) -> Result<Loaded, LogError> {
     dir.create()?;
+    let names: Vec<String> = dir
+        .list()?
+        .into_iter()
+        .filter_map(|n| n.into_string().ok())
+        .collect();
+    crate::compaction::finish_interrupted_swaps(dir, &names)?;
     let Listing { bases, clean } = list_dir(dir)?;
     let checkpointed_rp = or_fallback(
         checkpoint::read_offset(dir, RECOVERY_POINT_FILE),

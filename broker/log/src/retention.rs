@@ -152,6 +152,7 @@ impl Log {
             self.log_start_offset = leo;
             self.persist_log_start()?;
         }
+        self.lower_clean_point(leo)?;
         self.dir.sync()?;
         Ok(())
     }
@@ -179,6 +180,7 @@ impl Log {
         self.persist_log_start()?;
         self.recovery_point = offset;
         self.persist_recovery_point()?;
+        self.lower_clean_point(offset)?;
         self.dir.sync()?;
         Ok(())
     }

@@ -66,7 +66,13 @@ pub(crate) struct Segment {
 }
 
 impl Segment {
-    fn empty(dir: &LogDir, base_offset: i64, file: Arc<dyn StorageFile>, now_ms: i64) -> Segment {
+    /// A segment with no batches over `file` (a new one, or one the cleaner writes).
+    pub(crate) fn empty(
+        dir: &LogDir,
+        base_offset: i64,
+        file: Arc<dyn StorageFile>,
+        now_ms: i64,
+    ) -> Segment {
         Segment {
             dir: dir.clone(),
             base_offset,
@@ -320,6 +326,16 @@ impl Segment {
         } else {
             now_ms.saturating_sub(self.created_ms)
         }
+    }
+
+    /// Clock at the last write (or the file's mtime when opened).
+    pub(crate) fn last_modified_ms(&self) -> i64 {
+        self.last_modified_ms
+    }
+
+    /// Sets the last-write time (a cleaned segment takes the newest of those it replaces).
+    pub(crate) fn set_last_modified_ms(&mut self, ms: i64) {
+        self.last_modified_ms = ms;
     }
 
     /// The timestamp retention compares against: largest record time, else last write.
