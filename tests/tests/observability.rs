@@ -107,8 +107,21 @@ async fn admin_port_serves_health_metrics_and_topics() {
     isr.sort();
     assert_eq!(isr, [1, 2, 3], "{topic}");
 
-    // The leader reports its high watermark and log end offset for the partitions it leads.
-    let on_leader = json(&get(cluster.admin_addr(leader), "/v1/topics").await.unwrap());
+    // The leader reports its high watermark and log end offset for the partitions it leads
+    // (once its own image has the topic: it may trail node 1's by a moment).
+    let on_leader = json(
+        &poll(
+            cluster.admin_addr(leader),
+            "/v1/topics",
+            Duration::from_secs(10),
+            |r| {
+                json(r)["topics"]
+                    .as_array()
+                    .is_some_and(|ts| ts.iter().any(|t| t["name"] == "observed"))
+            },
+        )
+        .await,
+    );
     let p0 = on_leader["topics"]
         .as_array()
         .unwrap()
