@@ -60,6 +60,17 @@ const KEYS: &[(&str, KeyDefault)] = &[
         "log.retention.check.interval.ms",
         KeyDefault::Value("300000"),
     ),
+    ("log.cleaner.enable", KeyDefault::Value("true")),
+    ("log.cleaner.threads", KeyDefault::Value("1")),
+    (
+        "log.cleaner.dedupe.buffer.size",
+        KeyDefault::Value("134217728"),
+    ),
+    ("log.cleaner.backoff.ms", KeyDefault::Value("15000")),
+    (
+        "log.cleaner.io.max.bytes.per.second",
+        KeyDefault::Value("-1"),
+    ),
     (
         "group.initial.rebalance.delay.ms",
         KeyDefault::Value("3000"),
@@ -295,6 +306,9 @@ pub struct ServerConfig {
     pub leader_imbalance_check_interval: Duration,
     /// `log.retention.check.interval.ms`: how often retention deletes expired segments.
     pub log_retention_check_interval: Duration,
+    /// `log.cleaner.enable`, `log.cleaner.threads`, `log.cleaner.dedupe.buffer.size`,
+    /// `log.cleaner.backoff.ms` and `log.cleaner.io.max.bytes.per.second`.
+    pub log_cleaner: spate_broker::config::LogCleanerConfig,
     /// `group.initial.rebalance.delay.ms`, `group.min.session.timeout.ms` and
     /// `group.max.session.timeout.ms`.
     pub groups: spate_broker::config::GroupConfig,
@@ -377,6 +391,13 @@ impl ServerConfig {
             self.controlled_shutdown_timeout.as_millis().to_string(),
             self.leader_imbalance_check_interval.as_secs().to_string(),
             self.log_retention_check_interval.as_millis().to_string(),
+            self.log_cleaner.enabled.to_string(),
+            self.log_cleaner.threads.to_string(),
+            self.log_cleaner.dedupe_buffer_bytes.to_string(),
+            self.log_cleaner.backoff.as_millis().to_string(),
+            self.log_cleaner
+                .io_max_bytes_per_second
+                .map_or_else(|| "-1".to_string(), |b| b.to_string()),
             self.groups.initial_rebalance_delay_ms.to_string(),
             self.groups.min_session_timeout_ms.to_string(),
             self.groups.max_session_timeout_ms.to_string(),
@@ -528,6 +549,21 @@ pub struct ConfigFlags {
     /// log.retention.check.interval.ms: how often retention deletes expired segments.
     #[arg(long, value_name = "MS")]
     pub log_retention_check_interval_ms: Option<String>,
+    /// log.cleaner.enable: run the log cleaner (compacted topics).
+    #[arg(long, value_name = "BOOL")]
+    pub log_cleaner_enable: Option<String>,
+    /// log.cleaner.threads: cleaning passes that may run at once.
+    #[arg(long, value_name = "N")]
+    pub log_cleaner_threads: Option<String>,
+    /// log.cleaner.dedupe.buffer.size: bytes of the cleaner's key map, shared by its threads.
+    #[arg(long, value_name = "BYTES")]
+    pub log_cleaner_dedupe_buffer_size: Option<String>,
+    /// log.cleaner.backoff.ms: pause between the cleaner's looks for a log to clean.
+    #[arg(long, value_name = "MS")]
+    pub log_cleaner_backoff_ms: Option<String>,
+    /// log.cleaner.io.max.bytes.per.second: I/O rate of each cleaning pass (-1: unthrottled).
+    #[arg(long, value_name = "BYTES")]
+    pub log_cleaner_io_max_bytes_per_second: Option<String>,
     /// group.initial.rebalance.delay.ms: how long a new group waits for more members
     /// before its first rebalance.
     #[arg(long, value_name = "MS")]
@@ -608,6 +644,17 @@ impl ConfigFlags {
             (
                 "log.retention.check.interval.ms",
                 &self.log_retention_check_interval_ms,
+            ),
+            ("log.cleaner.enable", &self.log_cleaner_enable),
+            ("log.cleaner.threads", &self.log_cleaner_threads),
+            (
+                "log.cleaner.dedupe.buffer.size",
+                &self.log_cleaner_dedupe_buffer_size,
+            ),
+            ("log.cleaner.backoff.ms", &self.log_cleaner_backoff_ms),
+            (
+                "log.cleaner.io.max.bytes.per.second",
+                &self.log_cleaner_io_max_bytes_per_second,
             ),
             (
                 "group.initial.rebalance.delay.ms",
@@ -976,6 +1023,29 @@ fn validate(
         })?;
     let log_retention_check_interval =
         required(&settings, "log.retention.check.interval.ms", millis)?;
+    let log_cleaner = spate_broker::config::LogCleanerConfig {
+        enabled: required(&settings, "log.cleaner.enable", parse_bool)?,
+        threads: required(&settings, "log.cleaner.threads", |s| {
+            parse_int(s, 1, 64usize, "an integer from 1 to 64")
+        })?,
+        // Kafka's floor: each thread's map must hold something.
+        dedupe_buffer_bytes: required(&settings, "log.cleaner.dedupe.buffer.size", |s| {
+            parse_int(
+                s,
+                1 << 20,
+                usize::MAX,
+                "a number of bytes of at least 1048576",
+            )
+        })?,
+        backoff: required(&settings, "log.cleaner.backoff.ms", millis)?,
+        io_max_bytes_per_second: required(&settings, "log.cleaner.io.max.bytes.per.second", |s| {
+            match s.trim() {
+                "-1" => Ok(None),
+                v => parse_int(v, 1, u64::MAX, "-1 (unthrottled) or a number of bytes >= 1")
+                    .map(Some),
+            }
+        })?,
+    };
     let session_ms = |s: &str| parse_int(s, 1, i32::MAX, "a number of milliseconds >= 1");
     let groups = spate_broker::config::GroupConfig {
         initial_rebalance_delay_ms: required(&settings, "group.initial.rebalance.delay.ms", |s| {
@@ -1051,6 +1121,7 @@ fn validate(
         controlled_shutdown_timeout,
         leader_imbalance_check_interval,
         log_retention_check_interval,
+        log_cleaner,
         groups,
         cluster_id,
         replication_advertised,
@@ -1879,6 +1950,35 @@ mod tests {
         assert!(e.contains("is not a specific IP address"), "{e}");
         let e = error(&format!("{MIN}replication.advertised.listener = 'proxy'\n"));
         assert!(e.contains("is not HOST:PORT"), "{e}");
+    }
+
+    #[test]
+    fn log_cleaner_keys_are_kafkas_and_checked() {
+        let c = file(MIN);
+        assert_eq!(
+            c.log_cleaner,
+            spate_broker::config::LogCleanerConfig::default()
+        );
+        let c = file(&format!(
+            "{MIN}log.cleaner.threads = 2\nlog.cleaner.backoff.ms = 100\n\
+             log.cleaner.dedupe.buffer.size = 2097152\nlog.cleaner.io.max.bytes.per.second = 1000\n\
+             log.cleaner.enable = false\n"
+        ));
+        assert_eq!(c.log_cleaner.threads, 2);
+        assert_eq!(c.log_cleaner.backoff, Duration::from_millis(100));
+        assert_eq!(c.log_cleaner.dedupe_buffer_bytes, 2 << 20);
+        assert_eq!(c.log_cleaner.io_max_bytes_per_second, Some(1000));
+        assert!(!c.log_cleaner.enabled);
+        for bad in [
+            "log.cleaner.threads = 0",
+            "log.cleaner.dedupe.buffer.size = 1000",
+            "log.cleaner.io.max.bytes.per.second = 0",
+            "log.cleaner.enable = maybe",
+        ] {
+            let e = error(&format!("{MIN}{bad}\n"));
+            let key = bad.split(' ').next().unwrap();
+            assert!(e.contains(key), "{bad}: {e}");
+        }
     }
 
     #[test]

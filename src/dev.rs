@@ -30,6 +30,10 @@ pub struct DevArgs {
     /// Do not create unknown topics on Metadata requests.
     #[arg(long)]
     no_auto_create_topics: bool,
+    /// Pause between the log cleaner's looks for a compacted log to clean
+    /// (`log.cleaner.backoff.ms`).
+    #[arg(long, default_value_t = 15_000, value_name = "MS")]
+    log_cleaner_backoff_ms: u64,
     /// Log output format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -54,6 +58,10 @@ fn node_config(args: &DevArgs) -> NodeConfig {
         // first rebalance does not wait for more members (the server's default is 3 s).
         groups: spate_broker::config::GroupConfig {
             initial_rebalance_delay_ms: 0,
+            ..Default::default()
+        },
+        log_cleaner: spate_broker::config::LogCleanerConfig {
+            backoff: std::time::Duration::from_millis(args.log_cleaner_backoff_ms.max(1)),
             ..Default::default()
         },
         ..NodeConfig::ephemeral(&args.data_dir)

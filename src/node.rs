@@ -64,6 +64,8 @@ pub struct NodeConfig {
     pub leader_imbalance_check_interval: Duration,
     /// Broker: `log.retention.check.interval.ms`.
     pub log_retention_check_interval: Duration,
+    /// Broker: the log cleaner's settings (`log.cleaner.*`).
+    pub log_cleaner: spate_broker::config::LogCleanerConfig,
     /// Broker: the group coordinator's limits and initial rebalance delay.
     pub groups: spate_broker::config::GroupConfig,
     /// `cluster.id`: the id a new data directory is formatted with (default: derived from
@@ -129,6 +131,7 @@ impl NodeConfig {
             leader_imbalance_check_interval: Duration::from_secs(300),
             log_retention_check_interval:
                 spate_broker::config::DEFAULT_LOG_RETENTION_CHECK_INTERVAL,
+            log_cleaner: Default::default(),
             groups: Default::default(),
             advertised_host: None,
             advertised_port: None,
@@ -286,6 +289,7 @@ impl Node {
                 })?;
             let mut broker_config = BrokerConfig::new(config.node_id, &config.data_dir);
             broker_config.log_retention_check_interval = config.log_retention_check_interval;
+            broker_config.log_cleaner = config.log_cleaner.clone();
             broker_config.groups = config.groups.clone();
             broker_config.network.listeners = vec![spate_broker::config::ListenerSpec {
                 name: config.listener_name.clone(),

@@ -120,6 +120,7 @@ fn node_config(c: &ServerConfig) -> NodeConfig {
         replica_lag_time_max: c.replica_lag_time_max,
         leader_imbalance_check_interval: c.leader_imbalance_check_interval,
         log_retention_check_interval: c.log_retention_check_interval,
+        log_cleaner: c.log_cleaner.clone(),
         groups: c.groups.clone(),
         cluster_id: c.cluster_id.clone(),
         replication_advertised: c

@@ -124,6 +124,7 @@ impl Broker {
             )),
             tokio::spawn(follower::run(state.clone(), shutdown_rx.clone())),
             tokio::spawn(maintenance(state.clone(), shutdown_rx.clone())),
+            tokio::spawn(crate::log_cleaner::run(state.clone(), shutdown_rx.clone())),
         ];
         for (socket, spec) in listeners.into_iter().zip(&state.config.network.listeners) {
             let name: Arc<str> = Arc::from(spec.name.as_str());

@@ -75,6 +75,36 @@ pub struct BrokerConfig {
     /// `log.retention.check.interval.ms`: how often retention runs (Kafka's default,
     /// 5 minutes).
     pub log_retention_check_interval: Duration,
+    /// The log cleaner (compacted topics).
+    pub log_cleaner: LogCleanerConfig,
+}
+
+/// The log cleaner's broker settings (Kafka's `log.cleaner.*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogCleanerConfig {
+    /// `log.cleaner.enable`.
+    pub enabled: bool,
+    /// `log.cleaner.threads`: passes that may run at once.
+    pub threads: usize,
+    /// `log.cleaner.dedupe.buffer.size`: key-map bytes, shared by the threads.
+    pub dedupe_buffer_bytes: usize,
+    /// `log.cleaner.backoff.ms`: the pause between looks for a log to clean.
+    pub backoff: Duration,
+    /// `log.cleaner.io.max.bytes.per.second`, per thread (None: unthrottled).
+    pub io_max_bytes_per_second: Option<u64>,
+}
+
+impl Default for LogCleanerConfig {
+    /// Kafka's defaults.
+    fn default() -> Self {
+        LogCleanerConfig {
+            enabled: true,
+            threads: 1,
+            dedupe_buffer_bytes: 128 << 20,
+            backoff: Duration::from_secs(15),
+            io_max_bytes_per_second: None,
+        }
+    }
 }
 
 /// The Kafka front end: listeners and request limits.
@@ -223,6 +253,7 @@ impl BrokerConfig {
             groups: GroupConfig::default(),
             log_maintenance_interval: Duration::from_millis(500),
             log_retention_check_interval: DEFAULT_LOG_RETENTION_CHECK_INTERVAL,
+            log_cleaner: LogCleanerConfig::default(),
         }
     }
 

@@ -37,6 +37,7 @@ pub mod fetch_session;
 pub mod group;
 pub mod handlers;
 pub mod limits;
+pub mod log_cleaner;
 pub mod log_dir_id;
 pub mod metadata;
 pub mod metrics;

@@ -13,6 +13,10 @@
 //!   `log_segments`;
 //! - `isr_shrinks`, `isr_expands` (committed changes), `broker_fencings` (fence events
 //!   seen in the metadata log);
+//! - the log cleaner: `log_cleaner_passes`, `log_cleaner_bytes_{read,written}`,
+//!   `log_cleaner_records_removed`, `log_cleaner_errors`,
+//!   `log_cleaner_pass_duration_seconds`, `log_cleaner_uncleanable_partitions`, and at
+//!   scrape time `log_cleaner_dirty_ratio` of each compacted partition;
 //! - `log_fsyncs` and `log_fsync_duration_seconds`, process-wide ([`LOG_METRICS`]: the
 //!   flusher only holds its partition);
 //! - controller gauges are the node wiring's (the `spate` crate's `controller_metrics`),
@@ -179,6 +183,14 @@ pub struct Metrics {
     open_connections: Gauge,
     queued_request_bytes: Gauge,
     fetch_memory_bytes: Gauge,
+    cleaner_passes: Counter,
+    cleaner_bytes_read: Counter,
+    cleaner_bytes_written: Counter,
+    cleaner_records_removed: Counter,
+    cleaner_errors: Counter,
+    cleaner_pass_duration: Histogram,
+    cleaner_uncleanable: Gauge,
+    dirty_ratio: Family<PartitionLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -218,6 +230,14 @@ impl Metrics {
             open_connections: Gauge::default(),
             queued_request_bytes: Gauge::default(),
             fetch_memory_bytes: Gauge::default(),
+            cleaner_passes: Counter::default(),
+            cleaner_bytes_read: Counter::default(),
+            cleaner_bytes_written: Counter::default(),
+            cleaner_records_removed: Counter::default(),
+            cleaner_errors: Counter::default(),
+            cleaner_pass_duration: latency_histogram(),
+            cleaner_uncleanable: Gauge::default(),
+            dirty_ratio: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -310,6 +330,46 @@ impl Metrics {
             "log_segments",
             "Segments of the partition's log",
             m.log_segments.clone(),
+        );
+        r.register(
+            "log_cleaner_passes",
+            "Cleaning passes installed on compacted logs",
+            m.cleaner_passes.clone(),
+        );
+        r.register(
+            "log_cleaner_bytes_read",
+            "Segment bytes the log cleaner read",
+            m.cleaner_bytes_read.clone(),
+        );
+        r.register(
+            "log_cleaner_bytes_written",
+            "Segment bytes the log cleaner wrote",
+            m.cleaner_bytes_written.clone(),
+        );
+        r.register(
+            "log_cleaner_records_removed",
+            "Records the log cleaner dropped (superseded, keyless, expired tombstones)",
+            m.cleaner_records_removed.clone(),
+        );
+        r.register(
+            "log_cleaner_errors",
+            "Cleaning passes that failed (the log is then left uncleanable until restart)",
+            m.cleaner_errors.clone(),
+        );
+        r.register(
+            "log_cleaner_pass_duration_seconds",
+            "Time one cleaning pass took, reading and writing included",
+            m.cleaner_pass_duration.clone(),
+        );
+        r.register(
+            "log_cleaner_uncleanable_partitions",
+            "Compacted partitions the cleaner gave up on after a failed pass",
+            m.cleaner_uncleanable.clone(),
+        );
+        r.register(
+            "log_cleaner_dirty_ratio",
+            "Dirty share of a compacted partition's cleanable log (below the high watermark)",
+            m.dirty_ratio.clone(),
         );
         r.register(
             "broker_fencings",
@@ -437,6 +497,21 @@ impl Metrics {
         self.fencings.inc();
     }
 
+    /// Records one installed cleaning pass.
+    pub fn cleaner_pass(&self, stats: &spate_log::CleanStats, seconds: f64) {
+        self.cleaner_passes.inc();
+        self.cleaner_bytes_read.inc_by(stats.bytes_read);
+        self.cleaner_bytes_written.inc_by(stats.bytes_written);
+        self.cleaner_records_removed.inc_by(stats.records_removed);
+        self.cleaner_pass_duration.observe(seconds);
+    }
+
+    /// Records a failed cleaning pass; `uncleanable` logs are given up on now.
+    pub fn cleaner_failed(&self, uncleanable: usize) {
+        self.cleaner_errors.inc();
+        self.cleaner_uncleanable.set(uncleanable as i64);
+    }
+
     /// The text exposition of every metric, scrape-time gauges refreshed from `sources`.
     pub fn render(&self, sources: &ScrapeSources) -> String {
         let mut out = String::new();
@@ -461,7 +536,10 @@ impl Metrics {
         self.group_lag.clear();
         self.log_size.clear();
         self.log_segments.clear();
+        self.dirty_ratio.clear();
         let image = &state.image;
+        let now = crate::clock::now_ms();
+        let cleaner = spate_log::CleanerConfig::default();
         let offline = image
             .topics()
             .values()
@@ -492,6 +570,11 @@ impl Metrics {
             self.log_segments
                 .get_or_create(&labels)
                 .set(segments as i64);
+            if let Some((dirtiness, _)) = p.cleaning_state(now, &cleaner) {
+                self.dirty_ratio
+                    .get_or_create(&labels)
+                    .set(dirtiness.ratio());
+            }
             // Group lag uses the local replica's high watermark, leader or follower (a
             // follower's trails the leader's by at most one fetch round).
             high_watermarks.insert((topic.clone(), partition), p.high_watermark());

@@ -40,9 +40,13 @@ pub fn log_config(configs: &BTreeMap<String, String>) -> LogConfig {
     };
     // Retention by time and size is the "delete" cleanup policy: without it (e.g.
     // `cleanup.policy=""`) Kafka keeps every segment, as does this log.
-    let deletes = configs
-        .get("cleanup.policy")
-        .is_none_or(|p| config_defs::list_items(p).contains(&"delete"));
+    let policy = |item: &str| {
+        configs
+            .get("cleanup.policy")
+            .is_none_or(|p| config_defs::list_items(p).contains(&item))
+    };
+    let deletes = policy("delete");
+    let compacts = configs.get("cleanup.policy").is_some() && policy("compact");
     let unless_kept = |v: i64| if deletes { v } else { -1 };
     LogConfig {
         segment_bytes: long("segment.bytes", d.segment_bytes as i64).max(1) as u64,
@@ -59,6 +63,7 @@ pub fn log_config(configs: &BTreeMap<String, String>) -> LogConfig {
         },
         timestamp_before_max_ms: long("message.timestamp.before.max.ms", d.timestamp_before_max_ms),
         timestamp_after_max_ms: long("message.timestamp.after.max.ms", d.timestamp_after_max_ms),
+        keys_required: compacts,
     }
 }
 
@@ -92,6 +97,21 @@ mod tests {
         c.insert("cleanup.policy".to_string(), String::new());
         let kept = log_config(&c);
         assert_eq!((kept.retention_ms, kept.retention_bytes), (-1, -1));
+    }
+
+    #[test]
+    fn compacted_topics_require_keys_and_keep_retention_only_with_delete() {
+        let mut c = BTreeMap::new();
+        assert!(!log_config(&c).keys_required);
+        c.insert("retention.ms".to_string(), "1000".to_string());
+        c.insert("cleanup.policy".to_string(), "compact".to_string());
+        let compact = log_config(&c);
+        assert!(compact.keys_required);
+        assert_eq!(compact.retention_ms, -1);
+        c.insert("cleanup.policy".to_string(), "compact,delete".to_string());
+        let both = log_config(&c);
+        assert!(both.keys_required);
+        assert_eq!(both.retention_ms, 1000);
     }
 
     #[test]

@@ -221,13 +221,6 @@ def test_incremental_alter_configs_append_subtract(broker, topic):
     assert describe_topic_configs(broker.bootstrap, topic)[key].value == "1:2"
 
 
-def test_compaction_is_refused_not_silently_ignored(broker, topic):
-    # Log compaction is not implemented: a topic asking for it must be told so.
-    with pytest.raises(KafkaException) as ei:
-        create_topic(broker.bootstrap, topic, config={"cleanup.policy": "compact"})
-    assert kafka_error_code(ei.value) == KafkaError.INVALID_CONFIG
-
-
 def test_incremental_alter_configs_invalid_value(broker, topic):
     create_topic(broker.bootstrap, topic)
     with pytest.raises(KafkaException) as ei:

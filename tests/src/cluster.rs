@@ -29,6 +29,8 @@ pub struct ClusterOptions {
     pub replica_lag_time_max: Duration,
     /// Put every broker's data on a [`PowerLossFs`] (power cuts, injected I/O errors).
     pub simulated_storage: bool,
+    /// `log.cleaner.backoff.ms`.
+    pub log_cleaner_backoff: Duration,
 }
 
 impl Default for ClusterOptions {
@@ -38,6 +40,7 @@ impl Default for ClusterOptions {
             heartbeat_interval: Duration::from_millis(300),
             replica_lag_time_max: Duration::from_secs(10),
             simulated_storage: false,
+            log_cleaner_backoff: spate_broker::config::LogCleanerConfig::default().backoff,
         }
     }
 }
@@ -120,6 +123,10 @@ impl Cluster {
                 session_timeout: options.session_timeout,
                 heartbeat_interval: options.heartbeat_interval,
                 replica_lag_time_max: options.replica_lag_time_max,
+                log_cleaner: spate_broker::config::LogCleanerConfig {
+                    backoff: options.log_cleaner_backoff,
+                    ..Default::default()
+                },
                 wait_ready: None,
                 ..NodeConfig::ephemeral(dir.path().join(format!("node{}", i + 1)))
             })

@@ -250,6 +250,47 @@ pub fn encode_one_batch(
     encode_records(values, compression, -1, -1, |i| i as i32)
 }
 
+/// One batch of (key, value) records; None is a null key or value (a tombstone).
+pub fn encode_keyed_batch(
+    records: &[(Option<&[u8]>, Option<&[u8]>)],
+    compression: kafka_protocol::records::Compression,
+) -> anyhow::Result<Bytes> {
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (k, v))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // One batch: offset minus sequence stays constant.
+            sequence: i as i32,
+            timestamp: now,
+            key: k.map(Bytes::copy_from_slice),
+            value: v.map(Bytes::copy_from_slice),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )?;
+    Ok(buf.freeze())
+}
+
 fn encode_records(
     values: &[&[u8]],
     compression: kafka_protocol::records::Compression,

@@ -168,7 +168,7 @@ impl Log {
                         .to_string(),
                 ));
             }
-            let walked = view.validate()?;
+            let walked = view.validate_with(self.config.keys_required)?;
             if self.config.timestamp_type == TimestampType::CreateTime {
                 let header = view.header();
                 let (min, max) = match &walked {

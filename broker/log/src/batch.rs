@@ -269,6 +269,12 @@ impl<'a> RecordBatchView<'a> {
     /// decompressed for it (at most [`DECOMPRESSED_BATCH_MAX_BYTES`]). Returns what the
     /// record walk found.
     pub fn validate(&self) -> Result<Option<RecordsSummary>, LogError> {
+        self.validate_with(false)
+    }
+
+    /// [`RecordBatchView::validate`], and with `keys_required` every record must have a
+    /// key (compacted topics: Kafka refuses the batch, naming the first keyless record).
+    pub fn validate_with(&self, keys_required: bool) -> Result<Option<RecordsSummary>, LogError> {
         self.validate_crc()?;
         let h = &self.header;
         let codec = h.attributes & COMPRESSION_MASK;
@@ -297,9 +303,16 @@ impl<'a> RecordBatchView<'a> {
                 self.records(),
                 DECOMPRESSED_BATCH_MAX_BYTES,
             )?;
-            return walk_records(&records, h.records_count, h.base_timestamp).map(Some);
+            return walk_records(&records, h.records_count, h.base_timestamp, keys_required)
+                .map(Some);
         }
-        walk_records(self.records(), h.records_count, h.base_timestamp).map(Some)
+        walk_records(
+            self.records(),
+            h.records_count,
+            h.base_timestamp,
+            keys_required,
+        )
+        .map(Some)
     }
 }
 

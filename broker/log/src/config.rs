@@ -34,6 +34,9 @@ pub struct LogConfig {
     /// `message.timestamp.after.max.ms`: how far it may lie ahead (Kafka 4's default:
     /// one hour, so a skewed client clock cannot stamp records far in the future).
     pub timestamp_after_max_ms: i64,
+    /// `cleanup.policy` contains `compact`: every record needs a key (the cleaner keeps
+    /// the latest record per key; a keyless one has none to be kept by).
+    pub keys_required: bool,
 }
 
 /// One hour in milliseconds, Kafka 4's default for `message.timestamp.after.max.ms`.
@@ -54,6 +57,7 @@ impl Default for LogConfig {
             timestamp_type: TimestampType::CreateTime,
             timestamp_before_max_ms: i64::MAX,
             timestamp_after_max_ms: ONE_HOUR_MS,
+            keys_required: false,
         }
     }
 }

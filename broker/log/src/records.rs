@@ -20,11 +20,13 @@ pub struct RecordsSummary {
 }
 
 /// Walks uncompressed records, checking each one's framing, that offset deltas count up
-/// from 0, and that exactly `count` records exactly fill the buffer.
+/// from 0, that exactly `count` records exactly fill the buffer, and with `keys_required`
+/// that each has a key.
 pub(crate) fn walk_records(
     records: &[u8],
     count: i32,
     base_ts: i64,
+    keys_required: bool,
 ) -> Result<RecordsSummary, LogError> {
     let mut pos = 0usize;
     let mut seen: i32 = 0;
@@ -55,6 +57,12 @@ pub(crate) fn walk_records(
             })?;
         pos += body.len();
         let fields = parse_record_body(body).map_err(|e| invalid(seen, e))?;
+        if keys_required && fields.key.is_none() {
+            return Err(invalid(
+                seen,
+                "a compacted topic cannot accept a record without a key",
+            ));
+        }
         let (ts_delta, offset_delta) = (fields.timestamp_delta, fields.offset_delta);
         if offset_delta != seen as i64 {
             return Err(invalid(
@@ -227,7 +235,7 @@ mod tests {
 
         #[test]
         fn walk_never_panics(data in proptest::collection::vec(any::<u8>(), 0..200), count in -2i32..10) {
-            let _ = walk_records(&data, count, i64::MAX - 5);
+            let _ = walk_records(&data, count, i64::MAX - 5, true);
         }
     }
 

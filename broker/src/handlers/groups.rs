@@ -36,8 +36,14 @@ fn s(b: &StrBytes) -> String {
 /// Partitions of `__consumer_offsets`, creating the topic when it does not exist yet
 /// (then COORDINATOR_NOT_AVAILABLE: clients retry once it is there).
 async fn offsets_partitions(state: &BrokerState) -> Result<i32, i16> {
-    if let Some(t) = state.metadata.image().topic_by_name(OFFSETS_TOPIC) {
-        return Ok(t.partitions.len() as i32);
+    let existing = state
+        .metadata
+        .image()
+        .topic_by_name(OFFSETS_TOPIC)
+        .map(|t| t.partitions.len() as i32);
+    if let Some(partitions) = existing {
+        compact_offsets_topic(state).await;
+        return Ok(partitions);
     }
     let brokers = state.metadata.image().unfenced_brokers().len().max(1);
     let rf = brokers.min(3) as i32;
@@ -46,8 +52,12 @@ async fn offsets_partitions(state: &BrokerState) -> Result<i32, i16> {
             name: OFFSETS_TOPIC.to_string(),
             num_partitions: state.config.topics.offsets_topic_partitions,
             replication_factor: rf,
-            // No compaction yet: keep every record; the coordinator only ever replays it.
-            configs: [("retention.ms".to_string(), "-1".to_string())].into(),
+            // As Kafka's: compacted (the latest offset and metadata of each group stay, so
+            // a new coordinator's load is bounded by live groups, not commits ever made).
+            configs: OFFSETS_TOPIC_CONFIGS
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             ..Default::default()
         }],
         validate_only: false,
@@ -67,6 +77,58 @@ async fn offsets_partitions(state: &BrokerState) -> Result<i32, i16> {
         Err(e) => tracing::warn!(error = %e, "cannot create {OFFSETS_TOPIC}"),
     }
     Err(ErrorCode::CoordinatorNotAvailable.code())
+}
+
+/// The configs `__consumer_offsets` is created with (Kafka's).
+pub const OFFSETS_TOPIC_CONFIGS: &[(&str, &str)] = &[
+    ("cleanup.policy", "compact"),
+    ("segment.bytes", "104857600"),
+];
+
+/// Set while this process switches an existing `__consumer_offsets` to compaction.
+static SWITCHING_TO_COMPACT: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// An offsets topic created before compaction existed keeps every commit forever: it is
+/// switched to `cleanup.policy=compact` (one attempt at a time; retried on the next
+/// coordinator lookup if it fails).
+async fn compact_offsets_topic(state: &BrokerState) {
+    use std::sync::atomic::Ordering;
+    let compacted = state
+        .metadata
+        .image()
+        .topic_config(OFFSETS_TOPIC)
+        .get("cleanup.policy")
+        .is_some_and(|p| spate_metadata::config_defs::list_items(p).contains(&"compact"));
+    if compacted || SWITCHING_TO_COMPACT.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let req = spate_proto::controller::AlterConfigsRequest {
+        resources: vec![spate_proto::controller::AlterConfigsResource {
+            resource_type: spate_proto::metadata::ConfigResourceType::ConfigResourceTopic as i32,
+            resource_name: OFFSETS_TOPIC.to_string(),
+            configs: vec![spate_proto::controller::AlterableConfig {
+                name: "cleanup.policy".to_string(),
+                op: 0, // SET
+                value: Some("compact".to_string()),
+            }],
+            replace: false,
+        }],
+        validate_only: false,
+    };
+    let outcome =
+        super::admin::controller_call(state, |mut c| async move { c.alter_configs(req).await })
+            .await;
+    match outcome {
+        Ok(resp) if resp.resources.iter().all(|r| r.error_code == 0) => {
+            tracing::info!("switched {OFFSETS_TOPIC} to cleanup.policy=compact");
+        }
+        Ok(resp) => {
+            tracing::warn!(?resp, "cannot switch {OFFSETS_TOPIC} to compaction");
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot switch {OFFSETS_TOPIC} to compaction"),
+    }
+    SWITCHING_TO_COMPACT.store(false, Ordering::SeqCst);
 }
 
 /// The coordinator (leader of the group's offsets partition) of `key`.

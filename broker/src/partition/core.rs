@@ -6,12 +6,15 @@
 //! paths in [`super::follower`].
 
 use spate_log::batch::{self, BatchHeader};
-use spate_log::{AppendInfo, FlushJob, Log, LogConfig, LogDir, LogError};
+use spate_log::{
+    AppendInfo, CleanPlan, CleanStats, Cleaned, CleanerConfig, Dirtiness, FlushJob, Log, LogConfig,
+    LogDir, LogError,
+};
 use spate_metadata::ids::NodeId;
 
 use super::producer_state::ProducerStateManager;
 use super::replica_state::ReplicaState;
-use super::settings::PartitionSettings;
+use super::settings::{CompactionSettings, PartitionSettings};
 use super::types::{Assignment, LeaderState, Progress, RoleChange};
 use crate::error::{BrokerError, NotServing, Result};
 use crate::topic_partition::TopicPartition;
@@ -403,6 +406,57 @@ impl PartitionCore {
         }
     }
 
+    /// A compacted log's cleaning settings and how dirty it is below the high watermark;
+    /// None when the topic is not compacted or the log failed.
+    pub fn cleaning_state(
+        &self,
+        now_ms: i64,
+        cleaner: &CleanerConfig,
+    ) -> Option<(Dirtiness, CompactionSettings)> {
+        let settings = self.settings.compaction.clone()?;
+        if self.is_failed() {
+            return None;
+        }
+        let config = cleaner_config(cleaner, &settings);
+        let dirtiness = self
+            .log
+            .dirtiness(self.progress.high_watermark, now_ms, &config);
+        Some((dirtiness, settings))
+    }
+
+    /// Snapshots a cleaning pass below the high watermark (the cleaner runs it without
+    /// the lock); None when not compacted, failed, or nothing is dirty.
+    pub fn plan_clean(&self, now_ms: i64, cleaner: &CleanerConfig) -> Option<CleanPlan> {
+        let settings = self.settings.compaction.as_ref()?;
+        if self.is_failed() {
+            return None;
+        }
+        self.log.plan_clean(
+            self.progress.high_watermark,
+            now_ms,
+            &cleaner_config(cleaner, settings),
+        )
+    }
+
+    /// Swaps a pass's segments in. A failure part way leaves the log's files for
+    /// recovery to finish (see the cleaner's swap protocol), so it fails the replica as
+    /// any storage error does. None when the log changed under the pass.
+    pub fn install_cleaned(&mut self, cleaned: Cleaned, fx: &mut Effects) -> Option<CleanStats> {
+        if self.is_failed() {
+            if let Err(e) = cleaned.discard() {
+                tracing::warn!(partition = %self.tp, error = %e, "cannot remove a cleaning pass's files");
+            }
+            return None;
+        }
+        match self.log.install_cleaned(cleaned) {
+            Ok(stats) => stats,
+            Err(e) => {
+                self.fail(format!("installing cleaned segments failed: {e}"), fx);
+                None
+            }
+        }
+    }
+
     /// Periodic work: fsync for topics that flush on an interval, the high-watermark
     /// checkpoint and the producer-state snapshot.
     pub fn maintain(&mut self, now_ms: i64, fx: &mut Effects) {
@@ -561,5 +615,14 @@ pub(super) fn duplicate_of(meta: &super::producer_state::BatchMetadata) -> Appen
         log_append_time: -1,
         record_count: 0,
         bytes: 0,
+    }
+}
+
+/// A pass's settings: the broker's cleaner ones with the topic's.
+fn cleaner_config(cleaner: &CleanerConfig, topic: &CompactionSettings) -> CleanerConfig {
+    CleanerConfig {
+        delete_retention_ms: topic.delete_retention_ms,
+        min_compaction_lag_ms: topic.min_compaction_lag_ms,
+        ..cleaner.clone()
     }
 }

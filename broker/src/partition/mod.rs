@@ -445,6 +445,30 @@ impl Partition {
         self.run(|c, fx| c.enforce_retention(now_ms, fx))
     }
 
+    /// See [`PartitionCore::cleaning_state`].
+    pub fn cleaning_state(
+        &self,
+        now_ms: i64,
+        cleaner: &spate_log::CleanerConfig,
+    ) -> Option<(spate_log::Dirtiness, settings::CompactionSettings)> {
+        self.query(|c| c.cleaning_state(now_ms, cleaner))
+    }
+
+    /// One cleaning pass: planned and installed under the lock, run (all the reading and
+    /// writing) without it. Blocking: call it from a blocking thread. Err is the pass's
+    /// own failure (the log stays as it was); Ok(None) when there was nothing to do.
+    pub fn clean(
+        &self,
+        now_ms: i64,
+        cleaner: &spate_log::CleanerConfig,
+    ) -> std::result::Result<Option<spate_log::CleanStats>, spate_log::LogError> {
+        let Some(plan) = self.query(|c| c.plan_clean(now_ms, cleaner)) else {
+            return Ok(None);
+        };
+        let cleaned = plan.run()?;
+        Ok(self.run(|c, fx| c.install_cleaned(cleaned, fx)))
+    }
+
     /// Idempotent producers known here (tests, metrics).
     pub fn producer_count(&self) -> usize {
         self.query(|c| c.producer_count())

@@ -277,25 +277,9 @@ pub fn lookup(name: &str) -> Option<&'static ConfigDef> {
 /// Checks a key and value; the error is the message for `INVALID_CONFIG`.
 pub fn validate(name: &str, value: &str) -> Result<(), String> {
     match lookup(name) {
-        Some(d) => {
-            d.validate(value)?;
-            refuse_unimplemented(name, value)
-        }
+        Some(d) => d.validate(value),
         None => Err(format!("unknown topic config '{name}'")),
     }
-}
-
-/// Values Kafka accepts whose behaviour Spate does not have yet. Accepting them would
-/// silently do something else (a "compacted" topic would still lose data to retention),
-/// so they are refused with a reason.
-fn refuse_unimplemented(name: &str, value: &str) -> Result<(), String> {
-    if name == "cleanup.policy" && list_items(value).contains(&"compact") {
-        return Err(format!(
-            "cleanup.policy '{value}' is not supported yet: log compaction is not implemented; \
-             use 'delete' (retention by time and size)"
-        ));
-    }
-    Ok(())
 }
 
 /// The value in effect: the dynamic override if set, else the default. `None` for unknown keys
@@ -450,9 +434,8 @@ mod tests {
     #[test]
     fn enums_lists_and_booleans() {
         assert_eq!(validate("cleanup.policy", "delete"), Ok(()));
-        assert!(validate("cleanup.policy", "compact, delete")
-            .unwrap_err()
-            .contains("compaction is not implemented"));
+        assert_eq!(validate("cleanup.policy", "compact, delete"), Ok(()));
+        assert_eq!(validate("cleanup.policy", "compact"), Ok(()));
         assert!(validate("cleanup.policy", "compact,nope").is_err());
         assert_eq!(validate("cleanup.policy", ""), Ok(()));
         assert_eq!(validate("cleanup.policy", " "), Ok(()));

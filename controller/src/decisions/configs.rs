@@ -310,8 +310,7 @@ mod tests {
     fn append_and_subtract_work_on_lists_from_the_default() {
         let mut img = image();
         // cleanup.policy is the one list config; "delete" is its default, so appending it
-        // changes nothing and subtracting it leaves an empty list, which is refused
-        // until compaction exists (the compaction issue makes "" valid, as Kafka).
+        // changes nothing and subtracting it leaves an empty list (valid, as in Kafka).
         let append = op("cleanup.policy", AlterConfigOp::Append, Some("delete"));
         // The first append makes the default an explicit override.
         assert_eq!(
@@ -338,16 +337,19 @@ mod tests {
     }
 
     #[test]
-    fn alter_refuses_what_create_refuses() {
-        // Compaction is not implemented: CreateTopics refuses cleanup.policy=compact, so
-        // IncrementalAlterConfigs must too, by SET or by APPEND.
+    fn compaction_is_set_and_appended_as_kafka_does() {
         let mut img = image();
-        let set = op("cleanup.policy", AlterConfigOp::Set, Some("compact"));
-        assert_eq!(run(&mut img, vec![topic_res("t", vec![set])]), vec![40]);
         let append = op("cleanup.policy", AlterConfigOp::Append, Some("compact"));
-        assert_eq!(run(&mut img, vec![topic_res("t", vec![append])]), vec![40]);
-        assert_eq!(get(&img, "cleanup.policy"), None);
-        assert!(config_defs::validate("cleanup.policy", "compact").is_err());
+        assert_eq!(run(&mut img, vec![topic_res("t", vec![append])]), vec![0]);
+        assert_eq!(
+            get(&img, "cleanup.policy").as_deref(),
+            Some("delete,compact")
+        );
+        let set = op("cleanup.policy", AlterConfigOp::Set, Some("compact"));
+        assert_eq!(run(&mut img, vec![topic_res("t", vec![set])]), vec![0]);
+        assert_eq!(get(&img, "cleanup.policy").as_deref(), Some("compact"));
+        let bad = op("cleanup.policy", AlterConfigOp::Set, Some("compact,shred"));
+        assert_eq!(run(&mut img, vec![topic_res("t", vec![bad])]), vec![40]);
     }
 
     #[test]

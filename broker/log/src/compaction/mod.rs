@@ -74,6 +74,9 @@ pub struct CleanerConfig {
     /// A segment is cleanable only once its newest record is this old
     /// (`min.compaction.lag.ms`).
     pub min_compaction_lag_ms: i64,
+    /// Most bytes a pass reads and writes per second
+    /// (`log.cleaner.io.max.bytes.per.second`; None: unthrottled).
+    pub io_max_bytes_per_second: Option<u64>,
 }
 
 impl Default for CleanerConfig {
@@ -83,6 +86,37 @@ impl Default for CleanerConfig {
             dedupe_buffer_bytes: 128 << 20,
             delete_retention_ms: 24 * 60 * 60 * 1000,
             min_compaction_lag_ms: 0,
+            io_max_bytes_per_second: None,
+        }
+    }
+}
+
+/// Paces a pass's I/O to a byte rate by sleeping (the pass runs on its own thread).
+#[derive(Debug)]
+struct Throttle {
+    rate: Option<u64>,
+    started: std::time::Instant,
+    bytes: u64,
+}
+
+impl Throttle {
+    fn new(rate: Option<u64>) -> Self {
+        Throttle {
+            rate: rate.filter(|r| *r > 0),
+            started: std::time::Instant::now(),
+            bytes: 0,
+        }
+    }
+
+    /// Counts `n` bytes of I/O, sleeping until the rate allows them.
+    fn spend(&mut self, n: u64) {
+        let Some(rate) = self.rate else {
+            return;
+        };
+        self.bytes += n;
+        let due = std::time::Duration::from_secs_f64(self.bytes as f64 / rate as f64);
+        if let Some(wait) = due.checked_sub(self.started.elapsed()) {
+            std::thread::sleep(wait);
         }
     }
 }
@@ -148,6 +182,7 @@ pub struct CleanPlan {
     first_dirty: usize,
     delete_horizon_ms: i64,
     dedupe_buffer_bytes: usize,
+    io_max_bytes_per_second: Option<u64>,
     segment_bytes: u64,
     index_interval: u32,
     now_ms: i64,
@@ -261,6 +296,7 @@ impl Log {
             first_dirty,
             delete_horizon_ms,
             dedupe_buffer_bytes: config.dedupe_buffer_bytes,
+            io_max_bytes_per_second: config.io_max_bytes_per_second,
             segment_bytes: self.config.effective_segment_bytes(),
             index_interval: self.config.index_interval_bytes,
             now_ms,
@@ -321,9 +357,10 @@ impl Log {
     }
 }
 
-/// The batches of a segment snapshot, each read whole.
+/// The batches of a segment snapshot, each read whole (and paced by `throttle`).
 fn for_each_batch(
     s: &SegmentSnapshot,
+    throttle: &mut Throttle,
     f: &mut dyn FnMut(&RecordBatchView<'_>, bool) -> Result<(), LogError>,
 ) -> Result<u64, LogError> {
     let mut scanner = HeaderScanner::new(&*s.file, 0, s.size);
@@ -332,6 +369,7 @@ fn for_each_batch(
     while let Some((pos, h)) = next {
         buf.resize(h.size(), 0);
         s.file.read_exact_at(&mut buf, pos)?;
+        throttle.spend(buf.len() as u64);
         next = scanner.next_header()?;
         let view = RecordBatchView::new(&buf)?;
         view.validate_crc()?;
@@ -360,12 +398,13 @@ impl CleanPlan {
     /// and writes files only; the log may go on serving meanwhile.
     pub fn run(self) -> Result<Cleaned, LogError> {
         let mut stats = CleanStats::default();
+        let mut throttle = Throttle::new(self.io_max_bytes_per_second);
         let mut map = OffsetMap::new(self.dedupe_buffer_bytes);
         // The map covers whole segments: `mapped` of them from the first dirty one.
         let mut mapped_end = self.first_dirty;
         'segments: for (i, s) in self.segments.iter().enumerate().skip(self.first_dirty) {
             let mut full = false;
-            stats.bytes_read += for_each_batch(s, &mut |view, _| {
+            stats.bytes_read += for_each_batch(s, &mut throttle, &mut |view, _| {
                 if full {
                     return Ok(());
                 }
@@ -408,7 +447,7 @@ impl CleanPlan {
         }
         let mut groups = Vec::new();
         for group in group_segments(range, self.segment_bytes) {
-            match self.clean_group(group, &map, &last_of_producer, &mut stats) {
+            match self.clean_group(group, &map, &last_of_producer, &mut stats, &mut throttle) {
                 Ok(Some(g)) => groups.push(g),
                 Ok(None) => {}
                 Err(e) => {
@@ -445,6 +484,7 @@ impl CleanPlan {
         map: &OffsetMap,
         last_of_producer: &HashMap<i64, i64>,
         stats: &mut CleanStats,
+        throttle: &mut Throttle,
     ) -> Result<Option<CleanedGroup>, LogError> {
         let base = group[0].base;
         let file = self
@@ -454,8 +494,9 @@ impl CleanPlan {
         let mut removed = 0;
         let mut written = 0;
         for s in group {
+            let written_before = written;
             let drop_tombstones = s.last_modified_ms <= self.delete_horizon_ms;
-            stats.bytes_read += for_each_batch(s, &mut |view, last_in_segment| {
+            stats.bytes_read += for_each_batch(s, throttle, &mut |view, last_in_segment| {
                 let h = *view.header();
                 let keep_empty = last_in_segment
                     || (h.producer_id >= 0
@@ -480,6 +521,8 @@ impl CleanPlan {
                 written += bytes.len() as u64;
                 Ok(())
             })?;
+            // Writes are paced per segment (reads per batch).
+            throttle.spend(written - written_before);
         }
         if group.len() == 1 && removed == 0 {
             drop(segment);
@@ -574,3 +617,23 @@ pub(crate) fn finish_interrupted_swaps(dir: &LogDir, names: &[String]) -> Result
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod throttle_tests {
+    use super::Throttle;
+
+    #[test]
+    fn a_throttle_paces_io_to_its_rate() {
+        let started = std::time::Instant::now();
+        let mut t = Throttle::new(Some(100_000));
+        for _ in 0..10 {
+            t.spend(2_000);
+        }
+        // 20 kB at 100 kB/s: at least 0.2 s.
+        assert!(started.elapsed() >= std::time::Duration::from_millis(200));
+        let started = std::time::Instant::now();
+        let mut free = Throttle::new(None);
+        free.spend(u64::MAX / 2);
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
+}

@@ -33,6 +33,7 @@ fn cleaner(dedupe: usize) -> CleanerConfig {
         dedupe_buffer_bytes: dedupe,
         delete_retention_ms: 0,
         min_compaction_lag_ms: 0,
+        io_max_bytes_per_second: None,
     }
 }
 
@@ -471,4 +472,25 @@ fn a_crash_at_any_step_of_a_swap_leaves_the_old_or_the_new_log() {
     }
     assert!(steps_seen > 10, "the pass took {steps_seen} changes");
     assert!(outcomes.0 > 0 && outcomes.1 > 0, "{outcomes:?}");
+}
+
+/// A read that took its view before a swap keeps reading the old segments' bytes, whole
+/// and correct, through its open file handles, while new reads see the cleaned log.
+#[test]
+fn a_reader_that_started_before_a_swap_reads_the_old_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), config(), 0).unwrap();
+    let rounds: Vec<Vec<Entry>> = (0..40)
+        .map(|i| vec![(Some(i % 2), Some(vec![i; 30]))])
+        .collect();
+    let written = append_all(&mut log, &rounds, 1);
+    log.flush().unwrap();
+    let before = log.read(0, usize::MAX, i64::MAX, false).unwrap();
+    let view = log.read_view(0, i64::MAX, usize::MAX).unwrap();
+    let stats = clean(&mut log, 2, &cleaner(1 << 20)).unwrap();
+    assert!(stats.records_removed > 0);
+    assert_eq!(view.read(usize::MAX, false).unwrap(), before);
+    let after = log.read(0, usize::MAX, i64::MAX, false).unwrap();
+    assert!(after.len() < before.len());
+    check_against(&log, &written);
 }
