@@ -446,10 +446,20 @@ async fn produce_v10_and_fetch_v16_name_the_new_leader_and_describe_cluster_v2_t
                 .with_index(0)
                 .with_records(Some(batch))])]);
     let mut to_follower = cluster.connect(follower).await;
-    let resp: ProduceResponse = to_follower
-        .request(ApiKey::Produce, 10, &req)
-        .await
-        .unwrap();
+    // The follower's own image may not have the topic yet (UNKNOWN_TOPIC_OR_PARTITION).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let resp = loop {
+        let resp: ProduceResponse = to_follower
+            .request(ApiKey::Produce, 10, &req)
+            .await
+            .unwrap();
+        let code = resp.responses[0].partition_responses[0].error_code;
+        if code != ErrorCode::UnknownTopicOrPartition.code() || std::time::Instant::now() > deadline
+        {
+            break resp;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let p = &resp.responses[0].partition_responses[0];
     assert_eq!(p.error_code, ErrorCode::NotLeaderOrFollower.code());
     assert_eq!(
