@@ -3,7 +3,9 @@
 //! - `produce`: like `kafka-producer-perf-test` — N records of a fixed size from P
 //!   producers, optional throughput cap, per-record send→ack latency in an HDR histogram.
 //! - `consume`: like `kafka-consumer-perf-test` — read N records as fast as possible.
+//! - `cleaner`: the log cleaner's throughput on an in-process log.
 //! - `stats`: the progress window and latency summary they share.
+pub mod cleaner;
 pub mod consume;
 pub mod produce;
 pub mod stats;
@@ -23,6 +25,8 @@ enum BenchCmd {
     Produce(produce::ProduceBench),
     /// Consumer throughput.
     Consume(consume::ConsumeBench),
+    /// Log cleaner (compaction) throughput, in process.
+    Cleaner(cleaner::CleanerBench),
 }
 
 /// Runs `spate bench ...`.
@@ -31,5 +35,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.cmd {
         BenchCmd::Produce(a) => produce::run(a).await,
         BenchCmd::Consume(a) => consume::run(a).await,
+        BenchCmd::Cleaner(a) => cleaner::run(a).await,
     }
 }

@@ -73,6 +73,13 @@ pub struct ProduceBench {
     /// Idempotent producer (needs --acks all; caps --max-in-flight at 5).
     #[arg(long)]
     idempotent: bool,
+    /// Key records `k0`..`k{N-1}` in turn (default: no keys). A compacted topic needs
+    /// keys; few keys give its cleaner much to drop.
+    #[arg(long)]
+    keys: Option<u64>,
+    /// Config of the topic when created (repeatable), e.g. cleanup.policy=compact.
+    #[arg(long = "topic-config", value_parser = crate::cli::parse_kv)]
+    topic_configs: Vec<(String, String)>,
 }
 
 struct Outcome {
@@ -109,6 +116,7 @@ pub async fn run(args: ProduceBench) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(run_one(
             config(&args),
             topic.clone(),
+            args.keys.filter(|k| *k > 0),
             share,
             rate,
             payloads.clone(),
@@ -164,6 +172,7 @@ fn config(args: &ProduceBench) -> ProducerConfig {
 async fn run_one(
     config: ProducerConfig,
     topic: Arc<str>,
+    keys: Option<u64>,
     records: u64,
     rate: Option<f64>,
     payloads: Arc<Vec<Bytes>>,
@@ -184,9 +193,10 @@ async fn run_one(
             throttle(start, i, rate).await;
         }
         let payload = payloads[i as usize % payloads.len()].clone();
+        let key = keys.map(|n| Bytes::from(format!("k{}", i % n)));
         let sent_at = Instant::now();
         match producer
-            .send(&topic, None, None, Some(payload), Vec::new())
+            .send(&topic, None, key, Some(payload), Vec::new())
             .await
         {
             Ok(fut) => {
@@ -306,7 +316,10 @@ async fn ensure_topic(args: &ProduceBench, partitions: i32) -> anyhow::Result<()
     if admin.describe_topic(&args.topic).await.is_ok() {
         return Ok(());
     }
-    let topic = NewTopic::new(args.topic.clone(), partitions, args.replication_factor);
+    let topic = args.topic_configs.iter().fold(
+        NewTopic::new(args.topic.clone(), partitions, args.replication_factor),
+        |t, (k, v)| t.config(k, v),
+    );
     for (_, r) in admin.create_topics(&[topic], false).await? {
         match r {
             Ok(()) => {}
