@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use spate_metadata::ids::NodeId;
+use spate_metadata::topic_defaults::{self, TopicDefaults};
 
 /// A key's default: a value parsed like any other, or none (required, optional or derived).
 #[derive(Clone, Copy)]
@@ -85,19 +86,22 @@ const KEYS: &[(&str, KeyDefault)] = &[
 /// Other names for a key: `data.dir` is Spate's (and `spate dev`'s) name for `log.dirs`.
 const ALIASES: &[(&str, &str)] = &[("data.dir", "log.dirs")];
 
-/// The key a name stands for, if it is a key or an alias of one.
+/// The key a name stands for, if it is a key, an alias of one, or the broker-level name
+/// of a topic config's default (`log.cleanup.policy`, ...).
 fn canonical(name: &str) -> Option<&'static str> {
     KEYS.iter()
         .map(|(k, _)| *k)
         .find(|k| *k == name)
         .or_else(|| ALIASES.iter().find(|(a, _)| *a == name).map(|(_, k)| *k))
+        .or_else(|| topic_defaults::broker_names().find(|k| *k == name))
 }
 
-/// Every accepted name: keys and aliases.
+/// Every accepted name: keys, aliases and topic-config defaults.
 fn all_names() -> impl Iterator<Item = &'static str> {
     KEYS.iter()
         .map(|(k, _)| *k)
         .chain(ALIASES.iter().map(|(a, _)| *a))
+        .chain(topic_defaults::broker_names())
 }
 
 /// The environment variable for a key: `node.id` -> `SPATE_NODE_ID`.
@@ -184,6 +188,9 @@ pub enum ConfigError {
     /// Values that contradict each other.
     #[error("{key}: {message}")]
     Conflict { key: &'static str, message: String },
+    /// A topic config's broker-wide default that is refused (the message names the key).
+    #[error("{message}{}", .origin.note())]
+    TopicDefault { message: String, origin: Source },
 }
 
 /// The roles a node plays (`process.roles`).
@@ -320,6 +327,9 @@ pub struct ServerConfig {
     pub replication_advertised: Option<HostPort>,
     /// `outbound.source.ip`: the local address outbound gRPC connections start from.
     pub outbound_source_ip: Option<IpAddr>,
+    /// Topic configs' broker-wide defaults, under Kafka's broker-level names
+    /// (`log.cleanup.policy`, `log.retention.ms`, `log.cleaner.min.cleanable.ratio`, ...).
+    pub topic_defaults: TopicDefaults,
     /// Where each key's value came from.
     pub sources: BTreeMap<&'static str, Source>,
 }
@@ -408,12 +418,13 @@ impl ServerConfig {
             self.outbound_source_ip
                 .map_or_else(|| "(unset)".to_string(), |ip| ip.to_string()),
         ];
-        KEYS.iter()
+        let source = |key: &str| self.sources.get(key).cloned().unwrap_or(Source::Default);
+        let keys = KEYS
+            .iter()
             .zip(values)
-            .map(|((key, _), value)| {
-                let source = self.sources.get(key).cloned().unwrap_or(Source::Default);
-                (*key, value, source)
-            })
+            .map(|((key, _), value)| (*key, value));
+        keys.chain(self.topic_defaults.by_broker_name())
+            .map(|(key, value)| (key, value, source(key)))
             .collect()
     }
 }
@@ -1023,6 +1034,17 @@ fn validate(
         })?;
     let log_retention_check_interval =
         required(&settings, "log.retention.check.interval.ms", millis)?;
+    let mut topic_defaults = TopicDefaults::default();
+    for name in topic_defaults::broker_names() {
+        if let Some(s) = settings.get(name) {
+            topic_defaults
+                .set(name, s.value.trim())
+                .map_err(|e| ConfigError::TopicDefault {
+                    message: e.to_string(),
+                    origin: s.origin.clone(),
+                })?;
+        }
+    }
     let log_cleaner = spate_broker::config::LogCleanerConfig {
         enabled: required(&settings, "log.cleaner.enable", parse_bool)?,
         threads: required(&settings, "log.cleaner.threads", |s| {
@@ -1126,6 +1148,7 @@ fn validate(
         cluster_id,
         replication_advertised,
         outbound_source_ip,
+        topic_defaults,
         sources,
     };
     check_rules(&config)?;
@@ -1982,6 +2005,35 @@ mod tests {
     }
 
     #[test]
+    fn topic_config_defaults_take_kafkas_broker_names() {
+        assert_eq!(file(MIN).topic_defaults, TopicDefaults::default());
+        let c = file(&format!(
+            "{MIN}log.cleanup.policy = 'compact'\nlog.cleaner.min.cleanable.ratio = 0.1\n"
+        ));
+        assert_eq!(c.topic_defaults.get("cleanup.policy"), Some("compact"));
+        assert_eq!(
+            c.topic_defaults.get("min.cleanable.dirty.ratio"),
+            Some("0.1")
+        );
+        assert!(c
+            .effective()
+            .iter()
+            .any(|(k, v, s)| *k == "log.cleanup.policy"
+                && v == "compact"
+                && *s == Source::File("spate.toml".into())));
+        // The environment names them too.
+        let c = run(Some(MIN), &[("SPATE_LOG_RETENTION_MS", "1000")], &[]).unwrap();
+        assert_eq!(c.topic_defaults.get("retention.ms"), Some("1000"));
+        let e = error(&format!("{MIN}log.cleanup.policy = 'shred'\n"));
+        assert!(
+            e.contains("log.cleanup.policy must be a list of delete|compact, got 'shred'"),
+            "{e}"
+        );
+        let e = error(&format!("{MIN}min.insync.replicas = 2\n"));
+        assert!(e.contains("set it per topic"), "{e}");
+    }
+
+    #[test]
     fn retention_runs_every_check_interval_five_minutes_by_default() {
         assert_eq!(
             file(MIN).log_retention_check_interval,
@@ -2094,7 +2146,10 @@ mod tests {
             .filter_map(|a| a.get_long())
             .map(|l| format!("--{l}"))
             .collect();
-        for name in all_names() {
+        // Topic-config defaults (`log.cleanup.policy`, ...) are set in the file or the
+        // environment only.
+        let flagged = all_names().filter(|n| topic_defaults::topic_key_of(n).is_none());
+        for name in flagged {
             assert!(longs.contains(&flag(name)), "no flag for {name}");
         }
         assert_eq!(longs.len(), KEYS.len() + ALIASES.len());
@@ -2105,7 +2160,12 @@ mod tests {
         assert_eq!(ConfigFlags::default().given().len(), 0);
         // Every env var is read.
         for name in all_names() {
-            let e = run(Some(MIN), &[(&env_var(name), " ")], &[])
+            // A blank is a valid empty list for `log.cleanup.policy`; no topic config takes this.
+            let bad = match topic_defaults::topic_key_of(name) {
+                Some(_) => "x!",
+                None => " ",
+            };
+            let e = run(Some(MIN), &[(&env_var(name), bad)], &[])
                 .unwrap_err()
                 .to_string();
             assert!(e.contains(&env_var(name)), "{name}: {e}");
@@ -2120,7 +2180,7 @@ mod tests {
             .skip(1)
             .map(|b| b.split("```").next().unwrap())
             .collect();
-        assert_eq!(blocks.len(), 2);
+        assert_eq!(blocks.len(), 3);
         let three = file(blocks[0]);
         assert_eq!(three.voters.len(), 3);
         assert_eq!(three.listeners[0].advertised.host, "kafka-1.example");
@@ -2133,5 +2193,14 @@ mod tests {
         ];
         assert_eq!(run(Some(blocks[0]), &env, &[]).unwrap().node_id, NodeId(2));
         assert_eq!(file(blocks[1]).data_dir, PathBuf::from("./spate-data"));
+        for name in topic_defaults::broker_names() {
+            assert!(
+                doc.contains(&format!("`{name}`")),
+                "{name} is not documented"
+            );
+        }
+        let defaults = file(&format!("{MIN}{}", blocks[2])).topic_defaults;
+        assert_eq!(defaults.get("cleanup.policy"), Some("compact"));
+        assert_eq!(defaults.get("min.cleanable.dirty.ratio"), Some("0.1"));
     }
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use spate::node::{Node, NodeConfig};
+use spate_metadata::topic_defaults::TopicDefaults;
 
 /// Flags of `spate dev`.
 #[derive(clap::Args, Debug)]
@@ -34,6 +35,10 @@ pub struct DevArgs {
     /// (`log.cleaner.backoff.ms`).
     #[arg(long, default_value_t = 15_000, value_name = "MS")]
     log_cleaner_backoff_ms: u64,
+    /// A topic config's broker-wide default under Kafka's broker-level name, e.g.
+    /// `log.cleanup.policy=compact` (repeatable).
+    #[arg(long = "topic-default", value_name = "KEY=VALUE", value_parser = parse_topic_default)]
+    topic_defaults: Vec<(String, String)>,
     /// Log output format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -43,10 +48,29 @@ pub struct DevArgs {
 /// `controlled.shutdown.timeout.ms`); alone, it completes as soon as the fence commits.
 const DEV_CONTROLLED_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// One `--topic-default KEY=VALUE`, checked as the server config checks it.
+fn parse_topic_default(s: &str) -> Result<(String, String), String> {
+    let (key, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not KEY=VALUE"))?;
+    TopicDefaults::default()
+        .set(key.trim(), value)
+        .map_err(|e| e.to_string())?;
+    Ok((key.trim().to_string(), value.to_string()))
+}
+
 /// The node `spate dev` runs: Kafka's defaults, except what Kafka's own development
 /// config (its shipped `server.properties`) changes.
 fn node_config(args: &DevArgs) -> NodeConfig {
+    let mut topic_defaults = TopicDefaults::default();
+    for (key, value) in &args.topic_defaults {
+        // Each was checked as it was parsed.
+        if let Err(e) = topic_defaults.set(key, value) {
+            tracing::warn!(%key, error = %e, "topic default ignored");
+        }
+    }
     NodeConfig {
+        topic_defaults,
         data_dir: args.data_dir.clone(),
         kafka_addr: args.kafka_addr,
         controller_addr: args.controller_addr,

@@ -66,6 +66,8 @@ pub struct NodeConfig {
     pub log_retention_check_interval: Duration,
     /// Broker: the log cleaner's settings (`log.cleaner.*`).
     pub log_cleaner: spate_broker::config::LogCleanerConfig,
+    /// Broker: topic configs' broker-wide defaults (`log.cleanup.policy`, ...).
+    pub topic_defaults: spate_metadata::topic_defaults::TopicDefaults,
     /// Broker: the group coordinator's limits and initial rebalance delay.
     pub groups: spate_broker::config::GroupConfig,
     /// `cluster.id`: the id a new data directory is formatted with (default: derived from
@@ -132,6 +134,7 @@ impl NodeConfig {
             log_retention_check_interval:
                 spate_broker::config::DEFAULT_LOG_RETENTION_CHECK_INTERVAL,
             log_cleaner: Default::default(),
+            topic_defaults: Default::default(),
             groups: Default::default(),
             advertised_host: None,
             advertised_port: None,
@@ -290,6 +293,7 @@ impl Node {
             let mut broker_config = BrokerConfig::new(config.node_id, &config.data_dir);
             broker_config.log_retention_check_interval = config.log_retention_check_interval;
             broker_config.log_cleaner = config.log_cleaner.clone();
+            broker_config.topics.configs = config.topic_defaults.clone();
             broker_config.groups = config.groups.clone();
             broker_config.network.listeners = vec![spate_broker::config::ListenerSpec {
                 name: config.listener_name.clone(),

@@ -121,6 +121,7 @@ fn node_config(c: &ServerConfig) -> NodeConfig {
         leader_imbalance_check_interval: c.leader_imbalance_check_interval,
         log_retention_check_interval: c.log_retention_check_interval,
         log_cleaner: c.log_cleaner.clone(),
+        topic_defaults: c.topic_defaults.clone(),
         groups: c.groups.clone(),
         cluster_id: c.cluster_id.clone(),
         replication_advertised: c

@@ -73,7 +73,11 @@ impl Broker {
             endpoints,
             draining: tokio::sync::watch::Sender::new(false),
             metadata: MetadataCache::default(),
-            replicas: ReplicaManager::new(config.node_id, config.logs()),
+            replicas: ReplicaManager::new(
+                config.node_id,
+                config.logs(),
+                config.topics.configs.clone(),
+            ),
             controller: ControllerLink::new(&config.controller, faults.clone()),
             fetch_sessions: FetchSessionCache::new(config.network.fetch_session_slots),
             broker_epoch: AtomicI64::new(-1),

@@ -214,6 +214,9 @@ pub struct TopicDefaults {
     pub default_replication_factor: i32,
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` when created.
     pub offsets_topic_partitions: i32,
+    /// Topic configs' broker-wide defaults (`log.cleanup.policy`, `log.retention.ms`, ...)
+    /// for topics without their own value.
+    pub configs: spate_metadata::topic_defaults::TopicDefaults,
 }
 
 impl BrokerConfig {
@@ -249,6 +252,7 @@ impl BrokerConfig {
                 num_partitions: 1,
                 default_replication_factor: 1,
                 offsets_topic_partitions: 10,
+                configs: Default::default(),
             },
             groups: GroupConfig::default(),
             log_maintenance_interval: Duration::from_millis(500),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 use spate_log::LogDir;
+use spate_metadata::topic_defaults::TopicDefaults;
 use spate_metadata::MetadataImage;
 
 use spate_metadata::ids::NodeId;
@@ -27,12 +28,15 @@ pub struct ReplicaManager {
     failed_opens: RwLock<BTreeMap<TopicPartition, [u8; 16]>>,
     /// Raised whenever a log fails (at open or later).
     failures: Arc<LogFailures>,
+    /// Topic configs' broker-wide defaults.
+    topic_defaults: TopicDefaults,
 }
 
 impl ReplicaManager {
     /// A manager keeping partition logs under `log_dir`.
-    pub fn new(node_id: i32, log_dir: LogDir) -> Self {
+    pub fn new(node_id: i32, log_dir: LogDir, topic_defaults: TopicDefaults) -> Self {
         ReplicaManager {
+            topic_defaults,
             node_id,
             log_dir,
             partitions: RwLock::new(HashMap::new()),
@@ -140,7 +144,7 @@ impl ReplicaManager {
             changes.push((partition, RoleChange::Leaderless));
         }
         for (tp, (topic_id, assignment)) in wanted {
-            let configs = topic_config::effective(image, &tp.topic);
+            let configs = topic_config::effective(image, &tp.topic, &self.topic_defaults);
             let existing = self.partitions.read().get(&tp).cloned();
             let partition = match existing {
                 Some(p) => {

@@ -74,7 +74,11 @@ impl BrokerState {
             endpoints: Vec::new(),
             draining: tokio::sync::watch::Sender::new(false),
             metadata: Default::default(),
-            replicas: crate::replica_manager::ReplicaManager::new(1, config.logs()),
+            replicas: crate::replica_manager::ReplicaManager::new(
+                1,
+                config.logs(),
+                config.topics.configs.clone(),
+            ),
             controller: crate::metadata::controller_link::ControllerLink::new(
                 &config.controller,
                 faults.clone(),

@@ -4,23 +4,19 @@
 use std::collections::BTreeMap;
 
 use spate_metadata::config_defs;
+use spate_metadata::topic_defaults::TopicDefaults;
 use spate_metadata::MetadataImage;
 
 use spate_log::{LogConfig, TimestampType};
 
-/// Every known topic config of `topic` with its value (override or default).
-pub fn effective(image: &MetadataImage, topic: &str) -> BTreeMap<String, String> {
-    let overrides = image.topic_config(topic);
-    config_defs::TOPIC_CONFIGS
-        .iter()
-        .map(|def| {
-            let value = overrides
-                .get(def.name)
-                .cloned()
-                .unwrap_or_else(|| def.default.to_string());
-            (def.name.to_string(), value)
-        })
-        .collect()
+/// Every known topic config of `topic` with its value (override, else the broker's
+/// default).
+pub fn effective(
+    image: &MetadataImage,
+    topic: &str,
+    defaults: &TopicDefaults,
+) -> BTreeMap<String, String> {
+    defaults.effective(image.topic_config(topic))
 }
 
 /// Whether `name` is set on the topic itself (rather than defaulted).
@@ -117,9 +113,20 @@ mod tests {
     #[test]
     fn every_known_config_has_a_value() {
         let image = MetadataImage::default();
-        let c = effective(&image, "t");
+        let c = effective(&image, "t", &TopicDefaults::default());
         assert!(c.contains_key("retention.ms"));
         assert!(c.contains_key("flush.messages"));
         assert_eq!(c.len(), config_defs::TOPIC_CONFIGS.len());
+    }
+
+    #[test]
+    fn a_broker_default_policy_compacts_topics_without_their_own() {
+        let image = MetadataImage::default();
+        let mut defaults = TopicDefaults::default();
+        assert!(!log_config(&effective(&image, "t", &defaults)).keys_required);
+        defaults.set("log.cleanup.policy", "compact").unwrap();
+        let lc = log_config(&effective(&image, "t", &defaults));
+        assert!(lc.keys_required);
+        assert_eq!(lc.retention_ms, -1, "compact alone keeps every segment");
     }
 }

@@ -67,8 +67,10 @@ class BrokerStartError(RuntimeError):
 class SpateBroker:
     """One `spate dev` process with a fixed data dir and Kafka port across restarts."""
 
-    def __init__(self, binary: Path, data_dir: Path, log_path: Path, port: int | None = None):
+    def __init__(self, binary: Path, data_dir: Path, log_path: Path, port: int | None = None,
+                 extra_args: list[str] | None = None):
         self.binary = Path(binary)
+        self.extra_args = list(extra_args or [])
         self.data_dir = Path(data_dir)
         self.log_path = Path(log_path)
         self.port = port or free_port()
@@ -110,7 +112,7 @@ class SpateBroker:
                 "--controller-addr", "127.0.0.1:0",
                 "--admin-addr", "127.0.0.1:0",
                 # Compaction tests wait for the cleaner; Kafka's 15 s backoff is for production.
-                "--log-cleaner-backoff-ms", "200"]
+                "--log-cleaner-backoff-ms", "200", *self.extra_args]
 
     def start(self, timeout: float = START_TIMEOUT_S) -> "SpateBroker":
         attempts = BIND_ATTEMPTS if self._port_is_ours and self.starts == 0 else 1
@@ -265,9 +267,9 @@ class SpateBroker:
             self._log = None
 
 
-def _new_broker(tmp_path_factory, name: str) -> SpateBroker:
+def _new_broker(tmp_path_factory, name: str, extra_args: list[str] | None = None) -> SpateBroker:
     base = tmp_path_factory.mktemp(re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:60])
-    return SpateBroker(spate_binary(), base / "data", base / "spate.log")
+    return SpateBroker(spate_binary(), base / "data", base / "spate.log", extra_args=extra_args)
 
 
 @pytest.fixture(scope="module")

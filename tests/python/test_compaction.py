@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
 import time
 
 import pytest
 from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka.admin import ConfigResource, ResourceType
 from kafka import KafkaProducer
 from kafka.errors import InvalidRecordError
 
-from helpers import assert_all_delivered, consumer, create_topic, produce_and_wait, producer
+from conftest import _new_broker
+from helpers import admin, assert_all_delivered, consumer, create_topic, produce_and_wait, producer
 
 # Small segments so the cleaner has sealed segments to work on; every dirty byte counts;
 # tombstones may go on the pass after the one that first sees them.
@@ -126,3 +129,105 @@ def test_a_keyless_record_is_refused_by_both_clients(broker, topic):
         assert kp.send(topic, key=b"k", value=b"v", partition=0).get(timeout=30).offset == 0
     finally:
         kp.close()
+
+
+def test_a_consumer_reads_correct_records_while_segments_are_cleaned(broker, topic):
+    """librdkafka consumers read the partition from offset 0 over and over while a
+    producer keeps rewriting keys and the cleaner swaps segments under them: every record
+    a reader gets is the one written at its offset, offsets only grow within a read, and
+    some reads see the log already compacted (the reads overlapped the cleaning)."""
+    create_topic(broker.bootstrap, topic, config=COMPACTED)
+    p = producer(broker.bootstrap)
+    written: dict[int, tuple[bytes, bytes]] = {}
+    stop = threading.Event()
+    errors: list[str] = []
+
+    def produce():
+        rnd = 0
+        try:
+            while not stop.is_set() and rnd < 400:
+                batch = [{"key": f"k{k}".encode(), "value": f"{k}:{rnd}".encode() * 20,
+                          "partition": 0} for k in range(10)]
+                for m in produce_and_wait(p, topic, batch):
+                    if isinstance(m, KafkaError):
+                        errors.append(str(m))
+                        return
+                    written[m.offset] = (m.key, m.value)
+                rnd += 1
+        except Exception as e:  # reported by the main thread
+            errors.append(repr(e))
+
+    writer = threading.Thread(target=produce, daemon=True)
+    writer.start()
+    reads: list[dict[int, tuple[bytes | None, bytes | None]]] = []
+    deadline = time.monotonic() + 60
+    try:
+        # Until the reads have overlapped the cleaner for a while (or the time runs out).
+        while time.monotonic() < deadline and not errors:
+            reads.append(read_all(broker.bootstrap, topic))
+            gapped = [r for r in reads if r and len(r) < max(r) + 1]
+            if len(gapped) >= 5 and len(reads) >= 8:
+                break
+    finally:
+        stop.set()
+        writer.join(timeout=60)
+    assert not errors, errors
+    gapped = [r for r in reads if r and len(r) < max(r) + 1]
+    assert len(gapped) >= 5, f"the cleaner removed nothing under {len(reads)} reads"
+    for r in reads:
+        for offset, record in r.items():
+            assert written.get(offset) == record, f"offset {offset}: read {record}, wrote {written.get(offset)}"
+
+
+def test_a_broker_default_cleanup_policy_compacts_new_topics(tmp_path_factory, topic):
+    """`log.cleanup.policy=compact` as the broker's default (Kafka's server.properties
+    name, `spate dev --topic-default`): a topic created without its own policy is
+    compacted, DescribeConfigs says the value comes from the broker's static config, and a
+    topic that sets `delete` itself is not."""
+    b = _new_broker(tmp_path_factory, "default-policy", extra_args=[
+        "--topic-default", "log.cleanup.policy=compact",
+        "--topic-default", "log.cleaner.min.cleanable.ratio=0.01",
+        "--topic-default", "log.segment.bytes=2048",
+        "--topic-default", "log.cleaner.delete.retention.ms=0"])
+    b.start()
+    try:
+        create_topic(b.bootstrap, topic)
+        plain = f"{topic}-delete"
+        create_topic(b.bootstrap, plain, config={"cleanup.policy": "delete"})
+        a = admin(b.bootstrap)
+        res = ConfigResource(ResourceType.TOPIC, topic)
+        entry = a.describe_configs([res])[res].result(timeout=30)["cleanup.policy"]
+        # Kafka's ConfigSource 4: STATIC_BROKER_CONFIG, named by its broker-level key.
+        assert (entry.value, int(entry.source)) == ("compact", 4), entry
+        assert "log.cleanup.policy" in entry.synonyms, entry.synonyms
+        plain_res = ConfigResource(ResourceType.TOPIC, plain)
+        plain_entry = a.describe_configs([plain_res])[plain_res].result(timeout=30)
+        assert plain_entry["cleanup.policy"].value == "delete"
+        md = a.list_topics(timeout=10)
+        broker_res = ConfigResource(ResourceType.BROKER, str(next(iter(md.brokers))))
+        broker_cfg = a.describe_configs([broker_res])[broker_res].result(timeout=30)
+        got = broker_cfg["log.cleanup.policy"]
+        assert (got.value, int(got.source)) == ("compact", 4), got
+        got = broker_cfg["log.cleaner.min.compaction.lag.ms"]
+        assert (got.value, int(got.source)) == ("0", 5), got
+        kp = KafkaProducer(bootstrap_servers=b.bootstrap, acks="all", retries=0)
+        try:
+            with pytest.raises(InvalidRecordError):
+                kp.send(topic, value=b"no key", partition=0).get(timeout=30)
+            assert kp.send(plain, value=b"no key", partition=0).get(timeout=30).offset == 0
+            written = {}
+            for rnd in range(15):
+                for k in range(5):
+                    v = f"{k}:{rnd}".encode() * 10
+                    md = kp.send(topic, key=f"k{k}".encode(), value=v, partition=0).get(timeout=30)
+                    written[md.offset] = (f"k{k}".encode(), v)
+            expected = {f"k{k}".encode(): f"{k}:14".encode() * 10 for k in range(5)}
+
+            def filler():
+                kp.send(topic, key=b"filler", value=b"f" * 200, partition=0).get(timeout=30)
+
+            wait_compacted(b.bootstrap, topic, expected, written, filler)
+        finally:
+            kp.close()
+    finally:
+        b.stop()

@@ -14,6 +14,7 @@ use kafka_protocol::messages::{
     DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
 };
 use spate_metadata::config_defs;
+use spate_metadata::topic_defaults::TopicDefaults;
 use spate_metadata::ErrorCode;
 use spate_proto::controller as pb;
 use spate_proto::metadata::ReplicaList;
@@ -123,7 +124,7 @@ pub async fn create_topics(ctx: &RequestContext, req: CreateTopicsRequest) -> Cr
                 .into_iter()
                 .map(|t| {
                     let overrides = requested_configs.get(&t.name).cloned().unwrap_or_default();
-                    topic_result(t, &overrides, ctx.api_version)
+                    topic_result(t, &overrides, &state.config.topics.configs, ctx.api_version)
                 })
                 .collect()
         }
@@ -144,6 +145,7 @@ pub async fn create_topics(ctx: &RequestContext, req: CreateTopicsRequest) -> Cr
 fn topic_result(
     t: pb::CreatableTopicResult,
     overrides: &HashMap<String, String>,
+    defaults: &TopicDefaults,
     version: i16,
 ) -> CreatableTopicResult {
     let ok = t.error_code == 0;
@@ -152,8 +154,12 @@ fn topic_result(
         config_defs::TOPIC_CONFIGS
             .iter()
             .map(|def| {
+                // Kafka's ConfigSource: 1 the topic's, 4 the broker's static, 5 built in.
                 let (value, source) = match overrides.get(def.name) {
                     Some(v) => (v.clone(), 1),
+                    None if defaults.is_set(def.name) => {
+                        (defaults.get(def.name).unwrap_or(def.default).to_string(), 4)
+                    }
                     None => (def.default.to_string(), 5),
                 };
                 CreatableTopicConfigs::default()

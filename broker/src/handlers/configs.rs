@@ -13,7 +13,8 @@ use kafka_protocol::messages::{
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
 use kafka_protocol::protocol::StrBytes;
-use spate_metadata::config_defs::{self, ConfigKind};
+use spate_metadata::config_defs::{self, ConfigDef, ConfigKind};
+use spate_metadata::topic_defaults::{self, TopicDefaults};
 use spate_metadata::ErrorCode;
 use spate_proto::controller as pb;
 use spate_proto::metadata::ConfigResourceType;
@@ -50,16 +51,17 @@ struct Entry {
     read_only: bool,
     kind: i8,
     doc: String,
-    synonyms: Vec<(String, i8)>,
+    /// (name, value, source), most specific first.
+    synonyms: Vec<(String, String, i8)>,
 }
 
 fn entry_result(e: Entry, with_synonyms: bool, with_docs: bool) -> DescribeConfigsResourceResult {
     let synonyms = if with_synonyms {
         e.synonyms
             .iter()
-            .map(|(v, s)| {
+            .map(|(n, v, s)| {
                 DescribeConfigsSynonym::default()
-                    .with_name(str_bytes(e.name.clone()))
+                    .with_name(str_bytes(n.clone()))
                     .with_value(Some(str_bytes(v.clone())))
                     .with_source(*s)
             })
@@ -81,26 +83,29 @@ fn entry_result(e: Entry, with_synonyms: bool, with_docs: bool) -> DescribeConfi
 fn topic_entries(state: &BrokerState, topic: &str) -> Option<Vec<Entry>> {
     let image = state.metadata.image();
     image.topic_by_name(topic)?;
-    let effective = topic_config::effective(&image, topic);
+    let defaults = &state.config.topics.configs;
+    let effective = topic_config::effective(&image, topic, defaults);
     Some(
         config_defs::TOPIC_CONFIGS
             .iter()
             .map(|def| {
                 let value = effective.get(def.name).cloned().unwrap_or_default();
                 let dynamic = topic_config::is_override(&image, topic, def.name);
+                // As Kafka: the topic's own value, then the broker's static default,
+                // then the built-in one, each under its own name.
                 let mut synonyms = Vec::new();
                 if dynamic {
-                    synonyms.push((value.clone(), SOURCE_DYNAMIC_TOPIC));
+                    synonyms.push((def.name.to_string(), value.clone(), SOURCE_DYNAMIC_TOPIC));
                 }
-                synonyms.push((def.default.to_string(), SOURCE_DEFAULT));
+                synonyms.extend(default_synonyms(defaults, def));
+                let source = match synonyms.first() {
+                    Some((_, _, source)) => *source,
+                    None => SOURCE_DEFAULT,
+                };
                 Entry {
                     name: def.name.to_string(),
                     value,
-                    source: if dynamic {
-                        SOURCE_DYNAMIC_TOPIC
-                    } else {
-                        SOURCE_DEFAULT
-                    },
+                    source,
                     read_only: false,
                     kind: config_type(def.kind),
                     doc: def.doc.to_string(),
@@ -177,40 +182,49 @@ fn broker_entries(state: &BrokerState) -> Vec<Entry> {
             read_only: true,
             kind: config_type(kind),
             doc: doc.to_string(),
-            synonyms: vec![(value, SOURCE_STATIC_BROKER)],
+            synonyms: vec![(name.to_string(), value, SOURCE_STATIC_BROKER)],
         })
         .collect();
-    // Broker-wide defaults of topic configs, under Kafka's `log.`-style names where
-    // Kafka has them and the topic name otherwise.
+    // Broker-wide defaults of topic configs, under Kafka's broker-level names.
+    let defaults = &state.config.topics.configs;
     for def in config_defs::TOPIC_CONFIGS {
+        let Some(name) = topic_defaults::broker_name(def.name) else {
+            continue;
+        };
+        let synonyms = default_synonyms(defaults, def);
+        let (value, source) = match synonyms.first() {
+            Some((_, value, source)) => (value.clone(), *source),
+            None => (def.default.to_string(), SOURCE_DEFAULT),
+        };
         entries.push(Entry {
-            name: broker_name(def.name).to_string(),
-            value: def.default.to_string(),
-            source: SOURCE_DEFAULT,
+            name: name.to_string(),
+            value,
+            source,
             read_only: true,
             kind: config_type(def.kind),
             doc: def.doc.to_string(),
-            synonyms: vec![(def.default.to_string(), SOURCE_DEFAULT)],
+            synonyms,
         });
     }
     entries
 }
 
-/// Kafka's broker-level name of a topic config's default.
-fn broker_name(topic_key: &str) -> String {
-    match topic_key {
-        "segment.ms" => "log.roll.ms".into(),
-        "flush.messages" => "log.flush.interval.messages".into(),
-        "flush.ms" => "log.flush.interval.ms".into(),
-        "max.message.bytes" => "message.max.bytes".into(),
-        "segment.index.bytes" => "log.index.size.max.bytes".into(),
-        "delete.retention.ms" => "log.cleaner.delete.retention.ms".into(),
-        "file.delete.delay.ms" => "log.segment.delete.delay.ms".into(),
-        "min.insync.replicas" | "unclean.leader.election.enable" | "compression.type" => {
-            topic_key.into()
-        }
-        other => format!("log.{other}"),
+/// A topic config's defaults as Kafka lists them: the server config's broker-level key if
+/// set, then the built-in default.
+fn default_synonyms(defaults: &TopicDefaults, def: &ConfigDef) -> Vec<(String, String, i8)> {
+    let name = topic_defaults::broker_name(def.name)
+        .unwrap_or(def.name)
+        .to_string();
+    let mut out = Vec::new();
+    if let Some(value) = defaults
+        .is_set(def.name)
+        .then(|| defaults.get(def.name))
+        .flatten()
+    {
+        out.push((name.clone(), value.to_string(), SOURCE_STATIC_BROKER));
     }
+    out.push((name, def.default.to_string(), SOURCE_DEFAULT));
+    out
 }
 
 /// DescribeConfigs.

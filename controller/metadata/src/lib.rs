@@ -6,6 +6,7 @@
 //! - the metadata image ([`MetadataImage`]) and its pure `apply` over [`records`]; snapshots
 //!   are the image as records (`to_records`), as Kafka does.
 //! - [`config_defs`]: topic config keys, defaults and validators.
+//! - [`topic_defaults`]: broker-wide defaults of topic configs (`log.cleanup.policy`, ...).
 //! - [`topic_name`]: Kafka's topic name rules.
 //! - [`error_code`]: the one table of Kafka error codes, and [`ApiError`].
 #![forbid(unsafe_code)]
@@ -13,6 +14,7 @@
 pub mod config_defs;
 pub mod error_code;
 pub mod ids;
+pub mod topic_defaults;
 pub mod topic_name;
 
 mod apply;
