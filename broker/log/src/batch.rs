@@ -243,6 +243,12 @@ impl<'a> RecordBatchView<'a> {
         let mut out = Vec::with_capacity(HEADER_LEN + records.len());
         out.extend_from_slice(&self.bytes[..HEADER_LEN]);
         out.extend_from_slice(records);
+        if count == 0 {
+            // An empty batch carries no codec, as Kafka writes them: clients decompress a
+            // compressed batch's payload, and no codec's stream is zero bytes long.
+            let attributes = self.header.attributes & !COMPRESSION_MASK;
+            out[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+        }
         let length = (out.len() - LOG_OVERHEAD) as i32;
         out[LENGTH_AT..LENGTH_AT + 4].copy_from_slice(&length.to_be_bytes());
         out[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&max_timestamp.to_be_bytes());

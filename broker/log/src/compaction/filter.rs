@@ -36,6 +36,11 @@ pub(crate) fn filter_batch<'a>(
     keep: &mut dyn FnMut(&RecordRef<'_>, i64) -> bool,
 ) -> Result<(Filtered<'a>, Removed), LogError> {
     let h = *batch.header();
+    if h.records_count == 0 && h.compression() != 0 {
+        // Written by an earlier build with its codec left on: drop the codec.
+        let out = batch.with_records(&[], 0, h.max_timestamp);
+        return Ok((Filtered::Rewritten(out), Removed(0)));
+    }
     if h.is_control() || h.records_count == 0 {
         return Ok((Filtered::Kept(batch.as_bytes()), Removed(0)));
     }
@@ -149,6 +154,39 @@ mod tests {
             assert_eq!(h.base_timestamp, 1_000);
             assert_eq!(h.max_timestamp, 1_003, "the largest kept timestamp");
             assert_eq!(h.compression(), codec as u8);
+        }
+    }
+
+    #[test]
+    fn a_compressed_batch_kept_empty_has_no_codec() {
+        // librdkafka failed such a batch with _BAD_COMPRESSION ("of 0 bytes").
+        let records = [record(0, "a", Some("1")), record(1, "b", Some("2"))];
+        for codec in [1u16, 2, 3, 4] {
+            let batch = encode_batch(10, 0, &records, 0);
+            let view = RecordBatchView::new(&batch).unwrap();
+            let packed = compress(codec, view.records()).unwrap();
+            let mut b = view.with_records(&packed, 2, 1);
+            b[22] |= codec as u8; // attributes low byte: the codec
+            let crc = crc32c::crc32c(&b[21..]);
+            b[17..21].copy_from_slice(&crc.to_be_bytes());
+            let view = RecordBatchView::new(&b).unwrap();
+            assert_eq!(view.header().compression(), codec as u8);
+            let (out, _) = filter_batch(&view, true, &mut |_, _| false).unwrap();
+            let Filtered::Rewritten(out) = out else {
+                panic!("expected an empty batch")
+            };
+            let empty = RecordBatchView::new(&out).unwrap();
+            assert_eq!(empty.header().compression(), 0, "codec {codec}");
+            assert_eq!(empty.header().records_count, 0);
+            assert!(empty.validate_crc().is_ok(), "codec {codec}");
+            // An empty batch an earlier build left compressed is fixed on the next pass.
+            let mut stale = out.clone();
+            stale[22] |= codec as u8;
+            let crc = crc32c::crc32c(&stale[21..]);
+            stale[17..21].copy_from_slice(&crc.to_be_bytes());
+            let view = RecordBatchView::new(&stale).unwrap();
+            let (fixed, removed) = filter_batch(&view, true, &mut |_, _| true).unwrap();
+            assert_eq!((fixed, removed), (Filtered::Rewritten(out), Removed(0)));
         }
     }
 
