@@ -49,6 +49,7 @@ pub mod server;
 pub mod state;
 pub mod topic_config;
 pub mod topic_partition;
+pub mod txn;
 
 pub use broker::Broker;
 pub use config::BrokerConfig;
