@@ -15,6 +15,7 @@
 //!
 //! The group coordinator ([`crate::group::coordinator`]) is its first user; the
 //! transaction coordinator will be the second.
+pub mod records;
 mod runtime;
 #[cfg(test)]
 mod runtime_tests;

@@ -2,14 +2,12 @@
 //! protobuf keys and values inside ordinary RecordBatch v2 batches. A record without a
 //! value (tombstone) deletes its key. Replaying the partition in order rebuilds every
 //! group a coordinator owns.
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
 use prost::Message;
 use spate_proto::groups as pb;
 
 use super::{GroupSnapshot, MemberSnapshot};
+use crate::coordinator::records::{decode_keyed, encode_keyed};
 
 /// A committed offset.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,53 +105,23 @@ fn value_bytes(record: &OffsetsRecord) -> Option<Bytes> {
 
 /// Encodes `records` as one uncompressed RecordBatch v2 (offsets assigned on append).
 pub fn encode(records: &[OffsetsRecord], now_ms: i64) -> Result<Bytes, String> {
-    let batch: Vec<Record> = records
+    let keyed: Vec<(Bytes, Option<Bytes>)> = records
         .iter()
-        .enumerate()
-        .map(|(i, r)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: -1,
-            timestamp: now_ms,
-            key: Some(key_bytes(r)),
-            value: value_bytes(r),
-            headers: Default::default(),
-        })
+        .map(|r| (key_bytes(r), value_bytes(r)))
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        batch.iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .map_err(|e| format!("cannot encode offsets records: {e}"))?;
-    Ok(buf.freeze())
+    encode_keyed(&keyed, now_ms)
 }
 
 /// Decodes every record of the batches in `bytes`; records that do not decode (a
 /// future format, corruption the CRC missed) are skipped and counted.
-pub fn decode(mut bytes: Bytes) -> (Vec<OffsetsRecord>, usize) {
+pub fn decode(bytes: Bytes) -> (Vec<OffsetsRecord>, usize) {
+    let (keyed, bad_batch) = decode_keyed(bytes);
     let mut out = Vec::new();
-    let mut skipped = 0;
-    while !bytes.is_empty() {
-        let Ok(set) = RecordBatchDecoder::decode(&mut bytes) else {
-            skipped += 1;
-            break;
-        };
-        for r in set.records {
-            match decode_record(r.key.as_deref(), r.value.as_deref()) {
-                Some(rec) => out.push(rec),
-                None => skipped += 1,
-            }
+    let mut skipped = usize::from(bad_batch);
+    for (key, value) in keyed {
+        match decode_record(key.as_deref(), value.as_deref()) {
+            Some(rec) => out.push(rec),
+            None => skipped += 1,
         }
     }
     (out, skipped)
