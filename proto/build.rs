@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "raft.proto",
             "replication.proto",
             "groups.proto",
+            "transactions.proto",
         ],
         ["proto"],
     )?;

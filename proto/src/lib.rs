@@ -28,6 +28,11 @@ pub mod groups {
     tonic::include_proto!("spate.groups");
 }
 
+/// Records of the `__transaction_state` topic.
+pub mod transactions {
+    tonic::include_proto!("spate.transactions");
+}
+
 /// Broker replication.
 pub mod replication {
     tonic::include_proto!("spate.replication");

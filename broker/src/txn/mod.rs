@@ -3,6 +3,7 @@
 //! the coordinator shard on `__transaction_state`, markers, the LSO and read_committed
 //! fetch build on it.
 pub mod metadata;
+pub mod records;
 pub mod state;
 #[cfg(test)]
 mod tests;
