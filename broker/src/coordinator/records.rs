@@ -6,6 +6,9 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
+/// A decoded record: its key and value, either possibly absent.
+pub type KeyedRecord = (Option<Bytes>, Option<Bytes>);
+
 /// Encodes (key, value) records as one uncompressed batch (offsets assigned on append).
 pub fn encode_keyed(records: &[(Bytes, Option<Bytes>)], now_ms: i64) -> Result<Bytes, String> {
     let batch: Vec<Record> = records
@@ -42,7 +45,7 @@ pub fn encode_keyed(records: &[(Bytes, Option<Bytes>)], now_ms: i64) -> Result<B
 
 /// Every (key, value) of the batches in `bytes`, in log order, and whether a batch did
 /// not decode (the rest of `bytes` is then skipped).
-pub fn decode_keyed(mut bytes: Bytes) -> (Vec<(Option<Bytes>, Option<Bytes>)>, bool) {
+pub fn decode_keyed(mut bytes: Bytes) -> (Vec<KeyedRecord>, bool) {
     let mut out = Vec::new();
     while !bytes.is_empty() {
         let Ok(set) = RecordBatchDecoder::decode(&mut bytes) else {
